@@ -1,0 +1,82 @@
+import { Chalk } from 'chalk';
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type LogFields = Readonly<Record<string, unknown>>;
+
+/** The only way core modules report anything: they receive a Logger, they never print. */
+export interface Logger {
+  debug(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  error(message: string, fields?: LogFields): void;
+  /** A logger that adds these fields to every line. */
+  child(fields: LogFields): Logger;
+}
+
+export interface LoggerOptions {
+  readonly level: LogLevel;
+  readonly format: 'text' | 'json';
+  readonly write?: (line: string) => void;
+  /** Colour the level names; the CLI decides (TTY, NO_COLOR). Default off. */
+  readonly color?: boolean;
+}
+
+const levelRank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+// Field names whose values are secrets. They never reach a log line, whatever the caller passes.
+const secretField = /token|key|sig|secret|password|authorization|connectionstring/i;
+
+/** Replace secret-looking fields with a marker, so a careless caller cannot leak a credential. */
+export function redactFields(fields: LogFields): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(fields)) {
+    out[name] = secretField.test(name) && value !== undefined ? '[redacted]' : value;
+  }
+  return out;
+}
+
+function formatValue(value: unknown): string {
+  if (typeof value === 'string') return /[\s"=]/.test(value) ? JSON.stringify(value) : value;
+  return JSON.stringify(value) ?? 'undefined';
+}
+
+/** A logger writing one line per event to stderr (or `write`), as text or JSON lines. */
+export function createLogger(options: LoggerOptions, bound: LogFields = {}): Logger {
+  const write = options.write ?? ((line: string) => process.stderr.write(line + '\n'));
+  const painter = new Chalk({ level: options.color === true ? 1 : 0 });
+  const paint: Record<LogLevel, (s: string) => string> = {
+    debug: painter.gray,
+    info: painter.cyan,
+    warn: painter.yellow,
+    error: painter.red,
+  };
+  const emit = (level: LogLevel, message: string, fields: LogFields | undefined): void => {
+    if (levelRank[level] < levelRank[options.level]) return;
+    const all = redactFields({ ...bound, ...fields });
+    if (options.format === 'json') {
+      write(JSON.stringify({ time: new Date().toISOString(), level, msg: message, ...all }));
+      return;
+    }
+    const extras = Object.entries(all)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => painter.gray(`${k}=`) + formatValue(v))
+      .join(' ');
+    write(`${paint[level](level.toUpperCase().padEnd(5))} ${message}${extras ? ' ' + extras : ''}`);
+  };
+  return {
+    debug: (m, f) => emit('debug', m, f),
+    info: (m, f) => emit('info', m, f),
+    warn: (m, f) => emit('warn', m, f),
+    error: (m, f) => emit('error', m, f),
+    child: (fields) => createLogger(options, { ...bound, ...fields }),
+  };
+}
+
+/** A logger that drops everything (tests, library use). */
+export const silentLogger: Logger = {
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+  child: () => silentLogger,
+};
