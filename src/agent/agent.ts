@@ -1,0 +1,218 @@
+import { EventEmitter } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import type { WebSocket } from 'ws';
+import type { DeviceConnectionString } from '../auth/connection-string.js';
+import { formatHostPort } from '../auth/connection-string.js';
+import { expiryIn, signSas } from '../auth/sas.js';
+import { describeError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import { bridge, type BridgeResult } from '../net/bridge.js';
+import { openWebSocket, UpgradeRefusedError, type HubTrust } from '../net/hub-client.js';
+import { closeCodes, controlProtocol, streamProtocol } from '../protocol/constants.js';
+import { parseHubMessage, type StreamRequestMessage } from '../protocol/control-messages.js';
+import type { AllowList, LocalTarget } from './allow-list.js';
+
+export interface AgentOptions {
+  readonly credential: DeviceConnectionString;
+  /** Extra CA for the hub (PEM); the connection string's fingerprint pin wins if present. */
+  readonly ca?: string | undefined;
+  readonly allow: AllowList;
+  /** Reconnect backoff bounds (ms). */
+  readonly reconnectMinMs?: number;
+  readonly reconnectMaxMs?: number;
+  /** How long to wait for a local target to accept a connection. */
+  readonly dialTimeoutMs?: number;
+}
+
+export interface AgentStreamEnd extends BridgeResult {
+  readonly streamName: string;
+  readonly target: LocalTarget;
+  readonly durationMs: number;
+}
+
+/** Events: 'connected', 'disconnected' (reason: string), 'stream-end' (AgentStreamEnd). */
+export interface Agent extends EventEmitter {
+  readonly connected: boolean;
+  /** Streams being set up or relayed right now. */
+  readonly activeStreams: number;
+  /** Disconnect and stop reconnecting; closes active streams. */
+  close(): Promise<void>;
+}
+
+const tokenTtlSeconds = 3600;
+
+/**
+ * The device agent: holds the control connection (reconnecting as needed), answers stream
+ * requests from its allow-list, and pipes each accepted stream to its local target.
+ */
+export function startAgent(options: AgentOptions, logger: Logger): Agent {
+  const cs = options.credential;
+  const trust: HubTrust = { tls: cs.hub.tls, fingerprint: cs.hub.fingerprint, ca: options.ca };
+  const scheme = cs.hub.tls ? 'wss' : 'ws';
+  const controlUrl = `${scheme}://${formatHostPort(cs.hub.host, cs.hub.port)}/devices/${encodeURIComponent(cs.deviceId)}/control`;
+  const minMs = options.reconnectMinMs ?? 500;
+  const maxMs = options.reconnectMaxMs ?? 30_000;
+  const emitter = new EventEmitter();
+  const streams = new Set<{ socket?: Socket; ws?: WebSocket }>();
+  let control: WebSocket | undefined;
+  let closed = false;
+  let attempt = 0;
+  let retryTimer: NodeJS.Timeout | undefined;
+
+  const schedule = (delayMs: number): void => {
+    if (closed) return;
+    retryTimer = setTimeout(() => void connectOnce(), delayMs);
+  };
+
+  const backoff = (): number => {
+    // Exponential with full jitter, so a fleet does not reconnect in lockstep.
+    const cap = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 16));
+    attempt++;
+    return Math.round(Math.random() * cap);
+  };
+
+  async function connectOnce(): Promise<void> {
+    retryTimer = undefined;
+    const token = signSas({
+      resource: `${formatHostPort(cs.hub.host, cs.hub.port)}/devices/${encodeURIComponent(cs.deviceId)}`,
+      key: cs.sharedAccessKey,
+      expiry: expiryIn(tokenTtlSeconds),
+    });
+    let ws: WebSocket;
+    try {
+      ws = await openWebSocket(controlUrl, trust, { headers: { authorization: token }, protocols: [controlProtocol] });
+    } catch (error) {
+      if (closed) return;
+      if (error instanceof UpgradeRefusedError && error.status >= 400 && error.status < 500) {
+        // Disabled, removed or a wrong key: hammering will not help. Retry at the cap.
+        logger.error('the hub refused this device', { device: cs.deviceId, status: error.status, reason: error.body });
+        attempt = 16;
+        schedule(maxMs);
+      } else {
+        const delay = backoff();
+        logger.warn('cannot connect to the hub; retrying', { reason: describeError(error), retryInMs: delay });
+        schedule(delay);
+      }
+      return;
+    }
+    if (closed) {
+      ws.close(closeCodes.normal);
+      return;
+    }
+    control = ws;
+    attempt = 0;
+    logger.info('connected to the hub', { device: cs.deviceId, hub: formatHostPort(cs.hub.host, cs.hub.port) });
+    emitter.emit('connected');
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      const message = isBinary ? undefined : parseHubMessage(data.toString());
+      if (!message) {
+        logger.warn('ignoring an invalid control message from the hub');
+        return;
+      }
+      handleRequest(ws, message);
+    });
+    ws.on('close', (code: number, reason: Buffer) => {
+      control = undefined;
+      const why = reason.toString() || `code ${code}`;
+      emitter.emit('disconnected', why);
+      if (closed) return;
+      const delay = backoff();
+      logger.warn('lost the hub connection; reconnecting', { reason: why, retryInMs: delay });
+      schedule(delay);
+    });
+  }
+
+  const answer = (ws: WebSocket, requestId: string, accepted: boolean, reason?: string): void => {
+    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'stream-response', requestId, accepted, ...(reason ? { reason } : {}) }));
+  };
+
+  function handleRequest(ws: WebSocket, request: StreamRequestMessage): void {
+    const target = options.allow.get(request.streamName);
+    const log = logger.child({ stream: request.streamName });
+    if (!target) {
+      log.warn('rejected a stream request: not in the allow-list');
+      answer(ws, request.requestId, false, `stream '${request.streamName}' is not allowed on this device`);
+      return;
+    }
+    const entry: { socket?: Socket; ws?: WebSocket } = {};
+    streams.add(entry);
+    const started = Date.now();
+    // Dial the target first, so a refused target becomes a rejection with its reason.
+    const socket = connect({ host: target.host, port: target.port, allowHalfOpen: true });
+    entry.socket = socket;
+    socket.setNoDelay(true);
+    const dialTimer = setTimeout(() => socket.destroy(new Error('timed out')), options.dialTimeoutMs ?? 10_000);
+    let accepted = false;
+    socket.on('error', (error) => {
+      clearTimeout(dialTimer);
+      if (accepted) return; // the bridge (or the stream-socket failure path) handles it
+      streams.delete(entry);
+      const reason = `cannot connect to ${formatHostPort(target.host, target.port)}: ${describeError(error)}`;
+      log.warn('rejected a stream request', { reason });
+      answer(ws, request.requestId, false, reason);
+    });
+    socket.once('connect', () => {
+      clearTimeout(dialTimer);
+      accepted = true;
+      answer(ws, request.requestId, true);
+      openWebSocket(request.url, trust, {
+        headers: { authorization: `Bearer ${request.authorizationToken}` },
+        protocols: [streamProtocol],
+      }).then(
+        (streamWs) => {
+          entry.ws = streamWs;
+          if (socket.destroyed || closed) {
+            streams.delete(entry);
+            streamWs.close(closeCodes.localError, 'local connection closed');
+            return;
+          }
+          log.debug('stream open', { target: formatHostPort(target.host, target.port) });
+          bridge(socket, streamWs, {
+            onEnd: (result) => {
+              streams.delete(entry);
+              const end: AgentStreamEnd = { ...result, streamName: request.streamName, target, durationMs: Date.now() - started };
+              log.info('stream ended', {
+                end: result.end,
+                bytesIn: result.bytesReceived,
+                bytesOut: result.bytesSent,
+                ms: end.durationMs,
+              });
+              emitter.emit('stream-end', end);
+            },
+          });
+        },
+        (error: unknown) => {
+          streams.delete(entry);
+          log.warn('cannot open the stream socket', { reason: describeError(error) });
+          socket.destroy();
+        },
+      );
+    });
+  }
+
+  void connectOnce();
+
+  return Object.assign(emitter, {
+    get connected() {
+      return control !== undefined;
+    },
+    get activeStreams() {
+      return streams.size;
+    },
+    close: async (): Promise<void> => {
+      closed = true;
+      if (retryTimer) clearTimeout(retryTimer);
+      const waits: Promise<unknown>[] = [];
+      const c = control;
+      if (c) {
+        waits.push(new Promise((r) => c.once('close', r)));
+        c.close(closeCodes.normal, 'agent shutting down');
+      }
+      for (const s of streams) {
+        s.ws?.terminate();
+        s.socket?.destroy();
+      }
+      await Promise.all(waits);
+    },
+  });
+}

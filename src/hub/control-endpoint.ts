@@ -1,0 +1,169 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { Logger } from '../log/logger.js';
+import { closeCodes, controlProtocol } from '../protocol/constants.js';
+import {
+  maxControlMessageBytes,
+  parseAgentMessage,
+  type StreamRequestMessage,
+  type StreamResponseMessage,
+} from '../protocol/control-messages.js';
+import type { Registry } from './registry.js';
+
+/** The device's answer to a stream request. */
+export type DeviceAnswer =
+  | { readonly kind: 'answered'; readonly response: StreamResponseMessage }
+  | { readonly kind: 'timeout' }
+  | { readonly kind: 'disconnected' };
+
+interface Pending {
+  readonly resolve: (answer: DeviceAnswer) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+interface Connection {
+  readonly ws: WebSocket;
+  readonly deviceId: string;
+  readonly pending: Map<string, Pending>;
+}
+
+/**
+ * The devices' control channel: one WebSocket per online device, on which the hub sends
+ * stream requests and the device answers them.
+ */
+export class ControlEndpoint {
+  readonly #wss = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    maxPayload: maxControlMessageBytes,
+    handleProtocols: (protocols) => (protocols.has(controlProtocol) ? controlProtocol : false),
+  });
+  readonly #online = new Map<string, Connection>();
+  readonly #waiters = new Map<string, Set<() => void>>();
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Number of devices online. */
+  get size(): number {
+    return this.#online.size;
+  }
+
+  isOnline(deviceId: string): boolean {
+    return this.#online.has(deviceId);
+  }
+
+  /** Accept an authenticated device's control socket. A newer connection replaces an older one. */
+  accept(req: IncomingMessage, socket: Duplex, head: Buffer, deviceId: string): void {
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('error', (error) => this.logger.debug('control socket error', { device: deviceId, error: error.message }));
+      const previous = this.#online.get(deviceId);
+      if (previous) {
+        this.logger.info('device reconnected; closing its older control connection', { device: deviceId });
+        this.#drop(previous, 'replaced');
+        previous.ws.close(closeCodes.replaced, 'replaced by a newer connection');
+      }
+      const conn: Connection = { ws, deviceId, pending: new Map() };
+      this.#online.set(deviceId, conn);
+      this.registry.touchDevice(deviceId, new Date());
+      this.logger.info('device connected', { device: deviceId, remote: req.socket.remoteAddress });
+      ws.on('message', (data: RawData, isBinary: boolean) => this.#onMessage(conn, data, isBinary));
+      ws.on('close', (code: number) => {
+        if (this.#online.get(deviceId) === conn) {
+          this.#online.delete(deviceId);
+          this.#drop(conn, 'disconnected');
+          this.registry.touchDevice(deviceId, new Date());
+          this.logger.info('device disconnected', { device: deviceId, code });
+        }
+      });
+      for (const wake of this.#waiters.get(deviceId) ?? []) wake();
+    });
+  }
+
+  #onMessage(conn: Connection, data: RawData, isBinary: boolean): void {
+    const message = isBinary ? undefined : parseAgentMessage(data.toString());
+    if (!message) {
+      this.logger.warn('device sent an invalid control message; closing its connection', { device: conn.deviceId });
+      conn.ws.close(closeCodes.policyViolation, 'invalid control message');
+      return;
+    }
+    const pending = conn.pending.get(message.requestId);
+    if (!pending) return; // answered too late: the request already timed out
+    conn.pending.delete(message.requestId);
+    clearTimeout(pending.timer);
+    pending.resolve({ kind: 'answered', response: message });
+  }
+
+  /** Fail every request still waiting on this connection. */
+  #drop(conn: Connection, why: 'replaced' | 'disconnected'): void {
+    for (const pending of conn.pending.values()) {
+      clearTimeout(pending.timer);
+      pending.resolve({ kind: 'disconnected' });
+    }
+    conn.pending.clear();
+    if (why === 'replaced') this.#online.delete(conn.deviceId);
+  }
+
+  /** Wait up to `ms` for a device to come online; true if it is online now. */
+  waitOnline(deviceId: string, ms: number, signal: AbortSignal): Promise<boolean> {
+    if (this.#online.has(deviceId)) return Promise.resolve(true);
+    if (ms <= 0 || signal.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const set = this.#waiters.get(deviceId) ?? new Set();
+      this.#waiters.set(deviceId, set);
+      const finish = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', finish);
+        set.delete(finish);
+        if (set.size === 0) this.#waiters.delete(deviceId);
+        resolve(this.#online.has(deviceId));
+      };
+      const timer = setTimeout(finish, ms);
+      signal.addEventListener('abort', finish);
+      set.add(finish);
+    });
+  }
+
+  /** Send a stream request and wait up to `timeoutMs` for the device's answer. */
+  request(deviceId: string, message: StreamRequestMessage, timeoutMs: number): Promise<DeviceAnswer> {
+    const conn = this.#online.get(deviceId);
+    if (!conn) return Promise.resolve({ kind: 'disconnected' });
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        conn.pending.delete(message.requestId);
+        resolve({ kind: 'timeout' });
+      }, timeoutMs);
+      conn.pending.set(message.requestId, { resolve, timer });
+      conn.ws.send(JSON.stringify(message));
+    });
+  }
+
+  /** Forget a request (the service gave up); a late answer is then ignored. */
+  cancel(deviceId: string, requestId: string): void {
+    const conn = this.#online.get(deviceId);
+    const pending = conn?.pending.get(requestId);
+    if (conn && pending) {
+      clearTimeout(pending.timer);
+      conn.pending.delete(requestId);
+    }
+  }
+
+  /** Close a device's control connection (disabled or removed). */
+  disconnect(deviceId: string, reason: string): void {
+    const conn = this.#online.get(deviceId);
+    if (!conn) return;
+    this.#online.delete(deviceId);
+    this.#drop(conn, 'disconnected');
+    conn.ws.close(closeCodes.shutdown, reason);
+  }
+
+  /** Close every control connection. */
+  close(): void {
+    for (const id of [...this.#online.keys()]) this.disconnect(id, 'hub shutting down');
+    for (const client of this.#wss.clients) client.terminate();
+    this.#wss.close();
+  }
+}

@@ -1,0 +1,117 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DstreamError, describeError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import { certificateFingerprint, createSelfSignedCertificate, isSelfSigned } from '../tls/self-signed.js';
+import { allRights, type PolicyRecord, type Registry } from './registry.js';
+import { SqliteRegistry } from './sqlite-registry.js';
+
+/** The TLS identity the hub serves. */
+export interface HubTlsIdentity {
+  readonly cert: string;
+  readonly key: string;
+  /** SHA-256 fingerprint (64 hex digits). */
+  readonly fingerprint: string;
+  /** Self-signed certificates are pinned by clients; the fingerprint goes into connection strings. */
+  readonly selfSigned: boolean;
+}
+
+export interface HubDataDirOptions {
+  readonly dataDir: string;
+  /** PEM files given by the operator; otherwise a self-signed pair is made in the data dir. */
+  readonly tlsCertFile?: string | undefined;
+  readonly tlsKeyFile?: string | undefined;
+  /** --insecure-no-tls: serve plain HTTP/WS. */
+  readonly insecureNoTls: boolean;
+  /** Names for the self-signed certificate's subjectAltName. */
+  readonly certificateNames: readonly string[];
+}
+
+export interface HubDataDir {
+  readonly registry: Registry;
+  readonly tls: HubTlsIdentity | null;
+  readonly servicePolicy: PolicyRecord;
+  /** True when this call created the data dir's registry (first start). */
+  readonly created: boolean;
+}
+
+/** The policy `hub init` creates; its connection string is the operator's key to everything. */
+export const defaultPolicyName = 'service';
+
+function ensurePrivateDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // mkdir's mode is masked by the umask and ignored for existing dirs: set it explicitly.
+    chmodSync(dir, 0o700);
+  } catch (error) {
+    throw new DstreamError('ERR_DATA_DIR', `cannot use data dir ${dir}: ${describeError(error)}`, {
+      hint: 'Pass --data-dir with a directory you can write to.',
+      cause: error,
+    });
+  }
+}
+
+function readPem(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new DstreamError('ERR_TLS_FILES', `cannot read the TLS ${what} ${file}: ${describeError(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+function loadTls(options: HubDataDirOptions, logger: Logger): HubTlsIdentity | null {
+  if (options.insecureNoTls) return null;
+  if (options.tlsCertFile || options.tlsKeyFile) {
+    if (!options.tlsCertFile || !options.tlsKeyFile)
+      throw new DstreamError('ERR_USAGE', '--tls-cert and --tls-key must be given together');
+    const cert = readPem(options.tlsCertFile, 'certificate');
+    const key = readPem(options.tlsKeyFile, 'key');
+    try {
+      return { cert, key, fingerprint: certificateFingerprint(cert), selfSigned: isSelfSigned(cert) };
+    } catch (error) {
+      throw new DstreamError('ERR_TLS_FILES', `${options.tlsCertFile} is not a PEM certificate`, { cause: error });
+    }
+  }
+  const tlsDir = join(options.dataDir, 'tls');
+  const certFile = join(tlsDir, 'cert.pem');
+  const keyFile = join(tlsDir, 'key.pem');
+  if (!existsSync(certFile) || !existsSync(keyFile)) {
+    ensurePrivateDir(tlsDir);
+    const made = createSelfSignedCertificate('dstream hub', options.certificateNames);
+    writeFileSync(keyFile, made.key, { mode: 0o600 });
+    writeFileSync(certFile, made.cert, { mode: 0o644 });
+    logger.info('created a self-signed TLS certificate', { file: certFile });
+  }
+  const cert = readPem(certFile, 'certificate');
+  return { cert, key: readPem(keyFile, 'key'), fingerprint: certificateFingerprint(cert), selfSigned: true };
+}
+
+/**
+ * Open (creating on first use) a hub data dir: the registry, the TLS identity and the
+ * default service policy. Idempotent: run again, it returns what is there.
+ */
+export function openHubDataDir(options: HubDataDirOptions, logger: Logger): HubDataDir {
+  ensurePrivateDir(options.dataDir);
+  const dbFile = join(options.dataDir, 'registry.db');
+  const created = !existsSync(dbFile);
+  let registry: Registry;
+  try {
+    registry = new SqliteRegistry(dbFile);
+    if ((statSync(dbFile).mode & 0o077) !== 0) chmodSync(dbFile, 0o600);
+  } catch (error) {
+    throw new DstreamError('ERR_DATA_DIR', `cannot open the registry ${dbFile}: ${describeError(error)}`, {
+      cause: error,
+    });
+  }
+  try {
+    const tls = loadTls(options, logger);
+    const servicePolicy =
+      registry.getPolicy(defaultPolicyName) ?? registry.addPolicy(defaultPolicyName, allRights);
+    return { registry, tls, servicePolicy, created };
+  } catch (error) {
+    registry.close();
+    throw error;
+  }
+}

@@ -1,0 +1,110 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { formatDeviceConnectionString, type HubAddress } from '../auth/connection-string.js';
+import type { Logger } from '../log/logger.js';
+import { deviceIdProblem } from '../protocol/identifiers.js';
+import { authenticateService } from './authenticate.js';
+import type { ControlEndpoint } from './control-endpoint.js';
+import { BodyError, readJsonBody, remoteOf, sendError, sendJson } from './http-util.js';
+import { AlreadyExistsError, type DeviceRecord, type Registry, type Right } from './registry.js';
+import type { StreamEndpoint } from './stream-endpoint.js';
+
+export interface RegistryApiContext {
+  readonly registry: Registry;
+  readonly control: ControlEndpoint;
+  readonly streams: StreamEndpoint;
+  /** How devices reach this hub; goes into the connection strings handed out. */
+  readonly hubAddress: HubAddress;
+  readonly logger: Logger;
+}
+
+/** The JSON shape of a device (a subset of IoT Hub's device identity). */
+export function deviceJson(ctx: RegistryApiContext, device: DeviceRecord, withSecrets: boolean): Record<string, unknown> {
+  return {
+    deviceId: device.deviceId,
+    status: device.status,
+    connectionState: ctx.control.isOnline(device.deviceId) ? 'Connected' : 'Disconnected',
+    createdTime: device.createdTime,
+    lastActivityTime: device.lastActivityTime,
+    ...(withSecrets
+      ? {
+          authentication: { type: 'sas', symmetricKey: { primaryKey: device.primaryKey } },
+          connectionString: formatDeviceConnectionString(ctx.hubAddress, device.deviceId, device.primaryKey),
+        }
+      : {}),
+  };
+}
+
+/**
+ * The registry REST API (service side), under /devices:
+ * GET /devices, PUT|GET|PATCH|DELETE /devices/{id}. See docs/protocol.md.
+ */
+export async function handleRegistryApi(
+  ctx: RegistryApiContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  deviceId: string | undefined,
+): Promise<void> {
+  const method = req.method ?? 'GET';
+  const right: Right = method === 'GET' ? 'RegistryRead' : 'RegistryWrite';
+  const auth = authenticateService(ctx.registry, req.headers.authorization, right, Date.now() / 1000);
+  if (!auth.ok) {
+    ctx.logger.warn('registry request refused', { method, remote: remoteOf(req), status: auth.status, reason: auth.message });
+    return sendError(res, auth.status, auth.errorCode, auth.message);
+  }
+  if (deviceId === undefined) {
+    if (method !== 'GET') return sendError(res, 405, 'MethodNotAllowed', `${method} is not supported on /devices`);
+    return sendJson(res, 200, ctx.registry.listDevices().map((d) => deviceJson(ctx, d, false)));
+  }
+  const problem = deviceIdProblem(deviceId);
+  if (problem) return sendError(res, 400, 'ArgumentInvalid', problem);
+
+  switch (method) {
+    case 'PUT': {
+      try {
+        const device = ctx.registry.addDevice(deviceId);
+        ctx.logger.info('device added', { device: deviceId, policy: auth.value.name });
+        return sendJson(res, 200, deviceJson(ctx, device, true));
+      } catch (error) {
+        if (error instanceof AlreadyExistsError)
+          return sendError(res, 409, 'DeviceAlreadyExists', `device '${deviceId}' already exists`);
+        throw error;
+      }
+    }
+    case 'GET': {
+      const device = ctx.registry.getDevice(deviceId);
+      if (!device) return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
+      return sendJson(res, 200, deviceJson(ctx, device, true));
+    }
+    case 'PATCH': {
+      let body: unknown;
+      try {
+        body = await readJsonBody(req);
+      } catch (error) {
+        if (error instanceof BodyError) return sendError(res, error.status, 'ArgumentInvalid', error.message);
+        throw error;
+      }
+      const status = (body as { status?: unknown } | undefined)?.status;
+      if (status !== 'enabled' && status !== 'disabled')
+        return sendError(res, 400, 'ArgumentInvalid', 'body must be {"status": "enabled"} or {"status": "disabled"}');
+      const device = ctx.registry.setDeviceStatus(deviceId, status);
+      if (!device) return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
+      if (status === 'disabled') {
+        ctx.control.disconnect(deviceId, 'device disabled');
+        ctx.streams.closeDevice(deviceId);
+      }
+      ctx.logger.info(`device ${status}`, { device: deviceId, policy: auth.value.name });
+      return sendJson(res, 200, deviceJson(ctx, device, false));
+    }
+    case 'DELETE': {
+      if (!ctx.registry.removeDevice(deviceId))
+        return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
+      ctx.control.disconnect(deviceId, 'device removed');
+      ctx.streams.closeDevice(deviceId);
+      ctx.logger.info('device removed', { device: deviceId, policy: auth.value.name });
+      res.writeHead(204).end();
+      return;
+    }
+    default:
+      return sendError(res, 405, 'MethodNotAllowed', `${method} is not supported on /devices/{id}`);
+  }
+}

@@ -1,0 +1,161 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { HubAddress } from '../auth/connection-string.js';
+import { DstreamError, describeError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import { deviceIdProblem, streamNameProblem } from '../protocol/identifiers.js';
+import { authenticateDevice } from './authenticate.js';
+import { ControlEndpoint } from './control-endpoint.js';
+import type { HubTlsIdentity } from './data-dir.js';
+import { pathSegments, refuseUpgrade, sendError, sendJson } from './http-util.js';
+import { derivePublicUrl, hostAndPort } from './public-url.js';
+import { handleRegistryApi } from './registry-api.js';
+import type { Registry } from './registry.js';
+import { handleStreamInitiation } from './stream-initiation.js';
+import { StreamEndpoint } from './stream-endpoint.js';
+
+export interface HubOptions {
+  /** Listen address and port (0 picks a free port). */
+  readonly host: string;
+  readonly port: number;
+  readonly registry: Registry;
+  /** null serves plain HTTP/WS (--insecure-no-tls). */
+  readonly tls: HubTlsIdentity | null;
+  /** Where clients reach the hub; derived from the bound address when absent. */
+  readonly publicUrl?: URL | undefined;
+  /** Stream pairing window and token lifetime (default 60 s). */
+  readonly pairTimeoutMs?: number | undefined;
+}
+
+export interface RunningHub {
+  /** The bound port. */
+  readonly port: number;
+  readonly publicUrl: URL;
+  /** Host, port and trust data for the connection strings this hub hands out. */
+  readonly address: HubAddress;
+  readonly control: ControlEndpoint;
+  readonly streams: StreamEndpoint;
+  /** Stop listening and close every connection and stream. */
+  close(): Promise<void>;
+}
+
+/** Start a hub: main endpoint (registry API, control channel, stream initiation) and streaming endpoint. */
+export async function startHub(options: HubOptions, logger: Logger): Promise<RunningHub> {
+  const { registry } = options;
+  const control = new ControlEndpoint(registry, logger);
+  const streams = new StreamEndpoint(logger, { pairTimeoutMs: options.pairTimeoutMs });
+  const server: Server = options.tls
+    ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2' })
+    : createHttpServer();
+  server.headersTimeout = 15_000;
+  server.requestTimeout = 30_000;
+
+  // Filled in once listening: the public URL may depend on the bound port.
+  let ctx!: {
+    publicUrl: URL;
+    address: HubAddress;
+  };
+
+  const onRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://hub');
+    const seg = pathSegments(url.pathname);
+    if (!seg) return sendError(res, 400, 'ArgumentInvalid', 'bad percent-encoding in the path');
+    const method = req.method ?? 'GET';
+    if (seg.length === 1 && seg[0] === 'healthz' && method === 'GET') return sendJson(res, 200, { status: 'ok' });
+    if (seg[0] === 'devices' && seg.length <= 2) {
+      const id = seg[1] === '' ? undefined : seg[1];
+      return handleRegistryApi({ registry, control, streams, hubAddress: ctx.address, logger }, req, res, id);
+    }
+    if (seg[0] === 'twins' && seg[2] === 'streams' && seg.length === 4) {
+      if (method !== 'POST') return sendError(res, 405, 'MethodNotAllowed', 'stream initiation is POST');
+      const [, deviceId = '', , streamName = ''] = seg;
+      const problem = deviceIdProblem(deviceId) ?? streamNameProblem(streamName);
+      if (problem) return sendError(res, 400, 'ArgumentInvalid', problem);
+      return handleStreamInitiation({ registry, control, streams, publicUrl: ctx.publicUrl, logger }, req, res, deviceId, streamName);
+    }
+    return sendError(res, 404, 'NotFound', `no such endpoint: ${method} ${url.pathname.slice(0, 200)}`);
+  };
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    req.on('error', () => undefined);
+    onRequest(req, res).catch((error: unknown) => {
+      logger.error('request failed', { method: req.method, path: req.url?.split('?')[0], error: describeError(error) });
+      if (!res.headersSent) sendError(res, 500, 'ServerError', 'internal error');
+      else res.destroy();
+    });
+  });
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', (error) => logger.debug('upgrade socket error', { error: error.message }));
+    const url = new URL(req.url ?? '/', 'http://hub');
+    const seg = pathSegments(url.pathname);
+    if (seg && seg.length === 3 && seg[0] === 'devices' && seg[2] === 'control') {
+      const deviceId = seg[1] ?? '';
+      const problem = deviceIdProblem(deviceId);
+      if (problem) return refuseUpgrade(socket, 400, 'ArgumentInvalid', problem);
+      const auth = authenticateDevice(registry, req.headers.authorization, deviceId, Date.now() / 1000);
+      if (!auth.ok) {
+        logger.warn('device connection refused', { device: deviceId, remote: req.socket.remoteAddress, reason: auth.message });
+        return refuseUpgrade(socket, auth.status, auth.errorCode, auth.message);
+      }
+      return control.accept(req, socket, head, deviceId);
+    }
+    if (seg && seg.length === 2 && seg[0] === 'bridges') return streams.accept(req, socket, head, seg[1] ?? '');
+    refuseUpgrade(socket, 404, 'NotFound', 'no such WebSocket endpoint');
+  });
+
+  server.on('clientError', (error, socket) => {
+    logger.debug('bad client request', { error: error.message });
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  server.on('tlsClientError', (error) => logger.debug('TLS handshake failed', { error: error.message }));
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException): void => {
+      reject(
+        new DstreamError('ERR_LISTEN', `cannot listen on ${options.host}:${options.port}: ${describeError(error)}`, {
+          hint: error.code === 'EADDRINUSE' ? 'Another process uses that port; pick another with --listen.' : undefined,
+          cause: error,
+        }),
+      );
+    };
+    server.once('error', onError);
+    server.listen(options.port, options.host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  server.on('error', (error) => logger.error('server error', { error: error.message }));
+  const port = (server.address() as AddressInfo).port;
+  const publicUrl = options.publicUrl ?? derivePublicUrl(options.host, port, options.tls !== null);
+  const { host: publicHost, port: publicPort } = hostAndPort(publicUrl);
+  ctx = {
+    publicUrl,
+    address: {
+      host: publicHost,
+      port: publicPort,
+      tls: publicUrl.protocol === 'https:',
+      // Pin only what this process serves itself; behind a TLS-terminating proxy the proxy's cert counts.
+      fingerprint: options.tls?.selfSigned ? options.tls.fingerprint : undefined,
+    },
+  };
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    publicUrl,
+    address: ctx.address,
+    control,
+    streams,
+    close: () =>
+      (closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        control.close();
+        streams.close();
+        server.closeAllConnections();
+      })),
+  };
+}

@@ -1,0 +1,152 @@
+import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
+import {
+  AlreadyExistsError,
+  type DeviceRecord,
+  type DeviceStatus,
+  type PolicyRecord,
+  type Registry,
+  type Right,
+} from './registry.js';
+
+interface DeviceRow {
+  device_id: string;
+  primary_key: string;
+  status: DeviceStatus;
+  created_time: string;
+  last_activity_time: string | null;
+}
+
+interface PolicyRow {
+  name: string;
+  key: string;
+  rights: string;
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS devices (
+  device_id TEXT PRIMARY KEY,
+  primary_key TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('enabled', 'disabled')),
+  created_time TEXT NOT NULL,
+  last_activity_time TEXT
+);
+CREATE TABLE IF NOT EXISTS policies (
+  name TEXT PRIMARY KEY,
+  key TEXT NOT NULL,
+  rights TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+`;
+
+/** A fresh random 256-bit key, base64. */
+export function newKey(): string {
+  return randomBytes(32).toString('base64');
+}
+
+function toDevice(row: DeviceRow): DeviceRecord {
+  return {
+    deviceId: row.device_id,
+    primaryKey: row.primary_key,
+    status: row.status,
+    createdTime: row.created_time,
+    lastActivityTime: row.last_activity_time,
+  };
+}
+
+/** The embedded registry: one SQLite file, synchronous, durable (WAL). */
+export class SqliteRegistry implements Registry {
+  readonly #db: Database.Database;
+  readonly #stmts;
+
+  constructor(file: string) {
+    this.#db = new Database(file);
+    this.#db.pragma('journal_mode = WAL');
+    this.#db.pragma('synchronous = NORMAL');
+    this.#db.exec(schema);
+    const db = this.#db;
+    this.#stmts = {
+      insertDevice: db.prepare<[string, string, string]>(
+        `INSERT INTO devices (device_id, primary_key, status, created_time) VALUES (?, ?, 'enabled', ?)`,
+      ),
+      getDevice: db.prepare<[string], DeviceRow>(`SELECT * FROM devices WHERE device_id = ?`),
+      listDevices: db.prepare<[], DeviceRow>(`SELECT * FROM devices ORDER BY device_id`),
+      removeDevice: db.prepare<[string]>(`DELETE FROM devices WHERE device_id = ?`),
+      setStatus: db.prepare<[string, string]>(`UPDATE devices SET status = ? WHERE device_id = ?`),
+      touch: db.prepare<[string, string]>(`UPDATE devices SET last_activity_time = ? WHERE device_id = ?`),
+      insertPolicy: db.prepare<[string, string, string]>(
+        `INSERT INTO policies (name, key, rights) VALUES (?, ?, ?)`,
+      ),
+      getPolicy: db.prepare<[string], PolicyRow>(`SELECT * FROM policies WHERE name = ?`),
+      getSetting: db.prepare<[string], { value: string }>(`SELECT value FROM settings WHERE name = ?`),
+      setSetting: db.prepare<[string, string]>(
+        `INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value`,
+      ),
+    };
+  }
+
+  addDevice(deviceId: string, now: Date = new Date()): DeviceRecord {
+    try {
+      this.#stmts.insertDevice.run(deviceId, newKey(), now.toISOString());
+    } catch (error) {
+      if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY')
+        throw new AlreadyExistsError(`device '${deviceId}' already exists`);
+      throw error;
+    }
+    return this.getDevice(deviceId) as DeviceRecord;
+  }
+
+  getDevice(deviceId: string): DeviceRecord | undefined {
+    const row = this.#stmts.getDevice.get(deviceId);
+    return row && toDevice(row);
+  }
+
+  listDevices(): DeviceRecord[] {
+    return this.#stmts.listDevices.all().map(toDevice);
+  }
+
+  removeDevice(deviceId: string): boolean {
+    return this.#stmts.removeDevice.run(deviceId).changes > 0;
+  }
+
+  setDeviceStatus(deviceId: string, status: DeviceStatus): DeviceRecord | undefined {
+    this.#stmts.setStatus.run(status, deviceId);
+    return this.getDevice(deviceId);
+  }
+
+  touchDevice(deviceId: string, when: Date): void {
+    this.#stmts.touch.run(when.toISOString(), deviceId);
+  }
+
+  addPolicy(name: string, rights: readonly Right[]): PolicyRecord {
+    try {
+      this.#stmts.insertPolicy.run(name, newKey(), rights.join(','));
+    } catch (error) {
+      if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY')
+        throw new AlreadyExistsError(`policy '${name}' already exists`);
+      throw error;
+    }
+    return this.getPolicy(name) as PolicyRecord;
+  }
+
+  getPolicy(name: string): PolicyRecord | undefined {
+    const row = this.#stmts.getPolicy.get(name);
+    if (!row) return undefined;
+    return { name: row.name, key: row.key, rights: row.rights.split(',').filter(Boolean) as Right[] };
+  }
+
+  getSetting(name: string): string | undefined {
+    return this.#stmts.getSetting.get(name)?.value;
+  }
+
+  setSetting(name: string, value: string): void {
+    this.#stmts.setSetting.run(name, value);
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}

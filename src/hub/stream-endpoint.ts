@@ -1,0 +1,231 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Logger } from '../log/logger.js';
+import { closeCodes, streamProtocol, streamTokenTtlMs } from '../protocol/constants.js';
+import { relay } from '../net/relay.js';
+import { refuseUpgrade } from './http-util.js';
+
+export type StreamSide = 'device' | 'service';
+
+interface StreamRecord {
+  readonly id: string;
+  readonly deviceId: string;
+  readonly name: string;
+  readonly tokens: Readonly<Record<StreamSide, Buffer>>;
+  readonly createdAt: number;
+  readonly sockets: Partial<Record<StreamSide, WebSocket>>;
+  /** Each token is good for one connection. */
+  readonly used: Set<StreamSide>;
+  /** Listeners that end the stream if a side leaves before pairing; removed once paired. */
+  readonly earlyClose: Map<WebSocket, () => void>;
+  timer: NodeJS.Timeout | undefined;
+  paired: boolean;
+}
+
+export interface CreatedStream {
+  readonly id: string;
+  readonly deviceToken: string;
+  readonly serviceToken: string;
+}
+
+export interface StreamEndpointOptions {
+  /** How long tokens are valid and a stream waits for its second side (default 60 s). */
+  readonly pairTimeoutMs?: number;
+  /** Largest frame a stream socket may send. */
+  readonly maxFrameBytes?: number;
+}
+
+const newId = (bytes: number): string => randomBytes(bytes).toString('base64url');
+
+/** What the hub knows of a stream when it ends ('stream-end' event). */
+export interface StreamEndInfo {
+  readonly id: string;
+  readonly deviceId: string;
+  readonly name: string;
+  readonly paired: boolean;
+  readonly bytesToDevice: number;
+  readonly bytesFromDevice: number;
+  readonly durationMs: number;
+  readonly reason: string;
+}
+
+/**
+ * The streaming endpoint: holds streams the devices accepted, takes one WebSocket from each
+ * side (authenticated by that side's single-use token), pairs them and relays bytes.
+ * Emits 'stream-end' (StreamEndInfo) once per stream.
+ */
+export class StreamEndpoint extends EventEmitter {
+  readonly #streams = new Map<string, StreamRecord>();
+  readonly #wss: WebSocketServer;
+  readonly #pairTimeoutMs: number;
+
+  constructor(
+    private readonly logger: Logger,
+    options: StreamEndpointOptions = {},
+  ) {
+    super();
+    this.#pairTimeoutMs = options.pairTimeoutMs ?? streamTokenTtlMs;
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: options.maxFrameBytes ?? 4 * 1024 * 1024,
+      clientTracking: false,
+      handleProtocols: (protocols) => (protocols.has(streamProtocol) ? streamProtocol : false),
+    });
+  }
+
+  /** Streams not yet finished (waiting or relaying). */
+  get size(): number {
+    return this.#streams.size;
+  }
+
+  /** Register a stream and mint its two tokens; it is dropped unless paired in time. */
+  create(deviceId: string, name: string): CreatedStream {
+    const id = newId(18);
+    const deviceToken = newId(32);
+    const serviceToken = newId(32);
+    const record: StreamRecord = {
+      id,
+      deviceId,
+      name,
+      tokens: { device: Buffer.from(deviceToken), service: Buffer.from(serviceToken) },
+      createdAt: Date.now(),
+      sockets: {},
+      used: new Set(),
+      earlyClose: new Map(),
+      timer: undefined,
+      paired: false,
+    };
+    record.timer = setTimeout(() => this.#expire(record), this.#pairTimeoutMs);
+    this.#streams.set(id, record);
+    return { id, deviceToken, serviceToken };
+  }
+
+  /** Drop a stream that will not happen (the device rejected it, the service left). */
+  cancel(id: string): void {
+    const record = this.#streams.get(id);
+    if (record && !record.paired) this.#end(record, closeCodes.shutdown, 'stream cancelled');
+  }
+
+  #expire(record: StreamRecord): void {
+    record.timer = undefined;
+    if (record.paired) return;
+    this.logger.info('stream dropped: its second side did not arrive in time', {
+      device: record.deviceId,
+      stream: record.name,
+      id: record.id,
+    });
+    this.#end(record, closeCodes.pairTimeout, 'the other side did not connect in time');
+  }
+
+  #end(record: StreamRecord, code: number, reason: string): void {
+    if (record.timer) clearTimeout(record.timer);
+    record.timer = undefined;
+    if (!this.#streams.delete(record.id)) return;
+    if (!record.paired) this.#emitEnd(record, 0, 0, reason);
+    for (const ws of Object.values(record.sockets)) {
+      if (ws.readyState === ws.OPEN) ws.close(code, reason);
+    }
+  }
+
+  /** Close every stream of a device (disabled or removed). */
+  closeDevice(deviceId: string): void {
+    for (const record of [...this.#streams.values()])
+      if (record.deviceId === deviceId) this.#end(record, closeCodes.shutdown, 'device disabled or removed');
+  }
+
+  /** Which side a bearer token belongs to, checked in constant time; undefined if neither. */
+  #sideFor(record: StreamRecord, token: string): StreamSide | undefined {
+    const given = Buffer.from(token);
+    for (const side of ['device', 'service'] as const) {
+      const expected = record.tokens[side];
+      if (given.length === expected.length && timingSafeEqual(given, expected)) return side;
+    }
+    return undefined;
+  }
+
+  /** Handle an upgrade to /bridges/<id> with `Authorization: Bearer <token>`. */
+  accept(req: IncomingMessage, socket: Duplex, head: Buffer, id: string): void {
+    const record = this.#streams.get(id);
+    const header = req.headers.authorization ?? '';
+    const token = header.startsWith('Bearer ') ? header.slice(7) : '';
+    const side = record && token ? this.#sideFor(record, token) : undefined;
+    const remote = req.socket.remoteAddress;
+    if (!record || !side || Date.now() - record.createdAt > this.#pairTimeoutMs) {
+      this.logger.warn('stream connection refused: unknown stream or invalid token', { remote });
+      refuseUpgrade(socket, 401, 'IotHubUnauthorizedAccess', 'invalid or expired stream token');
+      return;
+    }
+    if (record.used.has(side)) {
+      this.logger.warn('stream connection refused: token already used', { device: record.deviceId, side, remote });
+      refuseUpgrade(socket, 401, 'IotHubUnauthorizedAccess', 'stream token already used');
+      return;
+    }
+    record.used.add(side);
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('error', (error) => this.logger.debug('stream socket error', { id, side, error: error.message }));
+      if (!this.#streams.has(id)) {
+        // Cancelled or expired while the handshake was in progress.
+        ws.close(closeCodes.shutdown, 'stream no longer exists');
+        return;
+      }
+      // Hold this side's bytes in the kernel until its partner is here.
+      ws.pause();
+      record.sockets[side] = ws;
+      const early = (): void => {
+        if (!record.paired) this.#end(record, closeCodes.peerLost, 'the other side left before pairing');
+      };
+      ws.once('close', early);
+      record.earlyClose.set(ws, early);
+      const { device, service } = record.sockets;
+      if (device && service) this.#pair(record, device, service);
+    });
+  }
+
+  #pair(record: StreamRecord, device: WebSocket, service: WebSocket): void {
+    record.paired = true;
+    if (record.timer) clearTimeout(record.timer);
+    record.timer = undefined;
+    for (const [ws, listener] of record.earlyClose) ws.off('close', listener);
+    record.earlyClose.clear();
+    const started = Date.now();
+    this.logger.debug('stream paired', { device: record.deviceId, stream: record.name, id: record.id });
+    relay(service, device, {
+      onEnd: (result) => {
+        this.#streams.delete(record.id);
+        this.#emitEnd(record, result.bytesAtoB, result.bytesBtoA, `closed by ${result.closedBy === 'a' ? 'service' : 'device'} (${result.closeCode})`);
+        this.logger.info('stream ended', {
+          device: record.deviceId,
+          stream: record.name,
+          bytesToDevice: result.bytesAtoB,
+          bytesFromDevice: result.bytesBtoA,
+          ms: Date.now() - started,
+          closedBy: result.closedBy === 'a' ? 'service' : 'device',
+          code: result.closeCode,
+        });
+      },
+    });
+  }
+
+  #emitEnd(record: StreamRecord, toDevice: number, fromDevice: number, reason: string): void {
+    this.emit('stream-end', {
+      id: record.id,
+      deviceId: record.deviceId,
+      name: record.name,
+      paired: record.paired,
+      bytesToDevice: toDevice,
+      bytesFromDevice: fromDevice,
+      durationMs: Date.now() - record.createdAt,
+      reason,
+    } satisfies StreamEndInfo);
+  }
+
+  /** Close all streams. */
+  close(): void {
+    for (const record of [...this.#streams.values()]) this.#end(record, closeCodes.shutdown, 'hub shutting down');
+    this.#wss.close();
+  }
+}

@@ -1,0 +1,109 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from '../log/logger.js';
+import { headers as h } from '../protocol/constants.js';
+import { authenticateService } from './authenticate.js';
+import type { ControlEndpoint } from './control-endpoint.js';
+import { remoteOf, sendError, sendJson } from './http-util.js';
+import type { Registry } from './registry.js';
+import type { StreamEndpoint } from './stream-endpoint.js';
+
+export interface StreamInitiationContext {
+  readonly registry: Registry;
+  readonly control: ControlEndpoint;
+  readonly streams: StreamEndpoint;
+  /** Base for streaming URLs (the hub's public URL). */
+  readonly publicUrl: URL;
+  readonly logger: Logger;
+}
+
+/** Defaults when the service sends no timeout headers, and the most it may ask for. */
+export const defaultConnectTimeoutS = 0;
+export const defaultResponseTimeoutS = 30;
+export const maxTimeoutS = 300;
+
+function timeoutHeader(req: IncomingMessage, name: string, fallback: number): number | string {
+  const raw = req.headers[name];
+  if (raw === undefined) return fallback;
+  if (typeof raw !== 'string' || !/^\d{1,4}$/.test(raw) || Number(raw) > maxTimeoutS)
+    return `${name} must be a whole number of seconds from 0 to ${maxTimeoutS}`;
+  return Number(raw);
+}
+
+/**
+ * POST /twins/{deviceId}/streams/{streamName}: IoT Hub's stream initiation. The request is
+ * held until the device answers; the reply carries iothub-streaming-is-accepted and, when
+ * accepted, the streaming URL and the service side's single-use token.
+ */
+export async function handleStreamInitiation(
+  ctx: StreamInitiationContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  deviceId: string,
+  streamName: string,
+): Promise<void> {
+  const auth = authenticateService(ctx.registry, req.headers.authorization, 'ServiceConnect', Date.now() / 1000);
+  const log = ctx.logger.child({ device: deviceId, stream: streamName, remote: remoteOf(req) });
+  if (!auth.ok) {
+    log.warn('stream request refused', { status: auth.status, reason: auth.message });
+    return sendError(res, auth.status, auth.errorCode, auth.message);
+  }
+  const connectTimeout = timeoutHeader(req, h.connectTimeout, defaultConnectTimeoutS);
+  const responseTimeout = timeoutHeader(req, h.responseTimeout, defaultResponseTimeoutS);
+  if (typeof connectTimeout === 'string') return sendError(res, 400, 'ArgumentInvalid', connectTimeout);
+  if (typeof responseTimeout === 'string') return sendError(res, 400, 'ArgumentInvalid', responseTimeout);
+
+  const device = ctx.registry.getDevice(deviceId);
+  if (!device) return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered on this hub`);
+  if (device.status !== 'enabled') return sendError(res, 403, 'DeviceDisabled', `device '${deviceId}' is disabled`);
+
+  // The service may hang up while we wait; stop waiting and drop the stream then.
+  const gone = new AbortController();
+  res.on('close', () => gone.abort());
+  if (!(await ctx.control.waitOnline(deviceId, connectTimeout * 1000, gone.signal))) {
+    if (gone.signal.aborted) return;
+    return sendError(res, 404, 'DeviceNotOnline', `device '${deviceId}' is not connected to the hub`);
+  }
+
+  const stream = ctx.streams.create(deviceId, streamName);
+  const requestId = randomBytes(12).toString('base64url');
+  const wsScheme = ctx.publicUrl.protocol === 'https:' ? 'wss:' : 'ws:';
+  const url = `${wsScheme}//${ctx.publicUrl.host}/bridges/${stream.id}`;
+  const abandon = (): void => {
+    ctx.control.cancel(deviceId, requestId);
+    ctx.streams.cancel(stream.id);
+  };
+  gone.signal.addEventListener('abort', abandon);
+  const answer = await ctx.control.request(
+    deviceId,
+    { type: 'stream-request', requestId, streamName, url, authorizationToken: stream.deviceToken },
+    responseTimeout * 1000,
+  );
+  gone.signal.removeEventListener('abort', abandon);
+  if (gone.signal.aborted) return;
+
+  switch (answer.kind) {
+    case 'timeout':
+      ctx.streams.cancel(stream.id);
+      log.warn('stream request timed out waiting for the device');
+      return sendError(res, 504, 'GatewayTimeout', `device '${deviceId}' did not answer within ${responseTimeout} s`);
+    case 'disconnected':
+      ctx.streams.cancel(stream.id);
+      return sendError(res, 404, 'DeviceNotOnline', `device '${deviceId}' disconnected before answering`);
+    case 'answered': {
+      const { accepted, reason } = answer.response;
+      if (!accepted) {
+        ctx.streams.cancel(stream.id);
+        log.info('stream rejected by the device', { reason });
+        return sendJson(res, 200, { isAccepted: false, reason: reason ?? 'rejected by the device' }, { [h.isAccepted]: 'False' });
+      }
+      log.info('stream accepted', { id: stream.id });
+      return sendJson(
+        res,
+        200,
+        { isAccepted: true },
+        { [h.isAccepted]: 'True', [h.url]: url, [h.authToken]: stream.serviceToken },
+      );
+    }
+  }
+}

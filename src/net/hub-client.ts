@@ -1,0 +1,243 @@
+import { request } from 'node:http';
+import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import WebSocket from 'ws';
+import { DstreamError, describeError } from '../errors.js';
+
+/** How a client trusts the hub it talks to. */
+export interface HubTrust {
+  /** False only for hubs run with --insecure-no-tls. */
+  readonly tls: boolean;
+  /** Pin: accept exactly the certificate with this SHA-256 fingerprint (64 hex digits). */
+  readonly fingerprint?: string | undefined;
+  /** Extra CA certificates (PEM) to verify the hub with, instead of the system's. */
+  readonly ca?: string | undefined;
+}
+
+export interface HubTarget extends HubTrust {
+  readonly host: string;
+  readonly port: number;
+}
+
+const certErrors = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+function where(target: HubTarget): string {
+  return `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+}
+
+function connectError(target: HubTarget, error: unknown): DstreamError {
+  const code = (error as { code?: string }).code ?? '';
+  if (certErrors.has(code))
+    return new DstreamError('ERR_TLS_VERIFY', `cannot verify the hub's certificate at ${where(target)}: ${describeError(error)}`, {
+      hint: 'Use the connection string the hub printed (it pins the certificate), or pass --ca FILE.',
+      cause: error,
+    });
+  return new DstreamError('ERR_HUB_UNREACHABLE', `cannot reach the hub at ${where(target)}: ${describeError(error)}`, {
+    hint: 'Check that the hub is running and that HostName in the connection string is right.',
+    cause: error,
+  });
+}
+
+/**
+ * Open a TCP (and TLS) connection to the hub and verify it before anything is sent on it.
+ * With a pinned fingerprint the certificate chain is not checked, only the exact certificate:
+ * Node calls checkServerIdentity only after chain verification succeeded, so the pin is checked
+ * here, once the handshake is done and before any HTTP byte is written.
+ */
+export function connectToHub(target: HubTarget, timeoutMs = 15_000): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    let socket: Socket | TLSSocket;
+    const fail = (error: DstreamError): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(error);
+    };
+    const timer = setTimeout(
+      () => fail(new DstreamError('ERR_HUB_UNREACHABLE', `timed out connecting to the hub at ${where(target)}`)),
+      timeoutMs,
+    );
+    const ready = (): void => {
+      clearTimeout(timer);
+      socket.removeListener('error', onError);
+      // Keep a listener so a later error cannot crash the process before the owner attaches its own.
+      socket.on('error', () => undefined);
+      socket.setNoDelay(true);
+      resolve(socket);
+    };
+    const onError = (error: Error): void => fail(connectError(target, error));
+    if (!target.tls) {
+      socket = netConnect({ host: target.host, port: target.port, allowHalfOpen: true });
+      socket.once('error', onError);
+      socket.once('connect', ready);
+      return;
+    }
+    const pinned = target.fingerprint !== undefined;
+    const tlsSocket = tlsConnect({
+      host: target.host,
+      port: target.port,
+      servername: isIP(target.host) ? undefined : target.host,
+      minVersion: 'TLSv1.2',
+      ALPNProtocols: ['http/1.1'],
+      rejectUnauthorized: !pinned,
+      ...(target.ca !== undefined && !pinned ? { ca: target.ca } : {}),
+    });
+    socket = tlsSocket;
+    tlsSocket.once('error', onError);
+    tlsSocket.once('secureConnect', () => {
+      if (pinned) {
+        const seen = tlsSocket.getPeerCertificate().fingerprint256?.replace(/:/g, '') ?? '';
+        if (seen !== target.fingerprint) {
+          fail(
+            new DstreamError(
+              'ERR_TLS_FINGERPRINT_MISMATCH',
+              `the hub at ${where(target)} presented a certificate with fingerprint ${seen || 'none'}, not the pinned one`,
+              { hint: 'Someone may be intercepting the connection, or the hub got a new certificate: get a fresh connection string.' },
+            ),
+          );
+          return;
+        }
+      }
+      ready();
+    });
+  });
+}
+
+export interface HubResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly body: string;
+}
+
+export interface HubRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body?: string;
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+const maxResponseBytes = 4 * 1024 * 1024;
+
+/** One HTTP request to the hub over a freshly verified connection. */
+export async function hubRequest(target: HubTarget, req: HubRequest): Promise<HubResponse> {
+  const socket = await connectToHub(target, req.timeoutMs);
+  return new Promise((resolve, reject) => {
+    const r = request({
+      createConnection: () => socket,
+      host: target.host,
+      port: target.port,
+      method: req.method,
+      path: req.path,
+      headers: {
+        host: where(target),
+        connection: 'close',
+        ...(req.body !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(req.body).toString() } : {}),
+        ...req.headers,
+      },
+      timeout: req.timeoutMs ?? 120_000,
+      signal: req.signal,
+    });
+    r.on('timeout', () => r.destroy(new DstreamError('ERR_TIMEOUT', `the hub did not answer ${req.method} ${req.path} in time`)));
+    r.on('error', (error) => {
+      socket.destroy();
+      reject(error instanceof DstreamError || (error as { name?: string }).name === 'AbortError' ? error : connectError(target, error));
+    });
+    r.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxResponseBytes) r.destroy(new DstreamError('ERR_HUB_RESPONSE', 'the hub sent an oversized response'));
+        else chunks.push(chunk);
+      });
+      res.on('end', () => {
+        socket.destroy();
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') });
+      });
+      res.on('error', reject);
+    });
+    r.end(req.body);
+  });
+}
+
+export interface OpenWebSocketOptions {
+  readonly headers: Readonly<Record<string, string>>;
+  readonly protocols: readonly string[];
+  readonly timeoutMs?: number;
+  readonly maxPayload?: number;
+}
+
+/** What the hub answered instead of upgrading a WebSocket. */
+export class UpgradeRefusedError extends Error {
+  override readonly name = 'UpgradeRefusedError';
+  constructor(
+    readonly status: number,
+    readonly body: string,
+  ) {
+    super(`the hub refused with ${status}${body ? `: ${body}` : ''}`);
+  }
+}
+
+/**
+ * Open a WebSocket to `url` (wss://, or ws:// only when the trust says the hub has no TLS)
+ * over a verified connection. Resolves once OPEN; an 'error' listener is attached from birth.
+ */
+export async function openWebSocket(url: string, trust: HubTrust, options: OpenWebSocketOptions): Promise<WebSocket> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch (error) {
+    throw new DstreamError('ERR_PROTOCOL', `the hub gave an invalid URL '${url.slice(0, 200)}'`, { cause: error });
+  }
+  const secure = parsed.protocol === 'wss:';
+  if (!secure && (parsed.protocol !== 'ws:' || trust.tls))
+    throw new DstreamError('ERR_PROTOCOL', `refusing to follow a non-TLS URL (${parsed.protocol}//${parsed.host}) from a TLS hub`);
+  const target: HubTarget = {
+    ...trust,
+    tls: secure,
+    host: parsed.hostname.replace(/^\[|\]$/g, ''),
+    port: parsed.port ? Number(parsed.port) : secure ? 443 : 80,
+  };
+  const socket = await connectToHub(target, options.timeoutMs);
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, [...options.protocols], {
+      createConnection: () => socket,
+      headers: options.headers,
+      perMessageDeflate: false,
+      handshakeTimeout: options.timeoutMs ?? 15_000,
+      maxPayload: options.maxPayload ?? 4 * 1024 * 1024,
+    });
+    const onError = (error: Error): void => {
+      socket.destroy();
+      reject(connectError(target, error));
+    };
+    ws.on('error', onError);
+    ws.once('unexpected-response', (_req, res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.length < 64 && chunks.push(c));
+      res.on('end', () => {
+        ws.off('error', onError);
+        ws.on('error', () => undefined);
+        socket.destroy();
+        reject(new UpgradeRefusedError(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8').slice(0, 1000)));
+      });
+      res.on('error', () => undefined);
+    });
+    ws.once('open', () => {
+      ws.off('error', onError);
+      // ws always follows an 'error' with 'close', which owners handle; this keeps an error
+      // from crashing the process in the moment before the owner adds its own listener.
+      ws.on('error', () => undefined);
+      resolve(ws);
+    });
+  });
+}

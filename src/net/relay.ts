@@ -1,0 +1,70 @@
+import type { RawData, WebSocket } from 'ws';
+import { closeCodes, streamProtocol } from '../protocol/constants.js';
+import { defaultHighWaterMark, InFlight } from './flow.js';
+
+export interface RelayResult {
+  /** Bytes relayed from a to b and from b to a. */
+  readonly bytesAtoB: number;
+  readonly bytesBtoA: number;
+  /** Close code of the side that closed first. */
+  readonly closeCode: number;
+  /** Which side closed first. */
+  readonly closedBy: 'a' | 'b';
+}
+
+export interface RelayOptions {
+  readonly highWaterMark?: number;
+  readonly onEnd?: (result: RelayResult) => void;
+}
+
+/** Close codes a peer may be sent (RFC 6455 7.4); anything else becomes peer-lost. */
+function forwardable(code: number): number {
+  if (code === 1005) return closeCodes.normal;
+  if (code === 1000 || code === 1001 || (code >= 3000 && code <= 4999)) return code;
+  return closeCodes.peerLost;
+}
+
+/**
+ * Relay two open WebSockets into each other (the hub's half of a stream): binary frames
+ * always, text (control) frames only towards a side that negotiated dstream.stream.v1.
+ * Bounded buffering each way; a close on either side is passed on to the other.
+ */
+export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): void {
+  const high = options.highWaterMark ?? defaultHighWaterMark;
+  const counts = { a: 0, b: 0 };
+  let ended = false;
+
+  const pipe = (src: WebSocket, dst: WebSocket, name: 'a' | 'b'): void => {
+    const dstTakesText = dst.protocol === streamProtocol;
+    const flow = new InFlight(
+      high,
+      high / 2,
+      () => src.pause(),
+      () => src.resume(),
+    );
+    src.on('message', (data: RawData, isBinary: boolean) => {
+      if (!isBinary && !dstTakesText) return;
+      if (dst.readyState !== dst.OPEN) return;
+      const buf = data as Buffer;
+      if (isBinary) counts[name] += buf.length;
+      const n = buf.length;
+      flow.add(n);
+      dst.send(buf, { binary: isBinary }, () => flow.done(n));
+    });
+    src.on('close', (code: number, reason: Buffer) => {
+      if (dst.readyState === dst.OPEN || dst.readyState === dst.CONNECTING) {
+        const text = code === 1006 ? 'peer connection lost' : reason.toString();
+        dst.close(forwardable(code), text);
+      }
+      if (!ended) {
+        ended = true;
+        options.onEnd?.({ bytesAtoB: counts.a, bytesBtoA: counts.b, closeCode: code, closedBy: name });
+      }
+    });
+  };
+  pipe(a, b, 'a');
+  pipe(b, a, 'b');
+  // Either side may have been paused while it waited for its partner.
+  a.resume();
+  b.resume();
+}

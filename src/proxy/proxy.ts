@@ -1,0 +1,122 @@
+import { EventEmitter } from 'node:events';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import type { WebSocket } from 'ws';
+import type { ServiceConnectionString } from '../auth/connection-string.js';
+import { DstreamError, describeError, isDstreamError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import { bridge, type BridgeResult } from '../net/bridge.js';
+import type { HubTarget } from '../net/hub-client.js';
+import { openServiceStream } from '../service/stream-client.js';
+
+export interface ProxyOptions {
+  readonly credential: ServiceConnectionString;
+  readonly target: HubTarget;
+  readonly deviceId: string;
+  /** The stream name: the remote port ("22") or a named target ("ssh"). */
+  readonly streamName: string;
+  readonly bindHost: string;
+  /** 0 picks a free port. */
+  readonly port: number;
+  readonly connectTimeoutSeconds?: number;
+  readonly responseTimeoutSeconds?: number;
+}
+
+export interface ProxyStreamEnd extends Partial<BridgeResult> {
+  readonly outcome: 'completed' | 'local-error' | 'peer-error' | 'failed';
+  readonly reason?: string;
+  readonly durationMs: number;
+}
+
+/** Events: 'stream-end' (ProxyStreamEnd). */
+export interface Proxy extends EventEmitter {
+  readonly port: number;
+  readonly activeStreams: number;
+  close(): Promise<void>;
+}
+
+/**
+ * The service proxy: a local TCP listener where every accepted connection gets its own
+ * stream to the device. A failed or rejected stream closes only that connection.
+ */
+export async function startProxy(options: ProxyOptions, logger: Logger): Promise<Proxy> {
+  const emitter = new EventEmitter();
+  const active = new Set<{ socket: Socket; abort: AbortController; ws?: WebSocket }>();
+  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
+
+  server.on('connection', (socket: Socket) => {
+    const entry = { socket, abort: new AbortController() } as { socket: Socket; abort: AbortController; ws?: WebSocket };
+    active.add(entry);
+    const started = Date.now();
+    const log = logger.child({ device: options.deviceId, stream: options.streamName, client: `${socket.remoteAddress}:${socket.remotePort}` });
+    // Until the stream exists, a client that leaves cancels the request.
+    const onEarlyClose = (): void => entry.abort.abort();
+    socket.on('error', () => undefined);
+    socket.once('close', onEarlyClose);
+    openServiceStream(options.credential, options.target, {
+      deviceId: options.deviceId,
+      streamName: options.streamName,
+      connectTimeoutSeconds: options.connectTimeoutSeconds,
+      responseTimeoutSeconds: options.responseTimeoutSeconds,
+      signal: entry.abort.signal,
+    }).then(
+      (ws) => {
+        entry.ws = ws;
+        socket.off('close', onEarlyClose);
+        if (socket.destroyed) {
+          active.delete(entry);
+          ws.close(4001, 'local connection closed');
+          return;
+        }
+        log.debug('stream open');
+        bridge(socket, ws, {
+          onEnd: (result) => {
+            active.delete(entry);
+            const durationMs = Date.now() - started;
+            log.info('stream ended', { end: result.end, bytesOut: result.bytesSent, bytesIn: result.bytesReceived, ms: durationMs });
+            emitter.emit('stream-end', { ...result, outcome: result.end, durationMs } satisfies ProxyStreamEnd);
+          },
+        });
+      },
+      (error: unknown) => {
+        active.delete(entry);
+        socket.off('close', onEarlyClose);
+        const reason = isDstreamError(error) ? error.message : describeError(error);
+        if (!entry.abort.signal.aborted) log.warn('stream failed; closing the connection', { reason });
+        // End, not reset: the client sees the connection close at once.
+        socket.end();
+        socket.destroySoon();
+        emitter.emit('stream-end', { outcome: 'failed', reason, durationMs: Date.now() - started } satisfies ProxyStreamEnd);
+      },
+    );
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      reject(
+        new DstreamError('ERR_LISTEN', `cannot listen on ${options.bindHost}:${options.port}: ${describeError(error)}`, {
+          hint: error.code === 'EADDRINUSE' ? 'Pick another --local-port.' : undefined,
+          cause: error,
+        }),
+      ),
+    );
+    server.listen(options.port, options.bindHost, () => resolve());
+  });
+  server.on('error', (error) => logger.error('proxy listener error', { error: error.message }));
+  const port = (server.address() as AddressInfo).port;
+
+  return Object.assign(emitter, {
+    port,
+    get activeStreams() {
+      return active.size;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const entry of active) {
+          entry.abort.abort();
+          entry.ws?.terminate();
+          entry.socket.destroy();
+        }
+      }),
+  });
+}

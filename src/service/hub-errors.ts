@@ -1,0 +1,35 @@
+import { DstreamError, type ErrorCode } from '../errors.js';
+import type { HubResponse } from '../net/hub-client.js';
+
+const byErrorCode: Readonly<Record<string, ErrorCode>> = {
+  DeviceNotFound: 'ERR_DEVICE_NOT_FOUND',
+  DeviceNotOnline: 'ERR_DEVICE_OFFLINE',
+  DeviceDisabled: 'ERR_DEVICE_DISABLED',
+  DeviceAlreadyExists: 'ERR_DEVICE_EXISTS',
+  GatewayTimeout: 'ERR_TIMEOUT',
+  ArgumentInvalid: 'ERR_USAGE',
+};
+
+const hints: Partial<Record<ErrorCode, string>> = {
+  ERR_UNAUTHORIZED: 'Check the connection string: it may belong to another hub, or its key was changed.',
+  ERR_DEVICE_NOT_FOUND: 'List the registered devices with `dstream device list`.',
+  ERR_DEVICE_OFFLINE: 'Is `dstream agent` running on the device, with network access to the hub?',
+  ERR_DEVICE_DISABLED: 'Enable it with `dstream device enable <id>`.',
+};
+
+/** Turn a hub error response ({"errorCode","message"}) into a DstreamError. */
+export function errorFromResponse(res: HubResponse): DstreamError {
+  let errorCode = '';
+  let message = `the hub answered ${res.status}`;
+  try {
+    const body = JSON.parse(res.body) as { errorCode?: unknown; message?: unknown };
+    if (typeof body.errorCode === 'string') errorCode = body.errorCode;
+    if (typeof body.message === 'string') message = body.message;
+  } catch {
+    // Not our JSON (a proxy in between?): keep the status line.
+  }
+  const code: ErrorCode =
+    byErrorCode[errorCode] ??
+    (res.status === 401 ? 'ERR_UNAUTHORIZED' : res.status === 403 ? 'ERR_FORBIDDEN' : 'ERR_HUB_RESPONSE');
+  return new DstreamError(code, message, { hint: hints[code] });
+}

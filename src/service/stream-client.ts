@@ -1,0 +1,67 @@
+import type { WebSocket } from 'ws';
+import type { ServiceConnectionString } from '../auth/connection-string.js';
+import { DstreamError } from '../errors.js';
+import { hubRequest, openWebSocket, UpgradeRefusedError, type HubTarget } from '../net/hub-client.js';
+import { apiVersion, headers as h, streamProtocol } from '../protocol/constants.js';
+import { serviceToken } from './credentials.js';
+import { errorFromResponse } from './hub-errors.js';
+
+export interface StreamInitiationOptions {
+  readonly deviceId: string;
+  readonly streamName: string;
+  readonly connectTimeoutSeconds?: number;
+  readonly responseTimeoutSeconds?: number;
+  readonly signal?: AbortSignal;
+}
+
+function header(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * Ask the hub for a stream to a device (IoT Hub's POST /twins/{id}/streams/{name}) and,
+ * when the device accepts, open the service side's stream WebSocket. Rejections and hub
+ * errors are DstreamErrors with the reason.
+ */
+export async function openServiceStream(
+  credential: ServiceConnectionString,
+  target: HubTarget,
+  options: StreamInitiationOptions,
+): Promise<WebSocket> {
+  const path = `/twins/${encodeURIComponent(options.deviceId)}/streams/${encodeURIComponent(options.streamName)}?api-version=${apiVersion}`;
+  const res = await hubRequest(target, {
+    method: 'POST',
+    path,
+    headers: {
+      authorization: serviceToken(credential),
+      ...(options.connectTimeoutSeconds !== undefined ? { [h.connectTimeout]: String(options.connectTimeoutSeconds) } : {}),
+      ...(options.responseTimeoutSeconds !== undefined ? { [h.responseTimeout]: String(options.responseTimeoutSeconds) } : {}),
+    },
+    signal: options.signal,
+    timeoutMs: ((options.connectTimeoutSeconds ?? 0) + (options.responseTimeoutSeconds ?? 30) + 15) * 1000,
+  });
+  if (res.status !== 200) throw errorFromResponse(res);
+  if (header(res.headers[h.isAccepted])?.toLowerCase() !== 'true') {
+    let reason = 'rejected by the device';
+    try {
+      const body = JSON.parse(res.body) as { reason?: unknown };
+      if (typeof body.reason === 'string') reason = body.reason;
+    } catch {
+      // An Azure-style empty body: keep the generic reason.
+    }
+    throw new DstreamError('ERR_STREAM_REJECTED', `device '${options.deviceId}' rejected stream '${options.streamName}': ${reason}`);
+  }
+  const url = header(res.headers[h.url]);
+  const token = header(res.headers[h.authToken]);
+  if (!url || !token) throw new DstreamError('ERR_PROTOCOL', 'the hub accepted the stream but sent no streaming URL or token');
+  try {
+    return await openWebSocket(url, target, {
+      headers: { authorization: `Bearer ${token}` },
+      protocols: [streamProtocol],
+    });
+  } catch (error) {
+    if (error instanceof UpgradeRefusedError)
+      throw new DstreamError('ERR_HUB_RESPONSE', `the streaming endpoint refused the connection (${error.status})`, { cause: error });
+    throw error;
+  }
+}

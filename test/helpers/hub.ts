@@ -1,0 +1,80 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  formatServiceConnectionString,
+  parseConnectionString,
+  type DeviceConnectionString,
+  type ServiceConnectionString,
+} from '../../src/auth/connection-string.js';
+import { openHubDataDir, type HubDataDir } from '../../src/hub/data-dir.js';
+import { startHub, type RunningHub } from '../../src/hub/server.js';
+import { silentLogger, type Logger } from '../../src/log/logger.js';
+import { hubTarget } from '../../src/service/credentials.js';
+import { RegistryClient } from '../../src/service/registry-client.js';
+
+export interface TestHub {
+  readonly dataDir: string;
+  readonly state: HubDataDir;
+  readonly hub: RunningHub;
+  readonly serviceString: string;
+  readonly service: ServiceConnectionString;
+  readonly registry: RegistryClient;
+  /** Register a device through the REST API; returns its connection string, parsed. */
+  addDevice(id: string): Promise<DeviceConnectionString>;
+  /** Stop the hub (keeps the data dir unless `remove`). */
+  stop(): Promise<void>;
+  cleanup(): Promise<void>;
+}
+
+export interface TestHubOptions {
+  readonly tls?: boolean;
+  readonly dataDir?: string;
+  readonly logger?: Logger;
+  readonly pairTimeoutMs?: number;
+}
+
+export function makeTempDir(prefix = 'dstream-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** A real hub on 127.0.0.1, port 0, with a temporary data dir. */
+export async function startTestHub(options: TestHubOptions = {}): Promise<TestHub> {
+  const dataDir = options.dataDir ?? makeTempDir();
+  const logger = options.logger ?? silentLogger;
+  const state = openHubDataDir(
+    { dataDir, insecureNoTls: options.tls === false, certificateNames: ['localhost', '127.0.0.1'] },
+    logger,
+  );
+  const hub = await startHub(
+    { host: '127.0.0.1', port: 0, registry: state.registry, tls: state.tls, pairTimeoutMs: options.pairTimeoutMs },
+    logger,
+  );
+  const serviceString = formatServiceConnectionString(hub.address, state.servicePolicy.name, state.servicePolicy.key);
+  const service = parseConnectionString(serviceString) as ServiceConnectionString;
+  const registry = new RegistryClient(service, hubTarget(service));
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await hub.close();
+    state.registry.close();
+  };
+  return {
+    dataDir,
+    state,
+    hub,
+    serviceString,
+    service,
+    registry,
+    addDevice: async (id) => {
+      const info = await registry.add(id);
+      return parseConnectionString(info.connectionString ?? '') as DeviceConnectionString;
+    },
+    stop,
+    cleanup: async () => {
+      await stop();
+      if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}

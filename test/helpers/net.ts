@@ -1,0 +1,64 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+
+export const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+export { randomBytes };
+
+/** Connect to 127.0.0.1:port with half-open allowed. */
+export async function dial(port: number): Promise<Socket> {
+  const socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+  socket.on('error', () => undefined);
+  await once(socket, 'connect');
+  return socket;
+}
+
+/** Read everything until the peer ends; rejects if the socket errors or it takes too long. */
+export function readAll(socket: Socket, timeoutMs = 30_000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => reject(new Error(`readAll timed out after ${timeoutMs} ms`)), timeoutMs);
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.once('end', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks));
+    });
+    socket.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+/** Wait for a socket to close; resolves with whether it closed with an error. */
+export function closed(socket: Socket, timeoutMs = 10_000): Promise<{ hadError: boolean; error?: Error }> {
+  if (socket.closed) return Promise.resolve({ hadError: false });
+  return new Promise((resolve, reject) => {
+    let error: Error | undefined;
+    socket.on('error', (e) => (error = e));
+    const timer = setTimeout(() => reject(new Error(`socket did not close within ${timeoutMs} ms`)), timeoutMs);
+    socket.once('close', (hadError: boolean) => {
+      clearTimeout(timer);
+      resolve({ hadError, ...(error ? { error } : {}) });
+    });
+  });
+}
+
+/** Resolve when `emitter` emits `event`, or reject after `timeoutMs`. */
+export async function waitEvent<T = unknown>(
+  emitter: NodeJS.EventEmitter,
+  event: string,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const [value] = (await once(emitter, event, { signal: AbortSignal.timeout(timeoutMs) })) as [T];
+  return value;
+}
+
+/** Poll a condition driven by events elsewhere; rejects after `timeoutMs`. */
+export async function waitFor(condition: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
