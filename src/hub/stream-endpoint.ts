@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../log/logger.js';
 import { closeCodes, streamProtocol, streamTokenTtlMs } from '../protocol/constants.js';
-import { relay } from '../net/relay.js';
+import { relay, type EarlyMessage } from '../net/relay.js';
 import { refuseUpgrade } from './http-util.js';
 
 export type StreamSide = 'device' | 'service';
@@ -21,6 +21,11 @@ interface StreamRecord {
   readonly used: Set<StreamSide>;
   /** Listeners that end the stream if a side leaves before pairing; removed once paired. */
   readonly earlyClose: Map<WebSocket, () => void>;
+  /**
+   * Messages a side sent before its partner arrived. pause() stops reading from the socket,
+   * but frames already read are still emitted, so they are kept here (bounded by one read).
+   */
+  readonly early: Map<WebSocket, { readonly messages: EarlyMessage[]; readonly listener: (d: Buffer, b: boolean) => void }>;
   timer: NodeJS.Timeout | undefined;
   paired: boolean;
 }
@@ -96,6 +101,7 @@ export class StreamEndpoint extends EventEmitter {
       sockets: {},
       used: new Set(),
       earlyClose: new Map(),
+      early: new Map(),
       timer: undefined,
       paired: false,
     };
@@ -174,6 +180,10 @@ export class StreamEndpoint extends EventEmitter {
       }
       // Hold this side's bytes in the kernel until its partner is here.
       ws.pause();
+      const messages: EarlyMessage[] = [];
+      const listener = (data: Buffer, isBinary: boolean): void => void messages.push([data, isBinary]);
+      ws.on('message', listener);
+      record.early.set(ws, { messages, listener });
       record.sockets[side] = ws;
       const early = (): void => {
         if (!record.paired) this.#end(record, closeCodes.peerLost, 'the other side left before pairing');
@@ -191,9 +201,19 @@ export class StreamEndpoint extends EventEmitter {
     record.timer = undefined;
     for (const [ws, listener] of record.earlyClose) ws.off('close', listener);
     record.earlyClose.clear();
+    const backlog = (ws: WebSocket): EarlyMessage[] => {
+      const entry = record.early.get(ws);
+      if (!entry) return [];
+      ws.off('message', entry.listener);
+      return entry.messages;
+    };
+    const fromService = backlog(service);
+    const fromDevice = backlog(device);
+    record.early.clear();
     const started = Date.now();
     this.logger.debug('stream paired', { device: record.deviceId, stream: record.name, id: record.id });
     relay(service, device, {
+      backlog: { a: fromService, b: fromDevice },
       onEnd: (result) => {
         this.#streams.delete(record.id);
         this.#emitEnd(record, result.bytesAtoB, result.bytesBtoA, `closed by ${result.closedBy === 'a' ? 'service' : 'device'} (${result.closeCode})`);

@@ -12,8 +12,13 @@ export interface RelayResult {
   readonly closedBy: 'a' | 'b';
 }
 
+/** A message received before the relay started. */
+export type EarlyMessage = readonly [data: Buffer, isBinary: boolean];
+
 export interface RelayOptions {
   readonly highWaterMark?: number;
+  /** Messages each side sent before its partner arrived; relayed first, in order. */
+  readonly backlog?: { readonly a: readonly EarlyMessage[]; readonly b: readonly EarlyMessage[] };
   readonly onEnd?: (result: RelayResult) => void;
 }
 
@@ -34,7 +39,7 @@ export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): v
   const counts = { a: 0, b: 0 };
   let ended = false;
 
-  const pipe = (src: WebSocket, dst: WebSocket, name: 'a' | 'b'): void => {
+  const pipe = (src: WebSocket, dst: WebSocket, name: 'a' | 'b', backlog: readonly EarlyMessage[]): void => {
     const dstTakesText = dst.protocol === streamProtocol;
     const flow = new InFlight(
       high,
@@ -42,7 +47,7 @@ export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): v
       () => src.pause(),
       () => src.resume(),
     );
-    src.on('message', (data: RawData, isBinary: boolean) => {
+    const forward = (data: RawData, isBinary: boolean): void => {
       if (!isBinary && !dstTakesText) return;
       if (dst.readyState !== dst.OPEN) return;
       const buf = data as Buffer;
@@ -50,7 +55,9 @@ export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): v
       const n = buf.length;
       flow.add(n);
       dst.send(buf, { binary: isBinary }, () => flow.done(n));
-    });
+    };
+    for (const [data, isBinary] of backlog) forward(data, isBinary);
+    src.on('message', forward);
     src.on('close', (code: number, reason: Buffer) => {
       if (dst.readyState === dst.OPEN || dst.readyState === dst.CONNECTING) {
         const text = code === 1006 ? 'peer connection lost' : reason.toString();
@@ -62,8 +69,8 @@ export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): v
       }
     });
   };
-  pipe(a, b, 'a');
-  pipe(b, a, 'b');
+  pipe(a, b, 'a', options.backlog?.a ?? []);
+  pipe(b, a, 'b', options.backlog?.b ?? []);
   // Either side may have been paused while it waited for its partner.
   a.resume();
   b.resume();

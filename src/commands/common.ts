@@ -1,0 +1,91 @@
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import {
+  parseConnectionString,
+  type DeviceConnectionString,
+  type ServiceConnectionString,
+} from '../auth/connection-string.js';
+import { DstreamError, describeError } from '../errors.js';
+import { createLogger, type Logger, type LogLevel } from '../log/logger.js';
+
+/** What every command receives from the CLI edge, instead of reading process globals. */
+export interface CommandContext {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly stdout: (text: string) => void;
+  readonly stderrIsTty: boolean;
+  readonly platform: NodeJS.Platform;
+  /** Resolves when the user asks the process to stop (SIGINT/SIGTERM). */
+  readonly stopSignal: Promise<string>;
+}
+
+export interface LogFlags {
+  readonly verbose?: boolean;
+  readonly quiet?: boolean;
+  readonly json?: boolean;
+}
+
+export const deviceEnvVar = 'DSTREAM_DEVICE_CONNECTION_STRING';
+export const serviceEnvVar = 'DSTREAM_SERVICE_CONNECTION_STRING';
+
+/** A logger for a command: text (coloured on a TTY unless NO_COLOR) or JSON lines, on stderr. */
+export function commandLogger(ctx: CommandContext, flags: LogFlags): Logger {
+  const level: LogLevel = flags.verbose ? 'debug' : flags.quiet ? 'warn' : 'info';
+  const color = ctx.stderrIsTty && ctx.env.NO_COLOR === undefined;
+  return createLogger({ level, format: flags.json ? 'json' : 'text', color });
+}
+
+function resolveRaw(flag: string | undefined, ctx: CommandContext, envVar: string, kind: string): string {
+  const raw = flag ?? ctx.env[envVar];
+  if (raw === undefined || raw.trim() === '')
+    throw new DstreamError('ERR_CONNECTION_STRING_MISSING', `no ${kind} connection string`, {
+      hint: `Pass --connection-string or set ${envVar}.`,
+    });
+  return raw;
+}
+
+/** The device credential from --connection-string or DSTREAM_DEVICE_CONNECTION_STRING. */
+export function deviceCredential(flag: string | undefined, ctx: CommandContext): DeviceConnectionString {
+  const cs = parseConnectionString(resolveRaw(flag, ctx, deviceEnvVar, 'device'));
+  if (cs.kind !== 'device')
+    throw new DstreamError('ERR_CONNECTION_STRING_INVALID', 'this is a service connection string; the agent needs a device one', {
+      hint: 'Create one with `dstream device add <id>`.',
+    });
+  return cs;
+}
+
+/** The service credential from --connection-string or DSTREAM_SERVICE_CONNECTION_STRING. */
+export function serviceCredential(flag: string | undefined, ctx: CommandContext): ServiceConnectionString {
+  const cs = parseConnectionString(resolveRaw(flag, ctx, serviceEnvVar, 'service'));
+  if (cs.kind !== 'service')
+    throw new DstreamError('ERR_CONNECTION_STRING_INVALID', 'this is a device connection string; this command needs a service one', {
+      hint: 'Print the service connection string with `dstream hub init` on the hub.',
+    });
+  return cs;
+}
+
+/** Read a --ca PEM file. */
+export function readCa(file: string | undefined): string | undefined {
+  if (file === undefined) return undefined;
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new DstreamError('ERR_USAGE', `cannot read --ca ${file}: ${describeError(error)}`);
+  }
+}
+
+/** Parse a TCP port option; `allowZero` for "pick a free port". */
+export function parsePort(text: string, flag: string, allowZero = false): number {
+  const n = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= (allowZero ? 0 : 1) && n <= 65535))
+    throw new DstreamError('ERR_USAGE', `${flag} ${text}: not a port number (${allowZero ? 0 : 1}-65535)`);
+  return n;
+}
+
+/** The platform's per-user data directory for the hub. */
+export function defaultHubDataDir(ctx: CommandContext): string {
+  const home = ctx.env.HOME ?? homedir();
+  if (ctx.platform === 'win32') return join(ctx.env.LOCALAPPDATA ?? join(home, 'AppData', 'Local'), 'dstream', 'hub');
+  if (ctx.platform === 'darwin') return join(home, 'Library', 'Application Support', 'dstream', 'hub');
+  return join(ctx.env.XDG_DATA_HOME || join(home, '.local', 'share'), 'dstream', 'hub');
+}

@@ -1,0 +1,106 @@
+import type { Command } from 'commander';
+import { DstreamError } from '../errors.js';
+import { withSpinner } from '../log/spinner.js';
+import { deviceIdProblem } from '../protocol/identifiers.js';
+import { hubTarget } from '../service/credentials.js';
+import { RegistryClient, type DeviceInfo } from '../service/registry-client.js';
+import { readCa, serviceCredential, type CommandContext } from './common.js';
+
+interface DeviceFlags {
+  readonly connectionString?: string;
+  readonly ca?: string;
+  readonly json?: boolean;
+  readonly quiet?: boolean;
+}
+
+function client(flags: DeviceFlags, ctx: CommandContext): RegistryClient {
+  const cs = serviceCredential(flags.connectionString, ctx);
+  return new RegistryClient(cs, hubTarget(cs, readCa(flags.ca)));
+}
+
+function checkId(id: string): string {
+  const problem = deviceIdProblem(id);
+  if (problem) throw new DstreamError('ERR_USAGE', problem);
+  return id;
+}
+
+function spin<T>(flags: DeviceFlags, ctx: CommandContext, text: string, task: () => Promise<T>): Promise<T> {
+  return withSpinner(text, ctx.stderrIsTty && !flags.quiet && !flags.json, task);
+}
+
+function table(devices: readonly DeviceInfo[]): string {
+  const rows = [['DEVICE', 'STATUS', 'CONNECTION', 'LAST SEEN'], ...devices.map((d) => [d.deviceId, d.status, d.connectionState === 'Connected' ? 'online' : 'offline', d.lastActivityTime ?? 'never'])];
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n') + '\n';
+}
+
+function details(d: DeviceInfo): string {
+  return (
+    [
+      `deviceId:          ${d.deviceId}`,
+      `status:            ${d.status}`,
+      `connection:        ${d.connectionState === 'Connected' ? 'online' : 'offline'}`,
+      `created:           ${d.createdTime}`,
+      `last seen:         ${d.lastActivityTime ?? 'never'}`,
+      `connection string: ${d.connectionString ?? ''}`,
+    ].join('\n') + '\n'
+  );
+}
+
+export function registerDeviceCommands(program: Command, ctx: CommandContext): void {
+  const device = program
+    .command('device')
+    .description('manage the hub\'s device registry (needs the service connection string)')
+    .addHelpText('after', '\nExample:\n  dstream device add pi-01 > pi-01.connection-string');
+  const common = (cmd: Command): Command =>
+    cmd
+      .option('--connection-string <cs>', 'service connection string (default: $DSTREAM_SERVICE_CONNECTION_STRING)')
+      .option('--ca <file>', 'PEM CA certificate to verify the hub with')
+      .option('-q, --quiet', 'no spinner');
+
+  common(device.command('add <id>'))
+    .description('register a device and print its connection string on stdout')
+    .addHelpText('after', '\nExample:\n  dstream device add pi-01')
+    .action(async (id: string, flags: DeviceFlags) => {
+      const info = await spin(flags, ctx, `adding ${id}`, () => client(flags, ctx).add(checkId(id)));
+      ctx.stdout(`${info.connectionString ?? ''}\n`);
+    });
+
+  common(device.command('list'))
+    .description('list registered devices, online or offline, and when each was last seen')
+    .option('--json', 'print JSON')
+    .addHelpText('after', '\nExample:\n  dstream device list --json')
+    .action(async (flags: DeviceFlags) => {
+      const devices = await spin(flags, ctx, 'listing devices', () => client(flags, ctx).list());
+      ctx.stdout(flags.json ? JSON.stringify(devices, null, 2) + '\n' : table(devices));
+    });
+
+  common(device.command('show <id>'))
+    .description('show one device, with its connection string')
+    .option('--json', 'print JSON')
+    .addHelpText('after', '\nExample:\n  dstream device show pi-01')
+    .action(async (id: string, flags: DeviceFlags) => {
+      const info = await spin(flags, ctx, `reading ${id}`, () => client(flags, ctx).show(checkId(id)));
+      ctx.stdout(flags.json ? JSON.stringify(info, null, 2) + '\n' : details(info));
+    });
+
+  common(device.command('remove <id>'))
+    .description('delete a device; it is disconnected at once')
+    .addHelpText('after', '\nExample:\n  dstream device remove pi-01')
+    .action(async (id: string, flags: DeviceFlags) => {
+      await spin(flags, ctx, `removing ${id}`, () => client(flags, ctx).remove(checkId(id)));
+      ctx.stdout(`removed ${id}\n`);
+    });
+
+  for (const status of ['enable', 'disable'] as const) {
+    common(device.command(`${status} <id>`))
+      .description(status === 'enable' ? 'allow a device to connect again' : 'refuse a device (disconnects it and its streams)')
+      .addHelpText('after', `\nExample:\n  dstream device ${status} pi-01`)
+      .action(async (id: string, flags: DeviceFlags) => {
+        await spin(flags, ctx, `${status.slice(0, -1)}ing ${id}`, () =>
+          client(flags, ctx).setStatus(checkId(id), status === 'enable' ? 'enabled' : 'disabled'),
+        );
+        ctx.stdout(`${status}d ${id}\n`);
+      });
+  }
+}
