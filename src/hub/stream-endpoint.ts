@@ -133,6 +133,9 @@ export class StreamEndpoint extends EventEmitter {
     if (!this.#streams.delete(record.id)) return;
     if (!record.paired) this.#emitEnd(record, 0, 0, reason);
     for (const ws of Object.values(record.sockets)) {
+      // An unpaired side is paused; it must read again to see the close handshake complete,
+      // or the close would wait for ws's 30 s timeout.
+      ws.resume();
       if (ws.readyState === ws.OPEN) ws.close(code, reason);
     }
   }

@@ -24,7 +24,7 @@ export interface LoggerOptions {
 const levelRank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 // Field names whose values are secrets. They never reach a log line, whatever the caller passes.
-const secretField = /token|key|sig|secret|password|authorization|connectionstring/i;
+const secretField = /token$|key$|^sig$|signature$|secret|password|authorization|connectionstring/i;
 
 /** Replace secret-looking fields with a marker, so a careless caller cannot leak a credential. */
 export function redactFields(fields: LogFields): Record<string, unknown> {
