@@ -32,6 +32,8 @@ export interface TestHubOptions {
   readonly dataDir?: string;
   readonly logger?: Logger;
   readonly pairTimeoutMs?: number;
+  /** Listen port (default 0: a free one). */
+  readonly port?: number;
 }
 
 export function makeTempDir(prefix = 'dstream-test-'): string {
@@ -47,7 +49,7 @@ export async function startTestHub(options: TestHubOptions = {}): Promise<TestHu
     logger,
   );
   const hub = await startHub(
-    { host: '127.0.0.1', port: 0, registry: state.registry, tls: state.tls, pairTimeoutMs: options.pairTimeoutMs },
+    { host: '127.0.0.1', port: options.port ?? 0, registry: state.registry, tls: state.tls, pairTimeoutMs: options.pairTimeoutMs },
     logger,
   );
   const serviceString = formatServiceConnectionString(hub.address, state.servicePolicy.name, state.servicePolicy.key);
