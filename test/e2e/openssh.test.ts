@@ -1,0 +1,98 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeTempDir } from '../helpers/hub.js';
+import { runCli, spawnCli, startCliHub, type CliProcess, type CliTunnel } from '../helpers/cli.js';
+import { findOpenSsh, startSshd, type TestSshd } from '../helpers/openssh.js';
+
+const openssh = findOpenSsh();
+// CI sets DSTREAM_REQUIRE_OPENSSH=1: there a missing OpenSSH is a failure, not a skip.
+const required = process.env.DSTREAM_REQUIRE_OPENSSH === '1';
+
+function run(cmd: string, args: readonly string[], timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function sha256File(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    createReadStream(file)
+      .on('data', (d) => hash.update(d))
+      .on('end', () => resolve(hash.digest('hex')))
+      .on('error', reject);
+  });
+}
+
+describe('OpenSSH through the dstream CLI (hub, agent and proxy as processes)', () => {
+  it('OpenSSH is installed where it is required', () => {
+    if (required) expect(openssh, 'DSTREAM_REQUIRE_OPENSSH=1 but sshd/ssh/scp/ssh-keygen were not found').toBeDefined();
+  });
+
+  describe.skipIf(!openssh)('with sshd', () => {
+    let dir: string;
+    let sshd: TestSshd;
+    let hub: CliTunnel;
+    let agent: CliProcess;
+    let proxy: CliProcess;
+    let proxyPort: number;
+
+    beforeAll(async () => {
+      dir = makeTempDir('dstream-e2e-');
+      mkdirSync(join(dir, 'ssh'));
+      sshd = await startSshd(openssh?.sshd ?? '', join(dir, 'ssh'));
+      hub = await startCliHub(join(dir, 'hub'));
+      const env = { DSTREAM_SERVICE_CONNECTION_STRING: hub.serviceString };
+      const added = await runCli(['device', 'add', 'pi-01'], env);
+      expect(added.code).toBe(0);
+      agent = spawnCli(['agent', '--port', String(sshd.port)], { DSTREAM_DEVICE_CONNECTION_STRING: added.stdout.trim() });
+      await agent.waitForLine(/connected to the hub/);
+      proxy = spawnCli(['proxy', '--device', 'pi-01', '--local-port', '0', '--remote-port', String(sshd.port)], env);
+      proxyPort = Number((await proxy.waitForLine(/proxy listening on 127\.0\.0\.1:(\d+)/))[1]);
+    }, 60_000);
+
+    afterAll(async () => {
+      await proxy?.stop();
+      await agent?.stop();
+      await hub?.stop();
+      await sshd?.close();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('ssh runs a command on the device', async () => {
+      const r = await run('ssh', ['-p', String(proxyPort), ...sshd.sshOptions, `${sshd.user}@127.0.0.1`, 'echo hello from $(whoami)']);
+      expect(r.stderr).toBe('');
+      expect(r).toMatchObject({ code: 0, stdout: `hello from ${sshd.user}\n` });
+    });
+
+    it('scp of a 64 MB file arrives with the same SHA-256', async () => {
+      const src = join(dir, 'big.bin');
+      const dst = join(dir, 'big.copy');
+      writeFileSync(src, randomBytes(64 * 1024 * 1024));
+      const r = await run('scp', ['-P', String(proxyPort), ...sshd.sshOptions, src, `${sshd.user}@127.0.0.1:${dst}`]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(await sha256File(dst)).toBe(await sha256File(src));
+    }, 120_000);
+
+    it('the processes exit 0 on SIGTERM', async () => {
+      expect(await proxy.stop('SIGTERM')).toBe(0);
+      expect(await agent.stop('SIGTERM')).toBe(0);
+      expect(await hub.hub.stop('SIGTERM')).toBe(0);
+    });
+  });
+});

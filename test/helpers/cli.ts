@@ -1,0 +1,121 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/** The built CLI (npm test builds first). */
+export const cliPath = fileURLToPath(new URL('../../bin/dstream.js', import.meta.url));
+
+const baseEnv = (): NodeJS.ProcessEnv => {
+  const env = { ...process.env, NO_COLOR: '1' };
+  delete env.DSTREAM_SERVICE_CONNECTION_STRING;
+  delete env.DSTREAM_DEVICE_CONNECTION_STRING;
+  return env;
+};
+
+export interface CliResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Run `dstream args...` to completion. */
+export function runCli(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliPath, ...args], { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`dstream ${args.join(' ')} did not finish in ${timeoutMs} ms\n${stderr}`));
+    }, timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A long-running `dstream` child process whose stderr lines can be waited on. */
+export interface CliProcess {
+  readonly child: ChildProcess;
+  /** stderr so far. */
+  output(): string;
+  /** Wait for a stderr line matching `pattern`. */
+  waitForLine(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** Send a signal and wait for exit; returns the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export function spawnCli(args: readonly string[], env: Record<string, string> = {}): CliProcess {
+  const child = spawn(process.execPath, [cliPath, ...args], { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let text = '';
+  const waiters = new Set<() => void>();
+  child.stderr.on('data', (d: Buffer) => {
+    text += d.toString();
+    for (const w of waiters) w();
+  });
+  child.stdout.resume();
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    output: () => text,
+    waitForLine: (pattern, timeoutMs = 15_000) =>
+      new Promise((resolve, reject) => {
+        const check = (): void => {
+          const m = text.match(pattern);
+          if (m) {
+            cleanup();
+            resolve(m);
+          }
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; stderr:\n${text}`));
+        }, timeoutMs);
+        const onExit = (): void => {
+          cleanup();
+          reject(new Error(`process exited before printing ${pattern}; stderr:\n${text}`));
+        };
+        const cleanup = (): void => {
+          clearTimeout(timer);
+          waiters.delete(check);
+          child.off('exit', onExit);
+        };
+        waiters.add(check);
+        child.once('exit', onExit);
+        check();
+      }),
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+export interface CliTunnel {
+  readonly dataDir: string;
+  readonly hub: CliProcess;
+  readonly hubPort: number;
+  readonly serviceString: string;
+  stop(): Promise<void>;
+}
+
+/** Start `dstream hub` on 127.0.0.1:0 as a child process and fetch its service string with `hub init`. */
+export async function startCliHub(dataDir: string): Promise<CliTunnel> {
+  const hub = spawnCli(['hub', '--data-dir', dataDir, '--listen', '127.0.0.1:0']);
+  const m = await hub.waitForLine(/hub listening on https:\/\/127\.0\.0\.1:(\d+)/);
+  const hubPort = Number(m[1]);
+  const init = await runCli(['hub', 'init', '--data-dir', dataDir, '--listen', `127.0.0.1:${hubPort}`]);
+  if (init.code !== 0) throw new Error(`hub init failed: ${init.stderr}`);
+  return {
+    dataDir,
+    hub,
+    hubPort,
+    serviceString: init.stdout.trim(),
+    stop: async () => {
+      await hub.stop();
+    },
+  };
+}

@@ -1,0 +1,85 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { join } from 'node:path';
+import { startServer, type TestServer } from './servers.js';
+
+const sshdCandidates = ['/usr/sbin/sshd', '/usr/local/sbin/sshd', '/usr/bin/sshd'];
+
+/** Where OpenSSH's sshd is, if installed. ssh, scp and ssh-keygen must be on PATH too. */
+export function findOpenSsh(): { sshd: string } | undefined {
+  const sshd = sshdCandidates.find((p) => existsSync(p));
+  const tools = ['ssh', 'scp', 'ssh-keygen'].every((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status === 0);
+  return sshd && tools ? { sshd } : undefined;
+}
+
+export interface TestSshd extends TestServer {
+  readonly user: string;
+  readonly clientKey: string;
+  /** Common ssh/scp options for this server. */
+  readonly sshOptions: readonly string[];
+}
+
+/**
+ * A real OpenSSH server on 127.0.0.1, port 0: a Node listener that hands every accepted
+ * connection to `sshd -i` (inetd mode) on its stdin/stdout. This way the port is bound by
+ * the OS and read back, never guessed. Host and client keys are made fresh in `dir`.
+ */
+export async function startSshd(sshd: string, dir: string): Promise<TestSshd> {
+  const user = userInfo().username;
+  const keygen = (file: string): void => {
+    const r = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', file]);
+    if (r.status !== 0) throw new Error(`ssh-keygen failed: ${r.stderr.toString()}`);
+  };
+  keygen(join(dir, 'host_key'));
+  keygen(join(dir, 'client_key'));
+  writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'client_key.pub')));
+  chmodSync(join(dir, 'authorized_keys'), 0o600);
+  const config = join(dir, 'sshd_config');
+  writeFileSync(
+    config,
+    [
+      `HostKey ${join(dir, 'host_key')}`,
+      `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'UsePAM no',
+      'StrictModes no',
+      'PermitRootLogin prohibit-password',
+      'Subsystem sftp internal-sftp',
+      'LogLevel ERROR',
+      '',
+    ].join('\n'),
+  );
+  // sshd refuses to start without its privilege separation directory.
+  if (process.getuid?.() === 0 && !existsSync('/run/sshd')) mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+  const server = await startServer((socket) => {
+    const child = spawn(sshd, ['-i', '-f', config, '-e'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stderr.resume();
+    child.on('error', () => socket.destroy());
+    socket.pipe(child.stdin);
+    child.stdout.pipe(socket);
+    child.stdin.on('error', () => undefined);
+    socket.on('close', () => child.kill());
+    child.on('exit', () => socket.end());
+  });
+  return {
+    ...server,
+    user,
+    clientKey: join(dir, 'client_key'),
+    sshOptions: [
+      '-i',
+      join(dir, 'client_key'),
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'LogLevel=ERROR',
+      '-o',
+      'ConnectTimeout=20',
+    ],
+  };
+}
