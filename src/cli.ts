@@ -25,10 +25,15 @@ function stopSignal(): Promise<string> {
 export function buildProgram(ctx: CommandContext): Command {
   const program = new Command('dstream')
     .version(version)
-    .description('Reach SSH, RDP or any TCP service on a device behind NAT, by device ID, through a hub.')
+    .description(
+      'Reach SSH, RDP or any TCP service on a device behind NAT, by device ID, through a hub.',
+    )
     .enablePositionalOptions()
     .showHelpAfterError('(run with --help for usage)')
-    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) })
+    .configureOutput({
+      writeOut: (s) => process.stdout.write(s),
+      writeErr: (s) => process.stderr.write(s),
+    })
     .addHelpText(
       'after',
       `
@@ -77,7 +82,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       return exitCodeFor(error);
     }
     // Not a user mistake: a bug. Say so, with the stack, so it can be reported.
-    process.stderr.write(`${paint.red('internal error:')} ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.stderr.write(
+      `${paint.red('internal error:')} ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
     return 1;
   }
 }

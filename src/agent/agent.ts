@@ -80,17 +80,27 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
     });
     let ws: WebSocket;
     try {
-      ws = await openWebSocket(controlUrl, trust, { headers: { authorization: token }, protocols: [controlProtocol] });
+      ws = await openWebSocket(controlUrl, trust, {
+        headers: { authorization: token },
+        protocols: [controlProtocol],
+      });
     } catch (error) {
       if (closed) return;
       if (error instanceof UpgradeRefusedError && error.status >= 400 && error.status < 500) {
         // Disabled, removed or a wrong key: hammering will not help. Retry at the cap.
-        logger.error('the hub refused this device', { device: cs.deviceId, status: error.status, reason: error.body });
+        logger.error('the hub refused this device', {
+          device: cs.deviceId,
+          status: error.status,
+          reason: error.body,
+        });
         attempt = 16;
         schedule(maxMs);
       } else {
         const delay = backoff();
-        logger.warn('cannot connect to the hub; retrying', { reason: describeError(error), retryInMs: delay });
+        logger.warn('cannot connect to the hub; retrying', {
+          reason: describeError(error),
+          retryInMs: delay,
+        });
         schedule(delay);
       }
       return;
@@ -101,7 +111,10 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
     }
     control = ws;
     attempt = 0;
-    logger.info('connected to the hub', { device: cs.deviceId, hub: formatHostPort(cs.hub.host, cs.hub.port) });
+    logger.info('connected to the hub', {
+      device: cs.deviceId,
+      hub: formatHostPort(cs.hub.host, cs.hub.port),
+    });
     emitter.emit('connected');
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       const message = isBinary ? undefined : parseHubMessage(data.toString());
@@ -123,7 +136,15 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
   }
 
   const answer = (ws: WebSocket, requestId: string, accepted: boolean, reason?: string): void => {
-    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'stream-response', requestId, accepted, ...(reason ? { reason } : {}) }));
+    if (ws.readyState === ws.OPEN)
+      ws.send(
+        JSON.stringify({
+          type: 'stream-response',
+          requestId,
+          accepted,
+          ...(reason ? { reason } : {}),
+        }),
+      );
   };
 
   function handleRequest(ws: WebSocket, request: StreamRequestMessage): void {
@@ -131,7 +152,12 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
     const log = logger.child({ stream: request.streamName });
     if (!target) {
       log.warn('rejected a stream request: not in the allow-list');
-      answer(ws, request.requestId, false, `stream '${request.streamName}' is not allowed on this device`);
+      answer(
+        ws,
+        request.requestId,
+        false,
+        `stream '${request.streamName}' is not allowed on this device`,
+      );
       return;
     }
     const entry: { socket?: Socket; ws?: WebSocket } = {};
@@ -141,7 +167,10 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
     const socket = connect({ host: target.host, port: target.port, allowHalfOpen: true });
     entry.socket = socket;
     socket.setNoDelay(true);
-    const dialTimer = setTimeout(() => socket.destroy(new Error('timed out')), options.dialTimeoutMs ?? 10_000);
+    const dialTimer = setTimeout(
+      () => socket.destroy(new Error('timed out')),
+      options.dialTimeoutMs ?? 10_000,
+    );
     let accepted = false;
     socket.on('error', (error) => {
       clearTimeout(dialTimer);
@@ -170,7 +199,12 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
           bridge(socket, streamWs, {
             onEnd: (result) => {
               streams.delete(entry);
-              const end: AgentStreamEnd = { ...result, streamName: request.streamName, target, durationMs: Date.now() - started };
+              const end: AgentStreamEnd = {
+                ...result,
+                streamName: request.streamName,
+                target,
+                durationMs: Date.now() - started,
+              };
               log.info('stream ended', {
                 end: result.end,
                 bytesIn: result.bytesReceived,

@@ -38,14 +38,21 @@ const known = new Set([
 ]);
 
 function invalid(message: string): DstreamError {
-  return new DstreamError('ERR_CONNECTION_STRING_INVALID', `invalid connection string: ${message}`, {
-    hint: 'Use the string printed by `dstream hub init` (service) or `dstream device add` (device).',
-  });
+  return new DstreamError(
+    'ERR_CONNECTION_STRING_INVALID',
+    `invalid connection string: ${message}`,
+    {
+      hint: 'Use the string printed by `dstream hub init` (service) or `dstream device add` (device).',
+    },
+  );
 }
 
 /** Normalise a SHA-256 fingerprint ("ab:cd:..." or "ABCD...") to 64 upper-case hex digits. */
 export function normalizeFingerprint(value: string): string | undefined {
-  const hex = value.replace(/^sha256:/i, '').replace(/:/g, '').toUpperCase();
+  const hex = value
+    .replace(/^sha256:/i, '')
+    .replace(/:/g, '')
+    .toUpperCase();
   return /^[0-9A-F]{64}$/.test(hex) ? hex : undefined;
 }
 
@@ -105,14 +112,17 @@ export function parseConnectionString(text: string): ConnectionString {
   const deviceId = fields.get('DeviceId');
   const keyName = fields.get('SharedAccessKeyName');
   if (deviceId !== undefined && keyName !== undefined)
-    throw invalid('has both DeviceId and SharedAccessKeyName; a string is for a device or a service');
+    throw invalid(
+      'has both DeviceId and SharedAccessKeyName; a string is for a device or a service',
+    );
   if (deviceId !== undefined) {
     const problem = deviceIdProblem(deviceId);
     if (problem) throw invalid(problem);
     return { kind: 'device', hub, deviceId, sharedAccessKey };
   }
   if (keyName !== undefined) {
-    if (!/^[A-Za-z0-9\-._]{1,64}$/.test(keyName)) throw invalid('SharedAccessKeyName is not a valid policy name');
+    if (!/^[A-Za-z0-9\-._]{1,64}$/.test(keyName))
+      throw invalid('SharedAccessKeyName is not a valid policy name');
     return { kind: 'service', hub, sharedAccessKeyName: keyName, sharedAccessKey };
   }
   throw invalid('needs DeviceId (device) or SharedAccessKeyName (service)');
@@ -129,10 +139,18 @@ function trustFields(hub: HubAddress): string {
   return out;
 }
 
-export function formatDeviceConnectionString(hub: HubAddress, deviceId: string, key: string): string {
+export function formatDeviceConnectionString(
+  hub: HubAddress,
+  deviceId: string,
+  key: string,
+): string {
   return `${hubFields(hub)};DeviceId=${deviceId};SharedAccessKey=${key}${trustFields(hub)}`;
 }
 
-export function formatServiceConnectionString(hub: HubAddress, keyName: string, key: string): string {
+export function formatServiceConnectionString(
+  hub: HubAddress,
+  keyName: string,
+  key: string,
+): string {
   return `${hubFields(hub)};SharedAccessKeyName=${keyName};SharedAccessKey=${key}${trustFields(hub)}`;
 }

@@ -61,7 +61,8 @@ function decode(value: string, field: string): string {
 /** Parse a token string; throws SasParseError on anything malformed. */
 export function parseSas(text: string): SasToken {
   if (text.length > 4096) throw new SasParseError('the token is too long');
-  if (!text.startsWith(prefix)) throw new SasParseError('expected "SharedAccessSignature sr=...&sig=...&se=..."');
+  if (!text.startsWith(prefix))
+    throw new SasParseError('expected "SharedAccessSignature sr=...&sig=...&se=..."');
   const fields = new Map<string, string>();
   for (const part of text.slice(prefix.length).split('&')) {
     const eq = part.indexOf('=');

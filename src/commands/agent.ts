@@ -2,7 +2,13 @@ import type { Command } from 'commander';
 import { startAgent } from '../agent/agent.js';
 import { buildAllowList } from '../agent/allow-list.js';
 import { formatHostPort } from '../auth/connection-string.js';
-import { commandLogger, deviceCredential, readCa, type CommandContext, type LogFlags } from './common.js';
+import {
+  commandLogger,
+  deviceCredential,
+  readCa,
+  type CommandContext,
+  type LogFlags,
+} from './common.js';
 
 interface AgentFlags extends LogFlags {
   readonly connectionString?: string;
@@ -19,8 +25,13 @@ export async function runAgent(flags: AgentFlags, ctx: CommandContext): Promise<
   const allow = buildAllowList(flags.port, flags.target);
   const ca = readCa(flags.ca);
   const logger = commandLogger(ctx, flags);
-  if (!credential.hub.tls) logger.warn('TLS IS OFF for this hub (UseTls=false): credentials and traffic travel in clear text.');
-  const allowed = [...allow].map(([name, t]) => `${name}->${formatHostPort(t.host, t.port)}`).join(', ');
+  if (!credential.hub.tls)
+    logger.warn(
+      'TLS IS OFF for this hub (UseTls=false): credentials and traffic travel in clear text.',
+    );
+  const allowed = [...allow]
+    .map(([name, t]) => `${name}->${formatHostPort(t.host, t.port)}`)
+    .join(', ');
   logger.info('agent starting', { device: credential.deviceId, allow: allowed });
   const agent = startAgent({ credential, allow, ca }, logger);
   const signal = await ctx.stopSignal;
@@ -31,14 +42,27 @@ export async function runAgent(flags: AgentFlags, ctx: CommandContext): Promise<
 export function registerAgentCommand(program: Command, ctx: CommandContext): void {
   program
     .command('agent')
-    .description('run on the device: keep a connection to the hub and pipe allowed streams to local ports')
-    .option('--connection-string <cs>', 'device connection string (default: $DSTREAM_DEVICE_CONNECTION_STRING)')
+    .description(
+      'run on the device: keep a connection to the hub and pipe allowed streams to local ports',
+    )
+    .option(
+      '--connection-string <cs>',
+      'device connection string (default: $DSTREAM_DEVICE_CONNECTION_STRING)',
+    )
     .option('--port <port>', 'allow streams named PORT to 127.0.0.1:PORT (repeatable)', collect, [])
-    .option('--target <name=host:port>', 'allow a named stream to a local target (repeatable)', collect, [])
+    .option(
+      '--target <name=host:port>',
+      'allow a named stream to a local target (repeatable)',
+      collect,
+      [],
+    )
     .option('--ca <file>', 'PEM CA certificate to verify the hub with')
     .option('-v, --verbose', 'log debug detail')
     .option('-q, --quiet', 'log warnings and errors only')
     .option('--json', 'log JSON lines')
-    .addHelpText('after', '\nExample:\n  dstream agent --connection-string "$(cat pi-01.connection-string)" --port 22')
+    .addHelpText(
+      'after',
+      '\nExample:\n  dstream agent --connection-string "$(cat pi-01.connection-string)" --port 22',
+    )
     .action((flags: AgentFlags) => runAgent(flags, ctx));
 }

@@ -35,7 +35,12 @@ export function commandLogger(ctx: CommandContext, flags: LogFlags): Logger {
   return createLogger({ level, format: flags.json ? 'json' : 'text', color });
 }
 
-function resolveRaw(flag: string | undefined, ctx: CommandContext, envVar: string, kind: string): string {
+function resolveRaw(
+  flag: string | undefined,
+  ctx: CommandContext,
+  envVar: string,
+  kind: string,
+): string {
   const raw = flag ?? ctx.env[envVar];
   if (raw === undefined || raw.trim() === '')
     throw new DstreamError('ERR_CONNECTION_STRING_MISSING', `no ${kind} connection string`, {
@@ -45,22 +50,36 @@ function resolveRaw(flag: string | undefined, ctx: CommandContext, envVar: strin
 }
 
 /** The device credential from --connection-string or DSTREAM_DEVICE_CONNECTION_STRING. */
-export function deviceCredential(flag: string | undefined, ctx: CommandContext): DeviceConnectionString {
+export function deviceCredential(
+  flag: string | undefined,
+  ctx: CommandContext,
+): DeviceConnectionString {
   const cs = parseConnectionString(resolveRaw(flag, ctx, deviceEnvVar, 'device'));
   if (cs.kind !== 'device')
-    throw new DstreamError('ERR_CONNECTION_STRING_INVALID', 'this is a service connection string; the agent needs a device one', {
-      hint: 'Create one with `dstream device add <id>`.',
-    });
+    throw new DstreamError(
+      'ERR_CONNECTION_STRING_INVALID',
+      'this is a service connection string; the agent needs a device one',
+      {
+        hint: 'Create one with `dstream device add <id>`.',
+      },
+    );
   return cs;
 }
 
 /** The service credential from --connection-string or DSTREAM_SERVICE_CONNECTION_STRING. */
-export function serviceCredential(flag: string | undefined, ctx: CommandContext): ServiceConnectionString {
+export function serviceCredential(
+  flag: string | undefined,
+  ctx: CommandContext,
+): ServiceConnectionString {
   const cs = parseConnectionString(resolveRaw(flag, ctx, serviceEnvVar, 'service'));
   if (cs.kind !== 'service')
-    throw new DstreamError('ERR_CONNECTION_STRING_INVALID', 'this is a device connection string; this command needs a service one', {
-      hint: 'Print the service connection string with `dstream hub init` on the hub.',
-    });
+    throw new DstreamError(
+      'ERR_CONNECTION_STRING_INVALID',
+      'this is a device connection string; this command needs a service one',
+      {
+        hint: 'Print the service connection string with `dstream hub init` on the hub.',
+      },
+    );
   return cs;
 }
 
@@ -78,14 +97,19 @@ export function readCa(file: string | undefined): string | undefined {
 export function parsePort(text: string, flag: string, allowZero = false): number {
   const n = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
   if (!(n >= (allowZero ? 0 : 1) && n <= 65535))
-    throw new DstreamError('ERR_USAGE', `${flag} ${text}: not a port number (${allowZero ? 0 : 1}-65535)`);
+    throw new DstreamError(
+      'ERR_USAGE',
+      `${flag} ${text}: not a port number (${allowZero ? 0 : 1}-65535)`,
+    );
   return n;
 }
 
 /** The platform's per-user data directory for the hub. */
 export function defaultHubDataDir(ctx: CommandContext): string {
   const home = ctx.env.HOME ?? homedir();
-  if (ctx.platform === 'win32') return join(ctx.env.LOCALAPPDATA ?? join(home, 'AppData', 'Local'), 'dstream', 'hub');
-  if (ctx.platform === 'darwin') return join(home, 'Library', 'Application Support', 'dstream', 'hub');
+  if (ctx.platform === 'win32')
+    return join(ctx.env.LOCALAPPDATA ?? join(home, 'AppData', 'Local'), 'dstream', 'hub');
+  if (ctx.platform === 'darwin')
+    return join(home, 'Library', 'Application Support', 'dstream', 'hub');
   return join(ctx.env.XDG_DATA_HOME || join(home, '.local', 'share'), 'dstream', 'hub');
 }

@@ -24,14 +24,36 @@ function checkId(id: string): string {
   return id;
 }
 
-function spin<T>(flags: DeviceFlags, ctx: CommandContext, text: string, task: () => Promise<T>): Promise<T> {
+function spin<T>(
+  flags: DeviceFlags,
+  ctx: CommandContext,
+  text: string,
+  task: () => Promise<T>,
+): Promise<T> {
   return withSpinner(text, ctx.stderrIsTty && !flags.quiet && !flags.json, task);
 }
 
 function table(devices: readonly DeviceInfo[]): string {
-  const rows = [['DEVICE', 'STATUS', 'CONNECTION', 'LAST SEEN'], ...devices.map((d) => [d.deviceId, d.status, d.connectionState === 'Connected' ? 'online' : 'offline', d.lastActivityTime ?? 'never'])];
+  const rows = [
+    ['DEVICE', 'STATUS', 'CONNECTION', 'LAST SEEN'],
+    ...devices.map((d) => [
+      d.deviceId,
+      d.status,
+      d.connectionState === 'Connected' ? 'online' : 'offline',
+      d.lastActivityTime ?? 'never',
+    ]),
+  ];
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n') + '\n';
+  return (
+    rows
+      .map((r) =>
+        r
+          .map((c, i) => c.padEnd(widths[i] ?? 0))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
 }
 
 function details(d: DeviceInfo): string {
@@ -50,11 +72,14 @@ function details(d: DeviceInfo): string {
 export function registerDeviceCommands(program: Command, ctx: CommandContext): void {
   const device = program
     .command('device')
-    .description('manage the hub\'s device registry (needs the service connection string)')
+    .description("manage the hub's device registry (needs the service connection string)")
     .addHelpText('after', '\nExample:\n  dstream device add pi-01 > pi-01.connection-string');
   const common = (cmd: Command): Command =>
     cmd
-      .option('--connection-string <cs>', 'service connection string (default: $DSTREAM_SERVICE_CONNECTION_STRING)')
+      .option(
+        '--connection-string <cs>',
+        'service connection string (default: $DSTREAM_SERVICE_CONNECTION_STRING)',
+      )
       .option('--ca <file>', 'PEM CA certificate to verify the hub with')
       .option('-q, --quiet', 'no spinner');
 
@@ -62,7 +87,9 @@ export function registerDeviceCommands(program: Command, ctx: CommandContext): v
     .description('register a device and print its connection string on stdout')
     .addHelpText('after', '\nExample:\n  dstream device add pi-01')
     .action(async (id: string, flags: DeviceFlags) => {
-      const info = await spin(flags, ctx, `adding ${id}`, () => client(flags, ctx).add(checkId(id)));
+      const info = await spin(flags, ctx, `adding ${id}`, () =>
+        client(flags, ctx).add(checkId(id)),
+      );
       ctx.stdout(`${info.connectionString ?? ''}\n`);
     });
 
@@ -80,7 +107,9 @@ export function registerDeviceCommands(program: Command, ctx: CommandContext): v
     .option('--json', 'print JSON')
     .addHelpText('after', '\nExample:\n  dstream device show pi-01')
     .action(async (id: string, flags: DeviceFlags) => {
-      const info = await spin(flags, ctx, `reading ${id}`, () => client(flags, ctx).show(checkId(id)));
+      const info = await spin(flags, ctx, `reading ${id}`, () =>
+        client(flags, ctx).show(checkId(id)),
+      );
       ctx.stdout(flags.json ? JSON.stringify(info, null, 2) + '\n' : details(info));
     });
 
@@ -94,7 +123,11 @@ export function registerDeviceCommands(program: Command, ctx: CommandContext): v
 
   for (const status of ['enable', 'disable'] as const) {
     common(device.command(`${status} <id>`))
-      .description(status === 'enable' ? 'allow a device to connect again' : 'refuse a device (disconnects it and its streams)')
+      .description(
+        status === 'enable'
+          ? 'allow a device to connect again'
+          : 'refuse a device (disconnects it and its streams)',
+      )
       .addHelpText('after', `\nExample:\n  dstream device ${status} pi-01`)
       .action(async (id: string, flags: DeviceFlags) => {
         await spin(flags, ctx, `${status.slice(0, -1)}ing ${id}`, () =>

@@ -1,11 +1,22 @@
 import type { Command } from 'commander';
-import { formatFingerprint, formatServiceConnectionString, parseHostPort, type HubAddress } from '../auth/connection-string.js';
+import {
+  formatFingerprint,
+  formatServiceConnectionString,
+  parseHostPort,
+  type HubAddress,
+} from '../auth/connection-string.js';
 import { DstreamError } from '../errors.js';
 import { openHubDataDir, type HubDataDir } from '../hub/data-dir.js';
 import { derivePublicUrl, hostAndPort, parsePublicUrl } from '../hub/public-url.js';
 import { startHub } from '../hub/server.js';
 import type { Logger } from '../log/logger.js';
-import { commandLogger, defaultHubDataDir, parsePort, type CommandContext, type LogFlags } from './common.js';
+import {
+  commandLogger,
+  defaultHubDataDir,
+  parsePort,
+  type CommandContext,
+  type LogFlags,
+} from './common.js';
 
 interface HubFlags extends LogFlags {
   readonly listen: string;
@@ -57,7 +68,13 @@ function openDataDir(s: HubSettings, logger: Logger): HubDataDir {
   if (s.publicUrl) names.push(hostAndPort(s.publicUrl).host);
   if (s.host !== '0.0.0.0' && s.host !== '::') names.push(s.host);
   const state = openHubDataDir(
-    { dataDir: s.dataDir, tlsCertFile: s.tlsCertFile, tlsKeyFile: s.tlsKeyFile, insecureNoTls: s.insecureNoTls, certificateNames: names },
+    {
+      dataDir: s.dataDir,
+      tlsCertFile: s.tlsCertFile,
+      tlsKeyFile: s.tlsKeyFile,
+      insecureNoTls: s.insecureNoTls,
+      certificateNames: names,
+    },
     logger,
   );
   // The public URL is kept in the data dir, so later runs (and `hub init`) hand out the same address.
@@ -72,7 +89,12 @@ function storedPublicUrl(state: HubDataDir): URL | undefined {
 
 function addressFor(publicUrl: URL, state: HubDataDir): HubAddress {
   const { host, port } = hostAndPort(publicUrl);
-  return { host, port, tls: publicUrl.protocol === 'https:', fingerprint: state.tls?.selfSigned ? state.tls.fingerprint : undefined };
+  return {
+    host,
+    port,
+    tls: publicUrl.protocol === 'https:',
+    fingerprint: state.tls?.selfSigned ? state.tls.fingerprint : undefined,
+  };
 }
 
 /** `dstream hub init`: create (or reopen) the data dir and print the service connection string. */
@@ -81,9 +103,13 @@ export function runHubInit(flags: HubFlags, ctx: CommandContext): void {
   const s = settingsFrom(flags, ctx);
   const state = openDataDir(s, logger);
   try {
-    const publicUrl = s.publicUrl ?? storedPublicUrl(state) ?? derivePublicUrl(s.host, s.port, !s.insecureNoTls);
+    const publicUrl =
+      s.publicUrl ?? storedPublicUrl(state) ?? derivePublicUrl(s.host, s.port, !s.insecureNoTls);
     const address = addressFor(publicUrl, state);
-    ctx.stdout(formatServiceConnectionString(address, state.servicePolicy.name, state.servicePolicy.key) + '\n');
+    ctx.stdout(
+      formatServiceConnectionString(address, state.servicePolicy.name, state.servicePolicy.key) +
+        '\n',
+    );
   } finally {
     state.registry.close();
   }
@@ -96,19 +122,29 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
   const state = openDataDir(s, logger);
   if (state.created) logger.info('initialised a new hub', { dataDir: s.dataDir });
   if (s.insecureNoTls)
-    logger.warn('TLS IS OFF (--insecure-no-tls): credentials and traffic travel in clear text. Only run this behind a TLS-terminating load balancer.');
+    logger.warn(
+      'TLS IS OFF (--insecure-no-tls): credentials and traffic travel in clear text. Only run this behind a TLS-terminating load balancer.',
+    );
   const publicUrl = s.publicUrl ?? storedPublicUrl(state);
   let hub;
   try {
-    hub = await startHub({ host: s.host, port: s.port, registry: state.registry, tls: state.tls, publicUrl }, logger);
+    hub = await startHub(
+      { host: s.host, port: s.port, registry: state.registry, tls: state.tls, publicUrl },
+      logger,
+    );
   } catch (error) {
     state.registry.close();
     throw error;
   }
   const scheme = state.tls ? 'https' : 'http';
   const bound = `${scheme}://${s.host.includes(':') ? `[${s.host}]` : s.host}:${hub.port}`;
-  logger.info(`hub listening on ${bound}`, { port: hub.port, publicUrl: hub.publicUrl.origin, dataDir: s.dataDir });
-  if (state.tls) logger.info(`TLS certificate SHA-256 fingerprint ${formatFingerprint(state.tls.fingerprint)}`);
+  logger.info(`hub listening on ${bound}`, {
+    port: hub.port,
+    publicUrl: hub.publicUrl.origin,
+    dataDir: s.dataDir,
+  });
+  if (state.tls)
+    logger.info(`TLS certificate SHA-256 fingerprint ${formatFingerprint(state.tls.fingerprint)}`);
   logger.info(`service connection string: run \`dstream hub init --data-dir ${s.dataDir}\``);
   const signal = await ctx.stopSignal;
   logger.info('shutting down', { signal });
@@ -119,11 +155,23 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
 function hubOptions(cmd: Command): Command {
   return cmd
     .option('--listen <host:port>', 'address and port to listen on', '0.0.0.0:8443')
-    .option('--data-dir <dir>', 'registry, certificate and settings (default: the platform data dir)')
-    .option('--public-url <url>', 'address clients use to reach the hub, e.g. https://hub.example.com:8443')
-    .option('--tls-cert <file>', 'PEM certificate to serve (default: a self-signed one in the data dir)')
+    .option(
+      '--data-dir <dir>',
+      'registry, certificate and settings (default: the platform data dir)',
+    )
+    .option(
+      '--public-url <url>',
+      'address clients use to reach the hub, e.g. https://hub.example.com:8443',
+    )
+    .option(
+      '--tls-cert <file>',
+      'PEM certificate to serve (default: a self-signed one in the data dir)',
+    )
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
-    .option('--insecure-no-tls', 'serve plain HTTP/WebSocket (only behind a TLS-terminating load balancer)');
+    .option(
+      '--insecure-no-tls',
+      'serve plain HTTP/WebSocket (only behind a TLS-terminating load balancer)',
+    );
 }
 
 export function registerHubCommand(program: Command, ctx: CommandContext): void {
@@ -132,11 +180,17 @@ export function registerHubCommand(program: Command, ctx: CommandContext): void 
     .option('-v, --verbose', 'log debug detail')
     .option('-q, --quiet', 'log warnings and errors only')
     .option('--json', 'log JSON lines')
-    .addHelpText('after', '\nExample:\n  dstream hub --listen 0.0.0.0:8443 --data-dir /var/lib/dstream')
+    .addHelpText(
+      'after',
+      '\nExample:\n  dstream hub --listen 0.0.0.0:8443 --data-dir /var/lib/dstream',
+    )
     .action((flags: HubFlags) => runHub(flags, ctx));
   hubOptions(hub.command('init'))
     .description('create the hub data dir and print the service connection string on stdout')
     .option('-v, --verbose', 'log what is created')
-    .addHelpText('after', '\nExample:\n  export DSTREAM_SERVICE_CONNECTION_STRING="$(dstream hub init)"')
+    .addHelpText(
+      'after',
+      '\nExample:\n  export DSTREAM_SERVICE_CONNECTION_STRING="$(dstream hub init)"',
+    )
     .action((flags: HubFlags) => runHubInit(flags, ctx));
 }

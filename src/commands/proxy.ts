@@ -3,7 +3,14 @@ import { DstreamError } from '../errors.js';
 import { deviceIdProblem, streamNameProblem } from '../protocol/identifiers.js';
 import { startProxy } from '../proxy/proxy.js';
 import { hubTarget } from '../service/credentials.js';
-import { commandLogger, parsePort, readCa, serviceCredential, type CommandContext, type LogFlags } from './common.js';
+import {
+  commandLogger,
+  parsePort,
+  readCa,
+  serviceCredential,
+  type CommandContext,
+  type LogFlags,
+} from './common.js';
 
 interface ProxyFlags extends LogFlags {
   readonly connectionString?: string;
@@ -27,12 +34,26 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
   if (nameProblem) throw new DstreamError('ERR_USAGE', `--stream: ${nameProblem}`);
   const port = parsePort(flags.localPort, '--local-port', true);
   const logger = commandLogger(ctx, flags);
-  if (!credential.hub.tls) logger.warn('TLS IS OFF for this hub (UseTls=false): credentials and traffic travel in clear text.');
+  if (!credential.hub.tls)
+    logger.warn(
+      'TLS IS OFF for this hub (UseTls=false): credentials and traffic travel in clear text.',
+    );
   const proxy = await startProxy(
-    { credential, target: hubTarget(credential, readCa(flags.ca)), deviceId: flags.device, streamName, bindHost: flags.bind, port },
+    {
+      credential,
+      target: hubTarget(credential, readCa(flags.ca)),
+      deviceId: flags.device,
+      streamName,
+      bindHost: flags.bind,
+      port,
+    },
     logger,
   );
-  logger.info(`proxy listening on ${flags.bind}:${proxy.port}`, { port: proxy.port, device: flags.device, stream: streamName });
+  logger.info(`proxy listening on ${flags.bind}:${proxy.port}`, {
+    port: proxy.port,
+    device: flags.device,
+    stream: streamName,
+  });
   const signal = await ctx.stopSignal;
   logger.info('shutting down', { signal });
   await proxy.close();
@@ -41,17 +62,25 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
 export function registerProxyCommand(program: Command, ctx: CommandContext): void {
   program
     .command('proxy')
-    .description('run on your machine: every local TCP connection gets its own stream to the device')
+    .description(
+      'run on your machine: every local TCP connection gets its own stream to the device',
+    )
     .requiredOption('--device <id>', 'device to reach')
     .requiredOption('--local-port <port>', 'local port to listen on (0 picks one)')
     .option('--remote-port <port>', 'remote port on the device (the stream name; default 22)')
-    .option('--stream <name>', 'named stream instead of a port (the agent\'s --target NAME)')
+    .option('--stream <name>', "named stream instead of a port (the agent's --target NAME)")
     .option('--bind <address>', 'local address to listen on', '127.0.0.1')
-    .option('--connection-string <cs>', 'service connection string (default: $DSTREAM_SERVICE_CONNECTION_STRING)')
+    .option(
+      '--connection-string <cs>',
+      'service connection string (default: $DSTREAM_SERVICE_CONNECTION_STRING)',
+    )
     .option('--ca <file>', 'PEM CA certificate to verify the hub with')
     .option('-v, --verbose', 'log debug detail')
     .option('-q, --quiet', 'log warnings and errors only')
     .option('--json', 'log JSON lines')
-    .addHelpText('after', '\nExample:\n  dstream proxy --device pi-01 --local-port 2222 --remote-port 22\n  ssh -p 2222 pi@localhost')
+    .addHelpText(
+      'after',
+      '\nExample:\n  dstream proxy --device pi-01 --local-port 2222 --remote-port 22\n  ssh -p 2222 pi@localhost',
+    )
     .action((flags: ProxyFlags) => runProxy(flags, ctx));
 }

@@ -6,7 +6,12 @@ export const clockSkewSeconds = 30;
 
 export type AuthResult<T> =
   | { readonly ok: true; readonly value: T }
-  | { readonly ok: false; readonly status: 401 | 403; readonly errorCode: string; readonly message: string };
+  | {
+      readonly ok: false;
+      readonly status: 401 | 403;
+      readonly errorCode: string;
+      readonly message: string;
+    };
 
 type AuthFailure = Extract<AuthResult<unknown>, { ok: false }>;
 
@@ -17,12 +22,15 @@ const unauthorized = (message: string): AuthFailure => ({
   message,
 });
 
-function parse(header: string | undefined): AuthFailure | { readonly ok: true; readonly token: SasToken } {
+function parse(
+  header: string | undefined,
+): AuthFailure | { readonly ok: true; readonly token: SasToken } {
   if (header === undefined || header === '') return unauthorized('missing Authorization header');
   try {
     return { ok: true as const, token: parseSas(header) };
   } catch (error) {
-    if (error instanceof SasParseError) return unauthorized(`malformed SharedAccessSignature: ${error.message}`);
+    if (error instanceof SasParseError)
+      return unauthorized(`malformed SharedAccessSignature: ${error.message}`);
     throw error;
   }
 }
@@ -49,11 +57,18 @@ export function authenticateService(
   const { token } = parsed;
   if (token.keyName === undefined) return unauthorized('a service token needs a policy name (skn)');
   const policy = registry.getPolicy(token.keyName);
-  if (!policy || !hasValidSignature(token, policy.key)) return unauthorized('invalid token signature or policy');
+  if (!policy || !hasValidSignature(token, policy.key))
+    return unauthorized('invalid token signature or policy');
   if (token.expiry + clockSkewSeconds < nowSeconds) return unauthorized('the token has expired');
-  if (resourcePath(token.resource) !== '') return unauthorized('a service token must be scoped to the hub, not a device');
+  if (resourcePath(token.resource) !== '')
+    return unauthorized('a service token must be scoped to the hub, not a device');
   if (!policy.rights.includes(right))
-    return { ok: false, status: 403, errorCode: 'IotHubUnauthorizedAccess', message: `policy '${policy.name}' lacks the ${right} right` };
+    return {
+      ok: false,
+      status: 403,
+      errorCode: 'IotHubUnauthorizedAccess',
+      message: `policy '${policy.name}' lacks the ${right} right`,
+    };
   return { ok: true, value: policy };
 }
 
@@ -67,14 +82,24 @@ export function authenticateDevice(
   const parsed = parse(header);
   if (!parsed.ok) return parsed;
   const { token } = parsed;
-  if (token.keyName !== undefined) return unauthorized('a device connects with a device token, not a policy token');
-  if (resourcePath(token.resource) !== `/devices/${encodeURIComponent(deviceId)}` && resourcePath(token.resource) !== `/devices/${deviceId}`)
+  if (token.keyName !== undefined)
+    return unauthorized('a device connects with a device token, not a policy token');
+  if (
+    resourcePath(token.resource) !== `/devices/${encodeURIComponent(deviceId)}` &&
+    resourcePath(token.resource) !== `/devices/${deviceId}`
+  )
     return unauthorized('the token is not scoped to this device');
   const device = registry.getDevice(deviceId);
   // Unknown device and bad signature answer alike, so the hub does not reveal which IDs exist.
-  if (!device || !hasValidSignature(token, device.primaryKey)) return unauthorized('invalid device credentials');
+  if (!device || !hasValidSignature(token, device.primaryKey))
+    return unauthorized('invalid device credentials');
   if (token.expiry + clockSkewSeconds < nowSeconds) return unauthorized('the token has expired');
   if (device.status !== 'enabled')
-    return { ok: false, status: 403, errorCode: 'DeviceDisabled', message: `device '${deviceId}' is disabled` };
+    return {
+      ok: false,
+      status: 403,
+      errorCode: 'DeviceDisabled',
+      message: `device '${deviceId}' is disabled`,
+    };
   return { ok: true, value: device };
 }

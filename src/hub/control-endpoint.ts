@@ -59,10 +59,14 @@ export class ControlEndpoint {
   /** Accept an authenticated device's control socket. A newer connection replaces an older one. */
   accept(req: IncomingMessage, socket: Duplex, head: Buffer, deviceId: string): void {
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      ws.on('error', (error) => this.logger.debug('control socket error', { device: deviceId, error: error.message }));
+      ws.on('error', (error) =>
+        this.logger.debug('control socket error', { device: deviceId, error: error.message }),
+      );
       const previous = this.#online.get(deviceId);
       if (previous) {
-        this.logger.info('device reconnected; closing its older control connection', { device: deviceId });
+        this.logger.info('device reconnected; closing its older control connection', {
+          device: deviceId,
+        });
         this.#drop(previous, 'replaced');
         previous.ws.close(closeCodes.replaced, 'replaced by a newer connection');
       }
@@ -84,9 +88,11 @@ export class ControlEndpoint {
   }
 
   #onMessage(conn: Connection, data: RawData, isBinary: boolean): void {
-    const message = isBinary ? undefined : parseAgentMessage(data.toString());
+    const message = isBinary ? undefined : parseAgentMessage((data as Buffer).toString());
     if (!message) {
-      this.logger.warn('device sent an invalid control message; closing its connection', { device: conn.deviceId });
+      this.logger.warn('device sent an invalid control message; closing its connection', {
+        device: conn.deviceId,
+      });
       conn.ws.close(closeCodes.policyViolation, 'invalid control message');
       return;
     }
@@ -128,7 +134,11 @@ export class ControlEndpoint {
   }
 
   /** Send a stream request and wait up to `timeoutMs` for the device's answer. */
-  request(deviceId: string, message: StreamRequestMessage, timeoutMs: number): Promise<DeviceAnswer> {
+  request(
+    deviceId: string,
+    message: StreamRequestMessage,
+    timeoutMs: number,
+  ): Promise<DeviceAnswer> {
     const conn = this.#online.get(deviceId);
     if (!conn) return Promise.resolve({ kind: 'disconnected' });
     return new Promise((resolve) => {

@@ -2,7 +2,11 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync
 import { join } from 'node:path';
 import { DstreamError, describeError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { certificateFingerprint, createSelfSignedCertificate, isSelfSigned } from '../tls/self-signed.js';
+import {
+  certificateFingerprint,
+  createSelfSignedCertificate,
+  isSelfSigned,
+} from '../tls/self-signed.js';
 import { allRights, type PolicyRecord, type Registry } from './registry.js';
 import { SqliteRegistry } from './sqlite-registry.js';
 
@@ -55,9 +59,13 @@ function readPem(file: string, what: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (error) {
-    throw new DstreamError('ERR_TLS_FILES', `cannot read the TLS ${what} ${file}: ${describeError(error)}`, {
-      cause: error,
-    });
+    throw new DstreamError(
+      'ERR_TLS_FILES',
+      `cannot read the TLS ${what} ${file}: ${describeError(error)}`,
+      {
+        cause: error,
+      },
+    );
   }
 }
 
@@ -69,9 +77,16 @@ function loadTls(options: HubDataDirOptions, logger: Logger): HubTlsIdentity | n
     const cert = readPem(options.tlsCertFile, 'certificate');
     const key = readPem(options.tlsKeyFile, 'key');
     try {
-      return { cert, key, fingerprint: certificateFingerprint(cert), selfSigned: isSelfSigned(cert) };
+      return {
+        cert,
+        key,
+        fingerprint: certificateFingerprint(cert),
+        selfSigned: isSelfSigned(cert),
+      };
     } catch (error) {
-      throw new DstreamError('ERR_TLS_FILES', `${options.tlsCertFile} is not a PEM certificate`, { cause: error });
+      throw new DstreamError('ERR_TLS_FILES', `${options.tlsCertFile} is not a PEM certificate`, {
+        cause: error,
+      });
     }
   }
   const tlsDir = join(options.dataDir, 'tls');
@@ -85,7 +100,12 @@ function loadTls(options: HubDataDirOptions, logger: Logger): HubTlsIdentity | n
     logger.info('created a self-signed TLS certificate', { file: certFile });
   }
   const cert = readPem(certFile, 'certificate');
-  return { cert, key: readPem(keyFile, 'key'), fingerprint: certificateFingerprint(cert), selfSigned: true };
+  return {
+    cert,
+    key: readPem(keyFile, 'key'),
+    fingerprint: certificateFingerprint(cert),
+    selfSigned: true,
+  };
 }
 
 /**
@@ -101,9 +121,13 @@ export function openHubDataDir(options: HubDataDirOptions, logger: Logger): HubD
     registry = new SqliteRegistry(dbFile);
     if ((statSync(dbFile).mode & 0o077) !== 0) chmodSync(dbFile, 0o600);
   } catch (error) {
-    throw new DstreamError('ERR_DATA_DIR', `cannot open the registry ${dbFile}: ${describeError(error)}`, {
-      cause: error,
-    });
+    throw new DstreamError(
+      'ERR_DATA_DIR',
+      `cannot open the registry ${dbFile}: ${describeError(error)}`,
+      {
+        cause: error,
+      },
+    );
   }
   try {
     const tls = loadTls(options, logger);

@@ -24,12 +24,22 @@ export function sendJson(
   res.end(text);
 }
 
-export function sendError(res: ServerResponse, status: number, errorCode: string, message: string): void {
+export function sendError(
+  res: ServerResponse,
+  status: number,
+  errorCode: string,
+  message: string,
+): void {
   sendJson(res, status, { errorCode, message } satisfies ErrorBody);
 }
 
 /** Answer a WebSocket upgrade request with an HTTP error and close the connection. */
-export function refuseUpgrade(socket: Duplex, status: number, errorCode: string, message: string): void {
+export function refuseUpgrade(
+  socket: Duplex,
+  status: number,
+  errorCode: string,
+  message: string,
+): void {
   if (!socket.writable) {
     socket.destroy();
     return;
@@ -83,7 +93,10 @@ export function readJsonBody(req: IncomingMessage, limit = 64 * 1024): Promise<u
 /** Split a path into decoded segments; undefined if any segment has bad percent-encoding. */
 export function pathSegments(pathname: string): string[] | undefined {
   try {
-    return pathname.split('/').slice(1).map((s) => decodeURIComponent(s));
+    return pathname
+      .split('/')
+      .slice(1)
+      .map((s) => decodeURIComponent(s));
   } catch {
     return undefined;
   }

@@ -13,7 +13,10 @@ export function parsePublicUrl(text: string): URL {
     });
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:')
-    throw new DstreamError('ERR_USAGE', `--public-url must start with https:// or http://, not ${url.protocol}//`);
+    throw new DstreamError(
+      'ERR_USAGE',
+      `--public-url must start with https:// or http://, not ${url.protocol}//`,
+    );
   if (url.pathname !== '/' || url.search || url.hash || url.username)
     throw new DstreamError('ERR_USAGE', '--public-url must be scheme://host[:port] with no path');
   return url;

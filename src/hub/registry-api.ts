@@ -18,7 +18,11 @@ export interface RegistryApiContext {
 }
 
 /** The JSON shape of a device (a subset of IoT Hub's device identity). */
-export function deviceJson(ctx: RegistryApiContext, device: DeviceRecord, withSecrets: boolean): Record<string, unknown> {
+export function deviceJson(
+  ctx: RegistryApiContext,
+  device: DeviceRecord,
+  withSecrets: boolean,
+): Record<string, unknown> {
   return {
     deviceId: device.deviceId,
     status: device.status,
@@ -28,7 +32,11 @@ export function deviceJson(ctx: RegistryApiContext, device: DeviceRecord, withSe
     ...(withSecrets
       ? {
           authentication: { type: 'sas', symmetricKey: { primaryKey: device.primaryKey } },
-          connectionString: formatDeviceConnectionString(ctx.hubAddress, device.deviceId, device.primaryKey),
+          connectionString: formatDeviceConnectionString(
+            ctx.hubAddress,
+            device.deviceId,
+            device.primaryKey,
+          ),
         }
       : {}),
   };
@@ -46,14 +54,29 @@ export async function handleRegistryApi(
 ): Promise<void> {
   const method = req.method ?? 'GET';
   const right: Right = method === 'GET' ? 'RegistryRead' : 'RegistryWrite';
-  const auth = authenticateService(ctx.registry, req.headers.authorization, right, Date.now() / 1000);
+  const auth = authenticateService(
+    ctx.registry,
+    req.headers.authorization,
+    right,
+    Date.now() / 1000,
+  );
   if (!auth.ok) {
-    ctx.logger.warn('registry request refused', { method, remote: remoteOf(req), status: auth.status, reason: auth.message });
+    ctx.logger.warn('registry request refused', {
+      method,
+      remote: remoteOf(req),
+      status: auth.status,
+      reason: auth.message,
+    });
     return sendError(res, auth.status, auth.errorCode, auth.message);
   }
   if (deviceId === undefined) {
-    if (method !== 'GET') return sendError(res, 405, 'MethodNotAllowed', `${method} is not supported on /devices`);
-    return sendJson(res, 200, ctx.registry.listDevices().map((d) => deviceJson(ctx, d, false)));
+    if (method !== 'GET')
+      return sendError(res, 405, 'MethodNotAllowed', `${method} is not supported on /devices`);
+    return sendJson(
+      res,
+      200,
+      ctx.registry.listDevices().map((d) => deviceJson(ctx, d, false)),
+    );
   }
   const problem = deviceIdProblem(deviceId);
   if (problem) return sendError(res, 400, 'ArgumentInvalid', problem);
@@ -72,7 +95,8 @@ export async function handleRegistryApi(
     }
     case 'GET': {
       const device = ctx.registry.getDevice(deviceId);
-      if (!device) return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
+      if (!device)
+        return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
       return sendJson(res, 200, deviceJson(ctx, device, true));
     }
     case 'PATCH': {
@@ -80,14 +104,21 @@ export async function handleRegistryApi(
       try {
         body = await readJsonBody(req);
       } catch (error) {
-        if (error instanceof BodyError) return sendError(res, error.status, 'ArgumentInvalid', error.message);
+        if (error instanceof BodyError)
+          return sendError(res, error.status, 'ArgumentInvalid', error.message);
         throw error;
       }
       const status = (body as { status?: unknown } | undefined)?.status;
       if (status !== 'enabled' && status !== 'disabled')
-        return sendError(res, 400, 'ArgumentInvalid', 'body must be {"status": "enabled"} or {"status": "disabled"}');
+        return sendError(
+          res,
+          400,
+          'ArgumentInvalid',
+          'body must be {"status": "enabled"} or {"status": "disabled"}',
+        );
       const device = ctx.registry.setDeviceStatus(deviceId, status);
-      if (!device) return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
+      if (!device)
+        return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
       if (status === 'disabled') {
         ctx.control.disconnect(deviceId, 'device disabled');
         ctx.streams.closeDevice(deviceId);

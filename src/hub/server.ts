@@ -1,4 +1,9 @@
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -53,35 +58,54 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   server.requestTimeout = 30_000;
 
   // Filled in once listening: the public URL may depend on the bound port.
-  let ctx!: {
-    publicUrl: URL;
-    address: HubAddress;
-  };
+  const ctx = {} as { publicUrl: URL; address: HubAddress };
 
   const onRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://hub');
     const seg = pathSegments(url.pathname);
     if (!seg) return sendError(res, 400, 'ArgumentInvalid', 'bad percent-encoding in the path');
     const method = req.method ?? 'GET';
-    if (seg.length === 1 && seg[0] === 'healthz' && method === 'GET') return sendJson(res, 200, { status: 'ok' });
+    if (seg.length === 1 && seg[0] === 'healthz' && method === 'GET')
+      return sendJson(res, 200, { status: 'ok' });
     if (seg[0] === 'devices' && seg.length <= 2) {
       const id = seg[1] === '' ? undefined : seg[1];
-      return handleRegistryApi({ registry, control, streams, hubAddress: ctx.address, logger }, req, res, id);
+      return handleRegistryApi(
+        { registry, control, streams, hubAddress: ctx.address, logger },
+        req,
+        res,
+        id,
+      );
     }
     if (seg[0] === 'twins' && seg[2] === 'streams' && seg.length === 4) {
-      if (method !== 'POST') return sendError(res, 405, 'MethodNotAllowed', 'stream initiation is POST');
+      if (method !== 'POST')
+        return sendError(res, 405, 'MethodNotAllowed', 'stream initiation is POST');
       const [, deviceId = '', , streamName = ''] = seg;
       const problem = deviceIdProblem(deviceId) ?? streamNameProblem(streamName);
       if (problem) return sendError(res, 400, 'ArgumentInvalid', problem);
-      return handleStreamInitiation({ registry, control, streams, publicUrl: ctx.publicUrl, logger }, req, res, deviceId, streamName);
+      return handleStreamInitiation(
+        { registry, control, streams, publicUrl: ctx.publicUrl, logger },
+        req,
+        res,
+        deviceId,
+        streamName,
+      );
     }
-    return sendError(res, 404, 'NotFound', `no such endpoint: ${method} ${url.pathname.slice(0, 200)}`);
+    return sendError(
+      res,
+      404,
+      'NotFound',
+      `no such endpoint: ${method} ${url.pathname.slice(0, 200)}`,
+    );
   };
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     req.on('error', () => undefined);
     onRequest(req, res).catch((error: unknown) => {
-      logger.error('request failed', { method: req.method, path: req.url?.split('?')[0], error: describeError(error) });
+      logger.error('request failed', {
+        method: req.method,
+        path: req.url?.split('?')[0],
+        error: describeError(error),
+      });
       if (!res.headersSent) sendError(res, 500, 'ServerError', 'internal error');
       else res.destroy();
     });
@@ -95,14 +119,24 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       const deviceId = seg[1] ?? '';
       const problem = deviceIdProblem(deviceId);
       if (problem) return refuseUpgrade(socket, 400, 'ArgumentInvalid', problem);
-      const auth = authenticateDevice(registry, req.headers.authorization, deviceId, Date.now() / 1000);
+      const auth = authenticateDevice(
+        registry,
+        req.headers.authorization,
+        deviceId,
+        Date.now() / 1000,
+      );
       if (!auth.ok) {
-        logger.warn('device connection refused', { device: deviceId, remote: req.socket.remoteAddress, reason: auth.message });
+        logger.warn('device connection refused', {
+          device: deviceId,
+          remote: req.socket.remoteAddress,
+          reason: auth.message,
+        });
         return refuseUpgrade(socket, auth.status, auth.errorCode, auth.message);
       }
       return control.accept(req, socket, head, deviceId);
     }
-    if (seg && seg.length === 2 && seg[0] === 'bridges') return streams.accept(req, socket, head, seg[1] ?? '');
+    if (seg && seg.length === 2 && seg[0] === 'bridges')
+      return streams.accept(req, socket, head, seg[1] ?? '');
     refuseUpgrade(socket, 404, 'NotFound', 'no such WebSocket endpoint');
   });
 
@@ -111,15 +145,24 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();
   });
-  server.on('tlsClientError', (error) => logger.debug('TLS handshake failed', { error: error.message }));
+  server.on('tlsClientError', (error: Error) =>
+    logger.debug('TLS handshake failed', { error: error.message }),
+  );
 
   await new Promise<void>((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException): void => {
       reject(
-        new DstreamError('ERR_LISTEN', `cannot listen on ${options.host}:${options.port}: ${describeError(error)}`, {
-          hint: error.code === 'EADDRINUSE' ? 'Another process uses that port; pick another with --listen.' : undefined,
-          cause: error,
-        }),
+        new DstreamError(
+          'ERR_LISTEN',
+          `cannot listen on ${options.host}:${options.port}: ${describeError(error)}`,
+          {
+            hint:
+              error.code === 'EADDRINUSE'
+                ? 'Another process uses that port; pick another with --listen.'
+                : undefined,
+            cause: error,
+          },
+        ),
       );
     };
     server.once('error', onError);
@@ -132,7 +175,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   const port = (server.address() as AddressInfo).port;
   const publicUrl = options.publicUrl ?? derivePublicUrl(options.host, port, options.tls !== null);
   const { host: publicHost, port: publicPort } = hostAndPort(publicUrl);
-  ctx = {
+  Object.assign(ctx, {
     publicUrl,
     address: {
       host: publicHost,
@@ -140,8 +183,8 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       tls: publicUrl.protocol === 'https:',
       // Pin only what this process serves itself; behind a TLS-terminating proxy the proxy's cert counts.
       fingerprint: options.tls?.selfSigned ? options.tls.fingerprint : undefined,
-    },
-  };
+    } satisfies HubAddress,
+  });
 
   let closing: Promise<void> | undefined;
   return {

@@ -76,12 +76,16 @@ export class SqliteRegistry implements Registry {
       listDevices: db.prepare<[], DeviceRow>(`SELECT * FROM devices ORDER BY device_id`),
       removeDevice: db.prepare<[string]>(`DELETE FROM devices WHERE device_id = ?`),
       setStatus: db.prepare<[string, string]>(`UPDATE devices SET status = ? WHERE device_id = ?`),
-      touch: db.prepare<[string, string]>(`UPDATE devices SET last_activity_time = ? WHERE device_id = ?`),
+      touch: db.prepare<[string, string]>(
+        `UPDATE devices SET last_activity_time = ? WHERE device_id = ?`,
+      ),
       insertPolicy: db.prepare<[string, string, string]>(
         `INSERT INTO policies (name, key, rights) VALUES (?, ?, ?)`,
       ),
       getPolicy: db.prepare<[string], PolicyRow>(`SELECT * FROM policies WHERE name = ?`),
-      getSetting: db.prepare<[string], { value: string }>(`SELECT value FROM settings WHERE name = ?`),
+      getSetting: db.prepare<[string], { value: string }>(
+        `SELECT value FROM settings WHERE name = ?`,
+      ),
       setSetting: db.prepare<[string, string]>(
         `INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value`,
       ),
@@ -135,7 +139,11 @@ export class SqliteRegistry implements Registry {
   getPolicy(name: string): PolicyRecord | undefined {
     const row = this.#stmts.getPolicy.get(name);
     if (!row) return undefined;
-    return { name: row.name, key: row.key, rights: row.rights.split(',').filter(Boolean) as Right[] };
+    return {
+      name: row.name,
+      key: row.key,
+      rights: row.rights.split(',').filter(Boolean) as Right[],
+    };
   }
 
   getSetting(name: string): string | undefined {

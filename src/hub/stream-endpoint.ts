@@ -25,7 +25,10 @@ interface StreamRecord {
    * Messages a side sent before its partner arrived. pause() stops reading from the socket,
    * but frames already read are still emitted, so they are kept here (bounded by one read).
    */
-  readonly early: Map<WebSocket, { readonly messages: EarlyMessage[]; readonly listener: (d: Buffer, b: boolean) => void }>;
+  readonly early: Map<
+    WebSocket,
+    { readonly messages: EarlyMessage[]; readonly listener: (d: Buffer, b: boolean) => void }
+  >;
   timer: NodeJS.Timeout | undefined;
   paired: boolean;
 }
@@ -143,7 +146,8 @@ export class StreamEndpoint extends EventEmitter {
   /** Close every stream of a device (disabled or removed). */
   closeDevice(deviceId: string): void {
     for (const record of [...this.#streams.values()])
-      if (record.deviceId === deviceId) this.#end(record, closeCodes.shutdown, 'device disabled or removed');
+      if (record.deviceId === deviceId)
+        this.#end(record, closeCodes.shutdown, 'device disabled or removed');
   }
 
   /** Which side a bearer token belongs to, checked in constant time; undefined if neither. */
@@ -169,13 +173,19 @@ export class StreamEndpoint extends EventEmitter {
       return;
     }
     if (record.used.has(side)) {
-      this.logger.warn('stream connection refused: token already used', { device: record.deviceId, side, remote });
+      this.logger.warn('stream connection refused: token already used', {
+        device: record.deviceId,
+        side,
+        remote,
+      });
       refuseUpgrade(socket, 401, 'IotHubUnauthorizedAccess', 'stream token already used');
       return;
     }
     record.used.add(side);
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      ws.on('error', (error) => this.logger.debug('stream socket error', { id, side, error: error.message }));
+      ws.on('error', (error) =>
+        this.logger.debug('stream socket error', { id, side, error: error.message }),
+      );
       if (!this.#streams.has(id)) {
         // Cancelled or expired while the handshake was in progress.
         ws.close(closeCodes.shutdown, 'stream no longer exists');
@@ -184,12 +194,14 @@ export class StreamEndpoint extends EventEmitter {
       // Hold this side's bytes in the kernel until its partner is here.
       ws.pause();
       const messages: EarlyMessage[] = [];
-      const listener = (data: Buffer, isBinary: boolean): void => void messages.push([data, isBinary]);
+      const listener = (data: Buffer, isBinary: boolean): void =>
+        void messages.push([data, isBinary]);
       ws.on('message', listener);
       record.early.set(ws, { messages, listener });
       record.sockets[side] = ws;
       const early = (): void => {
-        if (!record.paired) this.#end(record, closeCodes.peerLost, 'the other side left before pairing');
+        if (!record.paired)
+          this.#end(record, closeCodes.peerLost, 'the other side left before pairing');
       };
       ws.once('close', early);
       record.earlyClose.set(ws, early);
@@ -214,12 +226,21 @@ export class StreamEndpoint extends EventEmitter {
     const fromDevice = backlog(device);
     record.early.clear();
     const started = Date.now();
-    this.logger.debug('stream paired', { device: record.deviceId, stream: record.name, id: record.id });
+    this.logger.debug('stream paired', {
+      device: record.deviceId,
+      stream: record.name,
+      id: record.id,
+    });
     relay(service, device, {
       backlog: { a: fromService, b: fromDevice },
       onEnd: (result) => {
         this.#streams.delete(record.id);
-        this.#emitEnd(record, result.bytesAtoB, result.bytesBtoA, `closed by ${result.closedBy === 'a' ? 'service' : 'device'} (${result.closeCode})`);
+        this.#emitEnd(
+          record,
+          result.bytesAtoB,
+          result.bytesBtoA,
+          `closed by ${result.closedBy === 'a' ? 'service' : 'device'} (${result.closeCode})`,
+        );
         this.logger.info('stream ended', {
           device: record.deviceId,
           stream: record.name,
@@ -248,7 +269,8 @@ export class StreamEndpoint extends EventEmitter {
 
   /** Close all streams. */
   close(): void {
-    for (const record of [...this.#streams.values()]) this.#end(record, closeCodes.shutdown, 'hub shutting down');
+    for (const record of [...this.#streams.values()])
+      this.#end(record, closeCodes.shutdown, 'hub shutting down');
     this.#wss.close();
   }
 }

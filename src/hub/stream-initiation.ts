@@ -42,7 +42,12 @@ export async function handleStreamInitiation(
   deviceId: string,
   streamName: string,
 ): Promise<void> {
-  const auth = authenticateService(ctx.registry, req.headers.authorization, 'ServiceConnect', Date.now() / 1000);
+  const auth = authenticateService(
+    ctx.registry,
+    req.headers.authorization,
+    'ServiceConnect',
+    Date.now() / 1000,
+  );
   const log = ctx.logger.child({ device: deviceId, stream: streamName, remote: remoteOf(req) });
   if (!auth.ok) {
     log.warn('stream request refused', { status: auth.status, reason: auth.message });
@@ -50,19 +55,33 @@ export async function handleStreamInitiation(
   }
   const connectTimeout = timeoutHeader(req, h.connectTimeout, defaultConnectTimeoutS);
   const responseTimeout = timeoutHeader(req, h.responseTimeout, defaultResponseTimeoutS);
-  if (typeof connectTimeout === 'string') return sendError(res, 400, 'ArgumentInvalid', connectTimeout);
-  if (typeof responseTimeout === 'string') return sendError(res, 400, 'ArgumentInvalid', responseTimeout);
+  if (typeof connectTimeout === 'string')
+    return sendError(res, 400, 'ArgumentInvalid', connectTimeout);
+  if (typeof responseTimeout === 'string')
+    return sendError(res, 400, 'ArgumentInvalid', responseTimeout);
 
   const device = ctx.registry.getDevice(deviceId);
-  if (!device) return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered on this hub`);
-  if (device.status !== 'enabled') return sendError(res, 403, 'DeviceDisabled', `device '${deviceId}' is disabled`);
+  if (!device)
+    return sendError(
+      res,
+      404,
+      'DeviceNotFound',
+      `device '${deviceId}' is not registered on this hub`,
+    );
+  if (device.status !== 'enabled')
+    return sendError(res, 403, 'DeviceDisabled', `device '${deviceId}' is disabled`);
 
   // The service may hang up while we wait; stop waiting and drop the stream then.
   const gone = new AbortController();
   res.on('close', () => gone.abort());
   if (!(await ctx.control.waitOnline(deviceId, connectTimeout * 1000, gone.signal))) {
     if (gone.signal.aborted) return;
-    return sendError(res, 404, 'DeviceNotOnline', `device '${deviceId}' is not connected to the hub`);
+    return sendError(
+      res,
+      404,
+      'DeviceNotOnline',
+      `device '${deviceId}' is not connected to the hub`,
+    );
   }
 
   const stream = ctx.streams.create(deviceId, streamName);
@@ -86,16 +105,31 @@ export async function handleStreamInitiation(
     case 'timeout':
       ctx.streams.cancel(stream.id);
       log.warn('stream request timed out waiting for the device');
-      return sendError(res, 504, 'GatewayTimeout', `device '${deviceId}' did not answer within ${responseTimeout} s`);
+      return sendError(
+        res,
+        504,
+        'GatewayTimeout',
+        `device '${deviceId}' did not answer within ${responseTimeout} s`,
+      );
     case 'disconnected':
       ctx.streams.cancel(stream.id);
-      return sendError(res, 404, 'DeviceNotOnline', `device '${deviceId}' disconnected before answering`);
+      return sendError(
+        res,
+        404,
+        'DeviceNotOnline',
+        `device '${deviceId}' disconnected before answering`,
+      );
     case 'answered': {
       const { accepted, reason } = answer.response;
       if (!accepted) {
         ctx.streams.cancel(stream.id);
         log.info('stream rejected by the device', { reason });
-        return sendJson(res, 200, { isAccepted: false, reason: reason ?? 'rejected by the device' }, { [h.isAccepted]: 'False' });
+        return sendJson(
+          res,
+          200,
+          { isAccepted: false, reason: reason ?? 'rejected by the device' },
+          { [h.isAccepted]: 'False' },
+        );
       }
       log.info('stream accepted', { id: stream.id });
       return sendJson(

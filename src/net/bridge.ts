@@ -106,7 +106,7 @@ export function bridge(socket: Socket, ws: WebSocket, options: BridgeOptions = {
   ws.on('message', (data: RawData, isBinary: boolean) => {
     if (!isBinary) {
       // Text frames are control frames; the only one defined is EOF. Others are ignored.
-      if (halfClose && data.toString() === eofFrame && !peerEnded) {
+      if (halfClose && (data as Buffer).toString() === eofFrame && !peerEnded) {
         peerEnded = true;
         socket.end();
       }

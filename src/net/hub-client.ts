@@ -36,14 +36,22 @@ function where(target: HubTarget): string {
 function connectError(target: HubTarget, error: unknown): DstreamError {
   const code = (error as { code?: string }).code ?? '';
   if (certErrors.has(code))
-    return new DstreamError('ERR_TLS_VERIFY', `cannot verify the hub's certificate at ${where(target)}: ${describeError(error)}`, {
-      hint: 'Use the connection string the hub printed (it pins the certificate), or pass --ca FILE.',
+    return new DstreamError(
+      'ERR_TLS_VERIFY',
+      `cannot verify the hub's certificate at ${where(target)}: ${describeError(error)}`,
+      {
+        hint: 'Use the connection string the hub printed (it pins the certificate), or pass --ca FILE.',
+        cause: error,
+      },
+    );
+  return new DstreamError(
+    'ERR_HUB_UNREACHABLE',
+    `cannot reach the hub at ${where(target)}: ${describeError(error)}`,
+    {
+      hint: 'Check that the hub is running and that HostName in the connection string is right.',
       cause: error,
-    });
-  return new DstreamError('ERR_HUB_UNREACHABLE', `cannot reach the hub at ${where(target)}: ${describeError(error)}`, {
-    hint: 'Check that the hub is running and that HostName in the connection string is right.',
-    cause: error,
-  });
+    },
+  );
 }
 
 /**
@@ -61,7 +69,13 @@ export function connectToHub(target: HubTarget, timeoutMs = 15_000): Promise<Soc
       reject(error);
     };
     const timer = setTimeout(
-      () => fail(new DstreamError('ERR_HUB_UNREACHABLE', `timed out connecting to the hub at ${where(target)}`)),
+      () =>
+        fail(
+          new DstreamError(
+            'ERR_HUB_UNREACHABLE',
+            `timed out connecting to the hub at ${where(target)}`,
+          ),
+        ),
       timeoutMs,
     );
     const ready = (): void => {
@@ -99,7 +113,9 @@ export function connectToHub(target: HubTarget, timeoutMs = 15_000): Promise<Soc
             new DstreamError(
               'ERR_TLS_FINGERPRINT_MISMATCH',
               `the hub at ${where(target)} presented a certificate with fingerprint ${seen || 'none'}, not the pinned one`,
-              { hint: 'Someone may be intercepting the connection, or the hub got a new certificate: get a fresh connection string.' },
+              {
+                hint: 'Someone may be intercepting the connection, or the hub got a new certificate: get a fresh connection string.',
+              },
             ),
           );
           return;
@@ -140,28 +156,46 @@ export async function hubRequest(target: HubTarget, req: HubRequest): Promise<Hu
       headers: {
         host: where(target),
         connection: 'close',
-        ...(req.body !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(req.body).toString() } : {}),
+        ...(req.body !== undefined
+          ? {
+              'content-type': 'application/json',
+              'content-length': Buffer.byteLength(req.body).toString(),
+            }
+          : {}),
         ...req.headers,
       },
       timeout: req.timeoutMs ?? 120_000,
       signal: req.signal,
     });
-    r.on('timeout', () => r.destroy(new DstreamError('ERR_TIMEOUT', `the hub did not answer ${req.method} ${req.path} in time`)));
+    r.on('timeout', () =>
+      r.destroy(
+        new DstreamError('ERR_TIMEOUT', `the hub did not answer ${req.method} ${req.path} in time`),
+      ),
+    );
     r.on('error', (error) => {
       socket.destroy();
-      reject(error instanceof DstreamError || (error as { name?: string }).name === 'AbortError' ? error : connectError(target, error));
+      reject(
+        error instanceof DstreamError || (error as { name?: string }).name === 'AbortError'
+          ? error
+          : connectError(target, error),
+      );
     });
     r.on('response', (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (chunk: Buffer) => {
         size += chunk.length;
-        if (size > maxResponseBytes) r.destroy(new DstreamError('ERR_HUB_RESPONSE', 'the hub sent an oversized response'));
+        if (size > maxResponseBytes)
+          r.destroy(new DstreamError('ERR_HUB_RESPONSE', 'the hub sent an oversized response'));
         else chunks.push(chunk);
       });
       res.on('end', () => {
         socket.destroy();
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') });
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: Buffer.concat(chunks).toString('utf8'),
+        });
       });
       res.on('error', reject);
     });
@@ -191,16 +225,25 @@ export class UpgradeRefusedError extends Error {
  * Open a WebSocket to `url` (wss://, or ws:// only when the trust says the hub has no TLS)
  * over a verified connection. Resolves once OPEN; an 'error' listener is attached from birth.
  */
-export async function openWebSocket(url: string, trust: HubTrust, options: OpenWebSocketOptions): Promise<WebSocket> {
+export async function openWebSocket(
+  url: string,
+  trust: HubTrust,
+  options: OpenWebSocketOptions,
+): Promise<WebSocket> {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch (error) {
-    throw new DstreamError('ERR_PROTOCOL', `the hub gave an invalid URL '${url.slice(0, 200)}'`, { cause: error });
+    throw new DstreamError('ERR_PROTOCOL', `the hub gave an invalid URL '${url.slice(0, 200)}'`, {
+      cause: error,
+    });
   }
   const secure = parsed.protocol === 'wss:';
   if (!secure && (parsed.protocol !== 'ws:' || trust.tls))
-    throw new DstreamError('ERR_PROTOCOL', `refusing to follow a non-TLS URL (${parsed.protocol}//${parsed.host}) from a TLS hub`);
+    throw new DstreamError(
+      'ERR_PROTOCOL',
+      `refusing to follow a non-TLS URL (${parsed.protocol}//${parsed.host}) from a TLS hub`,
+    );
   const target: HubTarget = {
     ...trust,
     tls: secure,
@@ -228,7 +271,12 @@ export async function openWebSocket(url: string, trust: HubTrust, options: OpenW
         ws.off('error', onError);
         ws.on('error', () => undefined);
         socket.destroy();
-        reject(new UpgradeRefusedError(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8').slice(0, 1000)));
+        reject(
+          new UpgradeRefusedError(
+            res.statusCode ?? 0,
+            Buffer.concat(chunks).toString('utf8').slice(0, 1000),
+          ),
+        );
       });
       res.on('error', () => undefined);
     });

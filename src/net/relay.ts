@@ -39,7 +39,12 @@ export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): v
   const counts = { a: 0, b: 0 };
   let ended = false;
 
-  const pipe = (src: WebSocket, dst: WebSocket, name: 'a' | 'b', backlog: readonly EarlyMessage[]): void => {
+  const pipe = (
+    src: WebSocket,
+    dst: WebSocket,
+    name: 'a' | 'b',
+    backlog: readonly EarlyMessage[],
+  ): void => {
     const dstTakesText = dst.protocol === streamProtocol;
     const flow = new InFlight(
       high,
@@ -65,7 +70,12 @@ export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): v
       }
       if (!ended) {
         ended = true;
-        options.onEnd?.({ bytesAtoB: counts.a, bytesBtoA: counts.b, closeCode: code, closedBy: name });
+        options.onEnd?.({
+          bytesAtoB: counts.a,
+          bytesBtoA: counts.b,
+          closeCode: code,
+          closedBy: name,
+        });
       }
     });
   };

@@ -16,7 +16,8 @@ export function isValidStreamName(value: string): boolean {
 /** Why a device ID is invalid, or undefined if it is valid. */
 export function deviceIdProblem(value: string): string | undefined {
   if (value.length === 0) return 'device ID is empty';
-  if (value.length > 128) return `device ID is ${value.length} characters long; at most 128 allowed`;
+  if (value.length > 128)
+    return `device ID is ${value.length} characters long; at most 128 allowed`;
   if (!idPattern.test(value))
     return `device ID '${value}' has characters outside letters, digits and -.:+%_#*?!(),=@$'`;
   return undefined;
@@ -25,7 +26,8 @@ export function deviceIdProblem(value: string): string | undefined {
 /** Why a stream name is invalid, or undefined if it is valid. */
 export function streamNameProblem(value: string): string | undefined {
   if (value.length === 0) return 'stream name is empty';
-  if (value.length > 128) return `stream name is ${value.length} characters long; at most 128 allowed`;
+  if (value.length > 128)
+    return `stream name is ${value.length} characters long; at most 128 allowed`;
   if (!idPattern.test(value))
     return `stream name '${value}' has characters outside letters, digits and -.:+%_#*?!(),=@$'`;
   return undefined;

@@ -44,10 +44,18 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
 
   server.on('connection', (socket: Socket) => {
-    const entry = { socket, abort: new AbortController() } as { socket: Socket; abort: AbortController; ws?: WebSocket };
+    const entry = { socket, abort: new AbortController() } as {
+      socket: Socket;
+      abort: AbortController;
+      ws?: WebSocket;
+    };
     active.add(entry);
     const started = Date.now();
-    const log = logger.child({ device: options.deviceId, stream: options.streamName, client: `${socket.remoteAddress}:${socket.remotePort}` });
+    const log = logger.child({
+      device: options.deviceId,
+      stream: options.streamName,
+      client: `${socket.remoteAddress}:${socket.remotePort}`,
+    });
     // Until the stream exists, a client that leaves cancels the request.
     const onEarlyClose = (): void => entry.abort.abort();
     socket.on('error', () => undefined);
@@ -72,8 +80,17 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
           onEnd: (result) => {
             active.delete(entry);
             const durationMs = Date.now() - started;
-            log.info('stream ended', { end: result.end, bytesOut: result.bytesSent, bytesIn: result.bytesReceived, ms: durationMs });
-            emitter.emit('stream-end', { ...result, outcome: result.end, durationMs } satisfies ProxyStreamEnd);
+            log.info('stream ended', {
+              end: result.end,
+              bytesOut: result.bytesSent,
+              bytesIn: result.bytesReceived,
+              ms: durationMs,
+            });
+            emitter.emit('stream-end', {
+              ...result,
+              outcome: result.end,
+              durationMs,
+            } satisfies ProxyStreamEnd);
           },
         });
       },
@@ -81,11 +98,16 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
         active.delete(entry);
         socket.off('close', onEarlyClose);
         const reason = isDstreamError(error) ? error.message : describeError(error);
-        if (!entry.abort.signal.aborted) log.warn('stream failed; closing the connection', { reason });
+        if (!entry.abort.signal.aborted)
+          log.warn('stream failed; closing the connection', { reason });
         // End, not reset: the client sees the connection close at once.
         socket.end();
         socket.destroySoon();
-        emitter.emit('stream-end', { outcome: 'failed', reason, durationMs: Date.now() - started } satisfies ProxyStreamEnd);
+        emitter.emit('stream-end', {
+          outcome: 'failed',
+          reason,
+          durationMs: Date.now() - started,
+        } satisfies ProxyStreamEnd);
       },
     );
   });
@@ -93,10 +115,14 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) =>
       reject(
-        new DstreamError('ERR_LISTEN', `cannot listen on ${options.bindHost}:${options.port}: ${describeError(error)}`, {
-          hint: error.code === 'EADDRINUSE' ? 'Pick another --local-port.' : undefined,
-          cause: error,
-        }),
+        new DstreamError(
+          'ERR_LISTEN',
+          `cannot listen on ${options.bindHost}:${options.port}: ${describeError(error)}`,
+          {
+            hint: error.code === 'EADDRINUSE' ? 'Pick another --local-port.' : undefined,
+            cause: error,
+          },
+        ),
       ),
     );
     server.listen(options.port, options.bindHost, () => resolve());

@@ -17,6 +17,9 @@ export function serviceToken(cs: ServiceConnectionString): string {
 }
 
 /** Where and how to reach the hub named in a connection string, with an optional extra CA. */
-export function hubTarget(cs: { readonly hub: ServiceConnectionString['hub'] }, ca?: string): HubTarget {
+export function hubTarget(
+  cs: { readonly hub: ServiceConnectionString['hub'] },
+  ca?: string,
+): HubTarget {
   return { ...cs.hub, ca };
 }

@@ -11,7 +11,8 @@ const byErrorCode: Readonly<Record<string, ErrorCode>> = {
 };
 
 const hints: Partial<Record<ErrorCode, string>> = {
-  ERR_UNAUTHORIZED: 'Check the connection string: it may belong to another hub, or its key was changed.',
+  ERR_UNAUTHORIZED:
+    'Check the connection string: it may belong to another hub, or its key was changed.',
   ERR_DEVICE_NOT_FOUND: 'List the registered devices with `dstream device list`.',
   ERR_DEVICE_OFFLINE: 'Is `dstream agent` running on the device, with network access to the hub?',
   ERR_DEVICE_DISABLED: 'Enable it with `dstream device enable <id>`.',
@@ -30,6 +31,10 @@ export function errorFromResponse(res: HubResponse): DstreamError {
   }
   const code: ErrorCode =
     byErrorCode[errorCode] ??
-    (res.status === 401 ? 'ERR_UNAUTHORIZED' : res.status === 403 ? 'ERR_FORBIDDEN' : 'ERR_HUB_RESPONSE');
+    (res.status === 401
+      ? 'ERR_UNAUTHORIZED'
+      : res.status === 403
+        ? 'ERR_FORBIDDEN'
+        : 'ERR_HUB_RESPONSE');
   return new DstreamError(code, message, { hint: hints[code] });
 }

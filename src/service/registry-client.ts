@@ -36,7 +36,9 @@ export class RegistryClient {
     try {
       return JSON.parse(res.body);
     } catch (error) {
-      throw new DstreamError('ERR_HUB_RESPONSE', 'the hub answered with invalid JSON', { cause: error });
+      throw new DstreamError('ERR_HUB_RESPONSE', 'the hub answered with invalid JSON', {
+        cause: error,
+      });
     }
   }
 

@@ -1,7 +1,12 @@
 import type { WebSocket } from 'ws';
 import type { ServiceConnectionString } from '../auth/connection-string.js';
 import { DstreamError } from '../errors.js';
-import { hubRequest, openWebSocket, UpgradeRefusedError, type HubTarget } from '../net/hub-client.js';
+import {
+  hubRequest,
+  openWebSocket,
+  UpgradeRefusedError,
+  type HubTarget,
+} from '../net/hub-client.js';
 import { apiVersion, headers as h, streamProtocol } from '../protocol/constants.js';
 import { serviceToken } from './credentials.js';
 import { errorFromResponse } from './hub-errors.js';
@@ -34,11 +39,16 @@ export async function openServiceStream(
     path,
     headers: {
       authorization: serviceToken(credential),
-      ...(options.connectTimeoutSeconds !== undefined ? { [h.connectTimeout]: String(options.connectTimeoutSeconds) } : {}),
-      ...(options.responseTimeoutSeconds !== undefined ? { [h.responseTimeout]: String(options.responseTimeoutSeconds) } : {}),
+      ...(options.connectTimeoutSeconds !== undefined
+        ? { [h.connectTimeout]: String(options.connectTimeoutSeconds) }
+        : {}),
+      ...(options.responseTimeoutSeconds !== undefined
+        ? { [h.responseTimeout]: String(options.responseTimeoutSeconds) }
+        : {}),
     },
     signal: options.signal,
-    timeoutMs: ((options.connectTimeoutSeconds ?? 0) + (options.responseTimeoutSeconds ?? 30) + 15) * 1000,
+    timeoutMs:
+      ((options.connectTimeoutSeconds ?? 0) + (options.responseTimeoutSeconds ?? 30) + 15) * 1000,
   });
   if (res.status !== 200) throw errorFromResponse(res);
   if (header(res.headers[h.isAccepted])?.toLowerCase() !== 'true') {
@@ -49,11 +59,18 @@ export async function openServiceStream(
     } catch {
       // An Azure-style empty body: keep the generic reason.
     }
-    throw new DstreamError('ERR_STREAM_REJECTED', `device '${options.deviceId}' rejected stream '${options.streamName}': ${reason}`);
+    throw new DstreamError(
+      'ERR_STREAM_REJECTED',
+      `device '${options.deviceId}' rejected stream '${options.streamName}': ${reason}`,
+    );
   }
   const url = header(res.headers[h.url]);
   const token = header(res.headers[h.authToken]);
-  if (!url || !token) throw new DstreamError('ERR_PROTOCOL', 'the hub accepted the stream but sent no streaming URL or token');
+  if (!url || !token)
+    throw new DstreamError(
+      'ERR_PROTOCOL',
+      'the hub accepted the stream but sent no streaming URL or token',
+    );
   try {
     return await openWebSocket(url, target, {
       headers: { authorization: `Bearer ${token}` },
@@ -61,7 +78,11 @@ export async function openServiceStream(
     });
   } catch (error) {
     if (error instanceof UpgradeRefusedError)
-      throw new DstreamError('ERR_HUB_RESPONSE', `the streaming endpoint refused the connection (${error.status})`, { cause: error });
+      throw new DstreamError(
+        'ERR_HUB_RESPONSE',
+        `the streaming endpoint refused the connection (${error.status})`,
+        { cause: error },
+      );
     throw error;
   }
 }

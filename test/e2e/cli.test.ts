@@ -13,16 +13,94 @@ function expectNoStack(stderr: string): void {
 
 describe('CLI: bad input is one clear line and a non-zero exit', () => {
   it.each([
-    [['agent', '--port', '22'], {}, 2, 'error: no device connection string\nhint: Pass --connection-string or set DSTREAM_DEVICE_CONNECTION_STRING.\n'],
-    [['proxy', '--device', 'pi', '--local-port', '2222'], {}, 2, 'error: no service connection string\nhint: Pass --connection-string or set DSTREAM_SERVICE_CONNECTION_STRING.\n'],
-    [['device', 'list'], { DSTREAM_SERVICE_CONNECTION_STRING: 'HostName=h;Nope=1' }, 2, "error: invalid connection string: unknown field 'Nope'\nhint: Use the string printed by `dstream hub init` (service) or `dstream device add` (device).\n"],
-    [['agent', '--port', '22', '--connection-string', `HostName=h;SharedAccessKeyName=service;SharedAccessKey=${key}`], {}, 2, 'error: this is a service connection string; the agent needs a device one\nhint: Create one with `dstream device add <id>`.\n'],
-    [['agent', '--port', 'ssh', '--connection-string', `HostName=h;DeviceId=d;SharedAccessKey=${key}`], {}, 2, 'error: --port ssh: not a port number (1-65535)\n'],
-    [['agent', '--connection-string', `HostName=h;DeviceId=d;SharedAccessKey=${key}`], {}, 2, 'error: the agent allows no streams\nhint: Add --port 22 or --target ssh=127.0.0.1:22.\n'],
-    [['proxy', '--device', 'pi', '--local-port', '99999', '--connection-string', `HostName=h;SharedAccessKeyName=s;SharedAccessKey=${key}`], {}, 2, 'error: --local-port 99999: not a port number (0-65535)\n'],
-    [['proxy', '--device', 'a/b', '--local-port', '1', '--connection-string', `HostName=h;SharedAccessKeyName=s;SharedAccessKey=${key}`], {}, 2, "error: --device: device ID 'a/b' has characters outside letters, digits and -.:+%_#*?!(),=@$'\n"],
-    [['hub', '--listen', 'nonsense'], {}, 2, 'error: --listen nonsense: expected HOST:PORT, e.g. 0.0.0.0:8443\n'],
-    [['hub', '--public-url', 'ftp://x', '--data-dir', '/nonexistent-unused'], {}, 2, 'error: --public-url must start with https:// or http://, not ftp://\n'],
+    [
+      ['agent', '--port', '22'],
+      {},
+      2,
+      'error: no device connection string\nhint: Pass --connection-string or set DSTREAM_DEVICE_CONNECTION_STRING.\n',
+    ],
+    [
+      ['proxy', '--device', 'pi', '--local-port', '2222'],
+      {},
+      2,
+      'error: no service connection string\nhint: Pass --connection-string or set DSTREAM_SERVICE_CONNECTION_STRING.\n',
+    ],
+    [
+      ['device', 'list'],
+      { DSTREAM_SERVICE_CONNECTION_STRING: 'HostName=h;Nope=1' },
+      2,
+      "error: invalid connection string: unknown field 'Nope'\nhint: Use the string printed by `dstream hub init` (service) or `dstream device add` (device).\n",
+    ],
+    [
+      [
+        'agent',
+        '--port',
+        '22',
+        '--connection-string',
+        `HostName=h;SharedAccessKeyName=service;SharedAccessKey=${key}`,
+      ],
+      {},
+      2,
+      'error: this is a service connection string; the agent needs a device one\nhint: Create one with `dstream device add <id>`.\n',
+    ],
+    [
+      [
+        'agent',
+        '--port',
+        'ssh',
+        '--connection-string',
+        `HostName=h;DeviceId=d;SharedAccessKey=${key}`,
+      ],
+      {},
+      2,
+      'error: --port ssh: not a port number (1-65535)\n',
+    ],
+    [
+      ['agent', '--connection-string', `HostName=h;DeviceId=d;SharedAccessKey=${key}`],
+      {},
+      2,
+      'error: the agent allows no streams\nhint: Add --port 22 or --target ssh=127.0.0.1:22.\n',
+    ],
+    [
+      [
+        'proxy',
+        '--device',
+        'pi',
+        '--local-port',
+        '99999',
+        '--connection-string',
+        `HostName=h;SharedAccessKeyName=s;SharedAccessKey=${key}`,
+      ],
+      {},
+      2,
+      'error: --local-port 99999: not a port number (0-65535)\n',
+    ],
+    [
+      [
+        'proxy',
+        '--device',
+        'a/b',
+        '--local-port',
+        '1',
+        '--connection-string',
+        `HostName=h;SharedAccessKeyName=s;SharedAccessKey=${key}`,
+      ],
+      {},
+      2,
+      "error: --device: device ID 'a/b' has characters outside letters, digits and -.:+%_#*?!(),=@$'\n",
+    ],
+    [
+      ['hub', '--listen', 'nonsense'],
+      {},
+      2,
+      'error: --listen nonsense: expected HOST:PORT, e.g. 0.0.0.0:8443\n',
+    ],
+    [
+      ['hub', '--public-url', 'ftp://x', '--data-dir', '/nonexistent-unused'],
+      {},
+      2,
+      'error: --public-url must start with https:// or http://, not ftp://\n',
+    ],
   ] as const)('dstream %j', async (args, env, code, stderr) => {
     const r = await runCli(args, env);
     expect(r.stderr).toBe(stderr);
@@ -41,14 +119,29 @@ describe('CLI: bad input is one clear line and a non-zero exit', () => {
   });
 
   it('an unreachable hub is a one-line error with exit 1', async () => {
-    const r = await runCli(['device', 'list', '--connection-string', `HostName=127.0.0.1:1;SharedAccessKeyName=s;SharedAccessKey=${key}`]);
+    const r = await runCli([
+      'device',
+      'list',
+      '--connection-string',
+      `HostName=127.0.0.1:1;SharedAccessKeyName=s;SharedAccessKey=${key}`,
+    ]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^error: cannot reach the hub at 127\.0\.0\.1:1: connect ECONNREFUSED 127\.0\.0\.1:1\nhint: /);
+    expect(r.stderr).toMatch(
+      /^error: cannot reach the hub at 127\.0\.0\.1:1: connect ECONNREFUSED 127\.0\.0\.1:1\nhint: /,
+    );
     expectNoStack(r.stderr);
   });
 
   it('--help shows a working example for each command', async () => {
-    for (const cmd of [[], ['hub'], ['hub', 'init'], ['agent'], ['proxy'], ['device'], ['device', 'add']]) {
+    for (const cmd of [
+      [],
+      ['hub'],
+      ['hub', 'init'],
+      ['agent'],
+      ['proxy'],
+      ['device'],
+      ['device', 'add'],
+    ]) {
       const r = await runCli([...cmd, '--help']);
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/Example|Quick start/);
@@ -64,7 +157,10 @@ describe('CLI against a running hub', () => {
 
   beforeAll(async () => {
     dir = makeTempDir('dstream-cli-');
-    [hub, other] = await Promise.all([startCliHub(join(dir, 'hub')), startCliHub(join(dir, 'other'))]);
+    [hub, other] = await Promise.all([
+      startCliHub(join(dir, 'hub')),
+      startCliHub(join(dir, 'other')),
+    ]);
     env = { DSTREAM_SERVICE_CONNECTION_STRING: hub.serviceString };
   }, 60_000);
 
@@ -75,7 +171,14 @@ describe('CLI against a running hub', () => {
   });
 
   it('hub init prints the same service string every time, alone on stdout', async () => {
-    const again = await runCli(['hub', 'init', '--data-dir', join(dir, 'hub'), '--listen', `127.0.0.1:${hub.hubPort}`]);
+    const again = await runCli([
+      'hub',
+      'init',
+      '--data-dir',
+      join(dir, 'hub'),
+      '--listen',
+      `127.0.0.1:${hub.hubPort}`,
+    ]);
     expect(again).toMatchObject({ code: 0, stderr: '' });
     expect(again.stdout).toBe(hub.serviceString + '\n');
     expect(parseConnectionString(hub.serviceString)).toMatchObject({
@@ -83,49 +186,95 @@ describe('CLI against a running hub', () => {
       sharedAccessKeyName: 'service',
       hub: { host: '127.0.0.1', port: hub.hubPort, tls: true },
     });
-    expect(hub.hub.output()).toMatch(/TLS certificate SHA-256 fingerprint ([0-9A-F]{2}:){31}[0-9A-F]{2}/);
+    expect(hub.hub.output()).toMatch(
+      /TLS certificate SHA-256 fingerprint ([0-9A-F]{2}:){31}[0-9A-F]{2}/,
+    );
   });
 
   it('device add/list/show/disable/enable/remove', async () => {
     const add = await runCli(['device', 'add', 'pi-01'], env);
     expect(add.code).toBe(0);
     expect(add.stdout.split('\n')).toHaveLength(2);
-    expect(parseConnectionString(add.stdout.trim())).toMatchObject({ kind: 'device', deviceId: 'pi-01', hub: { port: hub.hubPort } });
+    expect(parseConnectionString(add.stdout.trim())).toMatchObject({
+      kind: 'device',
+      deviceId: 'pi-01',
+      hub: { port: hub.hubPort },
+    });
 
     const dup = await runCli(['device', 'add', 'pi-01'], env);
-    expect(dup).toMatchObject({ code: 1, stdout: '', stderr: "error: device 'pi-01' already exists\n" });
+    expect(dup).toMatchObject({
+      code: 1,
+      stdout: '',
+      stderr: "error: device 'pi-01' already exists\n",
+    });
 
     const list = await runCli(['device', 'list'], env);
-    expect(list.stdout).toMatch(/^DEVICE\s+STATUS\s+CONNECTION\s+LAST SEEN\npi-01\s+enabled\s+offline\s+never\n$/);
+    expect(list.stdout).toMatch(
+      /^DEVICE\s+STATUS\s+CONNECTION\s+LAST SEEN\npi-01\s+enabled\s+offline\s+never\n$/,
+    );
     const json = JSON.parse((await runCli(['device', 'list', '--json'], env)).stdout) as unknown[];
-    expect(json).toEqual([expect.objectContaining({ deviceId: 'pi-01', status: 'enabled', connectionState: 'Disconnected' })]);
+    expect(json).toEqual([
+      expect.objectContaining({
+        deviceId: 'pi-01',
+        status: 'enabled',
+        connectionState: 'Disconnected',
+      }),
+    ]);
 
     const show = await runCli(['device', 'show', 'pi-01'], env);
     expect(show.stdout).toContain(`connection string: ${add.stdout.trim()}`);
 
-    expect(await runCli(['device', 'disable', 'pi-01'], env)).toMatchObject({ code: 0, stdout: 'disabled pi-01\n' });
-    expect((await runCli(['device', 'list', '--json'], env)).stdout).toContain('"status": "disabled"');
-    expect(await runCli(['device', 'enable', 'pi-01'], env)).toMatchObject({ code: 0, stdout: 'enabled pi-01\n' });
-    expect(await runCli(['device', 'remove', 'pi-01'], env)).toMatchObject({ code: 0, stdout: 'removed pi-01\n' });
+    expect(await runCli(['device', 'disable', 'pi-01'], env)).toMatchObject({
+      code: 0,
+      stdout: 'disabled pi-01\n',
+    });
+    expect((await runCli(['device', 'list', '--json'], env)).stdout).toContain(
+      '"status": "disabled"',
+    );
+    expect(await runCli(['device', 'enable', 'pi-01'], env)).toMatchObject({
+      code: 0,
+      stdout: 'enabled pi-01\n',
+    });
+    expect(await runCli(['device', 'remove', 'pi-01'], env)).toMatchObject({
+      code: 0,
+      stdout: 'removed pi-01\n',
+    });
     const gone = await runCli(['device', 'show', 'pi-01'], env);
     expect(gone).toMatchObject({ code: 1, stdout: '' });
-    expect(gone.stderr).toBe("error: device 'pi-01' is not registered\nhint: List the registered devices with `dstream device list`.\n");
+    expect(gone.stderr).toBe(
+      "error: device 'pi-01' is not registered\nhint: List the registered devices with `dstream device list`.\n",
+    );
   });
 
   it("a pinned fingerprint rejects another hub's certificate", async () => {
     // The other hub's key and fingerprint, pointed at this hub's port: same name, wrong certificate.
     const otherCs = parseConnectionString(other.serviceString);
-    const crossed = other.serviceString.replace(`127.0.0.1:${other.hubPort}`, `127.0.0.1:${hub.hubPort}`);
-    expect(otherCs.hub.fingerprint).not.toBe(parseConnectionString(hub.serviceString).hub.fingerprint);
+    const crossed = other.serviceString.replace(
+      `127.0.0.1:${other.hubPort}`,
+      `127.0.0.1:${hub.hubPort}`,
+    );
+    expect(otherCs.hub.fingerprint).not.toBe(
+      parseConnectionString(hub.serviceString).hub.fingerprint,
+    );
     const r = await runCli(['device', 'list', '--connection-string', crossed]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^error: the hub at 127\.0\.0\.1:\d+ presented a certificate with fingerprint [0-9A-F]{64}, not the pinned one\n/);
+    expect(r.stderr).toMatch(
+      /^error: the hub at 127\.0\.0\.1:\d+ presented a certificate with fingerprint [0-9A-F]{64}, not the pinned one\n/,
+    );
   });
 
   it('a hub on a port already in use fails clearly', async () => {
-    const r = await runCli(['hub', '--data-dir', join(dir, 'third'), '--listen', `127.0.0.1:${hub.hubPort}`]);
+    const r = await runCli([
+      'hub',
+      '--data-dir',
+      join(dir, 'third'),
+      '--listen',
+      `127.0.0.1:${hub.hubPort}`,
+    ]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain(`error: cannot listen on 127.0.0.1:${hub.hubPort}: listen EADDRINUSE`);
+    expect(r.stderr).toContain(
+      `error: cannot listen on 127.0.0.1:${hub.hubPort}: listen EADDRINUSE`,
+    );
     expectNoStack(r.stderr);
   });
 });

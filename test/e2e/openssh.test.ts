@@ -12,7 +12,11 @@ const openssh = findOpenSsh();
 // CI sets DSTREAM_REQUIRE_OPENSSH=1: there a missing OpenSSH is a failure, not a skip.
 const required = process.env.DSTREAM_REQUIRE_OPENSSH === '1';
 
-function run(cmd: string, args: readonly string[], timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(
+  cmd: string,
+  args: readonly string[],
+  timeoutMs = 120_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -40,7 +44,11 @@ function sha256File(file: string): Promise<string> {
 
 describe('OpenSSH through the dstream CLI (hub, agent and proxy as processes)', () => {
   it('OpenSSH is installed where it is required', () => {
-    if (required) expect(openssh, 'DSTREAM_REQUIRE_OPENSSH=1 but sshd/ssh/scp/ssh-keygen were not found').toBeDefined();
+    if (required)
+      expect(
+        openssh,
+        'DSTREAM_REQUIRE_OPENSSH=1 but sshd/ssh/scp/ssh-keygen were not found',
+      ).toBeDefined();
   });
 
   describe.skipIf(!openssh)('with sshd', () => {
@@ -59,9 +67,14 @@ describe('OpenSSH through the dstream CLI (hub, agent and proxy as processes)', 
       const env = { DSTREAM_SERVICE_CONNECTION_STRING: hub.serviceString };
       const added = await runCli(['device', 'add', 'pi-01'], env);
       expect(added.code).toBe(0);
-      agent = spawnCli(['agent', '--port', String(sshd.port)], { DSTREAM_DEVICE_CONNECTION_STRING: added.stdout.trim() });
+      agent = spawnCli(['agent', '--port', String(sshd.port)], {
+        DSTREAM_DEVICE_CONNECTION_STRING: added.stdout.trim(),
+      });
       await agent.waitForLine(/connected to the hub/);
-      proxy = spawnCli(['proxy', '--device', 'pi-01', '--local-port', '0', '--remote-port', String(sshd.port)], env);
+      proxy = spawnCli(
+        ['proxy', '--device', 'pi-01', '--local-port', '0', '--remote-port', String(sshd.port)],
+        env,
+      );
       proxyPort = Number((await proxy.waitForLine(/proxy listening on 127\.0\.0\.1:(\d+)/))[1]);
     }, 60_000);
 
@@ -74,7 +87,13 @@ describe('OpenSSH through the dstream CLI (hub, agent and proxy as processes)', 
     });
 
     it('ssh runs a command on the device', async () => {
-      const r = await run('ssh', ['-p', String(proxyPort), ...sshd.sshOptions, `${sshd.user}@127.0.0.1`, 'echo hello from $(whoami)']);
+      const r = await run('ssh', [
+        '-p',
+        String(proxyPort),
+        ...sshd.sshOptions,
+        `${sshd.user}@127.0.0.1`,
+        'echo hello from $(whoami)',
+      ]);
       expect(r.stderr).toBe('');
       expect(r).toMatchObject({ code: 0, stdout: `hello from ${sshd.user}\n` });
     });
@@ -83,7 +102,13 @@ describe('OpenSSH through the dstream CLI (hub, agent and proxy as processes)', 
       const src = join(dir, 'big.bin');
       const dst = join(dir, 'big.copy');
       writeFileSync(src, randomBytes(64 * 1024 * 1024));
-      const r = await run('scp', ['-P', String(proxyPort), ...sshd.sshOptions, src, `${sshd.user}@127.0.0.1:${dst}`]);
+      const r = await run('scp', [
+        '-P',
+        String(proxyPort),
+        ...sshd.sshOptions,
+        src,
+        `${sshd.user}@127.0.0.1:${dst}`,
+      ]);
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       expect(await sha256File(dst)).toBe(await sha256File(src));

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 export const cliPath = fileURLToPath(new URL('../../bin/dstream.js', import.meta.url));
 
 const baseEnv = (): NodeJS.ProcessEnv => {
-  const env = { ...process.env, NO_COLOR: '1' };
+  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
   delete env.DSTREAM_SERVICE_CONNECTION_STRING;
   delete env.DSTREAM_DEVICE_CONNECTION_STRING;
   return env;
@@ -18,9 +18,16 @@ export interface CliResult {
 }
 
 /** Run `dstream args...` to completion. */
-export function runCli(args: readonly string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<CliResult> {
+export function runCli(
+  args: readonly string[],
+  env: Record<string, string> = {},
+  timeoutMs = 30_000,
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cliPath, ...args], {
+      env: { ...baseEnv(), ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -49,7 +56,10 @@ export interface CliProcess {
 }
 
 export function spawnCli(args: readonly string[], env: Record<string, string> = {}): CliProcess {
-  const child = spawn(process.execPath, [cliPath, ...args], { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [cliPath, ...args], {
+    env: { ...baseEnv(), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let text = '';
   const waiters = new Set<() => void>();
   child.stderr.on('data', (d: Buffer) => {
@@ -57,7 +67,9 @@ export function spawnCli(args: readonly string[], env: Record<string, string> = 
     for (const w of waiters) w();
   });
   child.stdout.resume();
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => resolve(code)),
+  );
   return {
     child,
     output: () => text,
@@ -107,7 +119,14 @@ export async function startCliHub(dataDir: string): Promise<CliTunnel> {
   const hub = spawnCli(['hub', '--data-dir', dataDir, '--listen', '127.0.0.1:0']);
   const m = await hub.waitForLine(/hub listening on https:\/\/127\.0\.0\.1:(\d+)/);
   const hubPort = Number(m[1]);
-  const init = await runCli(['hub', 'init', '--data-dir', dataDir, '--listen', `127.0.0.1:${hubPort}`]);
+  const init = await runCli([
+    'hub',
+    'init',
+    '--data-dir',
+    dataDir,
+    '--listen',
+    `127.0.0.1:${hubPort}`,
+  ]);
   if (init.code !== 0) throw new Error(`hub init failed: ${init.stderr}`);
   return {
     dataDir,

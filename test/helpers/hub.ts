@@ -49,10 +49,20 @@ export async function startTestHub(options: TestHubOptions = {}): Promise<TestHu
     logger,
   );
   const hub = await startHub(
-    { host: '127.0.0.1', port: options.port ?? 0, registry: state.registry, tls: state.tls, pairTimeoutMs: options.pairTimeoutMs },
+    {
+      host: '127.0.0.1',
+      port: options.port ?? 0,
+      registry: state.registry,
+      tls: state.tls,
+      pairTimeoutMs: options.pairTimeoutMs,
+    },
     logger,
   );
-  const serviceString = formatServiceConnectionString(hub.address, state.servicePolicy.name, state.servicePolicy.key);
+  const serviceString = formatServiceConnectionString(
+    hub.address,
+    state.servicePolicy.name,
+    state.servicePolicy.key,
+  );
   const service = parseConnectionString(serviceString) as ServiceConnectionString;
   const registry = new RegistryClient(service, hubTarget(service));
   let stopped = false;

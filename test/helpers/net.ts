@@ -17,7 +17,10 @@ export async function dial(port: number): Promise<Socket> {
 export function readAll(socket: Socket, timeoutMs = 30_000): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
-    const timer = setTimeout(() => reject(new Error(`readAll timed out after ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`readAll timed out after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     socket.on('data', (c: Buffer) => chunks.push(c));
     socket.once('end', () => {
       clearTimeout(timer);
@@ -31,12 +34,18 @@ export function readAll(socket: Socket, timeoutMs = 30_000): Promise<Buffer> {
 }
 
 /** Wait for a socket to close; resolves with whether it closed with an error. */
-export function closed(socket: Socket, timeoutMs = 10_000): Promise<{ hadError: boolean; error?: Error }> {
+export function closed(
+  socket: Socket,
+  timeoutMs = 10_000,
+): Promise<{ hadError: boolean; error?: Error }> {
   if (socket.closed) return Promise.resolve({ hadError: false });
   return new Promise((resolve, reject) => {
     let error: Error | undefined;
     socket.on('error', (e) => (error = e));
-    const timer = setTimeout(() => reject(new Error(`socket did not close within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`socket did not close within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     socket.once('close', (hadError: boolean) => {
       clearTimeout(timer);
       resolve({ hadError, ...(error ? { error } : {}) });
@@ -55,7 +64,11 @@ export async function waitEvent<T = unknown>(
 }
 
 /** Poll a condition driven by events elsewhere; rejects after `timeoutMs`. */
-export async function waitFor(condition: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+export async function waitFor(
+  condition: () => boolean,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

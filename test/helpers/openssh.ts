@@ -9,7 +9,9 @@ const sshdCandidates = ['/usr/sbin/sshd', '/usr/local/sbin/sshd', '/usr/bin/sshd
 /** Where OpenSSH's sshd is, if installed. ssh, scp and ssh-keygen must be on PATH too. */
 export function findOpenSsh(): { sshd: string } | undefined {
   const sshd = sshdCandidates.find((p) => existsSync(p));
-  const tools = ['ssh', 'scp', 'ssh-keygen'].every((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status === 0);
+  const tools = ['ssh', 'scp', 'ssh-keygen'].every(
+    (t) => spawnSync('sh', ['-c', `command -v ${t}`]).status === 0,
+  );
   return sshd && tools ? { sshd } : undefined;
 }
 
@@ -52,7 +54,8 @@ export async function startSshd(sshd: string, dir: string): Promise<TestSshd> {
     ].join('\n'),
   );
   // sshd refuses to start without its privilege separation directory.
-  if (process.getuid?.() === 0 && !existsSync('/run/sshd')) mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+  if (process.getuid?.() === 0 && !existsSync('/run/sshd'))
+    mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
   const server = await startServer((socket) => {
     const child = spawn(sshd, ['-i', '-f', config, '-e'], { stdio: ['pipe', 'pipe', 'pipe'] });
     child.stderr.resume();

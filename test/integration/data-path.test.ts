@@ -17,7 +17,10 @@ describe('data path', () => {
   async function setUp(onSocket: (s: Socket) => void): Promise<void> {
     t = await startTestHub();
     target = await startServer(onSocket);
-    agent = await startConnectedAgent(await t.addDevice('dev'), new Map([['t', { host: '127.0.0.1', port: target.port }]]));
+    agent = await startConnectedAgent(
+      await t.addDevice('dev'),
+      new Map([['t', { host: '127.0.0.1', port: target.port }]]),
+    );
     proxy = await startTestProxy(t, 'dev', 't');
   }
 
@@ -69,7 +72,11 @@ describe('data path', () => {
     const client = await dial(proxy.port);
     client.pause();
     // The sender stops making progress once every buffer on the way is full.
-    await waitFor(() => written > 0 && Date.now() - lastProgress > 750, 30_000, 'the sender to stall');
+    await waitFor(
+      () => written > 0 && Date.now() - lastProgress > 750,
+      30_000,
+      'the sender to stall',
+    );
     const stalledAt = written;
     // Kernel socket buffers on four loopback hops hold some megabytes and user space about
     // 1 MiB per direction per hop (about 20 MiB measured here): nothing near the 256 MiB

@@ -1,7 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { Agent } from '../../src/agent/agent.js';
-import { formatServiceConnectionString, parseConnectionString, type ServiceConnectionString } from '../../src/auth/connection-string.js';
+import {
+  formatServiceConnectionString,
+  parseConnectionString,
+  type ServiceConnectionString,
+} from '../../src/auth/connection-string.js';
 import { expiryIn, signSas } from '../../src/auth/sas.js';
 import { DstreamError } from '../../src/errors.js';
 import { hubRequest, openWebSocket, UpgradeRefusedError } from '../../src/net/hub-client.js';
@@ -14,7 +18,11 @@ import { closed, dial, readAll, waitEvent } from '../helpers/net.js';
 import { startEchoServer, type TestServer } from '../helpers/servers.js';
 import { startConnectedAgent, startTestProxy } from '../helpers/tunnel.js';
 
-async function expectDstreamError(promise: Promise<unknown>, code: string, message: string): Promise<void> {
+async function expectDstreamError(
+  promise: Promise<unknown>,
+  code: string,
+  message: string,
+): Promise<void> {
   const error = await promise.then(
     () => undefined,
     (e: unknown) => e,
@@ -60,23 +68,38 @@ describe('stream outcomes', () => {
   }
 
   it('a stream name not in the allow-list is rejected with the reason, and the proxy closes that client', async () => {
-    await expectDstreamError(open('pi-01', '23'), 'ERR_STREAM_REJECTED', "stream '23' is not allowed on this device");
+    await expectDstreamError(
+      open('pi-01', '23'),
+      'ERR_STREAM_REJECTED',
+      "stream '23' is not allowed on this device",
+    );
     const proxy = await startTestProxy(t, 'pi-01', '23');
     const ended = waitEvent<ProxyStreamEnd>(proxy, 'stream-end');
     const client = await dial(proxy.port);
     expect(await readAll(client)).toHaveLength(0);
-    expect(await ended).toMatchObject({ outcome: 'failed', reason: expect.stringContaining('not allowed') as string });
+    expect(await ended).toMatchObject({
+      outcome: 'failed',
+      reason: expect.stringContaining('not allowed') as string,
+    });
     await proxy.close();
     await echoWorks();
   });
 
   it('a target that refuses makes the device reject the stream with that reason', async () => {
-    await expectDstreamError(open('pi-01', 'dead'), 'ERR_STREAM_REJECTED', 'cannot connect to 127.0.0.1:1');
+    await expectDstreamError(
+      open('pi-01', 'dead'),
+      'ERR_STREAM_REJECTED',
+      'cannot connect to 127.0.0.1:1',
+    );
     await echoWorks();
   });
 
   it('unknown device: 404 DeviceNotFound', async () => {
-    await expectDstreamError(open('ghost', 'echo'), 'ERR_DEVICE_NOT_FOUND', "device 'ghost' is not registered");
+    await expectDstreamError(
+      open('ghost', 'echo'),
+      'ERR_DEVICE_NOT_FOUND',
+      "device 'ghost' is not registered",
+    );
   });
 
   it('offline device: 404 DeviceNotOnline', async () => {
@@ -87,13 +110,23 @@ describe('stream outcomes', () => {
       headers: { authorization: serviceToken(t.service) },
     });
     expect(res.status).toBe(404);
-    expect(JSON.parse(res.body)).toEqual({ errorCode: 'DeviceNotOnline', message: "device 'pi-02' is not connected to the hub" });
+    expect(JSON.parse(res.body)).toEqual({
+      errorCode: 'DeviceNotOnline',
+      message: "device 'pi-02' is not connected to the hub",
+    });
   });
 
   it('connect timeout: the hub waits for an offline device to come online', async () => {
     const cs = await t.addDevice('late');
-    const pending = openServiceStream(t.service, hubTarget(t.service), { deviceId: 'late', streamName: 'echo', connectTimeoutSeconds: 10 });
-    const late = await startConnectedAgent(cs, new Map([['echo', { host: '127.0.0.1', port: echo.port }]]));
+    const pending = openServiceStream(t.service, hubTarget(t.service), {
+      deviceId: 'late',
+      streamName: 'echo',
+      connectTimeoutSeconds: 10,
+    });
+    const late = await startConnectedAgent(
+      cs,
+      new Map([['echo', { host: '127.0.0.1', port: echo.port }]]),
+    );
     const ws = await pending;
     ws.close();
     await late.close();
@@ -103,7 +136,11 @@ describe('stream outcomes', () => {
     const gone = waitEvent(agent, 'disconnected');
     await t.registry.setStatus('pi-01', 'disabled');
     await gone;
-    await expectDstreamError(open('pi-01', 'echo'), 'ERR_DEVICE_DISABLED', "device 'pi-01' is disabled");
+    await expectDstreamError(
+      open('pi-01', 'echo'),
+      'ERR_DEVICE_DISABLED',
+      "device 'pi-01' is disabled",
+    );
     // Enable again: the agent comes back by itself.
     await t.registry.setStatus('pi-01', 'enabled');
     await waitEvent(agent, 'connected', 40_000);
@@ -112,18 +149,37 @@ describe('stream outcomes', () => {
 
   it('bad service key: 401, and the hub keeps serving', async () => {
     const wrong = parseConnectionString(
-      formatServiceConnectionString(t.service.hub, 'service', Buffer.alloc(32, 9).toString('base64')),
+      formatServiceConnectionString(
+        t.service.hub,
+        'service',
+        Buffer.alloc(32, 9).toString('base64'),
+      ),
     ) as ServiceConnectionString;
-    await expectDstreamError(open('pi-01', 'echo', wrong), 'ERR_UNAUTHORIZED', 'invalid token signature or policy');
-    await expectDstreamError(t.registry.list().then(() => open('pi-01', 'echo', wrong)), 'ERR_UNAUTHORIZED', 'invalid');
+    await expectDstreamError(
+      open('pi-01', 'echo', wrong),
+      'ERR_UNAUTHORIZED',
+      'invalid token signature or policy',
+    );
+    await expectDstreamError(
+      t.registry.list().then(() => open('pi-01', 'echo', wrong)),
+      'ERR_UNAUTHORIZED',
+      'invalid',
+    );
     await echoWorks();
   });
 
   it('bad device key: the control connection is refused with 401', async () => {
     const cs = await t.addDevice('pi-03');
-    const token = signSas({ resource: 'x/devices/pi-03', key: Buffer.alloc(32, 3).toString('base64'), expiry: expiryIn(60) });
+    const token = signSas({
+      resource: 'x/devices/pi-03',
+      key: Buffer.alloc(32, 3).toString('base64'),
+      expiry: expiryIn(60),
+    });
     const url = `wss://127.0.0.1:${t.hub.port}/devices/pi-03/control`;
-    const error = await openWebSocket(url, cs.hub, { headers: { authorization: token }, protocols: [controlProtocol] }).catch((e: unknown) => e);
+    const error = await openWebSocket(url, cs.hub, {
+      headers: { authorization: token },
+      protocols: [controlProtocol],
+    }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(UpgradeRefusedError);
     expect((error as UpgradeRefusedError).status).toBe(401);
     expect((error as UpgradeRefusedError).body).toContain('invalid device credentials');
@@ -131,7 +187,11 @@ describe('stream outcomes', () => {
 
   it('a device that never answers gives 504', async () => {
     const cs = await t.addDevice('mute');
-    const token = signSas({ resource: `x/devices/mute`, key: cs.sharedAccessKey, expiry: expiryIn(60) });
+    const token = signSas({
+      resource: `x/devices/mute`,
+      key: cs.sharedAccessKey,
+      expiry: expiryIn(60),
+    });
     const ws = await openWebSocket(`wss://127.0.0.1:${t.hub.port}/devices/mute/control`, cs.hub, {
       headers: { authorization: token },
       protocols: [controlProtocol],
@@ -150,11 +210,23 @@ describe('stream outcomes', () => {
     const target = hubTarget(t.service);
     const auth = { authorization: serviceToken(t.service) };
     const cases: [string, string, Record<string, string>, number, string][] = [
-      ['POST', '/twins/pi-01/streams/echo', { authorization: 'SharedAccessSignature nonsense' }, 401, 'malformed SharedAccessSignature'],
+      [
+        'POST',
+        '/twins/pi-01/streams/echo',
+        { authorization: 'SharedAccessSignature nonsense' },
+        401,
+        'malformed SharedAccessSignature',
+      ],
       ['POST', '/twins/pi-01/streams/echo', {}, 401, 'missing Authorization header'],
       ['POST', '/twins/a%20b/streams/echo', auth, 400, 'characters outside'],
       ['POST', '/twins/pi-01/streams/%ZZ', auth, 400, 'bad percent-encoding'],
-      ['POST', '/twins/pi-01/streams/echo', { ...auth, 'iothub-streaming-response-timeout-in-seconds': 'soon' }, 400, 'whole number of seconds'],
+      [
+        'POST',
+        '/twins/pi-01/streams/echo',
+        { ...auth, 'iothub-streaming-response-timeout-in-seconds': 'soon' },
+        400,
+        'whole number of seconds',
+      ],
       ['GET', '/twins/pi-01/streams/echo', auth, 405, 'stream initiation is POST'],
       ['GET', '/nothing/here', auth, 404, 'no such endpoint'],
       ['PATCH', '/devices/pi-01', auth, 400, 'body must be'],
@@ -180,7 +252,9 @@ describe('stream outcomes', () => {
     expect(url).toMatch(new RegExp(`^wss://127\\.0\\.0\\.1:${t.hub.port}/bridges/[A-Za-z0-9_-]+$`));
     const opts = { headers: { authorization: `Bearer ${token}` }, protocols: [streamProtocol] };
     // Wrong stream id with a real token: refused.
-    const wrong = await openWebSocket(url.replace(/[^/]+$/, 'AAAA'), t.service.hub, opts).catch((e: unknown) => e);
+    const wrong = await openWebSocket(url.replace(/[^/]+$/, 'AAAA'), t.service.hub, opts).catch(
+      (e: unknown) => e,
+    );
     expect((wrong as UpgradeRefusedError).status).toBe(401);
     const first = await openWebSocket(url, t.service.hub, opts);
     const replay = await openWebSocket(url, t.service.hub, opts).catch((e: unknown) => e);
@@ -188,21 +262,30 @@ describe('stream outcomes', () => {
     expect((replay as UpgradeRefusedError).body).toContain('stream token already used');
     first.send(Buffer.from('abc'));
     first.send(JSON.stringify({ type: 'eof' }));
-    const echoed = await new Promise<Buffer>((resolve) => first.once('message', (d: Buffer) => resolve(d)));
+    const echoed = await new Promise<Buffer>((resolve) =>
+      first.once('message', (d: Buffer) => resolve(d)),
+    );
     expect(echoed.toString()).toBe('abc');
     first.close();
   });
 
   it('a stream whose second side never arrives is dropped', async () => {
     // Ask the hub directly and never connect the service side: the device side waits, then is closed.
-    const dropped = waitEvent<{ paired: boolean; reason: string }>(t.hub.streams, 'stream-end', 10_000);
+    const dropped = waitEvent<{ paired: boolean; reason: string }>(
+      t.hub.streams,
+      'stream-end',
+      10_000,
+    );
     const res = await hubRequest(hubTarget(t.service), {
       method: 'POST',
       path: '/twins/pi-01/streams/echo',
       headers: { authorization: serviceToken(t.service) },
     });
     expect(res.status).toBe(200);
-    expect(await dropped).toMatchObject({ paired: false, reason: 'the other side did not connect in time' });
+    expect(await dropped).toMatchObject({
+      paired: false,
+      reason: 'the other side did not connect in time',
+    });
     await waitEvent(agent, 'stream-end');
     expect(agent.activeStreams).toBe(0);
   });
@@ -221,7 +304,9 @@ describe('stream outcomes', () => {
     await waitEvent(ws, 'open');
     expect(ws.protocol).toBe('');
     ws.send(Buffer.from('raw bytes'));
-    const [data, isBinary] = await new Promise<[Buffer, boolean]>((resolve) => ws.once('message', (d: Buffer, b: boolean) => resolve([d, b])));
+    const [data, isBinary] = await new Promise<[Buffer, boolean]>((resolve) =>
+      ws.once('message', (d: Buffer, b: boolean) => resolve([d, b])),
+    );
     expect([data.toString(), isBinary]).toEqual(['raw bytes', true]);
     const done = waitEvent(agent, 'stream-end');
     ws.close();

@@ -21,7 +21,10 @@ describe('hub restart', () => {
     const first: TestHub = await startTestHub({ dataDir });
     const cs = await first.addDevice('pi-01');
     await first.registry.add('spare');
-    const agent: Agent = await startConnectedAgent(cs, new Map([['echo', { host: '127.0.0.1', port: echo.port }]]));
+    const agent: Agent = await startConnectedAgent(
+      cs,
+      new Map([['echo', { host: '127.0.0.1', port: echo.port }]]),
+    );
     cleanups.push(() => agent.close());
     const port = first.hub.port;
     const fingerprint = first.state.tls?.fingerprint;

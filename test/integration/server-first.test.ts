@@ -5,7 +5,6 @@ import { startTestHub, type TestHub } from '../helpers/hub.js';
 import { dial, readAll } from '../helpers/net.js';
 import { startServer, type TestServer } from '../helpers/servers.js';
 import { startConnectedAgent, startTestProxy } from '../helpers/tunnel.js';
-import { createLogger } from '../../src/log/logger.js';
 
 describe('a target that speaks first (like sshd)', () => {
   let t: TestHub;
@@ -14,15 +13,17 @@ describe('a target that speaks first (like sshd)', () => {
   let proxy: Proxy;
 
   beforeEach(async () => {
-    const logger = createLogger({ level: 'debug', format: 'text' });
-    t = await startTestHub({ logger });
+    t = await startTestHub();
     target = await startServer((s) => {
       s.write('SSH-2.0-banner\r\n');
       s.on('data', (d) => s.write(d));
       s.on('end', () => s.end());
     });
-    agent = await startConnectedAgent(await t.addDevice('d1'), new Map([['22', { host: '127.0.0.1', port: target.port }]]), logger);
-    proxy = await startTestProxy(t, 'd1', '22', logger);
+    agent = await startConnectedAgent(
+      await t.addDevice('d1'),
+      new Map([['22', { host: '127.0.0.1', port: target.port }]]),
+    );
+    proxy = await startTestProxy(t, 'd1', '22');
   });
 
   afterEach(async () => {

@@ -28,7 +28,8 @@ describe('an SSH session through the tunnel (ssh2 server and client)', () => {
           ctx.method === 'publickey' &&
           ctx.key.algo === allowed.type &&
           Buffer.compare(ctx.key.data, allowed.getPublicSSH()) === 0 &&
-          (!ctx.signature || allowed.verify(ctx.blob as Buffer, ctx.signature, ctx.hashAlgo) === true);
+          (!ctx.signature ||
+            allowed.verify(ctx.blob as Buffer, ctx.signature, ctx.hashAlgo) === true);
         if (ok) ctx.accept();
         else ctx.reject(['publickey']);
       });
@@ -57,7 +58,10 @@ describe('an SSH session through the tunnel (ssh2 server and client)', () => {
     });
     await new Promise<void>((resolve) => sshServer.listen(0, '127.0.0.1', resolve));
     sshPort = (sshServer.address() as { port: number }).port;
-    agent = await startConnectedAgent(await t.addDevice('pi-01'), new Map([['22', { host: '127.0.0.1', port: sshPort }]]));
+    agent = await startConnectedAgent(
+      await t.addDevice('pi-01'),
+      new Map([['22', { host: '127.0.0.1', port: sshPort }]]),
+    );
     proxy = await startTestProxy(t, 'pi-01', '22');
   });
 
@@ -72,11 +76,21 @@ describe('an SSH session through the tunnel (ssh2 server and client)', () => {
     return new Promise((resolve, reject) => {
       const client = new Client();
       client.on('ready', () => resolve(client)).on('error', reject);
-      client.connect({ host: '127.0.0.1', port: proxy.port, username: 'pi', privateKey: clientKeys.private, readyTimeout: 20_000 });
+      client.connect({
+        host: '127.0.0.1',
+        port: proxy.port,
+        username: 'pi',
+        privateKey: clientKeys.private,
+        readyTimeout: 20_000,
+      });
     });
   }
 
-  function exec(client: InstanceType<typeof Client>, command: string, input?: Buffer): Promise<{ out: string; code: number }> {
+  function exec(
+    client: InstanceType<typeof Client>,
+    command: string,
+    input?: Buffer,
+  ): Promise<{ out: string; code: number }> {
     return new Promise((resolve, reject) => {
       client.exec(command, (err, stream) => {
         if (err) return reject(err);

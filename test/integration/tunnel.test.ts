@@ -16,7 +16,10 @@ describe('tunnel through hub, agent and proxy', () => {
     t = await startTestHub();
     echo = await startEchoServer();
     const cs = await t.addDevice('pi-01');
-    agent = await startConnectedAgent(cs, new Map([['echo', { host: '127.0.0.1', port: echo.port }]]));
+    agent = await startConnectedAgent(
+      cs,
+      new Map([['echo', { host: '127.0.0.1', port: echo.port }]]),
+    );
     proxy = await startTestProxy(t, 'pi-01', 'echo');
   });
 
@@ -56,7 +59,10 @@ describe('tunnel through hub, agent and proxy', () => {
   });
 
   it('closes the stream sockets on the hub after a stream completes', async () => {
-    const hubEnd = waitEvent<{ bytesToDevice: number; bytesFromDevice: number }>(t.hub.streams, 'stream-end');
+    const hubEnd = waitEvent<{ bytesToDevice: number; bytesFromDevice: number }>(
+      t.hub.streams,
+      'stream-end',
+    );
     const agentEnd = waitEvent<{ end: string }>(agent, 'stream-end');
     const client = await dial(proxy.port);
     client.end('xyz');
@@ -78,7 +84,10 @@ describe('half-close', () => {
   beforeEach(async () => {
     t = await startTestHub();
     digest = await startDigestServer();
-    agent = await startConnectedAgent(await t.addDevice('dev'), new Map([['digest', { host: '127.0.0.1', port: digest.port }]]));
+    agent = await startConnectedAgent(
+      await t.addDevice('dev'),
+      new Map([['digest', { host: '127.0.0.1', port: digest.port }]]),
+    );
     proxy = await startTestProxy(t, 'dev', 'digest');
   });
 

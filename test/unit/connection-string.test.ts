@@ -23,21 +23,35 @@ describe('connection strings', () => {
   });
 
   it('parses a service string; default port 443; IPv6 host; UseTls=false', () => {
-    expect(parseConnectionString(`HostName=hub.example.com;SharedAccessKeyName=service;SharedAccessKey=${key}`)).toEqual({
+    expect(
+      parseConnectionString(
+        `HostName=hub.example.com;SharedAccessKeyName=service;SharedAccessKey=${key}`,
+      ),
+    ).toEqual({
       kind: 'service',
       hub: { host: 'hub.example.com', port: 443, tls: true, fingerprint: undefined },
       sharedAccessKeyName: 'service',
       sharedAccessKey: key,
     });
-    const v6 = parseConnectionString(`HostName=[::1]:9000;SharedAccessKeyName=s;SharedAccessKey=${key};UseTls=false`);
+    const v6 = parseConnectionString(
+      `HostName=[::1]:9000;SharedAccessKeyName=s;SharedAccessKey=${key};UseTls=false`,
+    );
     expect(v6.hub).toEqual({ host: '::1', port: 9000, tls: false, fingerprint: undefined });
   });
 
   it('round-trips through format', () => {
     const hub = { host: '::1', port: 8443, tls: true, fingerprint: fp };
     const device = formatDeviceConnectionString(hub, "odd=id's", key);
-    expect(parseConnectionString(device)).toMatchObject({ kind: 'device', hub, deviceId: "odd=id's" });
-    const service = formatServiceConnectionString({ ...hub, tls: false, fingerprint: undefined }, 'service', key);
+    expect(parseConnectionString(device)).toMatchObject({
+      kind: 'device',
+      hub,
+      deviceId: "odd=id's",
+    });
+    const service = formatServiceConnectionString(
+      { ...hub, tls: false, fingerprint: undefined },
+      'service',
+      key,
+    );
     expect(parseConnectionString(service)).toMatchObject({ kind: 'service', hub: { tls: false } });
   });
 
@@ -50,11 +64,17 @@ describe('connection strings', () => {
     [`HostName=h;DeviceId=a;SharedAccessKey=c2hvcnQ=`, 'at least 128 bits'],
     [`HostName=h;DeviceId=a;SharedAccessKey=not*base64`, 'not a base64 key'],
     [`HostName=h;SharedAccessKey=${key}`, 'needs DeviceId'],
-    [`HostName=h;DeviceId=a;SharedAccessKeyName=s;SharedAccessKey=${key}`, 'both DeviceId and SharedAccessKeyName'],
+    [
+      `HostName=h;DeviceId=a;SharedAccessKeyName=s;SharedAccessKey=${key}`,
+      'both DeviceId and SharedAccessKeyName',
+    ],
     [`HostName=h;DeviceId=a b;SharedAccessKey=${key}`, 'has characters outside'],
     [`HostName=h;DeviceId=a;SharedAccessKey=${key};Foo=1`, "unknown field 'Foo'"],
     [`HostName=h;HostName=g;DeviceId=a;SharedAccessKey=${key}`, "'HostName' appears twice"],
-    [`HostName=h;DeviceId=a;SharedAccessKey=${key};CertificateFingerprint=abc`, 'not a SHA-256 fingerprint'],
+    [
+      `HostName=h;DeviceId=a;SharedAccessKey=${key};CertificateFingerprint=abc`,
+      'not a SHA-256 fingerprint',
+    ],
     [`HostName=h;DeviceId=a;SharedAccessKey=${key};UseTls=maybe`, 'UseTls must be true or false'],
   ])('rejects %j with a clear message', (text, message) => {
     let error: unknown;

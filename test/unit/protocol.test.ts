@@ -20,13 +20,23 @@ describe('device IDs', () => {
 
 describe('control messages', () => {
   it('parses a stream response and cleans its reason', () => {
-    expect(parseAgentMessage('{"type":"stream-response","requestId":"r1","accepted":false,"reason":"no\\nway"}')).toEqual({
+    expect(
+      parseAgentMessage(
+        '{"type":"stream-response","requestId":"r1","accepted":false,"reason":"no\\nway"}',
+      ),
+    ).toEqual({
       type: 'stream-response',
       requestId: 'r1',
       accepted: false,
       reason: 'no way',
     });
-    expect(parseAgentMessage('{"type":"stream-response","requestId":"r1","accepted":true,"reason":"' + 'x'.repeat(900) + '"}')?.reason).toHaveLength(256);
+    expect(
+      parseAgentMessage(
+        '{"type":"stream-response","requestId":"r1","accepted":true,"reason":"' +
+          'x'.repeat(900) +
+          '"}',
+      )?.reason,
+    ).toHaveLength(256);
   });
   it.each([
     'not json',
@@ -37,11 +47,22 @@ describe('control messages', () => {
     '{"type":"stream-response","requestId":"r1","accepted":"yes"}',
     '{"type":"stream-response","requestId":"r1","accepted":true,"reason":5}',
     '{"type":"other","requestId":"r1","accepted":true}',
-    JSON.stringify({ type: 'stream-response', requestId: 'r', accepted: true, pad: 'x'.repeat(20000) }),
+    JSON.stringify({
+      type: 'stream-response',
+      requestId: 'r',
+      accepted: true,
+      pad: 'x'.repeat(20000),
+    }),
   ])('rejects agent message %j', (text) => expect(parseAgentMessage(text)).toBeUndefined());
 
   it('parses a stream request and rejects bad ones', () => {
-    const ok = { type: 'stream-request', requestId: 'abc', streamName: '22', url: 'wss://h:1/bridges/x', authorizationToken: 't' };
+    const ok = {
+      type: 'stream-request',
+      requestId: 'abc',
+      streamName: '22',
+      url: 'wss://h:1/bridges/x',
+      authorizationToken: 't',
+    };
     expect(parseHubMessage(JSON.stringify(ok))).toEqual(ok);
     expect(parseHubMessage(JSON.stringify({ ...ok, url: 'http://evil' }))).toBeUndefined();
     expect(parseHubMessage(JSON.stringify({ ...ok, streamName: '../22' }))).toBeUndefined();

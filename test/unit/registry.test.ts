@@ -18,7 +18,12 @@ describe('SQLite registry', () => {
     const reg = new SqliteRegistry(join(dir, 'r.db'));
     const a = reg.addDevice('b-dev', new Date('2026-01-01T00:00:00Z'));
     reg.addDevice('a-dev');
-    expect(a).toMatchObject({ deviceId: 'b-dev', status: 'enabled', createdTime: '2026-01-01T00:00:00.000Z', lastActivityTime: null });
+    expect(a).toMatchObject({
+      deviceId: 'b-dev',
+      status: 'enabled',
+      createdTime: '2026-01-01T00:00:00.000Z',
+      lastActivityTime: null,
+    });
     expect(Buffer.from(a.primaryKey, 'base64')).toHaveLength(32);
     expect(() => reg.addDevice('b-dev')).toThrow(AlreadyExistsError);
     expect(reg.listDevices().map((d) => d.deviceId)).toEqual(['a-dev', 'b-dev']);
@@ -48,14 +53,20 @@ describe('SQLite registry', () => {
 
   it('data dir: 0700, key 0600, service policy, idempotent', () => {
     const dataDir = join(dir, 'hub');
-    const first = openHubDataDir({ dataDir, insecureNoTls: false, certificateNames: ['localhost'] }, silentLogger);
+    const first = openHubDataDir(
+      { dataDir, insecureNoTls: false, certificateNames: ['localhost'] },
+      silentLogger,
+    );
     expect(first.created).toBe(true);
     expect(first.servicePolicy.rights).toEqual(['ServiceConnect', 'RegistryRead', 'RegistryWrite']);
     expect(statSync(dataDir).mode & 0o777).toBe(0o700);
     expect(statSync(join(dataDir, 'tls', 'key.pem')).mode & 0o777).toBe(0o600);
     expect(statSync(join(dataDir, 'registry.db')).mode & 0o077).toBe(0);
     first.registry.close();
-    const second = openHubDataDir({ dataDir, insecureNoTls: false, certificateNames: ['localhost'] }, silentLogger);
+    const second = openHubDataDir(
+      { dataDir, insecureNoTls: false, certificateNames: ['localhost'] },
+      silentLogger,
+    );
     expect(second.created).toBe(false);
     expect(second.servicePolicy).toEqual(first.servicePolicy);
     expect(second.tls?.fingerprint).toBe(first.tls?.fingerprint);

@@ -9,12 +9,18 @@ describe('SAS tokens', () => {
   it('signs in IoT Hub format: HMAC-SHA256 over url-encoded sr + "\\n" + se', () => {
     const token = signSas({ resource: 'hub.local:8443/devices/pi-01', key, expiry: 1_900_000_000 });
     const sr = encodeURIComponent('hub.local:8443/devices/pi-01');
-    const sig = createHmac('sha256', Buffer.from(key, 'base64')).update(`${sr}\n1900000000`).digest('base64');
-    expect(token).toBe(`SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&se=1900000000`);
+    const sig = createHmac('sha256', Buffer.from(key, 'base64'))
+      .update(`${sr}\n1900000000`)
+      .digest('base64');
+    expect(token).toBe(
+      `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&se=1900000000`,
+    );
   });
 
   it('round-trips through parse and verifies with the right key only', () => {
-    const token = parseSas(signSas({ resource: 'hub:443', key, expiry: 1_900_000_000, keyName: 'service' }));
+    const token = parseSas(
+      signSas({ resource: 'hub:443', key, expiry: 1_900_000_000, keyName: 'service' }),
+    );
     expect(token).toMatchObject({ resource: 'hub:443', expiry: 1_900_000_000, keyName: 'service' });
     expect(hasValidSignature(token, key)).toBe(true);
     expect(hasValidSignature(token, otherKey)).toBe(false);
@@ -25,7 +31,9 @@ describe('SAS tokens', () => {
     const resource = parseSas(text.replace('devices%2Fa', 'devices%2Fb'));
     expect(resource.resource).toBe('hub/devices/b');
     expect(hasValidSignature(resource, key)).toBe(false);
-    expect(hasValidSignature(parseSas(text.replace('se=1900000000', 'se=1900000001')), key)).toBe(false);
+    expect(hasValidSignature(parseSas(text.replace('se=1900000000', 'se=1900000001')), key)).toBe(
+      false,
+    );
     const sig = parseSas(text);
     const flipped = Buffer.from(sig.signature, 'base64');
     flipped[0] = (flipped[0] ?? 0) ^ 1;
