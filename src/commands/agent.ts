@@ -8,6 +8,9 @@ import {
   readCa,
   type CommandContext,
   type LogFlags,
+  warnIfPlainText,
+  serveUntilStopped,
+  withLogOptions,
 } from './common.js';
 
 interface AgentFlags extends LogFlags {
@@ -25,23 +28,17 @@ export async function runAgent(flags: AgentFlags, ctx: CommandContext): Promise<
   const allow = buildAllowList(flags.port, flags.target);
   const ca = readCa(flags.ca);
   const logger = commandLogger(ctx, flags);
-  if (!credential.hub.tls)
-    logger.warn(
-      'TLS IS OFF for this hub (UseTls=false): credentials and traffic travel in clear text.',
-    );
+  warnIfPlainText(credential.hub, logger);
   const allowed = [...allow]
     .map(([name, t]) => `${name}->${formatHostPort(t.host, t.port)}`)
     .join(', ');
   logger.info('agent starting', { device: credential.deviceId, allow: allowed });
   const agent = startAgent({ credential, allow, ca }, logger);
-  const signal = await ctx.stopSignal;
-  logger.info('shutting down', { signal });
-  await agent.close();
+  await serveUntilStopped(ctx, logger, () => agent.close());
 }
 
 export function registerAgentCommand(program: Command, ctx: CommandContext): void {
-  program
-    .command('agent')
+  withLogOptions(program.command('agent'))
     .description(
       'run on the device: keep a connection to the hub and pipe allowed streams to local ports',
     )
@@ -57,9 +54,6 @@ export function registerAgentCommand(program: Command, ctx: CommandContext): voi
       [],
     )
     .option('--ca <file>', 'PEM CA certificate to verify the hub with')
-    .option('-v, --verbose', 'log debug detail')
-    .option('-q, --quiet', 'log warnings and errors only')
-    .option('--json', 'log JSON lines')
     .addHelpText(
       'after',
       '\nExample:\n  dstream agent --connection-string "$(cat pi-01.connection-string)" --port 22',

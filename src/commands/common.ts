@@ -1,8 +1,10 @@
+import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import {
   parseConnectionString,
+  type HubAddress,
   type DeviceConnectionString,
   type ServiceConnectionString,
 } from '../auth/connection-string.js';
@@ -112,4 +114,31 @@ export function defaultHubDataDir(ctx: CommandContext): string {
   if (ctx.platform === 'darwin')
     return join(home, 'Library', 'Application Support', 'dstream', 'hub');
   return join(ctx.env.XDG_DATA_HOME || join(home, '.local', 'share'), 'dstream', 'hub');
+}
+
+/** The logging flags every long-running command takes. */
+export function withLogOptions(cmd: Command): Command {
+  return cmd
+    .option('-v, --verbose', 'log debug detail')
+    .option('-q, --quiet', 'log warnings and errors only')
+    .option('--json', 'log JSON lines');
+}
+
+/** Say loudly when a connection string points at a hub without TLS. */
+export function warnIfPlainText(hub: HubAddress, logger: Logger): void {
+  if (!hub.tls)
+    logger.warn(
+      'TLS IS OFF for this hub (UseTls=false): credentials and traffic travel in clear text.',
+    );
+}
+
+/** Wait for SIGINT/SIGTERM, then run `close` and log the shutdown. */
+export async function serveUntilStopped(
+  ctx: CommandContext,
+  logger: Logger,
+  close: () => Promise<void>,
+): Promise<void> {
+  const signal = await ctx.stopSignal;
+  logger.info('shutting down', { signal });
+  await close();
 }

@@ -16,6 +16,8 @@ import {
   parsePort,
   type CommandContext,
   type LogFlags,
+  serveUntilStopped,
+  withLogOptions,
 } from './common.js';
 
 interface HubFlags extends LogFlags {
@@ -146,10 +148,10 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
   if (state.tls)
     logger.info(`TLS certificate SHA-256 fingerprint ${formatFingerprint(state.tls.fingerprint)}`);
   logger.info(`service connection string: run \`dstream hub init --data-dir ${s.dataDir}\``);
-  const signal = await ctx.stopSignal;
-  logger.info('shutting down', { signal });
-  await hub.close();
-  state.registry.close();
+  await serveUntilStopped(ctx, logger, async () => {
+    await hub.close();
+    state.registry.close();
+  });
 }
 
 function hubOptions(cmd: Command): Command {
@@ -175,11 +177,8 @@ function hubOptions(cmd: Command): Command {
 }
 
 export function registerHubCommand(program: Command, ctx: CommandContext): void {
-  const hub = hubOptions(program.command('hub'))
+  const hub = withLogOptions(hubOptions(program.command('hub')))
     .description('run the hub: device registry, stream orchestration and the streaming endpoint')
-    .option('-v, --verbose', 'log debug detail')
-    .option('-q, --quiet', 'log warnings and errors only')
-    .option('--json', 'log JSON lines')
     .addHelpText(
       'after',
       '\nExample:\n  dstream hub --listen 0.0.0.0:8443 --data-dir /var/lib/dstream',

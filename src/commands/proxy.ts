@@ -10,6 +10,9 @@ import {
   serviceCredential,
   type CommandContext,
   type LogFlags,
+  warnIfPlainText,
+  serveUntilStopped,
+  withLogOptions,
 } from './common.js';
 
 interface ProxyFlags extends LogFlags {
@@ -34,10 +37,7 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
   if (nameProblem) throw new DstreamError('ERR_USAGE', `--stream: ${nameProblem}`);
   const port = parsePort(flags.localPort, '--local-port', true);
   const logger = commandLogger(ctx, flags);
-  if (!credential.hub.tls)
-    logger.warn(
-      'TLS IS OFF for this hub (UseTls=false): credentials and traffic travel in clear text.',
-    );
+  warnIfPlainText(credential.hub, logger);
   const proxy = await startProxy(
     {
       credential,
@@ -54,14 +54,11 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
     device: flags.device,
     stream: streamName,
   });
-  const signal = await ctx.stopSignal;
-  logger.info('shutting down', { signal });
-  await proxy.close();
+  await serveUntilStopped(ctx, logger, () => proxy.close());
 }
 
 export function registerProxyCommand(program: Command, ctx: CommandContext): void {
-  program
-    .command('proxy')
+  withLogOptions(program.command('proxy'))
     .description(
       'run on your machine: every local TCP connection gets its own stream to the device',
     )
@@ -75,9 +72,6 @@ export function registerProxyCommand(program: Command, ctx: CommandContext): voi
       'service connection string (default: $DSTREAM_SERVICE_CONNECTION_STRING)',
     )
     .option('--ca <file>', 'PEM CA certificate to verify the hub with')
-    .option('-v, --verbose', 'log debug detail')
-    .option('-q, --quiet', 'log warnings and errors only')
-    .option('--json', 'log JSON lines')
     .addHelpText(
       'after',
       '\nExample:\n  dstream proxy --device pi-01 --local-port 2222 --remote-port 22\n  ssh -p 2222 pi@localhost',

@@ -57,6 +57,17 @@ function toDevice(row: DeviceRow): DeviceRecord {
   };
 }
 
+/** Run an INSERT; a primary-key clash becomes AlreadyExistsError naming `what`. */
+function insertUnique(what: string, insert: () => unknown): void {
+  try {
+    insert();
+  } catch (error) {
+    if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY')
+      throw new AlreadyExistsError(`${what} already exists`);
+    throw error;
+  }
+}
+
 /** The embedded registry: one SQLite file, synchronous, durable (WAL). */
 export class SqliteRegistry implements Registry {
   readonly #db: Database.Database;
@@ -93,13 +104,9 @@ export class SqliteRegistry implements Registry {
   }
 
   addDevice(deviceId: string, now: Date = new Date()): DeviceRecord {
-    try {
-      this.#stmts.insertDevice.run(deviceId, newKey(), now.toISOString());
-    } catch (error) {
-      if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY')
-        throw new AlreadyExistsError(`device '${deviceId}' already exists`);
-      throw error;
-    }
+    insertUnique(`device '${deviceId}'`, () =>
+      this.#stmts.insertDevice.run(deviceId, newKey(), now.toISOString()),
+    );
     return this.getDevice(deviceId) as DeviceRecord;
   }
 
@@ -126,13 +133,9 @@ export class SqliteRegistry implements Registry {
   }
 
   addPolicy(name: string, rights: readonly Right[]): PolicyRecord {
-    try {
-      this.#stmts.insertPolicy.run(name, newKey(), rights.join(','));
-    } catch (error) {
-      if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY')
-        throw new AlreadyExistsError(`policy '${name}' already exists`);
-      throw error;
-    }
+    insertUnique(`policy '${name}'`, () =>
+      this.#stmts.insertPolicy.run(name, newKey(), rights.join(',')),
+    );
     return this.getPolicy(name) as PolicyRecord;
   }
 

@@ -1,8 +1,9 @@
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConnectionString } from '../../src/auth/connection-string.js';
-import { runCli, startCliHub, type CliTunnel } from '../helpers/cli.js';
+import { runCli, spawnCli, startCliHub, type CliTunnel } from '../helpers/cli.js';
+import { certificateFingerprint, createSelfSignedCertificate } from '../../src/tls/self-signed.js';
 import { makeTempDir } from '../helpers/hub.js';
 
 const key = Buffer.alloc(32, 1).toString('base64');
@@ -276,5 +277,82 @@ describe('CLI against a running hub', () => {
       `error: cannot listen on 127.0.0.1:${hub.hubPort}: listen EADDRINUSE`,
     );
     expectNoStack(r.stderr);
+  });
+});
+
+describe('CLI hub settings', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = makeTempDir('dstream-cli-settings-');
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('--public-url goes into the strings and is kept in the data dir', async () => {
+    const dataDir = join(dir, 'pub');
+    const first = await runCli([
+      'hub',
+      'init',
+      '--data-dir',
+      dataDir,
+      '--public-url',
+      'https://hub.example.com:9443',
+    ]);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/^HostName=hub\.example\.com:9443;SharedAccessKeyName=service;/);
+    const again = await runCli(['hub', 'init', '--data-dir', dataDir]);
+    expect(again.stdout).toBe(first.stdout);
+  });
+
+  it('--insecure-no-tls says so loudly and hands out UseTls=false strings', async () => {
+    const dataDir = join(dir, 'plain');
+    const init = await runCli([
+      'hub',
+      'init',
+      '--data-dir',
+      dataDir,
+      '--insecure-no-tls',
+      '--listen',
+      '127.0.0.1:8080',
+    ]);
+    expect(init.stdout).toMatch(
+      /^HostName=127\.0\.0\.1:8080;SharedAccessKeyName=service;SharedAccessKey=[^;]+;UseTls=false\n$/,
+    );
+    const hub = spawnCli([
+      'hub',
+      '--data-dir',
+      dataDir,
+      '--insecure-no-tls',
+      '--listen',
+      '127.0.0.1:0',
+    ]);
+    await hub.waitForLine(/hub listening on http:\/\/127\.0\.0\.1:\d+/);
+    expect(hub.output()).toContain('WARN  TLS IS OFF (--insecure-no-tls)');
+    expect(await hub.stop()).toBe(0);
+  });
+
+  it('--tls-cert/--tls-key: the given certificate is served and pinned', async () => {
+    const made = createSelfSignedCertificate('my hub', ['127.0.0.1']);
+    writeFileSync(join(dir, 'cert.pem'), made.cert);
+    writeFileSync(join(dir, 'key.pem'), made.key);
+    const dataDir = join(dir, 'own-cert');
+    const args = [
+      '--data-dir',
+      dataDir,
+      '--tls-cert',
+      join(dir, 'cert.pem'),
+      '--tls-key',
+      join(dir, 'key.pem'),
+    ];
+    const hub = spawnCli(['hub', ...args, '--listen', '127.0.0.1:0']);
+    const port = (await hub.waitForLine(/hub listening on https:\/\/127\.0\.0\.1:(\d+)/))[1] ?? '';
+    const init = await runCli(['hub', 'init', ...args, '--listen', `127.0.0.1:${port}`]);
+    expect(parseConnectionString(init.stdout.trim()).hub.fingerprint).toBe(
+      certificateFingerprint(made.cert),
+    );
+    const list = await runCli(['device', 'list', '--json'], {
+      DSTREAM_SERVICE_CONNECTION_STRING: init.stdout.trim(),
+    });
+    expect(list).toMatchObject({ code: 0, stdout: '[]\n' });
+    expect(await hub.stop()).toBe(0);
   });
 });

@@ -37,10 +37,10 @@ export function readAll(socket: Socket, timeoutMs = 30_000): Promise<Buffer> {
 export function closed(
   socket: Socket,
   timeoutMs = 10_000,
-): Promise<{ hadError: boolean; error?: Error }> {
+): Promise<{ hadError: boolean; error?: NodeJS.ErrnoException }> {
   if (socket.closed) return Promise.resolve({ hadError: false });
   return new Promise((resolve, reject) => {
-    let error: Error | undefined;
+    let error: NodeJS.ErrnoException | undefined;
     socket.on('error', (e) => (error = e));
     const timer = setTimeout(
       () => reject(new Error(`socket did not close within ${timeoutMs} ms`)),

@@ -4,8 +4,9 @@ import type { DeviceConnectionString } from '../../src/auth/connection-string.js
 import { silentLogger, type Logger } from '../../src/log/logger.js';
 import { startProxy, type Proxy } from '../../src/proxy/proxy.js';
 import { hubTarget } from '../../src/service/credentials.js';
-import type { TestHub } from './hub.js';
+import { startTestHub, type TestHub } from './hub.js';
 import { waitEvent } from './net.js';
+import type { TestServer } from './servers.js';
 
 /** Start an agent and wait until its control connection is up. */
 export async function startConnectedAgent(
@@ -37,4 +38,36 @@ export function startTestProxy(
     },
     logger,
   );
+}
+
+/** A hub, a device target, an agent allowing it and a proxy to it: the whole chain in-process. */
+export interface TestTunnel {
+  readonly t: TestHub;
+  readonly target: TestServer;
+  readonly agent: Agent;
+  readonly proxy: Proxy;
+  close(): Promise<void>;
+}
+
+/** Start the chain in front of `target`: device 'dev', stream 't'. */
+export async function startTestTunnel(target: Promise<TestServer>): Promise<TestTunnel> {
+  const t = await startTestHub();
+  const server = await target;
+  const agent = await startConnectedAgent(
+    await t.addDevice('dev'),
+    new Map([['t', { host: '127.0.0.1', port: server.port }]]),
+  );
+  const proxy = await startTestProxy(t, 'dev', 't');
+  return {
+    t,
+    target: server,
+    agent,
+    proxy,
+    close: async () => {
+      await proxy.close();
+      await agent.close();
+      await server.close();
+      await t.cleanup();
+    },
+  };
 }

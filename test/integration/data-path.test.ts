@@ -1,46 +1,25 @@
 import { createHash } from 'node:crypto';
-import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Agent } from '../../src/agent/agent.js';
-import type { Proxy } from '../../src/proxy/proxy.js';
-import { startTestHub, type TestHub } from '../helpers/hub.js';
 import { dial, readAll, waitFor } from '../helpers/net.js';
-import { startServer, type TestServer } from '../helpers/servers.js';
-import { startConnectedAgent, startTestProxy } from '../helpers/tunnel.js';
+import { startServer } from '../helpers/servers.js';
+import { startTestTunnel, type TestTunnel } from '../helpers/tunnel.js';
 
 describe('data path', () => {
-  let t: TestHub;
-  let target: TestServer;
-  let agent: Agent;
-  let proxy: Proxy;
-
-  async function setUp(onSocket: (s: Socket) => void): Promise<void> {
-    t = await startTestHub();
-    target = await startServer(onSocket);
-    agent = await startConnectedAgent(
-      await t.addDevice('dev'),
-      new Map([['t', { host: '127.0.0.1', port: target.port }]]),
-    );
-    proxy = await startTestProxy(t, 'dev', 't');
-  }
-
-  afterEach(async () => {
-    await proxy.close();
-    await agent.close();
-    await target.close();
-    await t.cleanup();
-  });
+  let tun: TestTunnel;
+  afterEach(() => tun.close());
 
   it('device-side EOF reaches the client, which can still send afterwards', async () => {
     let received = '';
     let done!: (text: string) => void;
     const targetDone = new Promise<string>((resolve) => (done = resolve));
-    await setUp((s) => {
-      s.end('hello then EOF');
-      s.on('data', (d: Buffer) => (received += d.toString()));
-      s.on('end', () => done(received));
-    });
-    const client = await dial(proxy.port);
+    tun = await startTestTunnel(
+      startServer((s) => {
+        s.end('hello then EOF');
+        s.on('data', (d: Buffer) => (received += d.toString()));
+        s.on('end', () => done(received));
+      }),
+    );
+    const client = await dial(tun.proxy.port);
     expect((await readAll(client)).toString()).toBe('hello then EOF');
     // Our read side has ended; the write side is still open and must reach the target.
     client.end('sent after EOF');
@@ -53,23 +32,25 @@ describe('data path', () => {
     let written = 0;
     let lastProgress = Date.now();
     const expected = createHash('sha256');
-    await setUp((s) => {
-      const pump = (): void => {
-        while (written < total) {
-          const piece = chunk.subarray(0, Math.min(chunk.length, total - written));
-          written += piece.length;
-          expected.update(piece);
-          lastProgress = Date.now();
-          if (!s.write(piece)) {
-            s.once('drain', pump);
-            return;
+    tun = await startTestTunnel(
+      startServer((s) => {
+        const pump = (): void => {
+          while (written < total) {
+            const piece = chunk.subarray(0, Math.min(chunk.length, total - written));
+            written += piece.length;
+            expected.update(piece);
+            lastProgress = Date.now();
+            if (!s.write(piece)) {
+              s.once('drain', pump);
+              return;
+            }
           }
-        }
-        s.end();
-      };
-      pump();
-    });
-    const client = await dial(proxy.port);
+          s.end();
+        };
+        pump();
+      }),
+    );
+    const client = await dial(tun.proxy.port);
     client.pause();
     // The sender stops making progress once every buffer on the way is full.
     await waitFor(

@@ -303,6 +303,8 @@ describe('stream outcomes', () => {
     ws.on('error', () => undefined);
     await waitEvent(ws, 'open');
     expect(ws.protocol).toBe('');
+    // ws offers permessage-deflate by default; stream sockets never take it.
+    expect(ws.extensions).toBe('');
     ws.send(Buffer.from('raw bytes'));
     const [data, isBinary] = await new Promise<[Buffer, boolean]>((resolve) =>
       ws.once('message', (d: Buffer, b: boolean) => resolve([d, b])),
@@ -311,6 +313,11 @@ describe('stream outcomes', () => {
     const done = waitEvent(agent, 'stream-end');
     ws.close();
     await done;
+  });
+
+  it('GET /healthz answers 200 without credentials', async () => {
+    const res = await hubRequest(hubTarget(t.service), { method: 'GET', path: '/healthz' });
+    expect(res).toMatchObject({ status: 200, body: '{"status":"ok"}' });
   });
 
   it('unknown stream socket paths and ids are refused', async () => {

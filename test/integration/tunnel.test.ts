@@ -1,44 +1,23 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Agent } from '../../src/agent/agent.js';
-import type { Proxy } from '../../src/proxy/proxy.js';
-import { startTestHub, type TestHub } from '../helpers/hub.js';
+import { afterEach, describe, expect, it } from 'vitest';
 import { closed, dial, randomBytes, readAll, sha256, waitEvent } from '../helpers/net.js';
-import { startDigestServer, startEchoServer, type TestServer } from '../helpers/servers.js';
-import { startConnectedAgent, startTestProxy } from '../helpers/tunnel.js';
+import { startDigestServer, startEchoServer, startServer } from '../helpers/servers.js';
+import { startTestTunnel, type TestTunnel } from '../helpers/tunnel.js';
 
 describe('tunnel through hub, agent and proxy', () => {
-  let t: TestHub;
-  let echo: TestServer;
-  let agent: Agent;
-  let proxy: Proxy;
-
-  beforeEach(async () => {
-    t = await startTestHub();
-    echo = await startEchoServer();
-    const cs = await t.addDevice('pi-01');
-    agent = await startConnectedAgent(
-      cs,
-      new Map([['echo', { host: '127.0.0.1', port: echo.port }]]),
-    );
-    proxy = await startTestProxy(t, 'pi-01', 'echo');
-  });
-
-  afterEach(async () => {
-    await proxy.close();
-    await agent.close();
-    await echo.close();
-    await t.cleanup();
-  });
+  let tun: TestTunnel;
+  afterEach(() => tun.close());
 
   it('echoes a small payload byte-exact', async () => {
-    const client = await dial(proxy.port);
+    tun = await startTestTunnel(startEchoServer());
+    const client = await dial(tun.proxy.port);
     const payload = Buffer.from('hello, device\n');
     client.end(payload);
     expect(await readAll(client)).toEqual(payload);
   });
 
   it('echoes 8 MiB of random bytes byte-exact', async () => {
-    const client = await dial(proxy.port);
+    tun = await startTestTunnel(startEchoServer());
+    const client = await dial(tun.proxy.port);
     const payload = randomBytes(8 * 1024 * 1024);
     client.end(payload);
     const back = await readAll(client);
@@ -47,9 +26,10 @@ describe('tunnel through hub, agent and proxy', () => {
   });
 
   it('carries 50 concurrent streams to one device, each checksummed', async () => {
+    tun = await startTestTunnel(startEchoServer());
     const runs = Array.from({ length: 50 }, async (_, i) => {
       const payload = randomBytes(64 * 1024 + i * 997);
-      const client = await dial(proxy.port);
+      const client = await dial(tun.proxy.port);
       client.end(payload);
       const back = await readAll(client);
       return sha256(back) === sha256(payload) && back.length === payload.length;
@@ -58,51 +38,44 @@ describe('tunnel through hub, agent and proxy', () => {
     expect(results.filter(Boolean)).toHaveLength(50);
   });
 
-  it('closes the stream sockets on the hub after a stream completes', async () => {
+  it('frees the stream everywhere once it completes, and counts its bytes', async () => {
+    tun = await startTestTunnel(startEchoServer());
     const hubEnd = waitEvent<{ bytesToDevice: number; bytesFromDevice: number }>(
-      t.hub.streams,
+      tun.t.hub.streams,
       'stream-end',
     );
-    const agentEnd = waitEvent<{ end: string }>(agent, 'stream-end');
-    const client = await dial(proxy.port);
+    const agentEnd = waitEvent<{ end: string }>(tun.agent, 'stream-end');
+    const client = await dial(tun.proxy.port);
     client.end('xyz');
     await readAll(client);
     await closed(client);
     expect(await hubEnd).toMatchObject({ bytesToDevice: 3, bytesFromDevice: 3 });
     expect(await agentEnd).toMatchObject({ end: 'completed' });
-    expect(t.hub.streams.size).toBe(0);
-    expect(agent.activeStreams).toBe(0);
-  });
-});
-
-describe('half-close', () => {
-  let t: TestHub;
-  let digest: TestServer;
-  let agent: Agent;
-  let proxy: Proxy;
-
-  beforeEach(async () => {
-    t = await startTestHub();
-    digest = await startDigestServer();
-    agent = await startConnectedAgent(
-      await t.addDevice('dev'),
-      new Map([['digest', { host: '127.0.0.1', port: digest.port }]]),
-    );
-    proxy = await startTestProxy(t, 'dev', 'digest');
-  });
-
-  afterEach(async () => {
-    await proxy.close();
-    await agent.close();
-    await digest.close();
-    await t.cleanup();
+    expect(tun.t.hub.streams.size).toBe(0);
+    expect(tun.agent.activeStreams).toBe(0);
   });
 
   it('client EOF reaches the device target, whose reply still comes back', async () => {
-    const client = await dial(proxy.port);
+    tun = await startTestTunnel(startDigestServer());
+    const client = await dial(tun.proxy.port);
     const payload = randomBytes(3 * 1024 * 1024 + 17);
     client.end(payload);
     const reply = (await readAll(client)).toString();
     expect(reply).toBe(`${payload.length} ${sha256(payload)}`);
+  });
+
+  it('a target that speaks first (like sshd) is heard before the client says anything', async () => {
+    tun = await startTestTunnel(
+      startServer((s) => {
+        s.write('SSH-2.0-banner\r\n');
+        s.on('data', (d) => s.write(d));
+        s.on('end', () => s.end());
+      }),
+    );
+    const client = await dial(tun.proxy.port);
+    const banner = await new Promise<Buffer>((resolve) => client.once('data', resolve));
+    expect(banner.toString()).toBe('SSH-2.0-banner\r\n');
+    client.end('ping');
+    expect((await readAll(client)).toString()).toBe('ping');
   });
 });

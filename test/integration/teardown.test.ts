@@ -1,0 +1,66 @@
+import type { Socket } from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { closed, dial, waitFor } from '../helpers/net.js';
+import { startServer } from '../helpers/servers.js';
+import { startTestTunnel, type TestTunnel } from '../helpers/tunnel.js';
+
+/** Any socket closing on any of the four legs closes the rest, and nothing is left behind. */
+describe('stream teardown', () => {
+  let tun: TestTunnel;
+  const arrived: Socket[] = [];
+
+  beforeEach(async () => {
+    arrived.length = 0;
+    tun = await startTestTunnel(startServer((s) => arrived.push(s)));
+  });
+  afterEach(() => tun.close());
+
+  async function openStream(): Promise<{ client: Socket; remote: Socket }> {
+    const client = await dial(tun.proxy.port);
+    client.write('hi');
+    await waitFor(() => arrived.length > 0, 10_000, 'the target connection');
+    const remote = arrived[0] as Socket;
+    await new Promise((resolve) => remote.once('data', resolve));
+    return { client, remote };
+  }
+
+  async function nothingLeft(): Promise<void> {
+    await waitFor(() => tun.t.hub.streams.size === 0, 10_000, 'hub streams to be freed');
+    await waitFor(() => tun.agent.activeStreams === 0, 10_000, 'agent streams to be freed');
+    await waitFor(() => tun.proxy.activeStreams === 0, 10_000, 'proxy streams to be freed');
+  }
+
+  it('client reset mid-stream closes the target connection', async () => {
+    const { client, remote } = await openStream();
+    const remoteClosed = closed(remote);
+    client.resetAndDestroy();
+    await remoteClosed;
+    await nothingLeft();
+  });
+
+  it('target reset mid-stream resets the client connection', async () => {
+    const { client, remote } = await openStream();
+    const clientClosed = closed(client);
+    remote.resetAndDestroy();
+    const result = await clientClosed;
+    expect(result.hadError).toBe(true);
+    expect(result.error?.code).toBe('ECONNRESET');
+    await nothingLeft();
+  });
+
+  it('agent gone mid-stream closes the client connection', async () => {
+    const { client } = await openStream();
+    const clientClosed = closed(client);
+    await tun.agent.close();
+    expect((await clientClosed).hadError).toBe(true);
+    await nothingLeft();
+  });
+
+  it('a client that leaves before the stream is set up leaves nothing behind', async () => {
+    // The request is in flight (or not yet sent) when the client goes: it is aborted, and
+    // whatever the hub and agent had set up for it is freed.
+    const client = await dial(tun.proxy.port);
+    client.destroy();
+    await nothingLeft();
+  });
+});
