@@ -111,8 +111,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     });
   });
 
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', (error) => logger.debug('upgrade socket error', { error: error.message }));
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const url = new URL(req.url ?? '/', 'http://hub');
     const seg = pathSegments(url.pathname);
     if (seg && seg.length === 3 && seg[0] === 'devices' && seg[2] === 'control') {
@@ -138,6 +137,17 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     if (seg && seg.length === 2 && seg[0] === 'bridges')
       return streams.accept(req, socket, head, seg[1] ?? '');
     refuseUpgrade(socket, 404, 'NotFound', 'no such WebSocket endpoint');
+  };
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', (error) => logger.debug('upgrade socket error', { error: error.message }));
+    try {
+      onUpgrade(req, socket, head);
+    } catch (error) {
+      // A bug or a registry failure must cost one connection, not the hub.
+      logger.error('upgrade failed', { path: req.url?.split('?')[0], error: describeError(error) });
+      refuseUpgrade(socket, 500, 'ServerError', 'internal error');
+    }
   });
 
   server.on('clientError', (error, socket) => {
