@@ -7,6 +7,7 @@ import { expiryIn, signSas } from '../auth/sas.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { bridge, type BridgeResult } from '../net/bridge.js';
+import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import { openWebSocket, UpgradeRefusedError, type HubTrust } from '../net/hub-client.js';
 import { closeCodes, controlProtocol, streamProtocol } from '../protocol/constants.js';
 import { parseHubMessage, type StreamRequestMessage } from '../protocol/control-messages.js';
@@ -20,6 +21,10 @@ export interface AgentOptions {
   /** Reconnect backoff bounds (ms). */
   readonly reconnectMinMs?: number;
   readonly reconnectMaxMs?: number;
+  /** Connected this long, the backoff starts again from the bottom (ms). */
+  readonly healthyAfterMs?: number;
+  /** Ping interval for the control and stream sockets (ms); two missed pings drop one. */
+  readonly heartbeatMs?: number;
   /** How long to wait for a local target to accept a connection. */
   readonly dialTimeoutMs?: number;
 }
@@ -57,6 +62,10 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
   let control: WebSocket | undefined;
   let closed = false;
   let attempt = 0;
+  let healthyTimer: NodeJS.Timeout | undefined;
+  const heartbeat = new Heartbeat(options.heartbeatMs ?? defaultHeartbeatMs, 2, (ws) => {
+    if (ws === control) logger.warn('the hub went silent (missed two pings); reconnecting');
+  });
   let retryTimer: NodeJS.Timeout | undefined;
 
   const schedule = (delayMs: number): void => {
@@ -110,7 +119,10 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
       return;
     }
     control = ws;
-    attempt = 0;
+    heartbeat.add(ws);
+    // Reset the backoff only once the connection has proved healthy, so a hub that accepts
+    // and then drops at once is not hammered.
+    healthyTimer = setTimeout(() => (attempt = 0), options.healthyAfterMs ?? 10_000);
     logger.info('connected to the hub', {
       device: cs.deviceId,
       hub: formatHostPort(cs.hub.host, cs.hub.port),
@@ -126,11 +138,23 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
     });
     ws.on('close', (code: number, reason: Buffer) => {
       control = undefined;
+      clearTimeout(healthyTimer);
       const why = reason.toString() || `code ${code}`;
       emitter.emit('disconnected', why);
       if (closed) return;
-      const delay = backoff();
-      logger.warn('lost the hub connection; reconnecting', { reason: why, retryInMs: delay });
+      let delay: number;
+      if (code === closeCodes.goingAway) {
+        // The hub is draining: go elsewhere (through the load balancer) at once.
+        attempt = 0;
+        delay = 0;
+      } else if (code === closeCodes.replaced) {
+        // Another agent with this device's key took over. Do not fight it every second.
+        attempt = 16;
+        delay = maxMs;
+      } else {
+        delay = backoff();
+      }
+      logger.warn('lost the hub connection; reconnecting', { reason: why, code, retryInMs: delay });
       schedule(delay);
     });
   }
@@ -190,6 +214,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
       }).then(
         (streamWs) => {
           entry.ws = streamWs;
+          heartbeat.add(streamWs);
           if (socket.destroyed || closed) {
             streams.delete(entry);
             streamWs.close(closeCodes.localError, 'local connection closed');
@@ -236,11 +261,15 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
     close: async (): Promise<void> => {
       closed = true;
       if (retryTimer) clearTimeout(retryTimer);
+      clearTimeout(healthyTimer);
+      heartbeat.stop();
       const waits: Promise<unknown>[] = [];
       const c = control;
       if (c) {
         waits.push(new Promise((r) => c.once('close', r)));
         c.close(closeCodes.normal, 'agent shutting down');
+        // A hub that does not answer the close (stopped, unreachable) gets 2 s.
+        setTimeout(() => c.terminate(), 2000).unref();
       }
       for (const s of streams) {
         s.ws?.terminate();

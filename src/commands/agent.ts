@@ -11,6 +11,8 @@ import {
   warnIfPlainText,
   serveUntilStopped,
   withLogOptions,
+  parseSeconds,
+  withHeartbeatOption,
 } from './common.js';
 
 interface AgentFlags extends LogFlags {
@@ -18,6 +20,7 @@ interface AgentFlags extends LogFlags {
   readonly port: string[];
   readonly target: string[];
   readonly ca?: string;
+  readonly heartbeatInterval: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -33,12 +36,20 @@ export async function runAgent(flags: AgentFlags, ctx: CommandContext): Promise<
     .map(([name, t]) => `${name}->${formatHostPort(t.host, t.port)}`)
     .join(', ');
   logger.info('agent starting', { device: credential.deviceId, allow: allowed });
-  const agent = startAgent({ credential, allow, ca }, logger);
+  const agent = startAgent(
+    {
+      credential,
+      allow,
+      ca,
+      heartbeatMs: parseSeconds(flags.heartbeatInterval, '--heartbeat-interval'),
+    },
+    logger,
+  );
   await serveUntilStopped(ctx, logger, () => agent.close());
 }
 
 export function registerAgentCommand(program: Command, ctx: CommandContext): void {
-  withLogOptions(program.command('agent'))
+  withHeartbeatOption(withLogOptions(program.command('agent')))
     .description(
       'run on the device: keep a connection to the hub and pipe allowed streams to local ports',
     )

@@ -142,3 +142,28 @@ export async function serveUntilStopped(
   logger.info('shutting down', { signal });
   await close();
 }
+
+/** Parse a duration in seconds (decimals allowed) into milliseconds. */
+export function parseSeconds(text: string, flag: string, min = 0.1, max = 86_400): number {
+  const n = /^\d+(\.\d+)?$/.test(text) ? Number(text) : NaN;
+  if (!(n >= min && n <= max))
+    throw new DstreamError('ERR_USAGE', `${flag} ${text}: expected seconds from ${min} to ${max}`);
+  return Math.round(n * 1000);
+}
+
+/** Parse a whole number option at least 1. */
+export function parseCount(text: string, flag: string): number {
+  const n = /^\d{1,9}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1))
+    throw new DstreamError('ERR_USAGE', `${flag} ${text}: expected a whole number from 1`);
+  return n;
+}
+
+/** The --heartbeat-interval option (seconds). */
+export function withHeartbeatOption(cmd: Command): Command {
+  return cmd.option(
+    '--heartbeat-interval <seconds>',
+    'ping interval; two missed pings drop a connection',
+    '20',
+  );
+}

@@ -18,6 +18,9 @@ import {
   type LogFlags,
   serveUntilStopped,
   withLogOptions,
+  parseCount,
+  parseSeconds,
+  withHeartbeatOption,
 } from './common.js';
 
 interface HubFlags extends LogFlags {
@@ -27,6 +30,11 @@ interface HubFlags extends LogFlags {
   readonly tlsCert?: string;
   readonly tlsKey?: string;
   readonly insecureNoTls?: boolean;
+  readonly drainTimeout?: string;
+  readonly heartbeatInterval?: string;
+  readonly maxStreams?: string;
+  readonly maxStreamsPerDevice?: string;
+  readonly maxPendingPerDevice?: string;
 }
 
 /** Validated hub settings. */
@@ -121,6 +129,20 @@ export function runHubInit(flags: HubFlags, ctx: CommandContext): void {
 export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void> {
   const logger = commandLogger(ctx, flags);
   const s = settingsFrom(flags, ctx);
+  // Validate every option before touching the data dir.
+  const drainTimeoutMs = parseSeconds(flags.drainTimeout ?? '30', '--drain-timeout', 0);
+  const tuning = {
+    heartbeatMs: parseSeconds(flags.heartbeatInterval ?? '20', '--heartbeat-interval'),
+    limits: {
+      ...(flags.maxStreams && { maxStreams: parseCount(flags.maxStreams, '--max-streams') }),
+      ...(flags.maxStreamsPerDevice && {
+        maxStreamsPerDevice: parseCount(flags.maxStreamsPerDevice, '--max-streams-per-device'),
+      }),
+      ...(flags.maxPendingPerDevice && {
+        maxPendingPerDevice: parseCount(flags.maxPendingPerDevice, '--max-pending-per-device'),
+      }),
+    },
+  };
   const state = openDataDir(s, logger);
   if (state.created) logger.info('initialised a new hub', { dataDir: s.dataDir });
   if (s.insecureNoTls)
@@ -131,7 +153,14 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
   let hub;
   try {
     hub = await startHub(
-      { host: s.host, port: s.port, registry: state.registry, tls: state.tls, publicUrl },
+      {
+        host: s.host,
+        port: s.port,
+        registry: state.registry,
+        tls: state.tls,
+        publicUrl,
+        ...tuning,
+      },
       logger,
     );
   } catch (error) {
@@ -149,7 +178,9 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
     logger.info(`TLS certificate SHA-256 fingerprint ${formatFingerprint(state.tls.fingerprint)}`);
   logger.info(`service connection string: run \`dstream hub init --data-dir ${s.dataDir}\``);
   await serveUntilStopped(ctx, logger, async () => {
-    await hub.close();
+    // Graceful: no new streams, devices told to go elsewhere, active streams may finish.
+    // A second SIGINT/SIGTERM ends at once (src/cli.ts).
+    await hub.drain(drainTimeoutMs);
     state.registry.close();
   });
 }
@@ -177,7 +208,14 @@ function hubOptions(cmd: Command): Command {
 }
 
 export function registerHubCommand(program: Command, ctx: CommandContext): void {
-  const hub = withLogOptions(hubOptions(program.command('hub')))
+  const hub = withHeartbeatOption(withLogOptions(hubOptions(program.command('hub'))))
+    .option('--drain-timeout <seconds>', 'on SIGTERM, how long active streams may finish', '30')
+    .option('--max-streams <n>', 'streams open on the hub at once (default 8000)')
+    .option('--max-streams-per-device <n>', 'streams open to one device at once (default 1000)')
+    .option(
+      '--max-pending-per-device <n>',
+      'stream requests waiting for one device to answer (default 64)',
+    )
     .description('run the hub: device registry, stream orchestration and the streaming endpoint')
     .addHelpText(
       'after',

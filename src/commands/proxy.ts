@@ -13,6 +13,8 @@ import {
   warnIfPlainText,
   serveUntilStopped,
   withLogOptions,
+  parseSeconds,
+  withHeartbeatOption,
 } from './common.js';
 
 interface ProxyFlags extends LogFlags {
@@ -23,6 +25,7 @@ interface ProxyFlags extends LogFlags {
   readonly stream?: string;
   readonly bind: string;
   readonly ca?: string;
+  readonly heartbeatInterval: string;
 }
 
 /** `dstream proxy`: listen locally; each connection becomes a stream to the device. */
@@ -45,6 +48,7 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
       deviceId: flags.device,
       streamName,
       bindHost: flags.bind,
+      heartbeatMs: parseSeconds(flags.heartbeatInterval, '--heartbeat-interval'),
       port,
     },
     logger,
@@ -58,7 +62,7 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
 }
 
 export function registerProxyCommand(program: Command, ctx: CommandContext): void {
-  withLogOptions(program.command('proxy'))
+  withHeartbeatOption(withLogOptions(program.command('proxy')))
     .description(
       'run on your machine: every local TCP connection gets its own stream to the device',
     )

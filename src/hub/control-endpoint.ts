@@ -9,6 +9,7 @@ import {
   type StreamRequestMessage,
   type StreamResponseMessage,
 } from '../protocol/control-messages.js';
+import type { Heartbeat } from '../net/heartbeat.js';
 import type { Registry } from './registry.js';
 
 /** The device's answer to a stream request. */
@@ -45,6 +46,7 @@ export class ControlEndpoint {
   constructor(
     private readonly registry: Registry,
     private readonly logger: Logger,
+    private readonly heartbeat: Heartbeat,
   ) {}
 
   /** Number of devices online. */
@@ -70,6 +72,7 @@ export class ControlEndpoint {
         this.#drop(previous, 'replaced');
         previous.ws.close(closeCodes.replaced, 'replaced by a newer connection');
       }
+      this.heartbeat.add(ws);
       const conn: Connection = { ws, deviceId, pending: new Map() };
       this.#online.set(deviceId, conn);
       this.registry.touchDevice(deviceId, new Date());
@@ -131,6 +134,23 @@ export class ControlEndpoint {
       signal.addEventListener('abort', finish);
       set.add(finish);
     });
+  }
+
+  /** Stream requests sent to a device and not yet answered. */
+  pendingFor(deviceId: string): number {
+    return this.#online.get(deviceId)?.pending.size ?? 0;
+  }
+
+  /**
+   * Tell every device to go elsewhere (close 1001, going away): agents reconnect at once,
+   * through the load balancer to another node, or back here once the hub is up again.
+   */
+  goAway(reason: string): void {
+    for (const conn of [...this.#online.values()]) {
+      this.#online.delete(conn.deviceId);
+      this.#drop(conn, 'disconnected');
+      conn.ws.close(closeCodes.goingAway, reason);
+    }
   }
 
   /** Send a stream request and wait up to `timeoutMs` for the device's answer. */

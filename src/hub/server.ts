@@ -20,6 +20,8 @@ import { handleRegistryApi } from './registry-api.js';
 import type { Registry } from './registry.js';
 import { handleStreamInitiation } from './stream-initiation.js';
 import { StreamEndpoint } from './stream-endpoint.js';
+import { defaultLimits, type HubLimits } from './limits.js';
+import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 
 export interface HubOptions {
   /** Listen address and port (0 picks a free port). */
@@ -32,6 +34,9 @@ export interface HubOptions {
   readonly publicUrl?: URL | undefined;
   /** Stream pairing window and token lifetime (default 60 s). */
   readonly pairTimeoutMs?: number | undefined;
+  /** Ping interval for control and stream sockets (default 20 s); two missed pings drop one. */
+  readonly heartbeatMs?: number | undefined;
+  readonly limits?: Partial<HubLimits> | undefined;
 }
 
 export interface RunningHub {
@@ -42,6 +47,11 @@ export interface RunningHub {
   readonly address: HubAddress;
   readonly control: ControlEndpoint;
   readonly streams: StreamEndpoint;
+  /**
+   * Graceful shutdown: take no new streams or devices, tell devices to go elsewhere, let the
+   * active streams finish for up to `timeoutMs`, then close. Resolves when closed.
+   */
+  drain(timeoutMs: number): Promise<void>;
   /** Stop listening and close every connection and stream. */
   close(): Promise<void>;
 }
@@ -49,8 +59,13 @@ export interface RunningHub {
 /** Start a hub: main endpoint (registry API, control channel, stream initiation) and streaming endpoint. */
 export async function startHub(options: HubOptions, logger: Logger): Promise<RunningHub> {
   const { registry } = options;
-  const control = new ControlEndpoint(registry, logger);
-  const streams = new StreamEndpoint(logger, { pairTimeoutMs: options.pairTimeoutMs });
+  const limits: HubLimits = { ...defaultLimits, ...options.limits };
+  const heartbeat = new Heartbeat(options.heartbeatMs ?? defaultHeartbeatMs, 2, () =>
+    logger.debug('dropped a silent socket (missed two pings)'),
+  );
+  const control = new ControlEndpoint(registry, logger, heartbeat);
+  const streams = new StreamEndpoint(logger, { pairTimeoutMs: options.pairTimeoutMs, heartbeat });
+  let draining = false;
   const server: Server = options.tls
     ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2' })
     : createHttpServer();
@@ -83,7 +98,15 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       const problem = deviceIdProblem(deviceId) ?? streamNameProblem(streamName);
       if (problem) return sendError(res, 400, 'ArgumentInvalid', problem);
       return handleStreamInitiation(
-        { registry, control, streams, publicUrl: ctx.publicUrl, logger },
+        {
+          registry,
+          control,
+          streams,
+          publicUrl: ctx.publicUrl,
+          logger,
+          limits,
+          draining: () => draining,
+        },
         req,
         res,
         deviceId,
@@ -124,6 +147,9 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
         deviceId,
         Date.now() / 1000,
       );
+      if (draining) {
+        return refuseUpgrade(socket, 503, 'ServiceUnavailable', 'the hub is shutting down');
+      }
       if (!auth.ok) {
         logger.warn('device connection refused', {
           device: deviceId,
@@ -197,18 +223,46 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   });
 
   let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= new Promise<void>((resolve) => {
+      heartbeat.stop();
+      server.close(() => resolve());
+      control.close();
+      streams.close();
+      server.closeAllConnections();
+    }));
+  const drain = async (timeoutMs: number): Promise<void> => {
+    draining = true;
+    control.goAway('hub shutting down');
+    if (streams.size > 0) {
+      logger.info('draining: waiting for active streams to finish', {
+        streams: streams.size,
+        timeoutMs,
+      });
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, timeoutMs);
+        function done(): void {
+          clearTimeout(timer);
+          streams.off('stream-end', check);
+          resolve();
+        }
+        function check(): void {
+          if (streams.size === 0) done();
+        }
+        streams.on('stream-end', check);
+      });
+      if (streams.size > 0)
+        logger.warn('drain timeout: closing the remaining streams', { streams: streams.size });
+    }
+    await close();
+  };
   return {
     port,
     publicUrl,
     address: ctx.address,
     control,
     streams,
-    close: () =>
-      (closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        control.close();
-        streams.close();
-        server.closeAllConnections();
-      })),
+    drain,
+    close,
   };
 }

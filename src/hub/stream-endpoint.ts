@@ -4,6 +4,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../log/logger.js';
+import type { Heartbeat } from '../net/heartbeat.js';
 import { closeCodes, streamProtocol, streamTokenTtlMs } from '../protocol/constants.js';
 import { relay, type EarlyMessage } from '../net/relay.js';
 import { refuseUpgrade } from './http-util.js';
@@ -44,6 +45,8 @@ export interface StreamEndpointOptions {
   readonly pairTimeoutMs?: number;
   /** Largest frame a stream socket may send. */
   readonly maxFrameBytes?: number;
+  /** Pings stream sockets: keeps idle streams alive through NATs, finds dead peers. */
+  readonly heartbeat?: Heartbeat;
 }
 
 const newId = (bytes: number): string => randomBytes(bytes).toString('base64url');
@@ -69,6 +72,9 @@ export class StreamEndpoint extends EventEmitter {
   readonly #streams = new Map<string, StreamRecord>();
   readonly #wss: WebSocketServer;
   readonly #pairTimeoutMs: number;
+  readonly #heartbeat: Heartbeat | undefined;
+  /** Streams (waiting or relaying) per device, for the per-device limit. */
+  readonly #perDevice = new Map<string, number>();
 
   constructor(
     private readonly logger: Logger,
@@ -76,6 +82,7 @@ export class StreamEndpoint extends EventEmitter {
   ) {
     super();
     this.#pairTimeoutMs = options.pairTimeoutMs ?? streamTokenTtlMs;
+    this.#heartbeat = options.heartbeat;
     this.#wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -88,6 +95,20 @@ export class StreamEndpoint extends EventEmitter {
   /** Streams not yet finished (waiting or relaying). */
   get size(): number {
     return this.#streams.size;
+  }
+
+  /** Streams of one device not yet finished. */
+  countFor(deviceId: string): number {
+    return this.#perDevice.get(deviceId) ?? 0;
+  }
+
+  /** Forget a finished stream; false if it was already gone. */
+  #remove(record: StreamRecord): boolean {
+    if (!this.#streams.delete(record.id)) return false;
+    const n = (this.#perDevice.get(record.deviceId) ?? 1) - 1;
+    if (n > 0) this.#perDevice.set(record.deviceId, n);
+    else this.#perDevice.delete(record.deviceId);
+    return true;
   }
 
   /** Register a stream and mint its two tokens; it is dropped unless paired in time. */
@@ -110,6 +131,7 @@ export class StreamEndpoint extends EventEmitter {
     };
     record.timer = setTimeout(() => this.#expire(record), this.#pairTimeoutMs);
     this.#streams.set(id, record);
+    this.#perDevice.set(deviceId, this.countFor(deviceId) + 1);
     return { id, deviceToken, serviceToken };
   }
 
@@ -133,7 +155,7 @@ export class StreamEndpoint extends EventEmitter {
   #end(record: StreamRecord, code: number, reason: string): void {
     if (record.timer) clearTimeout(record.timer);
     record.timer = undefined;
-    if (!this.#streams.delete(record.id)) return;
+    if (!this.#remove(record)) return;
     if (!record.paired) this.#emitEnd(record, 0, 0, reason);
     for (const ws of Object.values(record.sockets)) {
       // An unpaired side is paused; it must read again to see the close handshake complete,
@@ -191,6 +213,7 @@ export class StreamEndpoint extends EventEmitter {
         ws.close(closeCodes.shutdown, 'stream no longer exists');
         return;
       }
+      this.#heartbeat?.add(ws);
       // Hold this side's bytes in the kernel until its partner is here.
       ws.pause();
       const messages: EarlyMessage[] = [];
@@ -234,7 +257,7 @@ export class StreamEndpoint extends EventEmitter {
     relay(service, device, {
       backlog: { a: fromService, b: fromDevice },
       onEnd: (result) => {
-        this.#streams.delete(record.id);
+        this.#remove(record);
         this.#emitEnd(
           record,
           result.bytesAtoB,

@@ -5,6 +5,7 @@ import { headers as h } from '../protocol/constants.js';
 import { authenticateService } from './authenticate.js';
 import type { ControlEndpoint } from './control-endpoint.js';
 import { remoteOf, sendError, sendJson } from './http-util.js';
+import type { HubLimits } from './limits.js';
 import type { Registry } from './registry.js';
 import type { StreamEndpoint } from './stream-endpoint.js';
 
@@ -15,6 +16,9 @@ export interface StreamInitiationContext {
   /** Base for streaming URLs (the hub's public URL). */
   readonly publicUrl: URL;
   readonly logger: Logger;
+  readonly limits: HubLimits;
+  /** True once the hub is draining: no new streams. */
+  readonly draining: () => boolean;
 }
 
 /** Defaults when the service sends no timeout headers, and the most it may ask for. */
@@ -28,6 +32,17 @@ function timeoutHeader(req: IncomingMessage, name: string, fallback: number): nu
   if (typeof raw !== 'string' || !/^\d{1,4}$/.test(raw) || Number(raw) > maxTimeoutS)
     return `${name} must be a whole number of seconds from 0 to ${maxTimeoutS}`;
   return Number(raw);
+}
+
+function limitProblem(ctx: StreamInitiationContext, deviceId: string): string | undefined {
+  const { limits } = ctx;
+  if (ctx.streams.size >= limits.maxStreams)
+    return `the hub has ${limits.maxStreams} streams open, its limit`;
+  if (ctx.streams.countFor(deviceId) >= limits.maxStreamsPerDevice)
+    return `device '${deviceId}' has ${limits.maxStreamsPerDevice} streams open, its limit`;
+  if (ctx.control.pendingFor(deviceId) >= limits.maxPendingPerDevice)
+    return `device '${deviceId}' has ${limits.maxPendingPerDevice} stream requests waiting for an answer, its limit`;
+  return undefined;
 }
 
 /**
@@ -52,6 +67,15 @@ export async function handleStreamInitiation(
   if (!auth.ok) {
     log.warn('stream request refused', { status: auth.status, reason: auth.message });
     return sendError(res, auth.status, auth.errorCode, auth.message);
+  }
+  if (ctx.draining()) {
+    res.setHeader('retry-after', '5');
+    return sendError(
+      res,
+      503,
+      'ServiceUnavailable',
+      'the hub is shutting down and takes no new streams',
+    );
   }
   const connectTimeout = timeoutHeader(req, h.connectTimeout, defaultConnectTimeoutS);
   const responseTimeout = timeoutHeader(req, h.responseTimeout, defaultResponseTimeoutS);
@@ -84,6 +108,12 @@ export async function handleStreamInitiation(
     );
   }
 
+  const limited = limitProblem(ctx, deviceId);
+  if (limited) {
+    log.warn('stream request refused: limit reached', { reason: limited });
+    res.setHeader('retry-after', '1');
+    return sendError(res, 429, 'ThrottlingException', limited);
+  }
   const stream = ctx.streams.create(deviceId, streamName);
   const requestId = randomBytes(12).toString('base64url');
   const wsScheme = ctx.publicUrl.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -113,6 +143,13 @@ export async function handleStreamInitiation(
       );
     case 'disconnected':
       ctx.streams.cancel(stream.id);
+      if (ctx.draining())
+        return sendError(
+          res,
+          503,
+          'ServiceUnavailable',
+          'the hub is shutting down and takes no new streams',
+        );
       return sendError(
         res,
         404,

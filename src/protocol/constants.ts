@@ -26,6 +26,8 @@ export const streamTokenTtlMs = 60_000;
 /** Close codes on stream sockets (RFC 6455 allows 4000-4999 for applications). */
 export const closeCodes = {
   normal: 1000,
+  /** The hub is draining: reconnect (elsewhere) at once. */
+  goingAway: 1001,
   /** The other side of the stream went away without a clean close. */
   peerLost: 4000,
   /** The local TCP connection failed (reset, error). */

@@ -5,6 +5,7 @@ import type { ServiceConnectionString } from '../auth/connection-string.js';
 import { DstreamError, describeError, isDstreamError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { bridge, type BridgeResult } from '../net/bridge.js';
+import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import type { HubTarget } from '../net/hub-client.js';
 import { openServiceStream } from '../service/stream-client.js';
 
@@ -19,6 +20,8 @@ export interface ProxyOptions {
   readonly port: number;
   readonly connectTimeoutSeconds?: number;
   readonly responseTimeoutSeconds?: number;
+  /** Ping interval for stream sockets (ms). */
+  readonly heartbeatMs?: number;
 }
 
 export interface ProxyStreamEnd extends Partial<BridgeResult> {
@@ -41,6 +44,7 @@ export interface Proxy extends EventEmitter {
 export async function startProxy(options: ProxyOptions, logger: Logger): Promise<Proxy> {
   const emitter = new EventEmitter();
   const active = new Set<{ socket: Socket; abort: AbortController; ws?: WebSocket }>();
+  const heartbeat = new Heartbeat(options.heartbeatMs ?? defaultHeartbeatMs);
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
 
   server.on('connection', (socket: Socket) => {
@@ -69,6 +73,7 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
     }).then(
       (ws) => {
         entry.ws = ws;
+        heartbeat.add(ws);
         socket.off('close', onEarlyClose);
         if (socket.destroyed) {
           active.delete(entry);
@@ -137,6 +142,7 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
     },
     close: () =>
       new Promise<void>((resolve) => {
+        heartbeat.stop();
         server.close(() => resolve());
         for (const entry of active) {
           entry.abort.abort();
