@@ -251,31 +251,35 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
 
   void connectOnce();
 
-  return Object.assign(emitter, {
-    get connected() {
-      return control !== undefined;
-    },
-    get activeStreams() {
-      return streams.size;
-    },
-    close: async (): Promise<void> => {
-      closed = true;
-      if (retryTimer) clearTimeout(retryTimer);
-      clearTimeout(healthyTimer);
-      heartbeat.stop();
-      const waits: Promise<unknown>[] = [];
-      const c = control;
-      if (c) {
-        waits.push(new Promise((r) => c.once('close', r)));
-        c.close(closeCodes.normal, 'agent shutting down');
-        // A hub that does not answer the close (stopped, unreachable) gets 2 s.
-        setTimeout(() => c.terminate(), 2000).unref();
-      }
-      for (const s of streams) {
-        s.ws?.terminate();
-        s.socket?.destroy();
-      }
-      await Promise.all(waits);
-    },
-  });
+  // defineProperties, not Object.assign: assign would copy the getters' values once.
+  return Object.defineProperties(
+    emitter,
+    Object.getOwnPropertyDescriptors({
+      get connected() {
+        return control !== undefined;
+      },
+      get activeStreams() {
+        return streams.size;
+      },
+      close: async (): Promise<void> => {
+        closed = true;
+        if (retryTimer) clearTimeout(retryTimer);
+        clearTimeout(healthyTimer);
+        heartbeat.stop();
+        const waits: Promise<unknown>[] = [];
+        const c = control;
+        if (c) {
+          waits.push(new Promise((r) => c.once('close', r)));
+          c.close(closeCodes.normal, 'agent shutting down');
+          // A hub that does not answer the close (stopped, unreachable) gets 2 s.
+          setTimeout(() => c.terminate(), 2000).unref();
+        }
+        for (const s of streams) {
+          s.ws?.terminate();
+          s.socket?.destroy();
+        }
+        await Promise.all(waits);
+      },
+    }),
+  ) as Agent;
 }

@@ -135,20 +135,24 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
   server.on('error', (error) => logger.error('proxy listener error', { error: error.message }));
   const port = (server.address() as AddressInfo).port;
 
-  return Object.assign(emitter, {
-    port,
-    get activeStreams() {
-      return active.size;
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        heartbeat.stop();
-        server.close(() => resolve());
-        for (const entry of active) {
-          entry.abort.abort();
-          entry.ws?.terminate();
-          entry.socket.destroy();
-        }
-      }),
-  });
+  // defineProperties, not Object.assign: assign would copy the getters' values once.
+  return Object.defineProperties(
+    emitter,
+    Object.getOwnPropertyDescriptors({
+      port,
+      get activeStreams() {
+        return active.size;
+      },
+      close: () =>
+        new Promise<void>((resolve) => {
+          heartbeat.stop();
+          server.close(() => resolve());
+          for (const entry of active) {
+            entry.abort.abort();
+            entry.ws?.terminate();
+            entry.socket.destroy();
+          }
+        }),
+    }),
+  ) as Proxy;
 }

@@ -115,8 +115,11 @@ export interface CliTunnel {
 }
 
 /** Start `dstream hub` on 127.0.0.1:0 as a child process and fetch its service string with `hub init`. */
-export async function startCliHub(dataDir: string): Promise<CliTunnel> {
-  const hub = spawnCli(['hub', '--data-dir', dataDir, '--listen', '127.0.0.1:0']);
+export async function startCliHub(
+  dataDir: string,
+  extra: readonly string[] = [],
+): Promise<CliTunnel> {
+  const hub = spawnCli(['hub', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...extra]);
   const m = await hub.waitForLine(/hub listening on https:\/\/127\.0\.0\.1:(\d+)/);
   const hubPort = Number(m[1]);
   const init = await runCli([

@@ -9,6 +9,7 @@ import {
 } from '../../src/auth/connection-string.js';
 import { openHubDataDir, type HubDataDir } from '../../src/hub/data-dir.js';
 import { startHub, type RunningHub } from '../../src/hub/server.js';
+import type { HubLimits } from '../../src/hub/limits.js';
 import { silentLogger, type Logger } from '../../src/log/logger.js';
 import { hubTarget } from '../../src/service/credentials.js';
 import { RegistryClient } from '../../src/service/registry-client.js';
@@ -34,6 +35,8 @@ export interface TestHubOptions {
   readonly pairTimeoutMs?: number;
   /** Listen port (default 0: a free one). */
   readonly port?: number;
+  readonly heartbeatMs?: number;
+  readonly limits?: Partial<HubLimits>;
 }
 
 export function makeTempDir(prefix = 'dstream-test-'): string {
@@ -55,6 +58,8 @@ export async function startTestHub(options: TestHubOptions = {}): Promise<TestHu
       registry: state.registry,
       tls: state.tls,
       pairTimeoutMs: options.pairTimeoutMs,
+      heartbeatMs: options.heartbeatMs,
+      limits: options.limits,
     },
     logger,
   );

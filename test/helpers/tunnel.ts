@@ -13,8 +13,18 @@ export async function startConnectedAgent(
   credential: DeviceConnectionString,
   allow: AllowList,
   logger: Logger = silentLogger,
+  heartbeatMs?: number,
 ): Promise<Agent> {
-  const agent = startAgent({ credential, allow, reconnectMinMs: 50, reconnectMaxMs: 500 }, logger);
+  const agent = startAgent(
+    {
+      credential,
+      allow,
+      reconnectMinMs: 50,
+      reconnectMaxMs: 500,
+      ...(heartbeatMs ? { heartbeatMs } : {}),
+    },
+    logger,
+  );
   await waitEvent(agent, 'connected');
   return agent;
 }
@@ -25,6 +35,7 @@ export function startTestProxy(
   deviceId: string,
   streamName: string,
   logger: Logger = silentLogger,
+  heartbeatMs?: number,
 ): Promise<Proxy> {
   return startProxy(
     {
@@ -35,6 +46,7 @@ export function startTestProxy(
       bindHost: '127.0.0.1',
       port: 0,
       responseTimeoutSeconds: 10,
+      ...(heartbeatMs ? { heartbeatMs } : {}),
     },
     logger,
   );
@@ -50,14 +62,19 @@ export interface TestTunnel {
 }
 
 /** Start the chain in front of `target`: device 'dev', stream 't'. */
-export async function startTestTunnel(target: Promise<TestServer>): Promise<TestTunnel> {
-  const t = await startTestHub();
+export async function startTestTunnel(
+  target: Promise<TestServer>,
+  heartbeatMs?: number,
+): Promise<TestTunnel> {
+  const t = await startTestHub({ ...(heartbeatMs ? { heartbeatMs } : {}) });
   const server = await target;
   const agent = await startConnectedAgent(
     await t.addDevice('dev'),
     new Map([['t', { host: '127.0.0.1', port: server.port }]]),
+    silentLogger,
+    heartbeatMs,
   );
-  const proxy = await startTestProxy(t, 'dev', 't');
+  const proxy = await startTestProxy(t, 'dev', 't', silentLogger, heartbeatMs);
   return {
     t,
     target: server,

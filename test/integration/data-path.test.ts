@@ -26,7 +26,7 @@ describe('data path', () => {
     expect(await targetDone).toBe('sent after EOF');
   });
 
-  it('a client that does not read stalls the sender instead of filling memory, then gets every byte', async () => {
+  it('a client that does not read stalls the sender instead of filling memory, then gets every byte (heartbeats do not kill the stalled stream)', async () => {
     const total = 256 * 1024 * 1024;
     const chunk = Buffer.alloc(64 * 1024, 0x5a);
     let written = 0;

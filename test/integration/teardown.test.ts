@@ -56,11 +56,25 @@ describe('stream teardown', () => {
     await nothingLeft();
   });
 
-  it('a client that leaves before the stream is set up leaves nothing behind', async () => {
-    // The request is in flight (or not yet sent) when the client goes: it is aborted, and
-    // whatever the hub and agent had set up for it is freed.
+  it('a client that resets before the stream is set up leaves nothing behind', async () => {
+    // The proxy does not read a connection until its stream exists, so it learns of the reset
+    // once the stream is set up; then every leg is torn down.
     const client = await dial(tun.proxy.port);
-    client.destroy();
+    client.resetAndDestroy();
+    await nothingLeft();
+  });
+
+  it('a client that half-closes before the stream is set up: the target sees EOF and can still answer', async () => {
+    const client = await dial(tun.proxy.port);
+    client.end();
+    await waitFor(() => arrived.length > 0, 10_000, 'the target connection');
+    const remote = arrived[0] as Socket;
+    await new Promise((resolve) => remote.once('end', resolve));
+    remote.end('late answer');
+    const chunks: Buffer[] = [];
+    client.on('data', (d: Buffer) => chunks.push(d));
+    await closed(client);
+    expect(Buffer.concat(chunks).toString()).toBe('late answer');
     await nothingLeft();
   });
 });

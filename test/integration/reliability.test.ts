@@ -1,0 +1,89 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Agent } from '../../src/agent/agent.js';
+import { DstreamError } from '../../src/errors.js';
+import { hubTarget } from '../../src/service/credentials.js';
+import { openServiceStream } from '../../src/service/stream-client.js';
+import { startTestHub, type TestHub } from '../helpers/hub.js';
+import { dial, readAll, waitEvent } from '../helpers/net.js';
+import { startEchoServer, type TestServer } from '../helpers/servers.js';
+import { startConnectedAgent, startTestProxy } from '../helpers/tunnel.js';
+
+describe('reliability (in-process)', () => {
+  const cleanups: (() => Promise<unknown> | void)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.reverse()) await c();
+    cleanups.length = 0;
+  });
+
+  async function hubWithEcho(
+    limits?: Parameters<typeof startTestHub>[0],
+  ): Promise<{ t: TestHub; echo: TestServer }> {
+    const t = await startTestHub(limits);
+    cleanups.push(() => t.cleanup());
+    const echo = await startEchoServer();
+    cleanups.push(() => echo.close());
+    return { t, echo };
+  }
+
+  async function agent(t: TestHub, echo: TestServer, id = 'dev'): Promise<Agent> {
+    const cs = t.state.registry.getDevice(id)
+      ? (await t.registry.show(id)).connectionString
+      : (await t.registry.add(id)).connectionString;
+    const { parseConnectionString } = await import('../../src/auth/connection-string.js');
+    const a = await startConnectedAgent(
+      parseConnectionString(cs ?? '') as Parameters<typeof startConnectedAgent>[0],
+      new Map([['e', { host: '127.0.0.1', port: echo.port }]]),
+    );
+    cleanups.push(() => a.close());
+    return a;
+  }
+
+  it('a device that connects again replaces its old control connection at once (newest wins)', async () => {
+    const { t, echo } = await hubWithEcho();
+    const first = await agent(t, echo);
+    const replaced = waitEvent<string>(first, 'disconnected');
+    const second = await agent(t, echo);
+    expect(await replaced).toBe('replaced by a newer connection');
+    expect(second.connected).toBe(true);
+    expect(t.hub.control.isOnline('dev')).toBe(true);
+    const proxy = await startTestProxy(t, 'dev', 'e');
+    cleanups.push(() => proxy.close());
+    const client = await dial(proxy.port);
+    client.end('to the newest');
+    expect((await readAll(client)).toString()).toBe('to the newest');
+    // The replaced agent backs off at its cap instead of taking the device back.
+    expect(first.connected).toBe(false);
+  });
+
+  it('streams per device are limited: the next one gets 429 with the reason', async () => {
+    const { t, echo } = await hubWithEcho({ limits: { maxStreamsPerDevice: 2 } });
+    await agent(t, echo);
+    const open = () =>
+      openServiceStream(t.service, hubTarget(t.service), { deviceId: 'dev', streamName: 'e' });
+    const held = [await open(), await open()];
+    const error = (await open().catch((e: unknown) => e)) as DstreamError;
+    expect(error).toBeInstanceOf(DstreamError);
+    expect(error.message).toBe("device 'dev' has 2 streams open, its limit");
+    for (const ws of held) ws.close();
+    await waitEvent(t.hub.streams, 'stream-end');
+    await waitEvent(t.hub.streams, 'stream-end').catch(() => undefined);
+    const again = await open();
+    again.close();
+  });
+
+  it('streams per hub are limited', async () => {
+    const { t, echo } = await hubWithEcho({ limits: { maxStreams: 1 } });
+    await agent(t, echo, 'a');
+    await agent(t, echo, 'b');
+    const first = await openServiceStream(t.service, hubTarget(t.service), {
+      deviceId: 'a',
+      streamName: 'e',
+    });
+    const error = (await openServiceStream(t.service, hubTarget(t.service), {
+      deviceId: 'b',
+      streamName: 'e',
+    }).catch((e: unknown) => e)) as DstreamError;
+    expect(error.message).toBe('the hub has 1 streams open, its limit');
+    first.close();
+  });
+});
