@@ -22,7 +22,7 @@ export default tseslint.config(
     rules: { 'no-console': 'off' },
   },
   {
-    files: ['eslint.config.js', 'vitest.config.ts'],
+    files: ['eslint.config.js', 'vitest.config.ts', 'vitest.soak.config.ts'],
     ...tseslint.configs.disableTypeChecked,
   },
 );

@@ -134,6 +134,9 @@ export function bridge(socket: Socket, ws: WebSocket, options: BridgeOptions = {
     socket.off('drain', onDrain);
     const clean = !hadError && localEnded && peerEnded;
     if (!clean && !wsClosed) outcome = 'local-error';
+    // The WebSocket may be paused waiting for a 'drain' that will never come now; it must read
+    // again to take the close handshake's answer, or the close waits for ws's 30 s timeout.
+    ws.resume();
     if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) {
       closeCode = clean ? closeCodes.normal : closeCodes.localError;
       ws.close(closeCode, clean ? undefined : 'local connection closed');

@@ -38,6 +38,32 @@ describe('stream teardown', () => {
     await nothingLeft();
   });
 
+  it('a stalled client (not reading) that resets: every leg is freed at once, not after the 30 s close timeout', async () => {
+    const client = await dial(tun.proxy.port);
+    client.pause();
+    await waitFor(() => arrived.length > 0, 10_000, 'the target connection');
+    const remote = arrived[0] as Socket;
+    const chunk = Buffer.alloc(64 * 1024);
+    // Fill every buffer on the way until the target can write no more.
+    await new Promise<void>((resolve) => {
+      const pump = (): void => {
+        while (remote.write(chunk));
+        const stalled = setTimeout(resolve, 500);
+        remote.once('drain', () => {
+          clearTimeout(stalled);
+          pump();
+        });
+      };
+      pump();
+    });
+    const remoteClosed = closed(remote);
+    const resetAt = Date.now();
+    client.resetAndDestroy();
+    await remoteClosed;
+    await nothingLeft();
+    expect(Date.now() - resetAt).toBeLessThan(3000);
+  });
+
   it('target reset mid-stream resets the client connection', async () => {
     const { client, remote } = await openStream();
     const clientClosed = closed(client);
@@ -69,6 +95,8 @@ describe('stream teardown', () => {
     client.end();
     await waitFor(() => arrived.length > 0, 10_000, 'the target connection');
     const remote = arrived[0] as Socket;
+    // 'end' is emitted only once the socket is read to EOF.
+    remote.resume();
     await new Promise((resolve) => remote.once('end', resolve));
     remote.end('late answer');
     const chunks: Buffer[] = [];
