@@ -1,6 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent/agent.js';
 import { DstreamError } from '../../src/errors.js';
+import {
+  parseConnectionString,
+  type DeviceConnectionString,
+} from '../../src/auth/connection-string.js';
+import { createLogger } from '../../src/log/logger.js';
 import { hubTarget } from '../../src/service/credentials.js';
 import { openServiceStream } from '../../src/service/stream-client.js';
 import { startTestHub, type TestHub } from '../helpers/hub.js';
@@ -29,9 +34,8 @@ describe('reliability (in-process)', () => {
     const cs = t.state.registry.getDevice(id)
       ? (await t.registry.show(id)).connectionString
       : (await t.registry.add(id)).connectionString;
-    const { parseConnectionString } = await import('../../src/auth/connection-string.js');
     const a = await startConnectedAgent(
-      parseConnectionString(cs ?? '') as Parameters<typeof startConnectedAgent>[0],
+      parseConnectionString(cs ?? '') as DeviceConnectionString,
       new Map([['e', { host: '127.0.0.1', port: echo.port }]]),
     );
     cleanups.push(() => a.close());
@@ -53,6 +57,45 @@ describe('reliability (in-process)', () => {
     expect((await readAll(client)).toString()).toBe('to the newest');
     // The replaced agent backs off at its cap instead of taking the device back.
     expect(first.connected).toBe(false);
+  });
+
+  it('draining: devices are told to go away (1001) and retry at once; new streams get 503', async () => {
+    const { t, echo } = await hubWithEcho();
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({
+      level: 'info',
+      format: 'json',
+      write: (l) => lines.push(JSON.parse(l) as Record<string, unknown>),
+    });
+    const cs = (await t.registry.add('dev')).connectionString ?? '';
+    const a = await startConnectedAgent(
+      parseConnectionString(cs) as DeviceConnectionString,
+      new Map([['e', { host: '127.0.0.1', port: echo.port }]]),
+      logger,
+    );
+    cleanups.push(() => a.close());
+    const gone = waitEvent<string>(a, 'disconnected');
+    // Keep one stream open so the drain has something to wait for.
+    const held = await openServiceStream(t.service, hubTarget(t.service), {
+      deviceId: 'dev',
+      streamName: 'e',
+    });
+    const draining = t.hub.drain(10_000);
+    expect(await gone).toBe('hub shutting down');
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        msg: 'lost the hub connection; reconnecting',
+        code: 1001,
+        retryInMs: 0,
+      }),
+    );
+    const refused = (await openServiceStream(t.service, hubTarget(t.service), {
+      deviceId: 'dev',
+      streamName: 'e',
+    }).catch((e: unknown) => e)) as DstreamError;
+    expect(refused.message).toBe('the hub is shutting down and takes no new streams');
+    held.close();
+    await draining;
   });
 
   it('streams per device are limited: the next one gets 429 with the reason', async () => {
