@@ -12,6 +12,7 @@ import { openWebSocket, UpgradeRefusedError, type HubTrust } from '../net/hub-cl
 import { closeCodes, controlProtocol, streamProtocol } from '../protocol/constants.js';
 import { parseHubMessage, type StreamRequestMessage } from '../protocol/control-messages.js';
 import type { AllowList, LocalTarget } from './allow-list.js';
+import { closeWebSocket } from '../net/close.js';
 
 export interface AgentOptions {
   readonly credential: DeviceConnectionString;
@@ -115,7 +116,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
       return;
     }
     if (closed) {
-      ws.close(closeCodes.normal);
+      closeWebSocket(ws, closeCodes.normal);
       return;
     }
     control = ws;
@@ -157,6 +158,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
       logger.warn('lost the hub connection; reconnecting', { reason: why, code, retryInMs: delay });
       schedule(delay);
     });
+    ws.resume();
   }
 
   const answer = (ws: WebSocket, requestId: string, accepted: boolean, reason?: string): void => {
@@ -217,7 +219,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
           heartbeat.add(streamWs);
           if (socket.destroyed || closed) {
             streams.delete(entry);
-            streamWs.close(closeCodes.localError, 'local connection closed');
+            closeWebSocket(streamWs, closeCodes.localError, 'local connection closed');
             return;
           }
           log.debug('stream open', { target: formatHostPort(target.host, target.port) });
@@ -270,7 +272,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
         const c = control;
         if (c) {
           waits.push(new Promise((r) => c.once('close', r)));
-          c.close(closeCodes.normal, 'agent shutting down');
+          closeWebSocket(c, closeCodes.normal, 'agent shutting down');
           // A hub that does not answer the close (stopped, unreachable) gets 2 s.
           setTimeout(() => c.terminate(), 2000).unref();
         }

@@ -11,6 +11,7 @@ import {
 } from '../protocol/control-messages.js';
 import type { Heartbeat } from '../net/heartbeat.js';
 import type { Registry } from './registry.js';
+import { closeWebSocket } from '../net/close.js';
 
 /** The device's answer to a stream request. */
 export type DeviceAnswer =
@@ -70,7 +71,7 @@ export class ControlEndpoint {
           device: deviceId,
         });
         this.#drop(previous, 'replaced');
-        previous.ws.close(closeCodes.replaced, 'replaced by a newer connection');
+        closeWebSocket(previous.ws, closeCodes.replaced, 'replaced by a newer connection');
       }
       this.heartbeat.add(ws);
       const conn: Connection = { ws, deviceId, pending: new Map() };
@@ -96,7 +97,7 @@ export class ControlEndpoint {
       this.logger.warn('device sent an invalid control message; closing its connection', {
         device: conn.deviceId,
       });
-      conn.ws.close(closeCodes.policyViolation, 'invalid control message');
+      closeWebSocket(conn.ws, closeCodes.policyViolation, 'invalid control message');
       return;
     }
     const pending = conn.pending.get(message.requestId);
@@ -149,7 +150,7 @@ export class ControlEndpoint {
     for (const conn of [...this.#online.values()]) {
       this.#online.delete(conn.deviceId);
       this.#drop(conn, 'disconnected');
-      conn.ws.close(closeCodes.goingAway, reason);
+      closeWebSocket(conn.ws, closeCodes.goingAway, reason);
     }
   }
 
@@ -187,7 +188,7 @@ export class ControlEndpoint {
     if (!conn) return;
     this.#online.delete(deviceId);
     this.#drop(conn, 'disconnected');
-    conn.ws.close(closeCodes.shutdown, reason);
+    closeWebSocket(conn.ws, closeCodes.shutdown, reason);
   }
 
   /** Close every control connection. */

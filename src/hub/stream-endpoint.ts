@@ -8,6 +8,7 @@ import type { Heartbeat } from '../net/heartbeat.js';
 import { closeCodes, streamProtocol, streamTokenTtlMs } from '../protocol/constants.js';
 import { relay, type EarlyMessage } from '../net/relay.js';
 import { refuseUpgrade } from './http-util.js';
+import { closeWebSocket } from '../net/close.js';
 
 export type StreamSide = 'device' | 'service';
 
@@ -158,10 +159,8 @@ export class StreamEndpoint extends EventEmitter {
     if (!this.#remove(record)) return;
     if (!record.paired) this.#emitEnd(record, 0, 0, reason);
     for (const ws of Object.values(record.sockets)) {
-      // An unpaired side is paused; it must read again to see the close handshake complete,
-      // or the close would wait for ws's 30 s timeout.
-      ws.resume();
-      if (ws.readyState === ws.OPEN) ws.close(code, reason);
+      // An unpaired side is paused: closeWebSocket resumes it so the handshake can complete.
+      closeWebSocket(ws, code, reason);
     }
   }
 
@@ -210,7 +209,7 @@ export class StreamEndpoint extends EventEmitter {
       );
       if (!this.#streams.has(id)) {
         // Cancelled or expired while the handshake was in progress.
-        ws.close(closeCodes.shutdown, 'stream no longer exists');
+        closeWebSocket(ws, closeCodes.shutdown, 'stream no longer exists');
         return;
       }
       this.#heartbeat?.add(ws);

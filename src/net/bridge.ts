@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { RawData, WebSocket } from 'ws';
 import { closeCodes, streamProtocol } from '../protocol/constants.js';
 import { defaultHighWaterMark, InFlight } from './flow.js';
+import { closeWebSocket } from './close.js';
 
 /** How a bridged stream ended. */
 export type BridgeEnd =
@@ -95,7 +96,7 @@ export function bridge(socket: Socket, ws: WebSocket, options: BridgeOptions = {
     if (ws.readyState !== ws.OPEN) return;
     if (halfClose) ws.send(eofFrame);
     // A raw-bytes peer has no half-close: closing normally is the nearest thing.
-    else ws.close(closeCodes.normal);
+    else closeWebSocket(ws, closeCodes.normal);
   });
 
   const onDrain = (): void => {
@@ -134,12 +135,10 @@ export function bridge(socket: Socket, ws: WebSocket, options: BridgeOptions = {
     socket.off('drain', onDrain);
     const clean = !hadError && localEnded && peerEnded;
     if (!clean && !wsClosed) outcome = 'local-error';
-    // The WebSocket may be paused waiting for a 'drain' that will never come now; it must read
-    // again to take the close handshake's answer, or the close waits for ws's 30 s timeout.
-    ws.resume();
     if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) {
       closeCode = clean ? closeCodes.normal : closeCodes.localError;
-      ws.close(closeCode, clean ? undefined : 'local connection closed');
+      // The WebSocket may be paused waiting for a 'drain' that will never come now.
+      closeWebSocket(ws, closeCode, clean ? undefined : 'local connection closed');
     }
     report(outcome);
   });
@@ -167,4 +166,6 @@ export function bridge(socket: Socket, ws: WebSocket, options: BridgeOptions = {
   });
 
   socket.resume();
+  // openWebSocket hands sockets over paused (see there); nothing is lost before this point.
+  ws.resume();
 }

@@ -223,7 +223,8 @@ export class UpgradeRefusedError extends Error {
 
 /**
  * Open a WebSocket to `url` (wss://, or ws:// only when the trust says the hub has no TLS)
- * over a verified connection. Resolves once OPEN; an 'error' listener is attached from birth.
+ * over a verified connection. Resolves once OPEN, and paused: attach listeners, then call
+ * resume(). An 'error' listener is attached from birth.
  */
 export async function openWebSocket(
   url: string,
@@ -281,6 +282,10 @@ export async function openWebSocket(
       res.on('error', () => undefined);
     });
     ws.once('open', () => {
+      // Frames that came with the handshake response (the hub relays a waiting peer's bytes
+      // the moment it pairs) are emitted on the next tick, before any promise continuation
+      // could attach a listener. Pause now; the owner resumes once it listens.
+      ws.pause();
       ws.off('error', onError);
       // ws always follows an 'error' with 'close', which owners handle; this keeps an error
       // from crashing the process in the moment before the owner adds its own listener.

@@ -1,5 +1,6 @@
 import type { RawData, WebSocket } from 'ws';
 import { closeCodes, streamProtocol } from '../protocol/constants.js';
+import { closeWebSocket } from './close.js';
 import { defaultHighWaterMark, InFlight } from './flow.js';
 
 export interface RelayResult {
@@ -64,13 +65,12 @@ export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): v
     for (const [data, isBinary] of backlog) forward(data, isBinary);
     src.on('message', forward);
     src.on('close', (code: number, reason: Buffer) => {
-      // dst may be paused because src could not take more; it must read again to see the
-      // answer to the close we send it, or the close would wait for ws's 30 s timeout.
-      dst.resume();
-      if (dst.readyState === dst.OPEN || dst.readyState === dst.CONNECTING) {
-        const text = code === 1006 ? 'peer connection lost' : reason.toString();
-        dst.close(forwardable(code), text);
-      }
+      // dst may be paused because src could not take more: closeWebSocket resumes it.
+      closeWebSocket(
+        dst,
+        forwardable(code),
+        code === 1006 ? 'peer connection lost' : reason.toString(),
+      );
       if (!ended) {
         ended = true;
         options.onEnd?.({

@@ -8,6 +8,8 @@ import { bridge, type BridgeResult } from '../net/bridge.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import type { HubTarget } from '../net/hub-client.js';
 import { openServiceStream } from '../service/stream-client.js';
+import { closeWebSocket } from '../net/close.js';
+import { closeCodes } from '../protocol/constants.js';
 
 export interface ProxyOptions {
   readonly credential: ServiceConnectionString;
@@ -77,7 +79,7 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
         socket.off('close', onEarlyClose);
         if (socket.destroyed) {
           active.delete(entry);
-          ws.close(4001, 'local connection closed');
+          closeWebSocket(ws, closeCodes.localError, 'local connection closed');
           return;
         }
         log.debug('stream open');

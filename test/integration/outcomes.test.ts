@@ -8,6 +8,7 @@ import {
 } from '../../src/auth/connection-string.js';
 import { expiryIn, signSas } from '../../src/auth/sas.js';
 import { DstreamError } from '../../src/errors.js';
+import { closeWebSocket } from '../../src/net/close.js';
 import { hubRequest, openWebSocket, UpgradeRefusedError } from '../../src/net/hub-client.js';
 import { controlProtocol, streamProtocol } from '../../src/protocol/constants.js';
 import type { ProxyStreamEnd } from '../../src/proxy/proxy.js';
@@ -128,7 +129,7 @@ describe('stream outcomes', () => {
       new Map([['echo', { host: '127.0.0.1', port: echo.port }]]),
     );
     const ws = await pending;
-    ws.close();
+    closeWebSocket(ws, 1000);
     await late.close();
   });
 
@@ -203,7 +204,7 @@ describe('stream outcomes', () => {
     }).catch((e: unknown) => e);
     expect((error as DstreamError).code).toBe('ERR_TIMEOUT');
     expect((error as DstreamError).message).toBe("device 'mute' did not answer within 1 s");
-    ws.close();
+    closeWebSocket(ws, 1000);
   });
 
   it('malformed requests get clear status codes', async () => {
@@ -262,11 +263,12 @@ describe('stream outcomes', () => {
     expect((replay as UpgradeRefusedError).body).toContain('stream token already used');
     first.send(Buffer.from('abc'));
     first.send(JSON.stringify({ type: 'eof' }));
-    const echoed = await new Promise<Buffer>((resolve) =>
+    const echoed = new Promise<Buffer>((resolve) =>
       first.once('message', (d: Buffer) => resolve(d)),
     );
-    expect(echoed.toString()).toBe('abc');
-    first.close();
+    first.resume();
+    expect((await echoed).toString()).toBe('abc');
+    closeWebSocket(first, 1000);
   });
 
   it('a stream whose second side never arrives is dropped', async () => {

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent/agent.js';
 import { DstreamError } from '../../src/errors.js';
+import { closeWebSocket } from '../../src/net/close.js';
 import {
   parseConnectionString,
   type DeviceConnectionString,
@@ -94,7 +95,7 @@ describe('reliability (in-process)', () => {
       streamName: 'e',
     }).catch((e: unknown) => e)) as DstreamError;
     expect(refused.message).toBe('the hub is shutting down and takes no new streams');
-    held.close();
+    closeWebSocket(held, 1000);
     await draining;
   });
 
@@ -107,11 +108,11 @@ describe('reliability (in-process)', () => {
     const error = (await open().catch((e: unknown) => e)) as DstreamError;
     expect(error).toBeInstanceOf(DstreamError);
     expect(error.message).toBe("device 'dev' has 2 streams open, its limit");
-    for (const ws of held) ws.close();
+    for (const ws of held) closeWebSocket(ws, 1000);
     await waitEvent(t.hub.streams, 'stream-end');
     await waitEvent(t.hub.streams, 'stream-end').catch(() => undefined);
     const again = await open();
-    again.close();
+    closeWebSocket(again, 1000);
   });
 
   it('streams per hub are limited', async () => {
@@ -127,6 +128,6 @@ describe('reliability (in-process)', () => {
       streamName: 'e',
     }).catch((e: unknown) => e)) as DstreamError;
     expect(error.message).toBe('the hub has 1 streams open, its limit');
-    first.close();
+    closeWebSocket(first, 1000);
   });
 });

@@ -8,10 +8,17 @@ import { startTestTunnel, type TestTunnel } from '../helpers/tunnel.js';
 describe('stream teardown', () => {
   let tun: TestTunnel;
   const arrived: Socket[] = [];
+  /** Resolves when a target socket has read EOF; its listener is there from the start. */
+  const eofOf = new Map<Socket, Promise<void>>();
 
   beforeEach(async () => {
     arrived.length = 0;
-    tun = await startTestTunnel(startServer((s) => arrived.push(s)));
+    tun = await startTestTunnel(
+      startServer((s) => {
+        arrived.push(s);
+        eofOf.set(s, new Promise((resolve) => s.once('end', resolve)));
+      }),
+    );
   });
   afterEach(() => tun.close());
 
@@ -95,9 +102,9 @@ describe('stream teardown', () => {
     client.end();
     await waitFor(() => arrived.length > 0, 10_000, 'the target connection');
     const remote = arrived[0] as Socket;
-    // 'end' is emitted only once the socket is read to EOF.
+    // The EOF may well have come before we looked: that is why the listener is set on arrival.
     remote.resume();
-    await new Promise((resolve) => remote.once('end', resolve));
+    await eofOf.get(remote);
     remote.end('late answer');
     const chunks: Buffer[] = [];
     client.on('data', (d: Buffer) => chunks.push(d));
