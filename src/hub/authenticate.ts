@@ -3,6 +3,20 @@ import type { DeviceRecord, PolicyRecord, Registry, Right } from './registry.js'
 
 /** Tokens that expired up to this many seconds ago are still accepted (clock skew). */
 export const clockSkewSeconds = 30;
+/** The longest a token may be valid for, from now (24 h by default; --max-token-lifetime). */
+export const defaultMaxTokenLifetimeSeconds = 24 * 3600;
+
+/** Expired, or valid for longer than the hub allows: a reason, or undefined if the time is fine. */
+function timeProblem(
+  token: SasToken,
+  nowSeconds: number,
+  maxLifetimeSeconds: number,
+): string | undefined {
+  if (token.expiry + clockSkewSeconds < nowSeconds) return 'the token has expired';
+  if (token.expiry - nowSeconds > maxLifetimeSeconds + clockSkewSeconds)
+    return `the token is valid for longer than this hub allows (${maxLifetimeSeconds} s)`;
+  return undefined;
+}
 
 export type AuthResult<T> =
   | { readonly ok: true; readonly value: T }
@@ -51,6 +65,7 @@ export function authenticateService(
   header: string | undefined,
   right: Right,
   nowSeconds: number,
+  maxLifetimeSeconds: number = defaultMaxTokenLifetimeSeconds,
 ): AuthResult<PolicyRecord> {
   const parsed = parse(header);
   if (!parsed.ok) return parsed;
@@ -59,7 +74,8 @@ export function authenticateService(
   const policy = registry.getPolicy(token.keyName);
   if (!policy || !hasValidSignature(token, policy.key))
     return unauthorized('invalid token signature or policy');
-  if (token.expiry + clockSkewSeconds < nowSeconds) return unauthorized('the token has expired');
+  const late = timeProblem(token, nowSeconds, maxLifetimeSeconds);
+  if (late) return unauthorized(late);
   if (resourcePath(token.resource) !== '')
     return unauthorized('a service token must be scoped to the hub, not a device');
   if (!policy.rights.includes(right))
@@ -78,6 +94,7 @@ export function authenticateDevice(
   header: string | undefined,
   deviceId: string,
   nowSeconds: number,
+  maxLifetimeSeconds: number = defaultMaxTokenLifetimeSeconds,
 ): AuthResult<DeviceRecord> {
   const parsed = parse(header);
   if (!parsed.ok) return parsed;
@@ -91,9 +108,13 @@ export function authenticateDevice(
     return unauthorized('the token is not scoped to this device');
   const device = registry.getDevice(deviceId);
   // Unknown device and bad signature answer alike, so the hub does not reveal which IDs exist.
-  if (!device || !hasValidSignature(token, device.primaryKey))
+  if (
+    !device ||
+    !(hasValidSignature(token, device.primaryKey) || hasValidSignature(token, device.secondaryKey))
+  )
     return unauthorized('invalid device credentials');
-  if (token.expiry + clockSkewSeconds < nowSeconds) return unauthorized('the token has expired');
+  const late = timeProblem(token, nowSeconds, maxLifetimeSeconds);
+  if (late) return unauthorized(late);
   if (device.status !== 'enabled')
     return {
       ok: false,

@@ -39,6 +39,7 @@ export function refuseUpgrade(
   status: number,
   errorCode: string,
   message: string,
+  headers: Readonly<Record<string, string>> = {},
 ): void {
   if (!socket.writable) {
     socket.destroy();
@@ -48,6 +49,9 @@ export function refuseUpgrade(
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
       'Connection: close\r\n' +
+      Object.entries(headers)
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('') +
       'Content-Type: application/json; charset=utf-8\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n` +
       body,

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { formatDeviceConnectionString, type HubAddress } from '../auth/connection-string.js';
 import type { Logger } from '../log/logger.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
-import { authenticateService } from './authenticate.js';
+import type { Guard } from './guard.js';
 import type { ControlEndpoint } from './control-endpoint.js';
 import { BodyError, readJsonBody, remoteOf, sendError, sendJson } from './http-util.js';
 import { AlreadyExistsError, type DeviceRecord, type Registry, type Right } from './registry.js';
@@ -15,6 +15,7 @@ export interface RegistryApiContext {
   /** How devices reach this hub; goes into the connection strings handed out. */
   readonly hubAddress: HubAddress;
   readonly logger: Logger;
+  readonly guard: Guard;
 }
 
 /** The JSON shape of a device (a subset of IoT Hub's device identity). */
@@ -31,11 +32,19 @@ export function deviceJson(
     lastActivityTime: device.lastActivityTime,
     ...(withSecrets
       ? {
-          authentication: { type: 'sas', symmetricKey: { primaryKey: device.primaryKey } },
+          authentication: {
+            type: 'sas',
+            symmetricKey: { primaryKey: device.primaryKey, secondaryKey: device.secondaryKey },
+          },
           connectionString: formatDeviceConnectionString(
             ctx.hubAddress,
             device.deviceId,
             device.primaryKey,
+          ),
+          secondaryConnectionString: formatDeviceConnectionString(
+            ctx.hubAddress,
+            device.deviceId,
+            device.secondaryKey,
           ),
         }
       : {}),
@@ -54,13 +63,9 @@ export async function handleRegistryApi(
 ): Promise<void> {
   const method = req.method ?? 'GET';
   const right: Right = method === 'GET' ? 'RegistryRead' : 'RegistryWrite';
-  const auth = authenticateService(
-    ctx.registry,
-    req.headers.authorization,
-    right,
-    Date.now() / 1000,
-  );
+  const auth = ctx.guard.service(req, right);
   if (!auth.ok) {
+    if (auth.status === 429) res.setHeader('retry-after', String(auth.retryAfterSeconds));
     ctx.logger.warn('registry request refused', {
       method,
       remote: remoteOf(req),

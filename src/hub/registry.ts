@@ -6,8 +6,9 @@ export type DeviceStatus = 'enabled' | 'disabled';
 
 export interface DeviceRecord {
   readonly deviceId: string;
-  /** Base64 256-bit symmetric key. */
+  /** Base64 256-bit symmetric keys; either authenticates the device (rotation without lockout). */
   readonly primaryKey: string;
+  readonly secondaryKey: string;
   readonly status: DeviceStatus;
   /** ISO 8601 times. */
   readonly createdTime: string;
@@ -37,6 +38,10 @@ export interface Registry {
   removeDevice(deviceId: string): boolean;
   setDeviceStatus(deviceId: string, status: DeviceStatus): DeviceRecord | undefined;
   touchDevice(deviceId: string, when: Date): void;
+  /** Replace one of a device's keys with a fresh one. */
+  regenerateKey(deviceId: string, which: 'primary' | 'secondary'): DeviceRecord | undefined;
+  listPolicies(): PolicyRecord[];
+  removePolicy(name: string): boolean;
   addPolicy(name: string, rights: readonly Right[]): PolicyRecord;
   getPolicy(name: string): PolicyRecord | undefined;
   getSetting(name: string): string | undefined;

@@ -5,13 +5,13 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HubAddress } from '../auth/connection-string.js';
 import { DstreamError, describeError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { deviceIdProblem, streamNameProblem } from '../protocol/identifiers.js';
-import { authenticateDevice } from './authenticate.js';
+import { defaultGuardOptions, Guard, type GuardOptions } from './guard.js';
 import { ControlEndpoint } from './control-endpoint.js';
 import type { HubTlsIdentity } from './data-dir.js';
 import { pathSegments, refuseUpgrade, sendError, sendJson } from './http-util.js';
@@ -37,6 +37,8 @@ export interface HubOptions {
   /** Ping interval for control and stream sockets (default 20 s); two missed pings drop one. */
   readonly heartbeatMs?: number | undefined;
   readonly limits?: Partial<HubLimits> | undefined;
+  /** Token lifetime bound and per-address limits (auth failures, unauthenticated connections). */
+  readonly guard?: Partial<GuardOptions> | undefined;
 }
 
 export interface RunningHub {
@@ -63,8 +65,13 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   const heartbeat = new Heartbeat(options.heartbeatMs ?? defaultHeartbeatMs, 2, () =>
     logger.debug('dropped a silent socket (missed two pings)'),
   );
+  const guard = new Guard(registry, logger, { ...defaultGuardOptions, ...options.guard });
   const control = new ControlEndpoint(registry, logger, heartbeat);
-  const streams = new StreamEndpoint(logger, { pairTimeoutMs: options.pairTimeoutMs, heartbeat });
+  const streams = new StreamEndpoint(logger, {
+    pairTimeoutMs: options.pairTimeoutMs,
+    heartbeat,
+    guard,
+  });
   let draining = false;
   const server: Server = options.tls
     ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2' })
@@ -85,7 +92,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     if (seg[0] === 'devices' && seg.length <= 2) {
       const id = seg[1] === '' ? undefined : seg[1];
       return handleRegistryApi(
-        { registry, control, streams, hubAddress: ctx.address, logger },
+        { registry, control, streams, hubAddress: ctx.address, logger, guard },
         req,
         res,
         id,
@@ -106,6 +113,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
           logger,
           limits,
           draining: () => draining,
+          guard,
         },
         req,
         res,
@@ -141,12 +149,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       const deviceId = seg[1] ?? '';
       const problem = deviceIdProblem(deviceId);
       if (problem) return refuseUpgrade(socket, 400, 'ArgumentInvalid', problem);
-      const auth = authenticateDevice(
-        registry,
-        req.headers.authorization,
-        deviceId,
-        Date.now() / 1000,
-      );
+      const auth = guard.device(req, deviceId);
       if (draining) {
         return refuseUpgrade(socket, 503, 'ServiceUnavailable', 'the hub is shutting down');
       }
@@ -156,7 +159,13 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
           remote: req.socket.remoteAddress,
           reason: auth.message,
         });
-        return refuseUpgrade(socket, auth.status, auth.errorCode, auth.message);
+        return refuseUpgrade(
+          socket,
+          auth.status,
+          auth.errorCode,
+          auth.message,
+          auth.status === 429 ? { 'Retry-After': String(auth.retryAfterSeconds) } : {},
+        );
       }
       return control.accept(req, socket, head, deviceId);
     }
@@ -174,6 +183,11 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       logger.error('upgrade failed', { path: req.url?.split('?')[0], error: describeError(error) });
       refuseUpgrade(socket, 500, 'ServerError', 'internal error');
     }
+  });
+
+  // Count connections per address until they authenticate something; drop the excess at once.
+  server.on('connection', (socket: Socket) => {
+    if (!guard.admit(socket)) socket.destroy();
   });
 
   server.on('clientError', (error, socket) => {

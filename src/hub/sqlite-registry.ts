@@ -12,6 +12,7 @@ import {
 interface DeviceRow {
   device_id: string;
   primary_key: string;
+  secondary_key: string;
   status: DeviceStatus;
   created_time: string;
   last_activity_time: string | null;
@@ -27,6 +28,7 @@ const schema = `
 CREATE TABLE IF NOT EXISTS devices (
   device_id TEXT PRIMARY KEY,
   primary_key TEXT NOT NULL,
+  secondary_key TEXT NOT NULL,
   status TEXT NOT NULL CHECK (status IN ('enabled', 'disabled')),
   created_time TEXT NOT NULL,
   last_activity_time TEXT
@@ -47,14 +49,30 @@ export function newKey(): string {
   return randomBytes(32).toString('base64');
 }
 
+function toPolicy(row: PolicyRow): PolicyRecord {
+  return { name: row.name, key: row.key, rights: row.rights.split(',').filter(Boolean) as Right[] };
+}
+
 function toDevice(row: DeviceRow): DeviceRecord {
   return {
     deviceId: row.device_id,
     primaryKey: row.primary_key,
+    secondaryKey: row.secondary_key,
     status: row.status,
     createdTime: row.created_time,
     lastActivityTime: row.last_activity_time,
   };
+}
+
+/** Bring a registry made by an older dstream up to the current schema. */
+function migrate(db: Database.Database): void {
+  const columns = db.prepare<[], { name: string }>(`PRAGMA table_info(devices)`).all();
+  if (!columns.some((c) => c.name === 'secondary_key')) {
+    db.exec(`ALTER TABLE devices ADD COLUMN secondary_key TEXT NOT NULL DEFAULT ''`);
+    const rows = db.prepare<[], { device_id: string }>(`SELECT device_id FROM devices`).all();
+    const set = db.prepare(`UPDATE devices SET secondary_key = ? WHERE device_id = ?`);
+    for (const row of rows) set.run(newKey(), row.device_id);
+  }
 }
 
 /** Run an INSERT; a primary-key clash becomes AlreadyExistsError naming `what`. */
@@ -78,10 +96,11 @@ export class SqliteRegistry implements Registry {
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('synchronous = NORMAL');
     this.#db.exec(schema);
+    migrate(this.#db);
     const db = this.#db;
     this.#stmts = {
-      insertDevice: db.prepare<[string, string, string]>(
-        `INSERT INTO devices (device_id, primary_key, status, created_time) VALUES (?, ?, 'enabled', ?)`,
+      insertDevice: db.prepare<[string, string, string, string]>(
+        `INSERT INTO devices (device_id, primary_key, secondary_key, status, created_time) VALUES (?, ?, ?, 'enabled', ?)`,
       ),
       getDevice: db.prepare<[string], DeviceRow>(`SELECT * FROM devices WHERE device_id = ?`),
       listDevices: db.prepare<[], DeviceRow>(`SELECT * FROM devices ORDER BY device_id`),
@@ -94,6 +113,14 @@ export class SqliteRegistry implements Registry {
         `INSERT INTO policies (name, key, rights) VALUES (?, ?, ?)`,
       ),
       getPolicy: db.prepare<[string], PolicyRow>(`SELECT * FROM policies WHERE name = ?`),
+      listPolicies: db.prepare<[], PolicyRow>(`SELECT * FROM policies ORDER BY name`),
+      removePolicy: db.prepare<[string]>(`DELETE FROM policies WHERE name = ?`),
+      setPrimary: db.prepare<[string, string]>(
+        `UPDATE devices SET primary_key = ? WHERE device_id = ?`,
+      ),
+      setSecondary: db.prepare<[string, string]>(
+        `UPDATE devices SET secondary_key = ? WHERE device_id = ?`,
+      ),
       getSetting: db.prepare<[string], { value: string }>(
         `SELECT value FROM settings WHERE name = ?`,
       ),
@@ -105,7 +132,7 @@ export class SqliteRegistry implements Registry {
 
   addDevice(deviceId: string, now: Date = new Date()): DeviceRecord {
     insertUnique(`device '${deviceId}'`, () =>
-      this.#stmts.insertDevice.run(deviceId, newKey(), now.toISOString()),
+      this.#stmts.insertDevice.run(deviceId, newKey(), newKey(), now.toISOString()),
     );
     return this.getDevice(deviceId) as DeviceRecord;
   }
@@ -141,12 +168,21 @@ export class SqliteRegistry implements Registry {
 
   getPolicy(name: string): PolicyRecord | undefined {
     const row = this.#stmts.getPolicy.get(name);
-    if (!row) return undefined;
-    return {
-      name: row.name,
-      key: row.key,
-      rights: row.rights.split(',').filter(Boolean) as Right[],
-    };
+    return row && toPolicy(row);
+  }
+
+  listPolicies(): PolicyRecord[] {
+    return this.#stmts.listPolicies.all().map(toPolicy);
+  }
+
+  removePolicy(name: string): boolean {
+    return this.#stmts.removePolicy.run(name).changes > 0;
+  }
+
+  regenerateKey(deviceId: string, which: 'primary' | 'secondary'): DeviceRecord | undefined {
+    const stmt = which === 'primary' ? this.#stmts.setPrimary : this.#stmts.setSecondary;
+    stmt.run(newKey(), deviceId);
+    return this.getDevice(deviceId);
   }
 
   getSetting(name: string): string | undefined {

@@ -5,6 +5,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../log/logger.js';
 import type { Heartbeat } from '../net/heartbeat.js';
+import type { Guard } from './guard.js';
 import { closeCodes, streamProtocol, streamTokenTtlMs } from '../protocol/constants.js';
 import { relay, type EarlyMessage } from '../net/relay.js';
 import { refuseUpgrade } from './http-util.js';
@@ -48,6 +49,8 @@ export interface StreamEndpointOptions {
   readonly maxFrameBytes?: number;
   /** Pings stream sockets: keeps idle streams alive through NATs, finds dead peers. */
   readonly heartbeat?: Heartbeat;
+  /** Counts failed stream tokens per address and marks good ones authenticated. */
+  readonly guard?: Guard;
 }
 
 const newId = (bytes: number): string => randomBytes(bytes).toString('base64url');
@@ -74,6 +77,7 @@ export class StreamEndpoint extends EventEmitter {
   readonly #wss: WebSocketServer;
   readonly #pairTimeoutMs: number;
   readonly #heartbeat: Heartbeat | undefined;
+  readonly #guard: Guard | undefined;
   /** Streams (waiting or relaying) per device, for the per-device limit. */
   readonly #perDevice = new Map<string, number>();
 
@@ -84,6 +88,7 @@ export class StreamEndpoint extends EventEmitter {
     super();
     this.#pairTimeoutMs = options.pairTimeoutMs ?? streamTokenTtlMs;
     this.#heartbeat = options.heartbeat;
+    this.#guard = options.guard;
     this.#wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -188,12 +193,21 @@ export class StreamEndpoint extends EventEmitter {
     const token = header.startsWith('Bearer ') ? header.slice(7) : '';
     const side = record && token ? this.#sideFor(record, token) : undefined;
     const remote = req.socket.remoteAddress;
+    const throttled = this.#guard?.throttled(remote);
+    if (throttled) {
+      refuseUpgrade(socket, 429, throttled.errorCode, throttled.message, {
+        'Retry-After': String(throttled.retryAfterSeconds),
+      });
+      return;
+    }
     if (!record || !side || Date.now() - record.createdAt > this.#pairTimeoutMs) {
+      this.#guard?.recordFailure(remote);
       this.logger.warn('stream connection refused: unknown stream or invalid token', { remote });
       refuseUpgrade(socket, 401, 'IotHubUnauthorizedAccess', 'invalid or expired stream token');
       return;
     }
     if (record.used.has(side)) {
+      this.#guard?.recordFailure(remote);
       this.logger.warn('stream connection refused: token already used', {
         device: record.deviceId,
         side,
@@ -203,6 +217,7 @@ export class StreamEndpoint extends EventEmitter {
       return;
     }
     record.used.add(side);
+    this.#guard?.markAuthenticated(req.socket);
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       ws.on('error', (error) =>
         this.logger.debug('stream socket error', { id, side, error: error.message }),

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log/logger.js';
 import { headers as h } from '../protocol/constants.js';
-import { authenticateService } from './authenticate.js';
+import type { Guard } from './guard.js';
 import type { ControlEndpoint } from './control-endpoint.js';
 import { remoteOf, sendError, sendJson } from './http-util.js';
 import type { HubLimits } from './limits.js';
@@ -17,6 +17,7 @@ export interface StreamInitiationContext {
   readonly publicUrl: URL;
   readonly logger: Logger;
   readonly limits: HubLimits;
+  readonly guard: Guard;
   /** True once the hub is draining: no new streams. */
   readonly draining: () => boolean;
 }
@@ -57,14 +58,10 @@ export async function handleStreamInitiation(
   deviceId: string,
   streamName: string,
 ): Promise<void> {
-  const auth = authenticateService(
-    ctx.registry,
-    req.headers.authorization,
-    'ServiceConnect',
-    Date.now() / 1000,
-  );
+  const auth = ctx.guard.service(req, 'ServiceConnect');
   const log = ctx.logger.child({ device: deviceId, stream: streamName, remote: remoteOf(req) });
   if (!auth.ok) {
+    if (auth.status === 429) res.setHeader('retry-after', String(auth.retryAfterSeconds));
     log.warn('stream request refused', { status: auth.status, reason: auth.message });
     return sendError(res, auth.status, auth.errorCode, auth.message);
   }
