@@ -4,6 +4,7 @@ import { registerAgentCommand } from './commands/agent.js';
 import type { CommandContext } from './commands/common.js';
 import { registerDeviceCommands } from './commands/device.js';
 import { registerHubCommand } from './commands/hub.js';
+import { registerPolicyCommands } from './commands/policy.js';
 import { registerProxyCommand } from './commands/proxy.js';
 import { exitCodeFor, isDstreamError } from './errors.js';
 
@@ -47,6 +48,7 @@ Quick start:
     );
   registerHubCommand(program, ctx);
   registerDeviceCommands(program, ctx);
+  registerPolicyCommands(program, ctx);
   registerAgentCommand(program, ctx);
   registerProxyCommand(program, ctx);
   program.exitOverride();

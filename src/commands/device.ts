@@ -65,6 +65,7 @@ function details(d: DeviceInfo): string {
       `created:           ${d.createdTime}`,
       `last seen:         ${d.lastActivityTime ?? 'never'}`,
       `connection string: ${d.connectionString ?? ''}`,
+      `secondary string:  ${d.secondaryConnectionString ?? ''}`,
     ].join('\n') + '\n'
   );
 }
@@ -119,6 +120,26 @@ export function registerDeviceCommands(program: Command, ctx: CommandContext): v
     .action(async (id: string, flags: DeviceFlags) => {
       await spin(flags, ctx, `removing ${id}`, () => client(flags, ctx).remove(checkId(id)));
       ctx.stdout(`removed ${id}\n`);
+    });
+
+  common(device.command('rotate-key <id>'))
+    .description(
+      'replace the primary (or --secondary) key and print the connection string with the new key',
+    )
+    .option('--secondary', 'replace the secondary key instead of the primary')
+    .addHelpText(
+      'after',
+      '\nRotation without downtime: move the device to its secondary string (`device show`),\n' +
+        'then `rotate-key` the primary and move the device to the new string.\n\nExample:\n  dstream device rotate-key pi-01 > pi-01.cs',
+    )
+    .action(async (id: string, flags: DeviceFlags & { secondary?: boolean }) => {
+      const which = flags.secondary ? 'secondary' : 'primary';
+      const info = await spin(flags, ctx, `rotating the ${which} key of ${id}`, () =>
+        client(flags, ctx).regenerateKey(checkId(id), which),
+      );
+      ctx.stdout(
+        `${(which === 'primary' ? info.connectionString : info.secondaryConnectionString) ?? ''}\n`,
+      );
     });
 
   for (const status of ['enable', 'disable'] as const) {

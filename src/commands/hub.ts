@@ -35,6 +35,12 @@ interface HubFlags extends LogFlags {
   readonly maxStreams?: string;
   readonly maxStreamsPerDevice?: string;
   readonly maxPendingPerDevice?: string;
+  readonly maxTokenLifetime?: string;
+  readonly authFailuresPerMinute?: string;
+  readonly maxUnauthenticatedPerIp?: string;
+  readonly maxFrameBytes?: string;
+  readonly maxControlMessageBytes?: string;
+  readonly headersTimeout?: string;
 }
 
 /** Validated hub settings. */
@@ -142,6 +148,36 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
         maxPendingPerDevice: parseCount(flags.maxPendingPerDevice, '--max-pending-per-device'),
       }),
     },
+    guard: {
+      ...(flags.maxTokenLifetime && {
+        maxTokenLifetimeSeconds:
+          parseSeconds(flags.maxTokenLifetime, '--max-token-lifetime', 60, 365 * 86400) / 1000,
+      }),
+      ...(flags.authFailuresPerMinute && {
+        authFailuresPerMinute: parseCount(
+          flags.authFailuresPerMinute,
+          '--auth-failures-per-minute',
+        ),
+      }),
+      ...(flags.maxUnauthenticatedPerIp && {
+        unauthenticatedPerIp: parseCount(
+          flags.maxUnauthenticatedPerIp,
+          '--max-unauthenticated-per-ip',
+        ),
+      }),
+    },
+    ...(flags.maxFrameBytes && {
+      maxFrameBytes: parseCount(flags.maxFrameBytes, '--max-frame-bytes'),
+    }),
+    ...(flags.maxControlMessageBytes && {
+      maxControlMessageBytes: parseCount(
+        flags.maxControlMessageBytes,
+        '--max-control-message-bytes',
+      ),
+    }),
+    ...(flags.headersTimeout && {
+      headersTimeoutMs: parseSeconds(flags.headersTimeout, '--headers-timeout'),
+    }),
   };
   const state = openDataDir(s, logger);
   if (state.created) logger.info('initialised a new hub', { dataDir: s.dataDir });
@@ -216,6 +252,12 @@ export function registerHubCommand(program: Command, ctx: CommandContext): void 
       '--max-pending-per-device <n>',
       'stream requests waiting for one device to answer (default 64)',
     )
+    .option('--max-token-lifetime <seconds>', 'refuse tokens valid for longer (default 86400)')
+    .option('--auth-failures-per-minute <n>', 'per address, then 429 (default 30)')
+    .option('--max-unauthenticated-per-ip <n>', 'connections not yet authenticated (default 256)')
+    .option('--max-frame-bytes <n>', 'largest stream frame accepted (default 4194304)')
+    .option('--max-control-message-bytes <n>', 'largest control message (default 16384)')
+    .option('--headers-timeout <seconds>', 'time a client has to send request headers (default 15)')
     .description('run the hub: device registry, stream orchestration and the streaming endpoint')
     .addHelpText(
       'after',

@@ -38,7 +38,9 @@ export class ControlEndpoint {
   readonly #wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,
-    maxPayload: maxControlMessageBytes,
+    // Bigger frames are read (up to a bound) so they can be refused with a policy violation
+    // and a log line, as the protocol says, rather than ws's bare 1009.
+    maxPayload: 1024 * 1024,
     handleProtocols: (protocols) => (protocols.has(controlProtocol) ? controlProtocol : false),
   });
   readonly #online = new Map<string, Connection>();
@@ -48,6 +50,7 @@ export class ControlEndpoint {
     private readonly registry: Registry,
     private readonly logger: Logger,
     private readonly heartbeat: Heartbeat,
+    private readonly maxMessageBytes: number = maxControlMessageBytes,
   ) {}
 
   /** Number of devices online. */
@@ -92,10 +95,18 @@ export class ControlEndpoint {
   }
 
   #onMessage(conn: Connection, data: RawData, isBinary: boolean): void {
-    const message = isBinary ? undefined : parseAgentMessage((data as Buffer).toString());
+    const buf = data as Buffer;
+    const tooBig = buf.length > this.maxMessageBytes;
+    const message = isBinary || tooBig ? undefined : parseAgentMessage(buf.toString());
     if (!message) {
       this.logger.warn('device sent an invalid control message; closing its connection', {
         device: conn.deviceId,
+        bytes: buf.length,
+        reason: isBinary
+          ? 'binary frame'
+          : tooBig
+            ? `over ${this.maxMessageBytes} bytes`
+            : 'not a valid message',
       });
       closeWebSocket(conn.ws, closeCodes.policyViolation, 'invalid control message');
       return;

@@ -51,6 +51,39 @@ export function deviceJson(
   };
 }
 
+/** POST /devices/{id}/regenerate-key {"key": "primary"|"secondary"}: a fresh key, old one dead. */
+async function regenerateKey(
+  ctx: RegistryApiContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  deviceId: string,
+  policy: string,
+): Promise<void> {
+  let body: unknown;
+  try {
+    body = await readJsonBody(req);
+  } catch (error) {
+    if (error instanceof BodyError)
+      return sendError(res, error.status, 'ArgumentInvalid', error.message);
+    throw error;
+  }
+  const which = (body as { key?: unknown } | undefined)?.key;
+  if (which !== 'primary' && which !== 'secondary')
+    return sendError(
+      res,
+      400,
+      'ArgumentInvalid',
+      'body must be {"key": "primary"} or {"key": "secondary"}',
+    );
+  const device = ctx.registry.regenerateKey(deviceId, which);
+  if (!device)
+    return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
+  // A connection made with the old key must not outlive it: the agent reconnects with its key.
+  ctx.control.disconnect(deviceId, `${which} key regenerated`);
+  ctx.logger.info('device key regenerated', { device: deviceId, which, policy });
+  return sendJson(res, 200, deviceJson(ctx, device, true));
+}
+
 /**
  * The registry REST API (service side), under /devices:
  * GET /devices, PUT|GET|PATCH|DELETE /devices/{id}. See docs/protocol.md.
@@ -60,6 +93,7 @@ export async function handleRegistryApi(
   req: IncomingMessage,
   res: ServerResponse,
   deviceId: string | undefined,
+  action?: string,
 ): Promise<void> {
   const method = req.method ?? 'GET';
   const right: Right = method === 'GET' ? 'RegistryRead' : 'RegistryWrite';
@@ -85,6 +119,16 @@ export async function handleRegistryApi(
   }
   const problem = deviceIdProblem(deviceId);
   if (problem) return sendError(res, 400, 'ArgumentInvalid', problem);
+  if (action !== undefined) {
+    if (action !== 'regenerate-key' || method !== 'POST')
+      return sendError(
+        res,
+        404,
+        'NotFound',
+        `no such endpoint: ${method} /devices/{id}/${action.slice(0, 50)}`,
+      );
+    return regenerateKey(ctx, req, res, deviceId, auth.value.name);
+  }
 
   switch (method) {
     case 'PUT': {

@@ -17,6 +17,7 @@ import type { HubTlsIdentity } from './data-dir.js';
 import { pathSegments, refuseUpgrade, sendError, sendJson } from './http-util.js';
 import { derivePublicUrl, hostAndPort } from './public-url.js';
 import { handleRegistryApi } from './registry-api.js';
+import { handlePolicyApi } from './policy-api.js';
 import type { Registry } from './registry.js';
 import { handleStreamInitiation } from './stream-initiation.js';
 import { StreamEndpoint } from './stream-endpoint.js';
@@ -39,6 +40,11 @@ export interface HubOptions {
   readonly limits?: Partial<HubLimits> | undefined;
   /** Token lifetime bound and per-address limits (auth failures, unauthenticated connections). */
   readonly guard?: Partial<GuardOptions> | undefined;
+  /** Largest control message (default 16 KiB) and stream frame (default 4 MiB), in bytes. */
+  readonly maxControlMessageBytes?: number | undefined;
+  readonly maxFrameBytes?: number | undefined;
+  /** Time a client may take to send its request headers (default 15 s). */
+  readonly headersTimeoutMs?: number | undefined;
 }
 
 export interface RunningHub {
@@ -66,9 +72,10 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     logger.debug('dropped a silent socket (missed two pings)'),
   );
   const guard = new Guard(registry, logger, { ...defaultGuardOptions, ...options.guard });
-  const control = new ControlEndpoint(registry, logger, heartbeat);
+  const control = new ControlEndpoint(registry, logger, heartbeat, options.maxControlMessageBytes);
   const streams = new StreamEndpoint(logger, {
     pairTimeoutMs: options.pairTimeoutMs,
+    maxFrameBytes: options.maxFrameBytes,
     heartbeat,
     guard,
   });
@@ -76,8 +83,9 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   const server: Server = options.tls
     ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2' })
     : createHttpServer();
-  server.headersTimeout = 15_000;
-  server.requestTimeout = 30_000;
+  // Slow clients (slowloris) are cut off: headers in 15 s, the whole request in 30 s.
+  server.headersTimeout = options.headersTimeoutMs ?? 15_000;
+  server.requestTimeout = Math.max(30_000, server.headersTimeout);
 
   // Filled in once listening: the public URL may depend on the bound port.
   const ctx = {} as { publicUrl: URL; address: HubAddress };
@@ -89,14 +97,19 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     const method = req.method ?? 'GET';
     if (seg.length === 1 && seg[0] === 'healthz' && method === 'GET')
       return sendJson(res, 200, { status: 'ok' });
-    if (seg[0] === 'devices' && seg.length <= 2) {
+    if (seg[0] === 'devices' && seg.length <= 3) {
       const id = seg[1] === '' ? undefined : seg[1];
       return handleRegistryApi(
         { registry, control, streams, hubAddress: ctx.address, logger, guard },
         req,
         res,
         id,
+        seg[2],
       );
+    }
+    if (seg[0] === 'policies' && seg.length <= 2) {
+      const name = seg[1] === '' ? undefined : seg[1];
+      return handlePolicyApi({ registry, hubAddress: ctx.address, logger, guard }, req, res, name);
     }
     if (seg[0] === 'twins' && seg[2] === 'streams' && seg.length === 4) {
       if (method !== 'POST')

@@ -44,9 +44,9 @@ export interface CreatedStream {
 
 export interface StreamEndpointOptions {
   /** How long tokens are valid and a stream waits for its second side (default 60 s). */
-  readonly pairTimeoutMs?: number;
+  readonly pairTimeoutMs?: number | undefined;
   /** Largest frame a stream socket may send. */
-  readonly maxFrameBytes?: number;
+  readonly maxFrameBytes?: number | undefined;
   /** Pings stream sockets: keeps idle streams alive through NATs, finds dead peers. */
   readonly heartbeat?: Heartbeat;
   /** Counts failed stream tokens per address and marks good ones authenticated. */

@@ -6,6 +6,10 @@ const byErrorCode: Readonly<Record<string, ErrorCode>> = {
   DeviceNotOnline: 'ERR_DEVICE_OFFLINE',
   DeviceDisabled: 'ERR_DEVICE_DISABLED',
   DeviceAlreadyExists: 'ERR_DEVICE_EXISTS',
+  PolicyAlreadyExists: 'ERR_POLICY_EXISTS',
+  PolicyNotFound: 'ERR_POLICY_NOT_FOUND',
+  ThrottlingException: 'ERR_THROTTLED',
+  ServiceUnavailable: 'ERR_HUB_UNAVAILABLE',
   GatewayTimeout: 'ERR_TIMEOUT',
   ArgumentInvalid: 'ERR_USAGE',
 };

@@ -1,9 +1,6 @@
 import type { ServiceConnectionString } from '../auth/connection-string.js';
-import { DstreamError } from '../errors.js';
-import { hubRequest, type HubTarget } from '../net/hub-client.js';
-import { apiVersion } from '../protocol/constants.js';
-import { serviceToken } from './credentials.js';
-import { errorFromResponse } from './hub-errors.js';
+import type { HubTarget } from '../net/hub-client.js';
+import { callHubApi } from './hub-api.js';
 
 /** A device as the registry API returns it. */
 export interface DeviceInfo {
@@ -13,7 +10,10 @@ export interface DeviceInfo {
   readonly createdTime: string;
   readonly lastActivityTime: string | null;
   readonly connectionString?: string;
-  readonly authentication?: { readonly symmetricKey: { readonly primaryKey: string } };
+  readonly secondaryConnectionString?: string;
+  readonly authentication?: {
+    readonly symmetricKey: { readonly primaryKey: string; readonly secondaryKey: string };
+  };
 }
 
 /** The service side's client for the hub's registry REST API. */
@@ -23,23 +23,14 @@ export class RegistryClient {
     private readonly target: HubTarget,
   ) {}
 
-  async #call(method: string, deviceId: string | undefined, body?: unknown): Promise<unknown> {
-    const path = `/devices${deviceId === undefined ? '' : '/' + encodeURIComponent(deviceId)}?api-version=${apiVersion}`;
-    const res = await hubRequest(this.target, {
-      method,
-      path,
-      headers: { authorization: serviceToken(this.credential) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    if (res.status >= 300) throw errorFromResponse(res);
-    if (res.status === 204 || res.body === '') return undefined;
-    try {
-      return JSON.parse(res.body);
-    } catch (error) {
-      throw new DstreamError('ERR_HUB_RESPONSE', 'the hub answered with invalid JSON', {
-        cause: error,
-      });
-    }
+  #call(
+    method: string,
+    deviceId: string | undefined,
+    body?: unknown,
+    action?: string,
+  ): Promise<unknown> {
+    const path = `/devices${deviceId === undefined ? '' : '/' + encodeURIComponent(deviceId)}${action ? '/' + action : ''}`;
+    return callHubApi(this.credential, this.target, method, path, body);
   }
 
   async add(deviceId: string): Promise<DeviceInfo> {
@@ -60,5 +51,10 @@ export class RegistryClient {
 
   async setStatus(deviceId: string, status: 'enabled' | 'disabled'): Promise<DeviceInfo> {
     return (await this.#call('PATCH', deviceId, { status })) as DeviceInfo;
+  }
+
+  /** Replace the primary or secondary key; the old one stops working at once. */
+  async regenerateKey(deviceId: string, key: 'primary' | 'secondary'): Promise<DeviceInfo> {
+    return (await this.#call('POST', deviceId, { key }, 'regenerate-key')) as DeviceInfo;
   }
 }

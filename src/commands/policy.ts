@@ -1,0 +1,83 @@
+import type { Command } from 'commander';
+import { DstreamError } from '../errors.js';
+import { allRights, type Right } from '../hub/registry.js';
+import { hubTarget } from '../service/credentials.js';
+import { PolicyClient } from '../service/policy-client.js';
+import { readCa, serviceCredential, type CommandContext } from './common.js';
+
+interface PolicyFlags {
+  readonly connectionString?: string;
+  readonly ca?: string;
+  readonly json?: boolean;
+  readonly rights?: string;
+}
+
+function client(flags: PolicyFlags, ctx: CommandContext): PolicyClient {
+  const cs = serviceCredential(flags.connectionString, ctx);
+  return new PolicyClient(cs, hubTarget(cs, readCa(flags.ca)));
+}
+
+function parseRights(text: string | undefined): Right[] {
+  const rights = (text ?? '')
+    .split(',')
+    .map((r) => r.trim())
+    .filter(Boolean);
+  const bad = rights.filter((r) => !(allRights as readonly string[]).includes(r));
+  if (rights.length === 0 || bad.length > 0)
+    throw new DstreamError(
+      'ERR_USAGE',
+      `--rights: expected a comma-separated list of ${allRights.join(', ')}${bad.length ? `; not ${bad.join(', ')}` : ''}`,
+    );
+  return rights as Right[];
+}
+
+export function registerPolicyCommands(program: Command, ctx: CommandContext): void {
+  const policy = program
+    .command('policy')
+    .description('manage shared access policies: service credentials with limited rights')
+    .addHelpText(
+      'after',
+      '\nExample:\n  dstream policy add support --rights ServiceConnect > support.cs',
+    );
+  const common = (cmd: Command): Command =>
+    cmd
+      .option(
+        '--connection-string <cs>',
+        'service connection string (default: $DSTREAM_SERVICE_CONNECTION_STRING)',
+      )
+      .option('--ca <file>', 'PEM CA certificate to verify the hub with');
+
+  common(policy.command('add <name>'))
+    .description('create a policy and print its connection string on stdout')
+    .requiredOption('--rights <list>', `comma-separated: ${allRights.join(', ')}`)
+    .addHelpText('after', '\nExample:\n  dstream policy add viewer --rights RegistryRead')
+    .action(async (name: string, flags: PolicyFlags) => {
+      const rights = parseRights(flags.rights);
+      const info = await client(flags, ctx).add(name, rights);
+      ctx.stdout(`${info.connectionString ?? ''}\n`);
+    });
+
+  common(policy.command('list'))
+    .description('list policies and their rights')
+    .option('--json', 'print JSON')
+    .addHelpText('after', '\nExample:\n  dstream policy list')
+    .action(async (flags: PolicyFlags) => {
+      const policies = await client(flags, ctx).list();
+      if (flags.json) return ctx.stdout(JSON.stringify(policies, null, 2) + '\n');
+      const width = Math.max(6, ...policies.map((p) => p.name.length));
+      ctx.stdout(
+        [
+          `${'POLICY'.padEnd(width)}  RIGHTS`,
+          ...policies.map((p) => `${p.name.padEnd(width)}  ${p.rights.join(',')}`),
+        ].join('\n') + '\n',
+      );
+    });
+
+  common(policy.command('remove <name>'))
+    .description('delete a policy; its connection strings stop working at once')
+    .addHelpText('after', '\nExample:\n  dstream policy remove viewer')
+    .action(async (name: string, flags: PolicyFlags) => {
+      await client(flags, ctx).remove(name);
+      ctx.stdout(`removed ${name}\n`);
+    });
+}

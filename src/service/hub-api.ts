@@ -1,0 +1,31 @@
+import type { ServiceConnectionString } from '../auth/connection-string.js';
+import { DstreamError } from '../errors.js';
+import { hubRequest, type HubTarget } from '../net/hub-client.js';
+import { apiVersion } from '../protocol/constants.js';
+import { serviceToken } from './credentials.js';
+import { errorFromResponse } from './hub-errors.js';
+
+/** One authenticated JSON call to the hub's REST API; errors become DstreamErrors. */
+export async function callHubApi(
+  credential: ServiceConnectionString,
+  target: HubTarget,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<unknown> {
+  const res = await hubRequest(target, {
+    method,
+    path: `${path}?api-version=${apiVersion}`,
+    headers: { authorization: serviceToken(credential) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (res.status >= 300) throw errorFromResponse(res);
+  if (res.status === 204 || res.body === '') return undefined;
+  try {
+    return JSON.parse(res.body);
+  } catch (error) {
+    throw new DstreamError('ERR_HUB_RESPONSE', 'the hub answered with invalid JSON', {
+      cause: error,
+    });
+  }
+}

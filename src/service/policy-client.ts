@@ -1,0 +1,41 @@
+import type { ServiceConnectionString } from '../auth/connection-string.js';
+import type { Right } from '../hub/registry.js';
+import type { HubTarget } from '../net/hub-client.js';
+import { callHubApi } from './hub-api.js';
+
+export interface PolicyInfo {
+  readonly name: string;
+  readonly rights: readonly Right[];
+  readonly connectionString?: string;
+}
+
+/** The service side's client for shared access policies. */
+export class PolicyClient {
+  constructor(
+    private readonly credential: ServiceConnectionString,
+    private readonly target: HubTarget,
+  ) {}
+
+  async add(name: string, rights: readonly Right[]): Promise<PolicyInfo> {
+    return (await callHubApi(
+      this.credential,
+      this.target,
+      'PUT',
+      `/policies/${encodeURIComponent(name)}`,
+      { rights },
+    )) as PolicyInfo;
+  }
+
+  async list(): Promise<PolicyInfo[]> {
+    return (await callHubApi(this.credential, this.target, 'GET', '/policies')) as PolicyInfo[];
+  }
+
+  async remove(name: string): Promise<void> {
+    await callHubApi(
+      this.credential,
+      this.target,
+      'DELETE',
+      `/policies/${encodeURIComponent(name)}`,
+    );
+  }
+}
