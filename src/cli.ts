@@ -66,6 +66,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   const ctx: CommandContext = {
     env: process.env,
     stdout: (text) => process.stdout.write(text),
+    stderr: (text) => process.stderr.write(text),
+    onHangup: (handler) => process.on('SIGHUP', handler),
     stderrIsTty: process.stderr.isTTY,
     platform: process.platform,
     stopSignal: stopSignal(),

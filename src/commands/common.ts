@@ -15,6 +15,10 @@ import { createLogger, type Logger, type LogLevel } from '../log/logger.js';
 export interface CommandContext {
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly stdout: (text: string) => void;
+  /** Raw lines to stderr (audit echo); messages go through the logger instead. */
+  readonly stderr: (text: string) => void;
+  /** Register a handler for SIGHUP (reopen log files). */
+  readonly onHangup: (handler: () => void) => void;
   readonly stderrIsTty: boolean;
   readonly platform: NodeJS.Platform;
   /** Resolves when the user asks the process to stop (SIGINT/SIGTERM). */

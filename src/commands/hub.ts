@@ -9,6 +9,8 @@ import { DstreamError } from '../errors.js';
 import { openHubDataDir, type HubDataDir } from '../hub/data-dir.js';
 import { derivePublicUrl, hostAndPort, parsePublicUrl } from '../hub/public-url.js';
 import { startHub } from '../hub/server.js';
+import { createAuditLog, noAuditLog } from '../hub/audit-log.js';
+import { join } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import {
   commandLogger,
@@ -41,6 +43,7 @@ interface HubFlags extends LogFlags {
   readonly maxFrameBytes?: string;
   readonly maxControlMessageBytes?: string;
   readonly headersTimeout?: string;
+  readonly auditLog?: string;
 }
 
 /** Validated hub settings. */
@@ -179,7 +182,21 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
       headersTimeoutMs: parseSeconds(flags.headersTimeout, '--headers-timeout'),
     }),
   };
+  const auditWhere = flags.auditLog ?? 'file';
+  if (!['file', 'stderr', 'both', 'off'].includes(auditWhere))
+    throw new DstreamError(
+      'ERR_USAGE',
+      `--audit-log ${auditWhere}: expected file, stderr, both or off`,
+    );
   const state = openDataDir(s, logger);
+  const audit =
+    auditWhere === 'off'
+      ? noAuditLog
+      : createAuditLog({
+          file: auditWhere === 'stderr' ? undefined : join(s.dataDir, 'audit.log'),
+          echo: auditWhere === 'file' ? undefined : (line) => ctx.stderr(line + '\n'),
+        });
+  ctx.onHangup(() => audit.reopen());
   if (state.created) logger.info('initialised a new hub', { dataDir: s.dataDir });
   if (s.insecureNoTls)
     logger.warn(
@@ -217,6 +234,7 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
     // Graceful: no new streams, devices told to go elsewhere, active streams may finish.
     // A second SIGINT/SIGTERM ends at once (src/cli.ts).
     await hub.drain(drainTimeoutMs);
+    await audit.close();
     state.registry.close();
   });
 }
@@ -257,6 +275,11 @@ export function registerHubCommand(program: Command, ctx: CommandContext): void 
     .option('--max-unauthenticated-per-ip <n>', 'connections not yet authenticated (default 256)')
     .option('--max-frame-bytes <n>', 'largest stream frame accepted (default 4194304)')
     .option('--max-control-message-bytes <n>', 'largest control message (default 16384)')
+    .option(
+      '--audit-log <where>',
+      'one JSON line per stream attempt: file (data dir), stderr, both, off',
+      'file',
+    )
     .option('--headers-timeout <seconds>', 'time a client has to send request headers (default 15)')
     .description('run the hub: device registry, stream orchestration and the streaming endpoint')
     .addHelpText(

@@ -20,7 +20,8 @@ import { handleRegistryApi } from './registry-api.js';
 import { handlePolicyApi } from './policy-api.js';
 import type { Registry } from './registry.js';
 import { handleStreamInitiation } from './stream-initiation.js';
-import { StreamEndpoint } from './stream-endpoint.js';
+import { StreamEndpoint, type StreamEndInfo } from './stream-endpoint.js';
+import { noAuditLog, type AuditLog } from './audit-log.js';
 import { defaultLimits, type HubLimits } from './limits.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 
@@ -45,6 +46,8 @@ export interface HubOptions {
   readonly maxFrameBytes?: number | undefined;
   /** Time a client may take to send its request headers (default 15 s). */
   readonly headersTimeoutMs?: number | undefined;
+  /** Where one JSON line per stream attempt goes (default: nowhere). */
+  readonly audit?: AuditLog | undefined;
 }
 
 export interface RunningHub {
@@ -80,6 +83,23 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     guard,
   });
   let draining = false;
+  const audit = options.audit ?? noAuditLog;
+  // Accepted streams are audited when they end, with their byte counts and duration.
+  streams.on('stream-end', (info: StreamEndInfo) => {
+    if (info.cancelled) return;
+    audit.write({
+      time: new Date(Date.now() - info.durationMs).toISOString(),
+      policy: info.origin.policy,
+      device: info.deviceId,
+      stream: info.name,
+      outcome: info.paired ? 'completed' : 'dropped',
+      reason: info.reason,
+      bytesToDevice: info.bytesToDevice,
+      bytesFromDevice: info.bytesFromDevice,
+      durationMs: info.durationMs,
+      remote: info.origin.remote,
+    });
+  });
   const server: Server = options.tls
     ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2' })
     : createHttpServer();
@@ -127,6 +147,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
           limits,
           draining: () => draining,
           guard,
+          audit,
         },
         req,
         res,

@@ -13,8 +13,15 @@ import { closeWebSocket } from '../net/close.js';
 
 export type StreamSide = 'device' | 'service';
 
+/** Who asked for a stream, for the audit log. */
+export interface StreamOrigin {
+  readonly policy: string | undefined;
+  readonly remote: string | undefined;
+}
+
 interface StreamRecord {
   readonly id: string;
+  readonly origin: StreamOrigin;
   readonly deviceId: string;
   readonly name: string;
   readonly tokens: Readonly<Record<StreamSide, Buffer>>;
@@ -58,6 +65,9 @@ const newId = (bytes: number): string => randomBytes(bytes).toString('base64url'
 /** What the hub knows of a stream when it ends ('stream-end' event). */
 export interface StreamEndInfo {
   readonly id: string;
+  readonly origin: StreamOrigin;
+  /** Cancelled during set-up (rejected, timed out, caller gone): already audited there. */
+  readonly cancelled: boolean;
   readonly deviceId: string;
   readonly name: string;
   readonly paired: boolean;
@@ -118,12 +128,17 @@ export class StreamEndpoint extends EventEmitter {
   }
 
   /** Register a stream and mint its two tokens; it is dropped unless paired in time. */
-  create(deviceId: string, name: string): CreatedStream {
+  create(
+    deviceId: string,
+    name: string,
+    origin: StreamOrigin = { policy: undefined, remote: undefined },
+  ): CreatedStream {
     const id = newId(18);
     const deviceToken = newId(32);
     const serviceToken = newId(32);
     const record: StreamRecord = {
       id,
+      origin,
       deviceId,
       name,
       tokens: { device: Buffer.from(deviceToken), service: Buffer.from(serviceToken) },
@@ -144,7 +159,7 @@ export class StreamEndpoint extends EventEmitter {
   /** Drop a stream that will not happen (the device rejected it, the service left). */
   cancel(id: string): void {
     const record = this.#streams.get(id);
-    if (record && !record.paired) this.#end(record, closeCodes.shutdown, 'stream cancelled');
+    if (record && !record.paired) this.#end(record, closeCodes.shutdown, 'stream cancelled', true);
   }
 
   #expire(record: StreamRecord): void {
@@ -158,11 +173,11 @@ export class StreamEndpoint extends EventEmitter {
     this.#end(record, closeCodes.pairTimeout, 'the other side did not connect in time');
   }
 
-  #end(record: StreamRecord, code: number, reason: string): void {
+  #end(record: StreamRecord, code: number, reason: string, cancelled = false): void {
     if (record.timer) clearTimeout(record.timer);
     record.timer = undefined;
     if (!this.#remove(record)) return;
-    if (!record.paired) this.#emitEnd(record, 0, 0, reason);
+    if (!record.paired) this.#emitEnd(record, 0, 0, reason, cancelled);
     for (const ws of Object.values(record.sockets)) {
       // An unpaired side is paused: closeWebSocket resumes it so the handshake can complete.
       closeWebSocket(ws, code, reason);
@@ -291,9 +306,17 @@ export class StreamEndpoint extends EventEmitter {
     });
   }
 
-  #emitEnd(record: StreamRecord, toDevice: number, fromDevice: number, reason: string): void {
+  #emitEnd(
+    record: StreamRecord,
+    toDevice: number,
+    fromDevice: number,
+    reason: string,
+    cancelled = false,
+  ): void {
     this.emit('stream-end', {
       id: record.id,
+      origin: record.origin,
+      cancelled,
       deviceId: record.deviceId,
       name: record.name,
       paired: record.paired,

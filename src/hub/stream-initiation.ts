@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log/logger.js';
 import { headers as h } from '../protocol/constants.js';
 import type { Guard } from './guard.js';
+import type { AuditLog, AuditOutcome } from './audit-log.js';
 import type { ControlEndpoint } from './control-endpoint.js';
 import { remoteOf, sendError, sendJson } from './http-util.js';
 import type { HubLimits } from './limits.js';
@@ -18,9 +19,12 @@ export interface StreamInitiationContext {
   readonly logger: Logger;
   readonly limits: HubLimits;
   readonly guard: Guard;
+  readonly audit: AuditLog;
   /** True once the hub is draining: no new streams. */
   readonly draining: () => boolean;
 }
+
+const drainingMessage = 'the hub is shutting down and takes no new streams';
 
 /** Defaults when the service sends no timeout headers, and the most it may ask for. */
 export const defaultConnectTimeoutS = 0;
@@ -58,47 +62,76 @@ export async function handleStreamInitiation(
   deviceId: string,
   streamName: string,
 ): Promise<void> {
+  const started = Date.now();
+  const remote = remoteOf(req);
+  const log = ctx.logger.child({ device: deviceId, stream: streamName, remote });
+  // Known once authenticated; refusals before that are audited without it.
+  const caller: { policy?: string } = {};
+  /** Answer with an error and write the attempt to the audit log. */
+  const refuse = (
+    outcome: AuditOutcome,
+    status: number,
+    errorCode: string,
+    message: string,
+    retryAfter?: number,
+  ): void => {
+    ctx.audit.write({
+      time: new Date(started).toISOString(),
+      policy: caller.policy,
+      device: deviceId,
+      stream: streamName,
+      outcome,
+      reason: message,
+      bytesToDevice: 0,
+      bytesFromDevice: 0,
+      durationMs: Date.now() - started,
+      remote,
+    });
+    if (retryAfter !== undefined) res.setHeader('retry-after', String(retryAfter));
+    sendError(res, status, errorCode, message);
+  };
+
   const auth = ctx.guard.service(req, 'ServiceConnect');
-  const log = ctx.logger.child({ device: deviceId, stream: streamName, remote: remoteOf(req) });
   if (!auth.ok) {
-    if (auth.status === 429) res.setHeader('retry-after', String(auth.retryAfterSeconds));
     log.warn('stream request refused', { status: auth.status, reason: auth.message });
-    return sendError(res, auth.status, auth.errorCode, auth.message);
-  }
-  if (ctx.draining()) {
-    res.setHeader('retry-after', '5');
-    return sendError(
-      res,
-      503,
-      'ServiceUnavailable',
-      'the hub is shutting down and takes no new streams',
+    const outcome =
+      auth.status === 429 ? 'throttled' : auth.status === 403 ? 'forbidden' : 'unauthorized';
+    return refuse(
+      outcome,
+      auth.status,
+      auth.errorCode,
+      auth.message,
+      auth.status === 429 ? auth.retryAfterSeconds : undefined,
     );
   }
+  caller.policy = auth.value.name;
+  const policy = caller.policy;
+  if (ctx.draining()) return refuse('unavailable', 503, 'ServiceUnavailable', drainingMessage, 5);
   const connectTimeout = timeoutHeader(req, h.connectTimeout, defaultConnectTimeoutS);
   const responseTimeout = timeoutHeader(req, h.responseTimeout, defaultResponseTimeoutS);
   if (typeof connectTimeout === 'string')
-    return sendError(res, 400, 'ArgumentInvalid', connectTimeout);
+    return refuse('invalid', 400, 'ArgumentInvalid', connectTimeout);
   if (typeof responseTimeout === 'string')
-    return sendError(res, 400, 'ArgumentInvalid', responseTimeout);
+    return refuse('invalid', 400, 'ArgumentInvalid', responseTimeout);
 
   const device = ctx.registry.getDevice(deviceId);
   if (!device)
-    return sendError(
-      res,
+    return refuse(
+      'not-found',
       404,
       'DeviceNotFound',
       `device '${deviceId}' is not registered on this hub`,
     );
   if (device.status !== 'enabled')
-    return sendError(res, 403, 'DeviceDisabled', `device '${deviceId}' is disabled`);
+    return refuse('disabled', 403, 'DeviceDisabled', `device '${deviceId}' is disabled`);
 
   // The service may hang up while we wait; stop waiting and drop the stream then.
   const gone = new AbortController();
   res.on('close', () => gone.abort());
   if (!(await ctx.control.waitOnline(deviceId, connectTimeout * 1000, gone.signal))) {
     if (gone.signal.aborted) return;
-    return sendError(
-      res,
+    return refuse(
+      'offline',
       404,
       'DeviceNotOnline',
       `device '${deviceId}' is not connected to the hub`,
@@ -108,10 +141,9 @@ export async function handleStreamInitiation(
   const limited = limitProblem(ctx, deviceId);
   if (limited) {
     log.warn('stream request refused: limit reached', { reason: limited });
-    res.setHeader('retry-after', '1');
-    return sendError(res, 429, 'ThrottlingException', limited);
+    return refuse('throttled', 429, 'ThrottlingException', limited, 1);
   }
-  const stream = ctx.streams.create(deviceId, streamName);
+  const stream = ctx.streams.create(deviceId, streamName, { policy, remote });
   const requestId = randomBytes(12).toString('base64url');
   const wsScheme = ctx.publicUrl.protocol === 'https:' ? 'wss:' : 'ws:';
   const url = `${wsScheme}//${ctx.publicUrl.host}/bridges/${stream.id}`;
@@ -132,8 +164,8 @@ export async function handleStreamInitiation(
     case 'timeout':
       ctx.streams.cancel(stream.id);
       log.warn('stream request timed out waiting for the device');
-      return sendError(
-        res,
+      return refuse(
+        'timeout',
         504,
         'GatewayTimeout',
         `device '${deviceId}' did not answer within ${responseTimeout} s`,
@@ -141,14 +173,9 @@ export async function handleStreamInitiation(
     case 'disconnected':
       ctx.streams.cancel(stream.id);
       if (ctx.draining())
-        return sendError(
-          res,
-          503,
-          'ServiceUnavailable',
-          'the hub is shutting down and takes no new streams',
-        );
-      return sendError(
-        res,
+        return refuse('unavailable', 503, 'ServiceUnavailable', drainingMessage, 5);
+      return refuse(
+        'offline',
         404,
         'DeviceNotOnline',
         `device '${deviceId}' disconnected before answering`,
@@ -157,14 +184,23 @@ export async function handleStreamInitiation(
       const { accepted, reason } = answer.response;
       if (!accepted) {
         ctx.streams.cancel(stream.id);
-        log.info('stream rejected by the device', { reason });
-        return sendJson(
-          res,
-          200,
-          { isAccepted: false, reason: reason ?? 'rejected by the device' },
-          { [h.isAccepted]: 'False' },
-        );
+        const why = reason ?? 'rejected by the device';
+        log.info('stream rejected by the device', { reason: why });
+        ctx.audit.write({
+          time: new Date(started).toISOString(),
+          policy,
+          device: deviceId,
+          stream: streamName,
+          outcome: 'rejected',
+          reason: why,
+          bytesToDevice: 0,
+          bytesFromDevice: 0,
+          durationMs: Date.now() - started,
+          remote,
+        });
+        return sendJson(res, 200, { isAccepted: false, reason: why }, { [h.isAccepted]: 'False' });
       }
+      // The audit line for an accepted stream is written when it ends, with its byte counts.
       log.info('stream accepted', { id: stream.id });
       return sendJson(
         res,
