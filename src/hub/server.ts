@@ -58,6 +58,7 @@ export interface RunningHub {
   readonly address: HubAddress;
   readonly control: ControlEndpoint;
   readonly streams: StreamEndpoint;
+  readonly guard: Guard;
   /**
    * Graceful shutdown: take no new streams or devices, tell devices to go elsewhere, let the
    * active streams finish for up to `timeoutMs`, then close. Resolves when closed.
@@ -310,6 +311,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     address: ctx.address,
     control,
     streams,
+    guard,
     drain,
     close,
   };

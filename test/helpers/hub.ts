@@ -10,6 +10,8 @@ import {
 import { openHubDataDir, type HubDataDir } from '../../src/hub/data-dir.js';
 import { startHub, type RunningHub } from '../../src/hub/server.js';
 import type { HubLimits } from '../../src/hub/limits.js';
+import type { GuardOptions } from '../../src/hub/guard.js';
+import type { AuditLog } from '../../src/hub/audit-log.js';
 import { silentLogger, type Logger } from '../../src/log/logger.js';
 import { hubTarget } from '../../src/service/credentials.js';
 import { RegistryClient } from '../../src/service/registry-client.js';
@@ -37,6 +39,8 @@ export interface TestHubOptions {
   readonly port?: number;
   readonly heartbeatMs?: number;
   readonly limits?: Partial<HubLimits>;
+  readonly guard?: Partial<GuardOptions>;
+  readonly audit?: AuditLog;
 }
 
 export function makeTempDir(prefix = 'dstream-test-'): string {
@@ -60,6 +64,8 @@ export async function startTestHub(options: TestHubOptions = {}): Promise<TestHu
       pairTimeoutMs: options.pairTimeoutMs,
       heartbeatMs: options.heartbeatMs,
       limits: options.limits,
+      guard: options.guard,
+      audit: options.audit,
     },
     logger,
   );
