@@ -101,11 +101,21 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       remote: info.origin.remote,
     });
   });
+  const headersTimeoutMs = options.headersTimeoutMs ?? 15_000;
+  // How often Node looks for requests past their header/request timeouts (its default is 30 s).
+  const checkEveryMs = Math.min(1000, headersTimeoutMs);
   const server: Server = options.tls
-    ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2' })
-    : createHttpServer();
+    ? createHttpsServer({
+        cert: options.tls.cert,
+        key: options.tls.key,
+        minVersion: 'TLSv1.2',
+        // A connection that never finishes its handshake is as slow as slow headers.
+        handshakeTimeout: headersTimeoutMs,
+        connectionsCheckingInterval: checkEveryMs,
+      })
+    : createHttpServer({ connectionsCheckingInterval: checkEveryMs });
   // Slow clients (slowloris) are cut off: headers in 15 s, the whole request in 30 s.
-  server.headersTimeout = options.headersTimeoutMs ?? 15_000;
+  server.headersTimeout = headersTimeoutMs;
   server.requestTimeout = Math.max(30_000, server.headersTimeout);
 
   // Filled in once listening: the public URL may depend on the bound port.
@@ -221,8 +231,15 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   });
 
   // Count connections per address until they authenticate something; drop the excess at once.
+  // Every TCP connection, so close() can end the ones HTTP does not track (mid-handshake, idle).
+  const sockets = new Set<Socket>();
   server.on('connection', (socket: Socket) => {
-    if (!guard.admit(socket)) socket.destroy();
+    if (!guard.admit(socket)) {
+      socket.destroy();
+      return;
+    }
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
   });
 
   server.on('clientError', (error, socket) => {
@@ -230,9 +247,12 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();
   });
-  server.on('tlsClientError', (error: Error) =>
-    logger.debug('TLS handshake failed', { error: error.message }),
-  );
+  // With a listener here Node leaves the socket to us: a failed or timed-out handshake
+  // (slow or half-open client) must be destroyed, or it stays open.
+  server.on('tlsClientError', (error: Error, socket: Duplex) => {
+    logger.debug('TLS handshake failed', { error: error.message });
+    socket.destroy();
+  });
 
   await new Promise<void>((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException): void => {
@@ -279,6 +299,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       control.close();
       streams.close();
       server.closeAllConnections();
+      for (const socket of sockets) socket.destroy();
     }));
   const drain = async (timeoutMs: number): Promise<void> => {
     draining = true;
