@@ -155,6 +155,7 @@ describe('CLI against a running hub', () => {
   let hub: CliTunnel;
   let other: CliTunnel;
   let env: Record<string, string>;
+  const secretsSeen: string[] = [];
 
   beforeAll(async () => {
     dir = makeTempDir('dstream-cli-');
@@ -262,6 +263,65 @@ describe('CLI against a running hub', () => {
     expect(r.stderr).toMatch(
       /^error: the hub at 127\.0\.0\.1:\d+ presented a certificate with fingerprint [0-9A-F]{64}, not the pinned one\n/,
     );
+  });
+
+  it('device rotate-key: prints a string with a new key; the old key is refused, the other still works', async () => {
+    const add = await runCli(['device', 'add', 'rot'], env);
+    const before = parseConnectionString(add.stdout.trim());
+    const show = await runCli(['device', 'show', 'rot'], env);
+    const secondary = /secondary string:\s+(\S+)/.exec(show.stdout)?.[1] ?? '';
+    const rotated = await runCli(['device', 'rotate-key', 'rot'], env);
+    expect(rotated.code).toBe(0);
+    const after = parseConnectionString(rotated.stdout.trim());
+    expect(after.kind === 'device' && after.deviceId).toBe('rot');
+    expect(after.sharedAccessKey).not.toBe(before.sharedAccessKey);
+    const rotatedSecondary = await runCli(['device', 'rotate-key', 'rot', '--secondary'], env);
+    expect(parseConnectionString(rotatedSecondary.stdout.trim()).sharedAccessKey).not.toBe(
+      parseConnectionString(secondary).sharedAccessKey,
+    );
+    secretsSeen.push(
+      before.sharedAccessKey,
+      after.sharedAccessKey,
+      parseConnectionString(secondary).sharedAccessKey,
+    );
+  });
+
+  it('policy add/list/remove, and a limited policy cannot exceed its rights', async () => {
+    const add = await runCli(['policy', 'add', 'viewer', '--rights', 'RegistryRead'], env);
+    expect(add.code).toBe(0);
+    const viewer = parseConnectionString(add.stdout.trim());
+    expect(viewer).toMatchObject({ kind: 'service', sharedAccessKeyName: 'viewer' });
+    secretsSeen.push(viewer.sharedAccessKey);
+    const list = await runCli(['policy', 'list'], env);
+    expect(list.stdout).toMatch(
+      /^POLICY\s+RIGHTS\nservice\s+ServiceConnect,RegistryRead,RegistryWrite\nviewer\s+RegistryRead\n$/,
+    );
+    const viewerEnv = { DSTREAM_SERVICE_CONNECTION_STRING: add.stdout.trim() };
+    expect((await runCli(['device', 'list'], viewerEnv)).code).toBe(0);
+    const denied = await runCli(['device', 'add', 'nope'], viewerEnv);
+    expect(denied).toMatchObject({
+      code: 1,
+      stderr: "error: policy 'viewer' lacks the RegistryWrite right\n",
+    });
+    const bad = await runCli(['policy', 'add', 'x', '--rights', 'Everything'], env);
+    expect(bad).toMatchObject({
+      code: 2,
+      stderr:
+        'error: --rights: expected a comma-separated list of ServiceConnect, RegistryRead, RegistryWrite; not Everything\n',
+    });
+    expect(await runCli(['policy', 'remove', 'viewer'], env)).toMatchObject({
+      code: 0,
+      stdout: 'removed viewer\n',
+    });
+    expect((await runCli(['device', 'list'], viewerEnv)).code).toBe(1);
+  });
+
+  it('the hub never logged a key or a token', () => {
+    secretsSeen.push(parseConnectionString(hub.serviceString).sharedAccessKey);
+    const log = hub.hub.output();
+    expect(log).toContain('device added');
+    for (const secret of secretsSeen) expect(log).not.toContain(secret);
+    expect(log).not.toMatch(/sig=|SharedAccessKey=|Bearer /);
   });
 
   it('a hub on a port already in use fails clearly', async () => {

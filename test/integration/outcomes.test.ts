@@ -86,6 +86,21 @@ describe('stream outcomes', () => {
     await echoWorks();
   });
 
+  it('stream names are only looked up in the allow-list, never parsed as hosts or ports', async () => {
+    for (const name of ['127.0.0.1:22', 'localhost:22', 'echo:1', '22', 'ECHO']) {
+      const error = (await open('pi-01', name).catch((e: unknown) => e)) as DstreamError;
+      expect([error.code, error.message]).toEqual([
+        'ERR_STREAM_REJECTED',
+        `device 'pi-01' rejected stream '${name}': stream '${name}' is not allowed on this device`,
+      ]);
+    }
+    // Names outside the alphabet never reach the device.
+    for (const name of ['../22', '22 ', 'a/b']) {
+      const error = (await open('pi-01', name).catch((e: unknown) => e)) as DstreamError;
+      expect(error.code).toBe('ERR_USAGE');
+    }
+  });
+
   it('a target that refuses makes the device reject the stream with that reason', async () => {
     await expectDstreamError(
       open('pi-01', 'dead'),
