@@ -5,11 +5,11 @@ import {
   parseHostPort,
   type HubAddress,
 } from '../auth/connection-string.js';
-import { DstreamError } from '../errors.js';
+import { DstreamError, describeError } from '../errors.js';
 import { openHubDataDir, type HubDataDir } from '../hub/data-dir.js';
 import { derivePublicUrl, hostAndPort, parsePublicUrl } from '../hub/public-url.js';
 import { startHub } from '../hub/server.js';
-import { createAuditLog, noAuditLog } from '../hub/audit-log.js';
+import { createAuditLog, noAuditLog, type AuditLog } from '../hub/audit-log.js';
 import { join } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import {
@@ -189,13 +189,21 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
       `--audit-log ${auditWhere}: expected file, stderr, both or off`,
     );
   const state = openDataDir(s, logger);
-  const audit =
-    auditWhere === 'off'
-      ? noAuditLog
-      : createAuditLog({
-          file: auditWhere === 'stderr' ? undefined : join(s.dataDir, 'audit.log'),
-          echo: auditWhere === 'file' ? undefined : (line) => ctx.stderr(line + '\n'),
-        });
+  let audit: AuditLog;
+  try {
+    audit =
+      auditWhere === 'off'
+        ? noAuditLog
+        : createAuditLog({
+            file: auditWhere === 'stderr' ? undefined : join(s.dataDir, 'audit.log'),
+            echo: auditWhere === 'file' ? undefined : (line) => ctx.stderr(line + '\n'),
+          });
+  } catch (error) {
+    state.registry.close();
+    throw new DstreamError('ERR_DATA_DIR', `cannot open the audit log: ${describeError(error)}`, {
+      cause: error,
+    });
+  }
   ctx.onHangup(() => audit.reopen());
   if (state.created) logger.info('initialised a new hub', { dataDir: s.dataDir });
   if (s.insecureNoTls)

@@ -1,4 +1,4 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 
 /** What became of a stream attempt. */
 export type AuditOutcome =
@@ -44,32 +44,39 @@ export interface AuditLogOptions {
 }
 
 /**
- * The hub's audit trail. The file is opened for appending, so lines from a running hub are never
- * interleaved mid-line and external rotation (copytruncate, or move + SIGHUP) is safe.
+ * The hub's audit trail. Lines are written synchronously to a file opened for appending: each
+ * line is one write(2) on an O_APPEND descriptor, so lines are never interleaved or torn, and
+ * external rotation is safe (copytruncate, or move + reopen on SIGHUP). One write per stream
+ * attempt is cheap next to the stream itself.
  */
 export function createAuditLog(options: AuditLogOptions): AuditLog {
-  let stream: WriteStream | undefined;
+  let fd: number | undefined;
   const open = (): void => {
-    if (!options.file) return;
-    stream = createWriteStream(options.file, { flags: 'a', mode: 0o600 });
-    stream.on('error', () => undefined);
+    if (options.file) fd = openSync(options.file, 'a', 0o600);
+  };
+  const closeFd = (): void => {
+    if (fd !== undefined) closeSync(fd);
+    fd = undefined;
   };
   open();
   return {
     write: (record) => {
       const line = JSON.stringify(record);
-      stream?.write(line + '\n');
+      try {
+        if (fd !== undefined) writeSync(fd, line + '\n');
+      } catch {
+        // A full disk must not take the hub down; the line still goes to the echo, if any.
+      }
       options.echo?.(line);
     },
     reopen: () => {
-      stream?.end();
+      closeFd();
       open();
     },
-    close: () =>
-      new Promise((resolve) => {
-        if (!stream) return resolve();
-        stream.end(() => resolve());
-      }),
+    close: () => {
+      closeFd();
+      return Promise.resolve();
+    },
   };
 }
 
