@@ -267,6 +267,56 @@ describe('credential misuse', () => {
     second.terminate();
   });
 
+  it("the other side's stream token: once the device used it, nobody else can", async () => {
+    await setUp();
+    const cs = await device('fake');
+    // A device speaking the control protocol by hand, to see its own stream token.
+    const control = (await controlWith(
+      'fake',
+      deviceToken('fake', cs.sharedAccessKey),
+    )) as WebSocket;
+    const request = new Promise<{ requestId: string; url: string; authorizationToken: string }>(
+      (resolve) =>
+        control.once('message', (d: Buffer) =>
+          resolve(
+            JSON.parse(d.toString()) as {
+              requestId: string;
+              url: string;
+              authorizationToken: string;
+            },
+          ),
+        ),
+    );
+    control.resume();
+    const asked = post('/twins/fake/streams/x', serviceToken(t.service));
+    const req = await request;
+    secrets.push(req.authorizationToken);
+    control.send(
+      JSON.stringify({ type: 'stream-response', requestId: req.requestId, accepted: true }),
+    );
+    const res = await asked;
+    const svcToken = res.headers['iothub-streaming-auth-token'] as string;
+    secrets.push(svcToken);
+    const open = (token: string) =>
+      openWebSocket(req.url, t.service.hub, {
+        headers: { authorization: `Bearer ${token}` },
+        protocols: [streamProtocol],
+      }).catch((e: unknown) => e);
+    const deviceSide = (await open(req.authorizationToken)) as WebSocket;
+    expect(deviceSide).toBeInstanceOf(WebSocket);
+    const stolen = (await open(req.authorizationToken)) as UpgradeRefusedError;
+    expect([stolen.status, stolen.body]).toEqual([
+      401,
+      JSON.stringify({
+        errorCode: 'IotHubUnauthorizedAccess',
+        message: 'stream token already used',
+      }),
+    ]);
+    const serviceSide = (await open(svcToken)) as WebSocket;
+    expect(serviceSide).toBeInstanceOf(WebSocket);
+    for (const ws of [deviceSide, serviceSide, control]) ws.terminate();
+  });
+
   it('too many failed authentications from one address: 429 with Retry-After, for the rest of the minute', async () => {
     await setUp({ authFailuresPerMinute: 3 });
     await device('pi');
