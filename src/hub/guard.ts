@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from '../log/logger.js';
 import {
@@ -8,6 +8,7 @@ import {
   type AuthResult,
 } from './authenticate.js';
 import type { DeviceRecord, PolicyRecord, Registry, Right } from './registry.js';
+import { sendError } from './http-util.js';
 
 export interface GuardOptions {
   /** Longest token validity accepted, seconds from now. */
@@ -149,6 +150,29 @@ export class Guard {
         this.options.maxTokenLifetimeSeconds,
       ),
     );
+  }
+
+  /**
+   * Authenticate a REST request for `right`; on failure answer it (Retry-After on 429), log it
+   * as `<what> request refused`, and return undefined.
+   */
+  serviceOrRefuse(
+    req: IncomingMessage,
+    res: ServerResponse,
+    right: Right,
+    what: string,
+  ): PolicyRecord | undefined {
+    const auth = this.service(req, right);
+    if (auth.ok) return auth.value;
+    if (auth.status === 429) res.setHeader('retry-after', String(auth.retryAfterSeconds));
+    this.logger.warn(`${what} request refused`, {
+      method: req.method,
+      remote: req.socket.remoteAddress,
+      status: auth.status,
+      reason: auth.message,
+    });
+    sendError(res, auth.status, auth.errorCode, auth.message);
+    return undefined;
   }
 
   /** Authenticate a device's control connection. */

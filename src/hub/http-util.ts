@@ -110,3 +110,26 @@ export function pathSegments(pathname: string): string[] | undefined {
 export function remoteOf(req: IncomingMessage): string | undefined {
   return req.socket.remoteAddress;
 }
+
+/**
+ * Read a small JSON body and take one field of it. On a bad body the error is answered here
+ * (400 or 413) and undefined is returned; otherwise `{ value }` (value may be undefined).
+ */
+export async function readBodyField(
+  req: IncomingMessage,
+  res: ServerResponse,
+  field: string,
+): Promise<{ readonly value: unknown } | undefined> {
+  try {
+    const body = await readJsonBody(req);
+    const value =
+      typeof body === 'object' && body !== null
+        ? (body as Record<string, unknown>)[field]
+        : undefined;
+    return { value };
+  } catch (error) {
+    if (!(error instanceof BodyError)) throw error;
+    sendError(res, error.status, 'ArgumentInvalid', error.message);
+    return undefined;
+  }
+}

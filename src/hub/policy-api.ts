@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { formatServiceConnectionString, type HubAddress } from '../auth/connection-string.js';
 import type { Logger } from '../log/logger.js';
 import type { Guard } from './guard.js';
-import { BodyError, readJsonBody, remoteOf, sendError, sendJson } from './http-util.js';
+import { readBodyField, sendError, sendJson } from './http-util.js';
 import {
   allRights,
   AlreadyExistsError,
@@ -49,18 +49,13 @@ export async function handlePolicyApi(
   name: string | undefined,
 ): Promise<void> {
   const method = req.method ?? 'GET';
-  const auth = ctx.guard.service(req, method === 'GET' ? 'RegistryRead' : 'RegistryWrite');
-  if (!auth.ok) {
-    if (auth.status === 429) res.setHeader('retry-after', String(auth.retryAfterSeconds));
-    ctx.logger.warn('policy request refused', {
-      method,
-      remote: remoteOf(req),
-      status: auth.status,
-      reason: auth.message,
-    });
-    return sendError(res, auth.status, auth.errorCode, auth.message);
-  }
-  const caller = auth.value;
+  const caller = ctx.guard.serviceOrRefuse(
+    req,
+    res,
+    method === 'GET' ? 'RegistryRead' : 'RegistryWrite',
+    'policy',
+  );
+  if (!caller) return;
   if (name === undefined) {
     if (method !== 'GET')
       return sendError(res, 405, 'MethodNotAllowed', `${method} is not supported on /policies`);
@@ -79,15 +74,9 @@ export async function handlePolicyApi(
     );
   switch (method) {
     case 'PUT': {
-      let body: unknown;
-      try {
-        body = await readJsonBody(req);
-      } catch (error) {
-        if (error instanceof BodyError)
-          return sendError(res, error.status, 'ArgumentInvalid', error.message);
-        throw error;
-      }
-      const rights = (body as { rights?: unknown } | undefined)?.rights;
+      const rightsField = await readBodyField(req, res, 'rights');
+      if (!rightsField) return;
+      const rights = rightsField.value;
       if (
         !Array.isArray(rights) ||
         rights.length === 0 ||

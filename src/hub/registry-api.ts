@@ -4,7 +4,7 @@ import type { Logger } from '../log/logger.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
 import type { Guard } from './guard.js';
 import type { ControlEndpoint } from './control-endpoint.js';
-import { BodyError, readJsonBody, remoteOf, sendError, sendJson } from './http-util.js';
+import { readBodyField, sendError, sendJson } from './http-util.js';
 import { AlreadyExistsError, type DeviceRecord, type Registry, type Right } from './registry.js';
 import type { StreamEndpoint } from './stream-endpoint.js';
 
@@ -59,15 +59,9 @@ async function regenerateKey(
   deviceId: string,
   policy: string,
 ): Promise<void> {
-  let body: unknown;
-  try {
-    body = await readJsonBody(req);
-  } catch (error) {
-    if (error instanceof BodyError)
-      return sendError(res, error.status, 'ArgumentInvalid', error.message);
-    throw error;
-  }
-  const which = (body as { key?: unknown } | undefined)?.key;
+  const whichField = await readBodyField(req, res, 'key');
+  if (!whichField) return;
+  const which = whichField.value;
   if (which !== 'primary' && which !== 'secondary')
     return sendError(
       res,
@@ -97,17 +91,8 @@ export async function handleRegistryApi(
 ): Promise<void> {
   const method = req.method ?? 'GET';
   const right: Right = method === 'GET' ? 'RegistryRead' : 'RegistryWrite';
-  const auth = ctx.guard.service(req, right);
-  if (!auth.ok) {
-    if (auth.status === 429) res.setHeader('retry-after', String(auth.retryAfterSeconds));
-    ctx.logger.warn('registry request refused', {
-      method,
-      remote: remoteOf(req),
-      status: auth.status,
-      reason: auth.message,
-    });
-    return sendError(res, auth.status, auth.errorCode, auth.message);
-  }
+  const caller = ctx.guard.serviceOrRefuse(req, res, right, 'registry');
+  if (!caller) return;
   if (deviceId === undefined) {
     if (method !== 'GET')
       return sendError(res, 405, 'MethodNotAllowed', `${method} is not supported on /devices`);
@@ -127,14 +112,14 @@ export async function handleRegistryApi(
         'NotFound',
         `no such endpoint: ${method} /devices/{id}/${action.slice(0, 50)}`,
       );
-    return regenerateKey(ctx, req, res, deviceId, auth.value.name);
+    return regenerateKey(ctx, req, res, deviceId, caller.name);
   }
 
   switch (method) {
     case 'PUT': {
       try {
         const device = ctx.registry.addDevice(deviceId);
-        ctx.logger.info('device added', { device: deviceId, policy: auth.value.name });
+        ctx.logger.info('device added', { device: deviceId, policy: caller.name });
         return sendJson(res, 200, deviceJson(ctx, device, true));
       } catch (error) {
         if (error instanceof AlreadyExistsError)
@@ -149,15 +134,9 @@ export async function handleRegistryApi(
       return sendJson(res, 200, deviceJson(ctx, device, true));
     }
     case 'PATCH': {
-      let body: unknown;
-      try {
-        body = await readJsonBody(req);
-      } catch (error) {
-        if (error instanceof BodyError)
-          return sendError(res, error.status, 'ArgumentInvalid', error.message);
-        throw error;
-      }
-      const status = (body as { status?: unknown } | undefined)?.status;
+      const statusField = await readBodyField(req, res, 'status');
+      if (!statusField) return;
+      const status = statusField.value;
       if (status !== 'enabled' && status !== 'disabled')
         return sendError(
           res,
@@ -172,7 +151,7 @@ export async function handleRegistryApi(
         ctx.control.disconnect(deviceId, 'device disabled');
         ctx.streams.closeDevice(deviceId);
       }
-      ctx.logger.info(`device ${status}`, { device: deviceId, policy: auth.value.name });
+      ctx.logger.info(`device ${status}`, { device: deviceId, policy: caller.name });
       return sendJson(res, 200, deviceJson(ctx, device, false));
     }
     case 'DELETE': {
@@ -180,7 +159,7 @@ export async function handleRegistryApi(
         return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
       ctx.control.disconnect(deviceId, 'device removed');
       ctx.streams.closeDevice(deviceId);
-      ctx.logger.info('device removed', { device: deviceId, policy: auth.value.name });
+      ctx.logger.info('device removed', { device: deviceId, policy: caller.name });
       res.writeHead(204).end();
       return;
     }
