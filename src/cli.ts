@@ -1,6 +1,7 @@
 import { Chalk } from 'chalk';
 import { Command, CommanderError } from 'commander';
 import { registerAgentCommand } from './commands/agent.js';
+import { registerConnectCommand } from './commands/connect.js';
 import type { CommandContext } from './commands/common.js';
 import { registerDeviceCommands } from './commands/device.js';
 import { registerHubCommand } from './commands/hub.js';
@@ -51,6 +52,7 @@ Quick start:
   registerPolicyCommands(program, ctx);
   registerAgentCommand(program, ctx);
   registerProxyCommand(program, ctx);
+  registerConnectCommand(program, ctx);
   program.exitOverride();
   for (const cmd of program.commands) {
     cmd.exitOverride();
@@ -68,6 +70,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     stdout: (text) => process.stdout.write(text),
     stderr: (text) => process.stderr.write(text),
     onHangup: (handler) => process.on('SIGHUP', handler),
+    stdio: { input: process.stdin, output: process.stdout },
     stderrIsTty: process.stderr.isTTY,
     platform: process.platform,
     stopSignal: stopSignal(),

@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'ERR_THROTTLED'
   | 'ERR_HUB_UNAVAILABLE'
   | 'ERR_STREAM_REJECTED'
+  | 'ERR_STREAM_CUT'
   | 'ERR_TIMEOUT'
   | 'ERR_HUB_RESPONSE'
   | 'ERR_DATA_DIR'

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -17,6 +18,8 @@ export interface CommandContext {
   readonly stdout: (text: string) => void;
   /** Raw lines to stderr (audit echo); messages go through the logger instead. */
   readonly stderr: (text: string) => void;
+  /** The process's stdin/stdout as byte streams (dstream connect). */
+  readonly stdio: { readonly input: NodeJS.ReadableStream & Readable; readonly output: Writable };
   /** Register a handler for SIGHUP (reopen log files). */
   readonly onHangup: (handler: () => void) => void;
   readonly stderrIsTty: boolean;

@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
 import { closeCodes, streamProtocol } from '../protocol/constants.js';
 import { defaultHighWaterMark, InFlight } from './flow.js';
@@ -53,7 +53,10 @@ function isGraceful(code: number): boolean {
  *   TCP connection (so the application sees an error, not a truncated success), a socket error
  *   closes the WebSocket with 4001.
  */
-export function bridge(socket: Socket, ws: WebSocket, options: BridgeOptions = {}): void {
+/** A TCP socket, or any duplex byte stream (stdin/stdout for `dstream connect`). */
+export type BridgeableStream = Duplex & { resetAndDestroy?: () => unknown };
+
+export function bridge(socket: BridgeableStream, ws: WebSocket, options: BridgeOptions = {}): void {
   const high = options.highWaterMark ?? defaultHighWaterMark;
   const halfClose = ws.protocol === streamProtocol;
   let bytesSent = 0;
@@ -130,10 +133,10 @@ export function bridge(socket: Socket, ws: WebSocket, options: BridgeOptions = {
     error ??= err;
   });
 
-  socket.on('close', (hadError) => {
+  socket.on('close', (hadError?: boolean) => {
     socketClosed = true;
     socket.off('drain', onDrain);
-    const clean = !hadError && localEnded && peerEnded;
+    const clean = hadError !== true && error === undefined && localEnded && peerEnded;
     if (!clean && !wsClosed) outcome = 'local-error';
     if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) {
       closeCode = clean ? closeCodes.normal : closeCodes.localError;
@@ -161,7 +164,8 @@ export function bridge(socket: Socket, ws: WebSocket, options: BridgeOptions = {
     } else {
       outcome = 'peer-error';
       // Reset rather than FIN, so the application sees the stream was cut, not completed.
-      socket.resetAndDestroy();
+      if (socket.resetAndDestroy) socket.resetAndDestroy();
+      else socket.destroy(new Error('stream cut'));
     }
   });
 

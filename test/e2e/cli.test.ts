@@ -2,7 +2,9 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConnectionString } from '../../src/auth/connection-string.js';
-import { runCli, spawnCli, startCliHub, type CliTunnel } from '../helpers/cli.js';
+import { runCli, runCliWithInput, spawnCli, startCliHub, type CliTunnel } from '../helpers/cli.js';
+import { startEchoServer } from '../helpers/servers.js';
+import { randomBytes } from 'node:crypto';
 import { certificateFingerprint, createSelfSignedCertificate } from '../../src/tls/self-signed.js';
 import { makeTempDir } from '../helpers/hub.js';
 
@@ -414,5 +416,50 @@ describe('CLI hub settings', () => {
     });
     expect(list).toMatchObject({ code: 0, stdout: '[]\n' });
     expect(await hub.stop()).toBe(0);
+  });
+});
+
+describe('dstream connect (stdio)', () => {
+  let dir: string;
+  let hub: CliTunnel;
+  let agent: ReturnType<typeof spawnCli>;
+  let echo: Awaited<ReturnType<typeof startEchoServer>>;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    dir = makeTempDir('dstream-connect-');
+    echo = await startEchoServer();
+    hub = await startCliHub(join(dir, 'hub'));
+    env = { DSTREAM_SERVICE_CONNECTION_STRING: hub.serviceString };
+    const added = await runCli(['device', 'add', 'pi'], env);
+    agent = spawnCli(['agent', '--target', `echo=127.0.0.1:${echo.port}`], {
+      DSTREAM_DEVICE_CONNECTION_STRING: added.stdout.trim(),
+    });
+    await agent.waitForLine(/connected to the hub/);
+  }, 60_000);
+
+  afterAll(async () => {
+    await agent?.stop();
+    await hub?.stop();
+    await echo?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('pipes stdin to the device and the answer to stdout, nothing else; exit 0', async () => {
+    const payload = randomBytes(256 * 1024).toString('base64');
+    const r = await runCliWithInput(['connect', 'pi', '--stream', 'echo'], payload, env);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe(payload);
+    expect(r.code).toBe(0);
+  });
+
+  it('a rejected stream: one error line on stderr, nothing on stdout, exit 1', async () => {
+    const r = await runCliWithInput(['connect', 'pi', '--remote-port', '22'], 'x', env);
+    expect(r).toMatchObject({
+      code: 1,
+      stdout: '',
+      stderr:
+        "error: device 'pi' rejected stream '22': stream '22' is not allowed on this device\n",
+    });
   });
 });

@@ -5,7 +5,14 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir } from '../helpers/hub.js';
-import { runCli, spawnCli, startCliHub, type CliProcess, type CliTunnel } from '../helpers/cli.js';
+import {
+  cliPath,
+  runCli,
+  spawnCli,
+  startCliHub,
+  type CliProcess,
+  type CliTunnel,
+} from '../helpers/cli.js';
 import { findOpenSsh, startSshd, type TestSshd } from '../helpers/openssh.js';
 
 const openssh = findOpenSsh();
@@ -16,9 +23,13 @@ function run(
   cmd: string,
   args: readonly string[],
   timeoutMs = 120_000,
+  env: Record<string, string> = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -113,6 +124,24 @@ describe('OpenSSH through the dstream CLI (hub, agent and proxy as processes)', 
       expect(r.code).toBe(0);
       expect(await sha256File(dst)).toBe(await sha256File(src));
     }, 120_000);
+
+    it('ssh -o ProxyCommand="dstream connect %h" reaches the device without a local port', async () => {
+      const proxyCommand = `${process.execPath} ${cliPath} connect %h --remote-port ${sshd.port}`;
+      const r = await run(
+        'ssh',
+        [
+          '-o',
+          `ProxyCommand=${proxyCommand}`,
+          ...sshd.sshOptions,
+          `${sshd.user}@pi-01`,
+          'echo via ProxyCommand',
+        ],
+        60_000,
+        { DSTREAM_SERVICE_CONNECTION_STRING: hub.serviceString },
+      );
+      expect(r.stderr).toBe('');
+      expect(r).toMatchObject({ code: 0, stdout: 'via ProxyCommand\n' });
+    });
 
     it('the processes exit 0 on SIGTERM', async () => {
       expect(await proxy.stop('SIGTERM')).toBe(0);

@@ -23,15 +23,26 @@ export function runCli(
   env: Record<string, string> = {},
   timeoutMs = 30_000,
 ): Promise<CliResult> {
+  return runCliWithInput(args, undefined, env, timeoutMs);
+}
+
+/** Run `dstream args...` with `input` on its stdin (then EOF), to completion. */
+export function runCliWithInput(
+  args: readonly string[],
+  input: string | undefined,
+  env: Record<string, string> = {},
+  timeoutMs = 30_000,
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [cliPath, ...args], {
       env: { ...baseEnv(), ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
+    if (input !== undefined) child.stdin?.end(input);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`dstream ${args.join(' ')} did not finish in ${timeoutMs} ms\n${stderr}`));

@@ -1,0 +1,87 @@
+import type { Command } from 'commander';
+import { Duplex } from 'node:stream';
+import { DstreamError } from '../errors.js';
+import { bridge, type BridgeResult } from '../net/bridge.js';
+import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
+import { deviceIdProblem, streamNameProblem } from '../protocol/identifiers.js';
+import { hubTarget } from '../service/credentials.js';
+import { openServiceStream } from '../service/stream-client.js';
+import {
+  commandLogger,
+  parsePort,
+  readCa,
+  serviceCredential,
+  warnIfPlainText,
+  type CommandContext,
+  type LogFlags,
+} from './common.js';
+
+interface ConnectFlags extends LogFlags {
+  readonly connectionString?: string;
+  readonly remotePort?: string;
+  readonly stream?: string;
+  readonly ca?: string;
+}
+
+/**
+ * `dstream connect <device>`: one stream on stdin/stdout, for `ssh -o ProxyCommand`.
+ * stdout carries stream bytes only; every message goes to stderr. Exit 0 when the stream
+ * ended normally, 1 when it could not be opened or was cut.
+ */
+export async function runConnect(
+  device: string,
+  flags: ConnectFlags,
+  ctx: CommandContext,
+): Promise<void> {
+  const credential = serviceCredential(flags.connectionString, ctx);
+  const idProblem = deviceIdProblem(device);
+  if (idProblem) throw new DstreamError('ERR_USAGE', idProblem);
+  if (flags.remotePort !== undefined && flags.stream !== undefined)
+    throw new DstreamError('ERR_USAGE', '--remote-port and --stream are alternatives; give one');
+  const streamName = flags.stream ?? String(parsePort(flags.remotePort ?? '22', '--remote-port'));
+  const nameProblem = streamNameProblem(streamName);
+  if (nameProblem) throw new DstreamError('ERR_USAGE', `--stream: ${nameProblem}`);
+  const logger = commandLogger(ctx, { ...flags, quiet: !flags.verbose });
+  warnIfPlainText(credential.hub, logger);
+  const ws = await openServiceStream(credential, hubTarget(credential, readCa(flags.ca)), {
+    deviceId: device,
+    streamName,
+  });
+  // Keeps the hub leg alive through NATs while the SSH session is idle.
+  const heartbeat = new Heartbeat(defaultHeartbeatMs);
+  heartbeat.add(ws);
+  const stdio = Duplex.from({ readable: ctx.stdio.input, writable: ctx.stdio.output });
+  stdio.on('error', () => undefined);
+  const result = await new Promise<BridgeResult>((resolve) =>
+    bridge(stdio, ws, { onEnd: resolve }),
+  );
+  logger.debug('stream ended', {
+    end: result.end,
+    bytesIn: result.bytesReceived,
+    bytesOut: result.bytesSent,
+  });
+  if (result.end !== 'completed')
+    throw new DstreamError(
+      'ERR_STREAM_CUT',
+      `the stream to '${device}' was cut (${result.end}, code ${result.closeCode})`,
+    );
+}
+
+export function registerConnectCommand(program: Command, ctx: CommandContext): void {
+  program
+    .command('connect <device>')
+    .description('one stream on stdin/stdout, for ssh -o ProxyCommand (messages go to stderr)')
+    .option('--remote-port <port>', 'remote port on the device (the stream name; default 22)')
+    .option('--stream <name>', "named stream instead of a port (the agent's --target NAME)")
+    .option(
+      '--connection-string <cs>',
+      'service connection string (default: $DSTREAM_SERVICE_CONNECTION_STRING)',
+    )
+    .option('--ca <file>', 'PEM CA certificate to verify the hub with')
+    .option('-v, --verbose', 'log to stderr (otherwise only errors)')
+    .addHelpText(
+      'after',
+      "\nExample:\n  ssh -o ProxyCommand='dstream connect %h' pi@pi-01\n\n~/.ssh/config:\n  Host pi-*\n    ProxyCommand dstream connect %h --remote-port %p",
+    )
+    .action((device: string, flags: ConnectFlags) => runConnect(device, flags, ctx));
+}
