@@ -128,6 +128,11 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     const method = req.method ?? 'GET';
     if (seg.length === 1 && seg[0] === 'healthz' && method === 'GET')
       return sendJson(res, 200, { status: 'ok' });
+    // Ready to take new streams and devices: false while draining, so a balancer moves on.
+    if (seg.length === 1 && seg[0] === 'readyz' && method === 'GET')
+      return draining
+        ? sendJson(res, 503, { status: 'draining' })
+        : sendJson(res, 200, { status: 'ready' });
     if (seg[0] === 'devices' && seg.length <= 3) {
       const id = seg[1] === '' ? undefined : seg[1];
       return handleRegistryApi(

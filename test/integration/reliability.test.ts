@@ -8,6 +8,7 @@ import {
 } from '../../src/auth/connection-string.js';
 import { createLogger } from '../../src/log/logger.js';
 import { hubTarget } from '../../src/service/credentials.js';
+import { hubRequest } from '../../src/net/hub-client.js';
 import { openServiceStream } from '../../src/service/stream-client.js';
 import { startTestHub, type TestHub } from '../helpers/hub.js';
 import { dial, readAll, waitEvent } from '../helpers/net.js';
@@ -81,7 +82,11 @@ describe('reliability (in-process)', () => {
       deviceId: 'dev',
       streamName: 'e',
     });
+    const ready = await hubRequest(hubTarget(t.service), { method: 'GET', path: '/readyz' });
+    expect([ready.status, ready.body]).toEqual([200, '{"status":"ready"}']);
     const draining = t.hub.drain(10_000);
+    const notReady = await hubRequest(hubTarget(t.service), { method: 'GET', path: '/readyz' });
+    expect([notReady.status, notReady.body]).toEqual([503, '{"status":"draining"}']);
     expect(await gone).toBe('hub shutting down');
     expect(lines).toContainEqual(
       expect.objectContaining({
