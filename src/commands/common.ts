@@ -11,6 +11,7 @@ import {
 } from '../auth/connection-string.js';
 import { DstreamError, describeError } from '../errors.js';
 import { createLogger, type Logger, type LogLevel } from '../log/logger.js';
+import { streamNameProblem } from '../protocol/identifiers.js';
 
 /** What every command receives from the CLI edge, instead of reading process globals. */
 export interface CommandContext {
@@ -173,4 +174,17 @@ export function withHeartbeatOption(cmd: Command): Command {
     'ping interval; two missed pings drop a connection',
     '20',
   );
+}
+
+/** The stream name from --remote-port (default 22) or --stream, which exclude each other. */
+export function streamNameFrom(flags: {
+  readonly remotePort?: string;
+  readonly stream?: string;
+}): string {
+  if (flags.remotePort !== undefined && flags.stream !== undefined)
+    throw new DstreamError('ERR_USAGE', '--remote-port and --stream are alternatives; give one');
+  const name = flags.stream ?? String(parsePort(flags.remotePort ?? '22', '--remote-port'));
+  const problem = streamNameProblem(name);
+  if (problem) throw new DstreamError('ERR_USAGE', `--stream: ${problem}`);
+  return name;
 }

@@ -3,12 +3,12 @@ import { Duplex } from 'node:stream';
 import { DstreamError } from '../errors.js';
 import { bridge, type BridgeResult } from '../net/bridge.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
-import { deviceIdProblem, streamNameProblem } from '../protocol/identifiers.js';
+import { deviceIdProblem } from '../protocol/identifiers.js';
 import { hubTarget } from '../service/credentials.js';
 import { openServiceStream } from '../service/stream-client.js';
 import {
   commandLogger,
-  parsePort,
+  streamNameFrom,
   readCa,
   serviceCredential,
   warnIfPlainText,
@@ -36,11 +36,7 @@ export async function runConnect(
   const credential = serviceCredential(flags.connectionString, ctx);
   const idProblem = deviceIdProblem(device);
   if (idProblem) throw new DstreamError('ERR_USAGE', idProblem);
-  if (flags.remotePort !== undefined && flags.stream !== undefined)
-    throw new DstreamError('ERR_USAGE', '--remote-port and --stream are alternatives; give one');
-  const streamName = flags.stream ?? String(parsePort(flags.remotePort ?? '22', '--remote-port'));
-  const nameProblem = streamNameProblem(streamName);
-  if (nameProblem) throw new DstreamError('ERR_USAGE', `--stream: ${nameProblem}`);
+  const streamName = streamNameFrom(flags);
   const logger = commandLogger(ctx, { ...flags, quiet: !flags.verbose });
   warnIfPlainText(credential.hub, logger);
   const ws = await openServiceStream(credential, hubTarget(credential, readCa(flags.ca)), {

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { DstreamError } from '../errors.js';
-import { deviceIdProblem, streamNameProblem } from '../protocol/identifiers.js';
-import { startProxy } from '../proxy/proxy.js';
+import { deviceIdProblem } from '../protocol/identifiers.js';
+import { startProxy, type Proxy } from '../proxy/proxy.js';
+import { parseForward, type Forward } from '../proxy/forward-spec.js';
 import { hubTarget } from '../service/credentials.js';
 import {
   commandLogger,
@@ -15,50 +16,81 @@ import {
   withLogOptions,
   parseSeconds,
   withHeartbeatOption,
+  streamNameFrom,
 } from './common.js';
 
 interface ProxyFlags extends LogFlags {
   readonly connectionString?: string;
-  readonly device: string;
-  readonly localPort: string;
+  readonly device?: string;
+  readonly localPort?: string;
   readonly remotePort?: string;
   readonly stream?: string;
   readonly bind: string;
+  readonly L: string[];
   readonly ca?: string;
   readonly heartbeatInterval: string;
 }
 
-/** `dstream proxy`: listen locally; each connection becomes a stream to the device. */
+/** The forwards asked for: every -L, plus the --device/--local-port shorthand. */
+function forwardsFrom(flags: ProxyFlags): Forward[] {
+  const forwards = flags.L.map((spec) => parseForward(spec, flags.bind));
+  if (flags.device !== undefined || flags.localPort !== undefined) {
+    if (flags.device === undefined || flags.localPort === undefined)
+      throw new DstreamError('ERR_USAGE', '--device and --local-port go together');
+    const idProblem = deviceIdProblem(flags.device);
+    if (idProblem) throw new DstreamError('ERR_USAGE', `--device: ${idProblem}`);
+    forwards.push({
+      bind: flags.bind,
+      port: parsePort(flags.localPort, '--local-port', true),
+      deviceId: flags.device,
+      streamName: streamNameFrom(flags),
+    });
+  }
+  if (forwards.length === 0)
+    throw new DstreamError('ERR_USAGE', 'nothing to forward', {
+      hint: 'Give --device ID --local-port PORT, or one or more -L PORT:DEVICE:REMOTE.',
+    });
+  return forwards;
+}
+
+/** `dstream proxy`: listen locally; each connection becomes a stream to its device. */
 export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<void> {
   const credential = serviceCredential(flags.connectionString, ctx);
-  const idProblem = deviceIdProblem(flags.device);
-  if (idProblem) throw new DstreamError('ERR_USAGE', `--device: ${idProblem}`);
-  if (flags.remotePort !== undefined && flags.stream !== undefined)
-    throw new DstreamError('ERR_USAGE', '--remote-port and --stream are alternatives; give one');
-  const streamName = flags.stream ?? String(parsePort(flags.remotePort ?? '22', '--remote-port'));
-  const nameProblem = streamNameProblem(streamName);
-  if (nameProblem) throw new DstreamError('ERR_USAGE', `--stream: ${nameProblem}`);
-  const port = parsePort(flags.localPort, '--local-port', true);
+  const forwards = forwardsFrom(flags);
+  const heartbeatMs = parseSeconds(flags.heartbeatInterval, '--heartbeat-interval');
+  const target = hubTarget(credential, readCa(flags.ca));
   const logger = commandLogger(ctx, flags);
   warnIfPlainText(credential.hub, logger);
-  const proxy = await startProxy(
-    {
-      credential,
-      target: hubTarget(credential, readCa(flags.ca)),
-      deviceId: flags.device,
-      streamName,
-      bindHost: flags.bind,
-      heartbeatMs: parseSeconds(flags.heartbeatInterval, '--heartbeat-interval'),
-      port,
-    },
-    logger,
-  );
-  logger.info(`proxy listening on ${flags.bind}:${proxy.port}`, {
-    port: proxy.port,
-    device: flags.device,
-    stream: streamName,
-  });
-  await serveUntilStopped(ctx, logger, () => proxy.close());
+  const proxies: Proxy[] = [];
+  const closeAll = async (): Promise<void> => {
+    await Promise.all(proxies.map((p) => p.close()));
+  };
+  try {
+    for (const f of forwards) {
+      const proxy = await startProxy(
+        {
+          credential,
+          target,
+          deviceId: f.deviceId,
+          streamName: f.streamName,
+          bindHost: f.bind,
+          port: f.port,
+          heartbeatMs,
+        },
+        logger,
+      );
+      proxies.push(proxy);
+      logger.info(`proxy listening on ${f.bind}:${proxy.port}`, {
+        port: proxy.port,
+        device: f.deviceId,
+        stream: f.streamName,
+      });
+    }
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+  await serveUntilStopped(ctx, logger, closeAll);
 }
 
 export function registerProxyCommand(program: Command, ctx: CommandContext): void {
@@ -66,8 +98,14 @@ export function registerProxyCommand(program: Command, ctx: CommandContext): voi
     .description(
       'run on your machine: every local TCP connection gets its own stream to the device',
     )
-    .requiredOption('--device <id>', 'device to reach')
-    .requiredOption('--local-port <port>', 'local port to listen on (0 picks one)')
+    .option(
+      '-L <[bind:]port:device:remote>',
+      'forward a local port to a device port or named stream (repeatable, OpenSSH syntax)',
+      (value: string, previous: string[]) => [...previous, value],
+      [],
+    )
+    .option('--device <id>', 'device to reach (with --local-port: one forward)')
+    .option('--local-port <port>', 'local port to listen on (0 picks one)')
     .option('--remote-port <port>', 'remote port on the device (the stream name; default 22)')
     .option('--stream <name>', "named stream instead of a port (the agent's --target NAME)")
     .option('--bind <address>', 'local address to listen on', '127.0.0.1')

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConnectionString } from '../../src/auth/connection-string.js';
 import { runCli, runCliWithInput, spawnCli, startCliHub, type CliTunnel } from '../helpers/cli.js';
-import { startEchoServer } from '../helpers/servers.js';
+import { startEchoServer, startServer } from '../helpers/servers.js';
+import { dial, readAll } from '../helpers/net.js';
 import { randomBytes } from 'node:crypto';
 import { certificateFingerprint, createSelfSignedCertificate } from '../../src/tls/self-signed.js';
 import { makeTempDir } from '../helpers/hub.js';
@@ -111,14 +112,21 @@ describe('CLI: bad input is one clear line and a non-zero exit', () => {
     expect(r.code).toBe(code);
   });
 
-  it('commander usage errors exit 2 without a stack', async () => {
-    const missing = await runCli(['proxy', '--local-port', '1']);
-    expect(missing.code).toBe(2);
-    expect(missing.stderr).toContain("error: required option '--device <id>' not specified");
+  it('usage errors exit 2 without a stack', async () => {
+    const missing = await runCli(['proxy', '--local-port', '1'], {
+      DSTREAM_SERVICE_CONNECTION_STRING: `HostName=h;SharedAccessKeyName=s;SharedAccessKey=${key}`,
+    });
+    expect(missing).toMatchObject({
+      code: 2,
+      stderr: 'error: --device and --local-port go together\n',
+    });
     const unknown = await runCli(['teleport']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("error: unknown command 'teleport'");
-    expectNoStack(missing.stderr + unknown.stderr);
+    const badOption = await runCli(['hub', '--no-such-option']);
+    expect(badOption.code).toBe(2);
+    expect(badOption.stderr).toContain("error: unknown option '--no-such-option'");
+    expectNoStack(missing.stderr + unknown.stderr + badOption.stderr);
   });
 
   it('an unreachable hub is a one-line error with exit 1', async () => {
@@ -451,6 +459,35 @@ describe('dstream connect (stdio)', () => {
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe(payload);
     expect(r.code).toBe(0);
+  });
+
+  it('proxy -L twice: one process forwards to two devices', async () => {
+    const tagged = await startServer((sock) =>
+      sock.on('data', (d: Buffer) => sock.end(`pi2 got ${d.toString()}`)),
+    );
+    const added = await runCli(['device', 'add', 'pi2'], env);
+    const agent2 = spawnCli(['agent', '--target', `svc=127.0.0.1:${tagged.port}`], {
+      DSTREAM_DEVICE_CONNECTION_STRING: added.stdout.trim(),
+    });
+    await agent2.waitForLine(/connected to the hub/);
+    const proxy = spawnCli(['proxy', '-L', '0:pi:echo', '-L', '127.0.0.1:0:pi2:svc'], env);
+    await proxy.waitForLine(
+      /proxy listening on 127\.0\.0\.1:\d+[^\n]*\n[^\n]*proxy listening on 127\.0\.0\.1:\d+/,
+    );
+    const ports = [
+      ...proxy.output().matchAll(/proxy listening on 127\.0\.0\.1:(\d+) [^\n]*device=(\S+)/g),
+    ].map((m) => [m[2], Number(m[1])] as const);
+    const portOf = new Map(ports);
+    const a = await dial(portOf.get('pi') ?? 0);
+    a.end('to pi');
+    const b = await dial(portOf.get('pi2') ?? 0);
+    b.write('to pi2');
+    expect((await readAll(a)).toString()).toBe('to pi');
+    expect((await readAll(b)).toString()).toBe('pi2 got to pi2');
+    b.destroy();
+    expect(await proxy.stop()).toBe(0);
+    await agent2.stop();
+    await tagged.close();
   });
 
   it('a rejected stream: one error line on stderr, nothing on stdout, exit 1', async () => {
