@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { DstreamError } from '../errors.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
-import { startProxy, type Proxy } from '../proxy/proxy.js';
+import { startProxy } from '../proxy/proxy.js';
+import { startSocksProxy } from '../proxy/socks-server.js';
 import { parseForward, type Forward } from '../proxy/forward-spec.js';
 import { hubTarget } from '../service/credentials.js';
 import {
@@ -27,8 +28,19 @@ interface ProxyFlags extends LogFlags {
   readonly stream?: string;
   readonly bind: string;
   readonly L: string[];
+  readonly socks?: string;
   readonly ca?: string;
   readonly heartbeatInterval: string;
+}
+
+/** `--socks [BIND:]PORT`. */
+function parseSocksListen(text: string, defaultBind: string): { bind: string; port: number } {
+  const m = /^(?:(.+):)?(\d{1,5})$/.exec(text);
+  if (!m) throw new DstreamError('ERR_USAGE', `--socks ${text}: expected [BIND:]PORT, e.g. 1080`);
+  return {
+    bind: m[1]?.replace(/^\[|\]$/g, '') ?? defaultBind,
+    port: parsePort(m[2] ?? '', '--socks', true),
+  };
 }
 
 /** The forwards asked for: every -L, plus the --device/--local-port shorthand. */
@@ -46,9 +58,9 @@ function forwardsFrom(flags: ProxyFlags): Forward[] {
       streamName: streamNameFrom(flags),
     });
   }
-  if (forwards.length === 0)
+  if (forwards.length === 0 && flags.socks === undefined)
     throw new DstreamError('ERR_USAGE', 'nothing to forward', {
-      hint: 'Give --device ID --local-port PORT, or one or more -L PORT:DEVICE:REMOTE.',
+      hint: 'Give --device ID --local-port PORT, one or more -L PORT:DEVICE:REMOTE, or --socks PORT.',
     });
   return forwards;
 }
@@ -57,11 +69,12 @@ function forwardsFrom(flags: ProxyFlags): Forward[] {
 export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<void> {
   const credential = serviceCredential(flags.connectionString, ctx);
   const forwards = forwardsFrom(flags);
+  const socks = flags.socks === undefined ? undefined : parseSocksListen(flags.socks, flags.bind);
   const heartbeatMs = parseSeconds(flags.heartbeatInterval, '--heartbeat-interval');
   const target = hubTarget(credential, readCa(flags.ca));
   const logger = commandLogger(ctx, flags);
   warnIfPlainText(credential.hub, logger);
-  const proxies: Proxy[] = [];
+  const proxies: { close(): Promise<void> }[] = [];
   const closeAll = async (): Promise<void> => {
     await Promise.all(proxies.map((p) => p.close()));
   };
@@ -86,6 +99,14 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
         stream: f.streamName,
       });
     }
+    if (socks) {
+      const server = await startSocksProxy(
+        { credential, target, bindHost: socks.bind, port: socks.port, heartbeatMs },
+        logger,
+      );
+      proxies.push(server);
+      logger.info(`SOCKS5 proxy listening on ${socks.bind}:${server.port}`, { port: server.port });
+    }
   } catch (error) {
     await closeAll();
     throw error;
@@ -104,6 +125,7 @@ export function registerProxyCommand(program: Command, ctx: CommandContext): voi
       (value: string, previous: string[]) => [...previous, value],
       [],
     )
+    .option('--socks <[bind:]port>', 'a SOCKS5 server: host = device ID, port = remote port')
     .option('--device <id>', 'device to reach (with --local-port: one forward)')
     .option('--local-port <port>', 'local port to listen on (0 picks one)')
     .option('--remote-port <port>', 'remote port on the device (the stream name; default 22)')
