@@ -6,9 +6,10 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { listen } from '../net/listen.js';
 import type { Duplex } from 'node:stream';
 import type { HubAddress } from '../auth/connection-string.js';
-import { DstreamError, describeError } from '../errors.js';
+import { describeError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { deviceIdProblem, streamNameProblem } from '../protocol/identifiers.js';
 import { defaultGuardOptions, Guard, type GuardOptions } from './guard.js';
@@ -259,28 +260,12 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     socket.destroy();
   });
 
-  await new Promise<void>((resolve, reject) => {
-    const onError = (error: NodeJS.ErrnoException): void => {
-      reject(
-        new DstreamError(
-          'ERR_LISTEN',
-          `cannot listen on ${options.host}:${options.port}: ${describeError(error)}`,
-          {
-            hint:
-              error.code === 'EADDRINUSE'
-                ? 'Another process uses that port; pick another with --listen.'
-                : undefined,
-            cause: error,
-          },
-        ),
-      );
-    };
-    server.once('error', onError);
-    server.listen(options.port, options.host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
+  await listen(
+    server,
+    options.host,
+    options.port,
+    'Another process uses that port; pick another with --listen.',
+  );
   server.on('error', (error) => logger.error('server error', { error: error.message }));
   const port = (server.address() as AddressInfo).port;
   const publicUrl = options.publicUrl ?? derivePublicUrl(options.host, port, options.tls !== null);

@@ -2,8 +2,9 @@ import { EventEmitter } from 'node:events';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { ServiceConnectionString } from '../auth/connection-string.js';
-import { DstreamError, describeError, isDstreamError } from '../errors.js';
+import { describeError, isDstreamError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import { listen } from '../net/listen.js';
 import { bridge, type BridgeResult } from '../net/bridge.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import type { HubTarget } from '../net/hub-client.js';
@@ -119,21 +120,7 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
     );
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) =>
-      reject(
-        new DstreamError(
-          'ERR_LISTEN',
-          `cannot listen on ${options.bindHost}:${options.port}: ${describeError(error)}`,
-          {
-            hint: error.code === 'EADDRINUSE' ? 'Pick another --local-port.' : undefined,
-            cause: error,
-          },
-        ),
-      ),
-    );
-    server.listen(options.port, options.bindHost, () => resolve());
-  });
+  await listen(server, options.bindHost, options.port, 'Pick another --local-port.');
   server.on('error', (error) => logger.error('proxy listener error', { error: error.message }));
   const port = (server.address() as AddressInfo).port;
 

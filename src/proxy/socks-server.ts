@@ -4,6 +4,7 @@ import type { ServiceConnectionString } from '../auth/connection-string.js';
 import { DstreamError, describeError, isDstreamError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { bridge } from '../net/bridge.js';
+import { listen } from '../net/listen.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import type { HubTarget } from '../net/hub-client.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
@@ -170,18 +171,7 @@ export async function startSocksProxy(
     }
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) =>
-      reject(
-        new DstreamError(
-          'ERR_LISTEN',
-          `cannot listen on ${options.bindHost}:${options.port}: ${describeError(error)}`,
-          { cause: error },
-        ),
-      ),
-    );
-    server.listen(options.port, options.bindHost, () => resolve());
-  });
+  await listen(server, options.bindHost, options.port, 'Pick another --socks port.');
   server.on('error', (error) => logger.error('SOCKS listener error', { error: error.message }));
   const emitter = new EventEmitter();
   return Object.defineProperties(
