@@ -5,6 +5,7 @@ import { registerConnectCommand } from './commands/connect.js';
 import type { CommandContext } from './commands/common.js';
 import { registerDeviceCommands } from './commands/device.js';
 import { registerHubCommand } from './commands/hub.js';
+import { registerLoginCommands } from './commands/login.js';
 import { registerPolicyCommands } from './commands/policy.js';
 import { registerProxyCommand } from './commands/proxy.js';
 import { exitCodeFor, isDstreamError } from './errors.js';
@@ -53,6 +54,7 @@ Quick start:
   registerAgentCommand(program, ctx);
   registerProxyCommand(program, ctx);
   registerConnectCommand(program, ctx);
+  registerLoginCommands(program, ctx);
   program.exitOverride();
   for (const cmd of program.commands) {
     cmd.exitOverride();

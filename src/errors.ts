@@ -26,7 +26,9 @@ export type ErrorCode =
   | 'ERR_HUB_RESPONSE'
   | 'ERR_DATA_DIR'
   | 'ERR_LISTEN'
-  | 'ERR_PROTOCOL';
+  | 'ERR_PROTOCOL'
+  | 'ERR_PROFILE_NOT_FOUND'
+  | 'ERR_PROFILE_STORE';
 
 export interface DstreamErrorOptions {
   /** What the user can do about it; printed under the message. */
@@ -52,6 +54,7 @@ const usageCodes: ReadonlySet<ErrorCode> = new Set([
   'ERR_USAGE',
   'ERR_CONNECTION_STRING_MISSING',
   'ERR_CONNECTION_STRING_INVALID',
+  'ERR_PROFILE_NOT_FOUND',
 ]);
 
 /** The process exit code for an error (documented in docs/cli.md). */

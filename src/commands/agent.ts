@@ -4,8 +4,9 @@ import { buildAllowList } from '../agent/allow-list.js';
 import { formatHostPort } from '../auth/connection-string.js';
 import {
   commandLogger,
-  deviceCredential,
-  readCa,
+  deviceAccess,
+  withCredentialOptions,
+  type CredentialFlags,
   type CommandContext,
   type LogFlags,
   warnIfPlainText,
@@ -15,11 +16,9 @@ import {
   withHeartbeatOption,
 } from './common.js';
 
-interface AgentFlags extends LogFlags {
-  readonly connectionString?: string;
+interface AgentFlags extends LogFlags, CredentialFlags {
   readonly port: string[];
   readonly target: string[];
-  readonly ca?: string;
   readonly heartbeatInterval: string;
 }
 
@@ -27,9 +26,8 @@ const collect = (value: string, previous: string[]): string[] => [...previous, v
 
 /** `dstream agent`: run on the device, serve stream requests from the allow-list. */
 export async function runAgent(flags: AgentFlags, ctx: CommandContext): Promise<void> {
-  const credential = deviceCredential(flags.connectionString, ctx);
+  const { credential, ca } = deviceAccess(flags, ctx);
   const allow = buildAllowList(flags.port, flags.target);
-  const ca = readCa(flags.ca);
   const logger = commandLogger(ctx, flags);
   warnIfPlainText(credential.hub, logger);
   const allowed = [...allow]
@@ -49,13 +47,9 @@ export async function runAgent(flags: AgentFlags, ctx: CommandContext): Promise<
 }
 
 export function registerAgentCommand(program: Command, ctx: CommandContext): void {
-  withHeartbeatOption(withLogOptions(program.command('agent')))
+  withCredentialOptions(withHeartbeatOption(withLogOptions(program.command('agent'))), 'device')
     .description(
       'run on the device: keep a connection to the hub and pipe allowed streams to local ports',
-    )
-    .option(
-      '--connection-string <cs>',
-      'device connection string (default: $DSTREAM_DEVICE_CONNECTION_STRING)',
     )
     .option('--port <port>', 'allow streams named PORT to 127.0.0.1:PORT (repeatable)', collect, [])
     .option(
@@ -64,7 +58,6 @@ export function registerAgentCommand(program: Command, ctx: CommandContext): voi
       collect,
       [],
     )
-    .option('--ca <file>', 'PEM CA certificate to verify the hub with')
     .addHelpText(
       'after',
       '\nExample:\n  dstream agent --connection-string "$(cat pi-01.connection-string)" --port 22',

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,15 @@ import {
 import { DstreamError, describeError } from '../errors.js';
 import { createLogger, type Logger, type LogLevel } from '../log/logger.js';
 import { streamNameProblem } from '../protocol/identifiers.js';
+import {
+  defaultProfileName,
+  profileNameProblem,
+  profilesFile,
+  ProfileStore,
+  type Profile,
+} from '../config/profile-store.js';
+import type { HubTarget } from '../net/hub-client.js';
+import { hubTarget } from '../service/credentials.js';
 
 /** What every command receives from the CLI edge, instead of reading process globals. */
 export interface CommandContext {
@@ -37,6 +46,7 @@ export interface LogFlags {
 
 export const deviceEnvVar = 'DSTREAM_DEVICE_CONNECTION_STRING';
 export const serviceEnvVar = 'DSTREAM_SERVICE_CONNECTION_STRING';
+export const profileEnvVar = 'DSTREAM_PROFILE';
 
 /** A logger for a command: text (coloured on a TTY unless NO_COLOR) or JSON lines, on stderr. */
 export function commandLogger(ctx: CommandContext, flags: LogFlags): Logger {
@@ -45,52 +55,140 @@ export function commandLogger(ctx: CommandContext, flags: LogFlags): Logger {
   return createLogger({ level, format: flags.json ? 'json' : 'text', color });
 }
 
+/** The flags every command that talks to a hub takes (see withCredentialOptions). */
+export interface CredentialFlags {
+  readonly connectionString?: string;
+  readonly profile?: string;
+  readonly ca?: string;
+}
+
+/** Where saved profiles live: $XDG_CONFIG_HOME/dstream (or the platform's equivalent). */
+export function profilesDir(ctx: CommandContext): string {
+  const home = ctx.env.HOME ?? homedir();
+  if (ctx.platform === 'win32')
+    return join(ctx.env.APPDATA ?? join(home, 'AppData', 'Roaming'), 'dstream');
+  if (ctx.platform === 'darwin') return join(home, 'Library', 'Preferences', 'dstream');
+  return join(ctx.env.XDG_CONFIG_HOME || join(home, '.config'), 'dstream');
+}
+
+/** The profile store; created on first use. */
+export function openProfiles(ctx: CommandContext): ProfileStore {
+  return new ProfileStore(profilesDir(ctx));
+}
+
+/** The profile store if one was ever saved (reading must not create files). */
+export function existingProfiles(ctx: CommandContext): ProfileStore | undefined {
+  const dir = profilesDir(ctx);
+  return existsSync(join(dir, profilesFile)) ? new ProfileStore(dir) : undefined;
+}
+
+/** A saved profile, or a clear error naming the ones there are. */
+function loadProfile(ctx: CommandContext, name: string, via: string): Profile {
+  const problem = profileNameProblem(name);
+  if (problem) throw new DstreamError('ERR_USAGE', `${via}: ${problem}`);
+  const profile = existingProfiles(ctx)?.get(name);
+  if (!profile)
+    throw new DstreamError('ERR_PROFILE_NOT_FOUND', `no saved profile '${name}' (${via})`, {
+      hint: 'List them with `dstream profiles`; save one with `dstream login <connection-string>`.',
+    });
+  return profile;
+}
+
+interface Resolved {
+  readonly raw: string;
+  readonly caFile: string | undefined;
+  /** Where it came from, for error messages. */
+  readonly source: string;
+}
+
+/**
+ * The connection string and CA file to use, by precedence: --connection-string, --profile,
+ * the kind's environment variable, $DSTREAM_PROFILE, then the saved 'default' profile.
+ * Flags beat the environment, and the environment beats what was saved (docs/cli.md).
+ */
 function resolveRaw(
-  flag: string | undefined,
+  flags: CredentialFlags,
   ctx: CommandContext,
   envVar: string,
   kind: string,
-): string {
-  const raw = flag ?? ctx.env[envVar];
-  if (raw === undefined || raw.trim() === '')
-    throw new DstreamError('ERR_CONNECTION_STRING_MISSING', `no ${kind} connection string`, {
-      hint: `Pass --connection-string or set ${envVar}.`,
-    });
-  return raw;
+): Resolved {
+  const fromProfile = (name: string, p: Profile): Resolved => ({
+    raw: p.connectionString,
+    caFile: flags.ca ?? p.ca,
+    source: `profile '${name}'`,
+  });
+  if (flags.connectionString !== undefined && flags.profile !== undefined)
+    throw new DstreamError(
+      'ERR_USAGE',
+      '--connection-string and --profile are alternatives; give one',
+    );
+  if (flags.profile !== undefined)
+    return fromProfile(flags.profile, loadProfile(ctx, flags.profile, '--profile'));
+  const raw = flags.connectionString ?? ctx.env[envVar];
+  if (raw !== undefined && raw.trim() !== '')
+    return {
+      raw,
+      caFile: flags.ca,
+      source: flags.connectionString !== undefined ? '--connection-string' : `$${envVar}`,
+    };
+  if (flags.connectionString !== undefined)
+    throw new DstreamError('ERR_CONNECTION_STRING_MISSING', '--connection-string is empty');
+  const named = ctx.env[profileEnvVar];
+  if (named !== undefined && named !== '')
+    return fromProfile(named, loadProfile(ctx, named, `$${profileEnvVar}`));
+  const saved = existingProfiles(ctx)?.get(defaultProfileName);
+  if (saved) return fromProfile(defaultProfileName, saved);
+  throw new DstreamError('ERR_CONNECTION_STRING_MISSING', `no ${kind} connection string`, {
+    hint: `Pass --connection-string, set ${envVar}, or save one with \`dstream login\`.`,
+  });
 }
 
-/** The device credential from --connection-string or DSTREAM_DEVICE_CONNECTION_STRING. */
-export function deviceCredential(
-  flag: string | undefined,
+/** The device credential (see resolveRaw for where it comes from) and the CA to trust. */
+export function deviceAccess(
+  flags: CredentialFlags,
   ctx: CommandContext,
-): DeviceConnectionString {
-  const cs = parseConnectionString(resolveRaw(flag, ctx, deviceEnvVar, 'device'));
+): { readonly credential: DeviceConnectionString; readonly ca: string | undefined } {
+  const { raw, caFile, source } = resolveRaw(flags, ctx, deviceEnvVar, 'device');
+  const cs = parseConnectionString(raw);
   if (cs.kind !== 'device')
     throw new DstreamError(
       'ERR_CONNECTION_STRING_INVALID',
-      'this is a service connection string; the agent needs a device one',
+      `${source} holds a service connection string; the agent needs a device one`,
       {
         hint: 'Create one with `dstream device add <id>`.',
       },
     );
-  return cs;
+  return { credential: cs, ca: readCa(caFile) };
 }
 
-/** The service credential from --connection-string or DSTREAM_SERVICE_CONNECTION_STRING. */
-export function serviceCredential(
-  flag: string | undefined,
+/** The service credential (see resolveRaw for where it comes from) and how to reach its hub. */
+export function serviceAccess(
+  flags: CredentialFlags,
   ctx: CommandContext,
-): ServiceConnectionString {
-  const cs = parseConnectionString(resolveRaw(flag, ctx, serviceEnvVar, 'service'));
+): { readonly credential: ServiceConnectionString; readonly target: HubTarget } {
+  const { raw, caFile, source } = resolveRaw(flags, ctx, serviceEnvVar, 'service');
+  const cs = parseConnectionString(raw);
   if (cs.kind !== 'service')
     throw new DstreamError(
       'ERR_CONNECTION_STRING_INVALID',
-      'this is a device connection string; this command needs a service one',
+      `${source} holds a device connection string; this command needs a service one`,
       {
         hint: 'Print the service connection string with `dstream hub init` on the hub.',
       },
     );
-  return cs;
+  return { credential: cs, target: hubTarget(cs, readCa(caFile)) };
+}
+
+/** --connection-string, --profile and --ca, worded for a device or a service credential. */
+export function withCredentialOptions(cmd: Command, kind: 'device' | 'service'): Command {
+  const envVar = kind === 'device' ? deviceEnvVar : serviceEnvVar;
+  return cmd
+    .option('--connection-string <cs>', `${kind} connection string (default: $${envVar})`)
+    .option(
+      '--profile <name>',
+      `saved profile to use (default: $${profileEnvVar}, else 'default'; see dstream login)`,
+    )
+    .option('--ca <file>', 'PEM CA certificate to verify the hub with');
 }
 
 /** Read a --ca PEM file. */

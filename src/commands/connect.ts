@@ -4,23 +4,21 @@ import { DstreamError } from '../errors.js';
 import { bridge, type BridgeResult } from '../net/bridge.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
-import { hubTarget } from '../service/credentials.js';
 import { openServiceStream } from '../service/stream-client.js';
 import {
   commandLogger,
   streamNameFrom,
-  readCa,
-  serviceCredential,
+  serviceAccess,
+  withCredentialOptions,
+  type CredentialFlags,
   warnIfPlainText,
   type CommandContext,
   type LogFlags,
 } from './common.js';
 
-interface ConnectFlags extends LogFlags {
-  readonly connectionString?: string;
+interface ConnectFlags extends LogFlags, CredentialFlags {
   readonly remotePort?: string;
   readonly stream?: string;
-  readonly ca?: string;
 }
 
 /**
@@ -33,13 +31,13 @@ export async function runConnect(
   flags: ConnectFlags,
   ctx: CommandContext,
 ): Promise<void> {
-  const credential = serviceCredential(flags.connectionString, ctx);
+  const { credential, target } = serviceAccess(flags, ctx);
   const idProblem = deviceIdProblem(device);
   if (idProblem) throw new DstreamError('ERR_USAGE', idProblem);
   const streamName = streamNameFrom(flags);
   const logger = commandLogger(ctx, { ...flags, quiet: !flags.verbose });
   warnIfPlainText(credential.hub, logger);
-  const ws = await openServiceStream(credential, hubTarget(credential, readCa(flags.ca)), {
+  const ws = await openServiceStream(credential, target, {
     deviceId: device,
     streamName,
   });
@@ -64,16 +62,10 @@ export async function runConnect(
 }
 
 export function registerConnectCommand(program: Command, ctx: CommandContext): void {
-  program
-    .command('connect <device>')
+  withCredentialOptions(program.command('connect <device>'), 'service')
     .description('one stream on stdin/stdout, for ssh -o ProxyCommand (messages go to stderr)')
     .option('--remote-port <port>', 'remote port on the device (the stream name; default 22)')
     .option('--stream <name>', "named stream instead of a port (the agent's --target NAME)")
-    .option(
-      '--connection-string <cs>',
-      'service connection string (default: $DSTREAM_SERVICE_CONNECTION_STRING)',
-    )
-    .option('--ca <file>', 'PEM CA certificate to verify the hub with')
     .option('-v, --verbose', 'log to stderr (otherwise only errors)')
     .addHelpText(
       'after',

@@ -2,20 +2,23 @@ import type { Command } from 'commander';
 import { DstreamError } from '../errors.js';
 import { withSpinner } from '../log/spinner.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
-import { hubTarget } from '../service/credentials.js';
 import { RegistryClient, type DeviceInfo } from '../service/registry-client.js';
-import { readCa, serviceCredential, type CommandContext } from './common.js';
+import {
+  serviceAccess,
+  withCredentialOptions,
+  type CommandContext,
+  type CredentialFlags,
+} from './common.js';
+import { formatTable } from './table.js';
 
-interface DeviceFlags {
-  readonly connectionString?: string;
-  readonly ca?: string;
+interface DeviceFlags extends CredentialFlags {
   readonly json?: boolean;
   readonly quiet?: boolean;
 }
 
 function client(flags: DeviceFlags, ctx: CommandContext): RegistryClient {
-  const cs = serviceCredential(flags.connectionString, ctx);
-  return new RegistryClient(cs, hubTarget(cs, readCa(flags.ca)));
+  const { credential, target } = serviceAccess(flags, ctx);
+  return new RegistryClient(credential, target);
 }
 
 function checkId(id: string): string {
@@ -43,17 +46,7 @@ function table(devices: readonly DeviceInfo[]): string {
       d.lastActivityTime ?? 'never',
     ]),
   ];
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  return (
-    rows
-      .map((r) =>
-        r
-          .map((c, i) => c.padEnd(widths[i] ?? 0))
-          .join('  ')
-          .trimEnd(),
-      )
-      .join('\n') + '\n'
-  );
+  return formatTable(rows);
 }
 
 function details(d: DeviceInfo): string {
@@ -76,13 +69,7 @@ export function registerDeviceCommands(program: Command, ctx: CommandContext): v
     .description("manage the hub's device registry (needs the service connection string)")
     .addHelpText('after', '\nExample:\n  dstream device add pi-01 > pi-01.connection-string');
   const common = (cmd: Command): Command =>
-    cmd
-      .option(
-        '--connection-string <cs>',
-        'service connection string (default: $DSTREAM_SERVICE_CONNECTION_STRING)',
-      )
-      .option('--ca <file>', 'PEM CA certificate to verify the hub with')
-      .option('-q, --quiet', 'no spinner');
+    withCredentialOptions(cmd, 'service').option('-q, --quiet', 'no spinner');
 
   common(device.command('add <id>'))
     .description('register a device and print its connection string on stdout')

@@ -1,20 +1,22 @@
 import type { Command } from 'commander';
 import { DstreamError } from '../errors.js';
 import { allRights, type Right } from '../hub/registry.js';
-import { hubTarget } from '../service/credentials.js';
 import { PolicyClient } from '../service/policy-client.js';
-import { readCa, serviceCredential, type CommandContext } from './common.js';
+import {
+  serviceAccess,
+  withCredentialOptions,
+  type CommandContext,
+  type CredentialFlags,
+} from './common.js';
 
-interface PolicyFlags {
-  readonly connectionString?: string;
-  readonly ca?: string;
+interface PolicyFlags extends CredentialFlags {
   readonly json?: boolean;
   readonly rights?: string;
 }
 
 function client(flags: PolicyFlags, ctx: CommandContext): PolicyClient {
-  const cs = serviceCredential(flags.connectionString, ctx);
-  return new PolicyClient(cs, hubTarget(cs, readCa(flags.ca)));
+  const { credential, target } = serviceAccess(flags, ctx);
+  return new PolicyClient(credential, target);
 }
 
 function parseRights(text: string | undefined): Right[] {
@@ -39,13 +41,7 @@ export function registerPolicyCommands(program: Command, ctx: CommandContext): v
       'after',
       '\nExample:\n  dstream policy add support --rights ServiceConnect > support.cs',
     );
-  const common = (cmd: Command): Command =>
-    cmd
-      .option(
-        '--connection-string <cs>',
-        'service connection string (default: $DSTREAM_SERVICE_CONNECTION_STRING)',
-      )
-      .option('--ca <file>', 'PEM CA certificate to verify the hub with');
+  const common = (cmd: Command): Command => withCredentialOptions(cmd, 'service');
 
   common(policy.command('add <name>'))
     .description('create a policy and print its connection string on stdout')

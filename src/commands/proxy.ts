@@ -4,12 +4,12 @@ import { deviceIdProblem } from '../protocol/identifiers.js';
 import { startProxy } from '../proxy/proxy.js';
 import { startSocksProxy } from '../proxy/socks-server.js';
 import { parseForward, type Forward } from '../proxy/forward-spec.js';
-import { hubTarget } from '../service/credentials.js';
 import {
   commandLogger,
   parsePort,
-  readCa,
-  serviceCredential,
+  serviceAccess,
+  withCredentialOptions,
+  type CredentialFlags,
   type CommandContext,
   type LogFlags,
   warnIfPlainText,
@@ -20,8 +20,7 @@ import {
   streamNameFrom,
 } from './common.js';
 
-interface ProxyFlags extends LogFlags {
-  readonly connectionString?: string;
+interface ProxyFlags extends LogFlags, CredentialFlags {
   readonly device?: string;
   readonly localPort?: string;
   readonly remotePort?: string;
@@ -29,7 +28,6 @@ interface ProxyFlags extends LogFlags {
   readonly bind: string;
   readonly L: string[];
   readonly socks?: string;
-  readonly ca?: string;
   readonly heartbeatInterval: string;
 }
 
@@ -67,11 +65,10 @@ function forwardsFrom(flags: ProxyFlags): Forward[] {
 
 /** `dstream proxy`: listen locally; each connection becomes a stream to its device. */
 export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<void> {
-  const credential = serviceCredential(flags.connectionString, ctx);
+  const { credential, target } = serviceAccess(flags, ctx);
   const forwards = forwardsFrom(flags);
   const socks = flags.socks === undefined ? undefined : parseSocksListen(flags.socks, flags.bind);
   const heartbeatMs = parseSeconds(flags.heartbeatInterval, '--heartbeat-interval');
-  const target = hubTarget(credential, readCa(flags.ca));
   const logger = commandLogger(ctx, flags);
   warnIfPlainText(credential.hub, logger);
   const proxies: { close(): Promise<void> }[] = [];
@@ -115,7 +112,7 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
 }
 
 export function registerProxyCommand(program: Command, ctx: CommandContext): void {
-  withHeartbeatOption(withLogOptions(program.command('proxy')))
+  withCredentialOptions(withHeartbeatOption(withLogOptions(program.command('proxy'))), 'service')
     .description(
       'run on your machine: every local TCP connection gets its own stream to the device',
     )
@@ -131,11 +128,6 @@ export function registerProxyCommand(program: Command, ctx: CommandContext): voi
     .option('--remote-port <port>', 'remote port on the device (the stream name; default 22)')
     .option('--stream <name>', "named stream instead of a port (the agent's --target NAME)")
     .option('--bind <address>', 'local address to listen on', '127.0.0.1')
-    .option(
-      '--connection-string <cs>',
-      'service connection string (default: $DSTREAM_SERVICE_CONNECTION_STRING)',
-    )
-    .option('--ca <file>', 'PEM CA certificate to verify the hub with')
     .addHelpText(
       'after',
       '\nExample:\n  dstream proxy --device pi-01 --local-port 2222 --remote-port 22\n  ssh -p 2222 pi@localhost',

@@ -21,13 +21,13 @@ describe('CLI: bad input is one clear line and a non-zero exit', () => {
       ['agent', '--port', '22'],
       {},
       2,
-      'error: no device connection string\nhint: Pass --connection-string or set DSTREAM_DEVICE_CONNECTION_STRING.\n',
+      'error: no device connection string\nhint: Pass --connection-string, set DSTREAM_DEVICE_CONNECTION_STRING, or save one with `dstream login`.\n',
     ],
     [
       ['proxy', '--device', 'pi', '--local-port', '2222'],
       {},
       2,
-      'error: no service connection string\nhint: Pass --connection-string or set DSTREAM_SERVICE_CONNECTION_STRING.\n',
+      'error: no service connection string\nhint: Pass --connection-string, set DSTREAM_SERVICE_CONNECTION_STRING, or save one with `dstream login`.\n',
     ],
     [
       ['device', 'list'],
@@ -45,7 +45,7 @@ describe('CLI: bad input is one clear line and a non-zero exit', () => {
       ],
       {},
       2,
-      'error: this is a service connection string; the agent needs a device one\nhint: Create one with `dstream device add <id>`.\n',
+      'error: --connection-string holds a service connection string; the agent needs a device one\nhint: Create one with `dstream device add <id>`.\n',
     ],
     [
       [

@@ -1,13 +1,24 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The built CLI (npm test builds first). */
 export const cliPath = fileURLToPath(new URL('../../bin/dstream.js', import.meta.url));
 
+// Profiles saved on the developer's machine must not leak into tests: an empty config dir.
+const isolatedConfigHome = mkdtempSync(join(tmpdir(), 'dstream-xdg-'));
+
 const baseEnv = (): NodeJS.ProcessEnv => {
-  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    NO_COLOR: '1',
+    XDG_CONFIG_HOME: isolatedConfigHome,
+  };
   delete env.DSTREAM_SERVICE_CONNECTION_STRING;
   delete env.DSTREAM_DEVICE_CONNECTION_STRING;
+  delete env.DSTREAM_PROFILE;
   return env;
 };
 
