@@ -44,6 +44,7 @@ interface HubFlags extends LogFlags {
   readonly maxControlMessageBytes?: string;
   readonly headersTimeout?: string;
   readonly auditLog?: string;
+  readonly metrics?: string;
 }
 
 /** Validated hub settings. */
@@ -188,6 +189,9 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
       'ERR_USAGE',
       `--audit-log ${auditWhere}: expected file, stderr, both or off`,
     );
+  const metrics = flags.metrics ?? 'local';
+  if (metrics !== 'local' && metrics !== 'open' && metrics !== 'off')
+    throw new DstreamError('ERR_USAGE', `--metrics ${metrics}: expected local, open or off`);
   const state = openDataDir(s, logger);
   let audit: AuditLog;
   try {
@@ -220,6 +224,8 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
         registry: state.registry,
         tls: state.tls,
         publicUrl,
+        audit,
+        metrics,
         ...tuning,
       },
       logger,
@@ -289,6 +295,11 @@ export function registerHubCommand(program: Command, ctx: CommandContext): void 
       'file',
     )
     .option('--headers-timeout <seconds>', 'time a client has to send request headers (default 15)')
+    .option(
+      '--metrics <who>',
+      'who may GET /metrics (Prometheus): local (loopback clients), open, off',
+      'local',
+    )
     .description('run the hub: device registry, stream orchestration and the streaming endpoint')
     .addHelpText(
       'after',

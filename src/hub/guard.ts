@@ -10,6 +10,9 @@ import {
 import type { DeviceRecord, PolicyRecord, Registry, Right } from './registry.js';
 import { sendError } from './http-util.js';
 
+/** Which credential failed: a device key, a service policy, or a stream token. */
+export type AuthFailureKind = 'device' | 'service' | 'stream';
+
 export interface GuardOptions {
   /** Longest token validity accepted, seconds from now. */
   readonly maxTokenLifetimeSeconds: number;
@@ -57,6 +60,8 @@ export class Guard {
     private readonly registry: Registry,
     private readonly logger: Logger,
     readonly options: GuardOptions,
+    /** Told of every failed authentication (metrics). */
+    private readonly onFailure: (kind: AuthFailureKind) => void = () => undefined,
   ) {}
 
   /** Count a new connection; false means drop it (too many unauthenticated from this IP). */
@@ -114,7 +119,8 @@ export class Guard {
   }
 
   /** Count one failed authentication from `ip`. */
-  recordFailure(ip: string | undefined, now = Date.now()): void {
+  recordFailure(ip: string | undefined, kind: AuthFailureKind, now = Date.now()): void {
+    this.onFailure(kind);
     const key = ip ?? '?';
     const entry = this.#failures.get(key);
     if (!entry || now - entry.start >= windowMs) {
@@ -129,9 +135,9 @@ export class Guard {
     if (this.#failures.size >= maxTrackedIps) this.#failures.clear();
   }
 
-  #settle<T>(req: IncomingMessage, result: AuthResult<T>): AuthResult<T> {
+  #settle<T>(req: IncomingMessage, kind: AuthFailureKind, result: AuthResult<T>): AuthResult<T> {
     if (result.ok) this.markAuthenticated(req.socket);
-    else if (result.status === 401) this.recordFailure(req.socket.remoteAddress);
+    else if (result.status === 401) this.recordFailure(req.socket.remoteAddress, kind);
     return result;
   }
 
@@ -142,6 +148,7 @@ export class Guard {
     const now = Date.now() / 1000;
     return this.#settle(
       req,
+      'service',
       authenticateService(
         this.registry,
         req.headers.authorization,
@@ -182,6 +189,7 @@ export class Guard {
     const now = Date.now() / 1000;
     return this.#settle(
       req,
+      'device',
       authenticateDevice(
         this.registry,
         req.headers.authorization,

@@ -133,3 +133,10 @@ export async function readBodyField(
     return undefined;
   }
 }
+
+/** True for 127.0.0.0/8, ::1 and their IPv4-mapped forms: a client on this machine. */
+export function isLoopbackAddress(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return v4.startsWith('127.') || address === '::1';
+}

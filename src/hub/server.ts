@@ -25,6 +25,8 @@ import { StreamEndpoint, type StreamEndInfo } from './stream-endpoint.js';
 import { noAuditLog, type AuditLog } from './audit-log.js';
 import { defaultLimits, type HubLimits } from './limits.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
+import { HubMetrics } from './metrics.js';
+import { isLoopbackAddress } from './http-util.js';
 
 export interface HubOptions {
   /** Listen address and port (0 picks a free port). */
@@ -49,7 +51,11 @@ export interface HubOptions {
   readonly headersTimeoutMs?: number | undefined;
   /** Where one JSON line per stream attempt goes (default: nowhere). */
   readonly audit?: AuditLog | undefined;
+  /** Who may GET /metrics: loopback clients only (default), anyone, or nobody. */
+  readonly metrics?: MetricsAccess | undefined;
 }
+
+export type MetricsAccess = 'local' | 'open' | 'off';
 
 export interface RunningHub {
   /** The bound port. */
@@ -60,6 +66,7 @@ export interface RunningHub {
   readonly control: ControlEndpoint;
   readonly streams: StreamEndpoint;
   readonly guard: Guard;
+  readonly metrics: HubMetrics;
   /**
    * Graceful shutdown: take no new streams or devices, tell devices to go elsewhere, let the
    * active streams finish for up to `timeoutMs`, then close. Resolves when closed.
@@ -76,7 +83,15 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   const heartbeat = new Heartbeat(options.heartbeatMs ?? defaultHeartbeatMs, 2, () =>
     logger.debug('dropped a silent socket (missed two pings)'),
   );
-  const guard = new Guard(registry, logger, { ...defaultGuardOptions, ...options.guard });
+  // Gauges are read at scrape time; `control` and `streams` exist by then.
+  const metrics = new HubMetrics({
+    connectedDevices: () => control.size,
+    activeStreams: () => streams.size,
+    bytesRelayed: () => streams.bytesRelayed(),
+  });
+  const guard = new Guard(registry, logger, { ...defaultGuardOptions, ...options.guard }, (kind) =>
+    metrics.authFailure(kind),
+  );
   const control = new ControlEndpoint(registry, logger, heartbeat, options.maxControlMessageBytes);
   const streams = new StreamEndpoint(logger, {
     pairTimeoutMs: options.pairTimeoutMs,
@@ -85,7 +100,16 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     guard,
   });
   let draining = false;
-  const audit = options.audit ?? noAuditLog;
+  const auditSink = options.audit ?? noAuditLog;
+  // Every stream attempt yields exactly one audit record, so outcomes are counted here.
+  const audit: AuditLog = {
+    ...auditSink,
+    write: (record) => {
+      metrics.streamEnded(record.outcome);
+      auditSink.write(record);
+    },
+  };
+  const metricsAccess = options.metrics ?? 'local';
   // Accepted streams are audited when they end, with their byte counts and duration.
   streams.on('stream-end', (info: StreamEndInfo) => {
     if (info.cancelled) return;
@@ -134,6 +158,19 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       return draining
         ? sendJson(res, 503, { status: 'draining' })
         : sendJson(res, 200, { status: 'ready' });
+    if (seg.length === 1 && seg[0] === 'metrics' && method === 'GET' && metricsAccess !== 'off') {
+      if (metricsAccess === 'local' && !isLoopbackAddress(req.socket.remoteAddress))
+        return sendError(
+          res,
+          403,
+          'Forbidden',
+          'metrics are served to loopback clients only (start the hub with --metrics open)',
+        );
+      const text = await metrics.render();
+      res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' });
+      res.end(text);
+      return;
+    }
     if (seg[0] === 'devices' && seg.length <= 3) {
       const id = seg[1] === '' ? undefined : seg[1];
       return handleRegistryApi(
@@ -165,6 +202,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
           draining: () => draining,
           guard,
           audit,
+          metrics,
         },
         req,
         res,
@@ -323,6 +361,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     control,
     streams,
     guard,
+    metrics,
     drain,
     close,
   };

@@ -41,6 +41,8 @@ interface StreamRecord {
   >;
   timer: NodeJS.Timeout | undefined;
   paired: boolean;
+  /** Bytes relayed so far, service->device (a) and device->service (b); live while paired. */
+  readonly counts: { a: number; b: number };
 }
 
 export interface CreatedStream {
@@ -90,6 +92,7 @@ export class StreamEndpoint extends EventEmitter {
   readonly #guard: Guard | undefined;
   /** Streams (waiting or relaying) per device, for the per-device limit. */
   readonly #perDevice = new Map<string, number>();
+  readonly #finishedBytes = { toDevice: 0, fromDevice: 0 };
 
   constructor(
     private readonly logger: Logger,
@@ -111,6 +114,16 @@ export class StreamEndpoint extends EventEmitter {
   /** Streams not yet finished (waiting or relaying). */
   get size(): number {
     return this.#streams.size;
+  }
+
+  /** Bytes relayed by all streams, finished and running, for metrics. O(open streams). */
+  bytesRelayed(): { toDevice: number; fromDevice: number } {
+    let { toDevice, fromDevice } = this.#finishedBytes;
+    for (const record of this.#streams.values()) {
+      toDevice += record.counts.a;
+      fromDevice += record.counts.b;
+    }
+    return { toDevice, fromDevice };
   }
 
   /** Streams of one device not yet finished. */
@@ -149,6 +162,7 @@ export class StreamEndpoint extends EventEmitter {
       early: new Map(),
       timer: undefined,
       paired: false,
+      counts: { a: 0, b: 0 },
     };
     record.timer = setTimeout(() => this.#expire(record), this.#pairTimeoutMs);
     this.#streams.set(id, record);
@@ -216,13 +230,13 @@ export class StreamEndpoint extends EventEmitter {
       return;
     }
     if (!record || !side || Date.now() - record.createdAt > this.#pairTimeoutMs) {
-      this.#guard?.recordFailure(remote);
+      this.#guard?.recordFailure(remote, 'stream');
       this.logger.warn('stream connection refused: unknown stream or invalid token', { remote });
       refuseUpgrade(socket, 401, 'IotHubUnauthorizedAccess', 'invalid or expired stream token');
       return;
     }
     if (record.used.has(side)) {
-      this.#guard?.recordFailure(remote);
+      this.#guard?.recordFailure(remote, 'stream');
       this.logger.warn('stream connection refused: token already used', {
         device: record.deviceId,
         side,
@@ -285,8 +299,12 @@ export class StreamEndpoint extends EventEmitter {
     });
     relay(service, device, {
       backlog: { a: fromService, b: fromDevice },
+      counts: record.counts,
       onEnd: (result) => {
         this.#remove(record);
+        // Live bytes are summed over #streams; once a record leaves it, its bytes count here.
+        this.#finishedBytes.toDevice += result.bytesAtoB;
+        this.#finishedBytes.fromDevice += result.bytesBtoA;
         this.#emitEnd(
           record,
           result.bytesAtoB,
@@ -296,9 +314,9 @@ export class StreamEndpoint extends EventEmitter {
         this.logger.info('stream ended', {
           device: record.deviceId,
           stream: record.name,
-          bytesToDevice: result.bytesAtoB,
-          bytesFromDevice: result.bytesBtoA,
-          ms: Date.now() - started,
+          toDeviceBytes: result.bytesAtoB,
+          fromDeviceBytes: result.bytesBtoA,
+          durationMs: Date.now() - started,
           closedBy: result.closedBy === 'a' ? 'service' : 'device',
           code: result.closeCode,
         });

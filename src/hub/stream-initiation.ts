@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log/logger.js';
 import { headers as h } from '../protocol/constants.js';
+import type { HubMetrics } from './metrics.js';
 import type { Guard } from './guard.js';
 import type { AuditLog, AuditOutcome } from './audit-log.js';
 import type { ControlEndpoint } from './control-endpoint.js';
@@ -20,6 +21,7 @@ export interface StreamInitiationContext {
   readonly limits: HubLimits;
   readonly guard: Guard;
   readonly audit: AuditLog;
+  readonly metrics?: HubMetrics;
   /** True once the hub is draining: no new streams. */
   readonly draining: () => boolean;
 }
@@ -201,6 +203,7 @@ export async function handleStreamInitiation(
         return sendJson(res, 200, { isAccepted: false, reason: why }, { [h.isAccepted]: 'False' });
       }
       // The audit line for an accepted stream is written when it ends, with its byte counts.
+      ctx.metrics?.streamAccepted(Date.now() - started);
       log.info('stream accepted', { id: stream.id });
       return sendJson(
         res,

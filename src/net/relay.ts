@@ -21,6 +21,8 @@ export interface RelayOptions {
   /** Messages each side sent before its partner arrived; relayed first, in order. */
   readonly backlog?: { readonly a: readonly EarlyMessage[]; readonly b: readonly EarlyMessage[] };
   readonly onEnd?: (result: RelayResult) => void;
+  /** A live tally of binary bytes a->b and b->a, for callers that report while the relay runs. */
+  readonly counts?: { a: number; b: number };
 }
 
 /** Close codes a peer may be sent (RFC 6455 7.4); anything else becomes peer-lost. */
@@ -37,7 +39,7 @@ function forwardable(code: number): number {
  */
 export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): void {
   const high = options.highWaterMark ?? defaultHighWaterMark;
-  const counts = { a: 0, b: 0 };
+  const counts = options.counts ?? { a: 0, b: 0 };
   let ended = false;
 
   const pipe = (

@@ -1,0 +1,124 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { AuditOutcome } from './audit-log.js';
+import type { AuthFailureKind } from './guard.js';
+
+/** What the metrics read from the running hub at scrape time. */
+export interface MetricsSources {
+  connectedDevices(): number;
+  activeStreams(): number;
+  bytesRelayed(): { readonly toDevice: number; readonly fromDevice: number };
+}
+
+const outcomes: readonly AuditOutcome[] = [
+  'completed',
+  'dropped',
+  'rejected',
+  'unauthorized',
+  'forbidden',
+  'not-found',
+  'offline',
+  'disabled',
+  'timeout',
+  'throttled',
+  'unavailable',
+  'invalid',
+];
+const failureKinds: readonly AuthFailureKind[] = ['device', 'service', 'stream'];
+
+/**
+ * The hub's Prometheus metrics, in a registry of its own (several hubs may share a process in
+ * tests). Gauges and byte counts are read from the hub when scraped, so the hot path pays
+ * nothing; events (stream outcomes, setup times, auth failures) are counted as they happen.
+ */
+export class HubMetrics {
+  readonly registry = new Registry();
+  readonly #streams: Counter<'outcome'>;
+  readonly #setup: Histogram;
+  readonly #authFailures: Counter<'kind'>;
+
+  constructor(sources: MetricsSources) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    new Gauge({
+      name: 'dstream_connected_devices',
+      help: 'Devices with a control connection to this hub.',
+      registers,
+      collect() {
+        this.set(sources.connectedDevices());
+      },
+    });
+    new Gauge({
+      name: 'dstream_active_streams',
+      help: 'Streams accepted and not yet finished (waiting for their second side or relaying).',
+      registers,
+      collect() {
+        this.set(sources.activeStreams());
+      },
+    });
+    // Counted from the relay's live tallies at scrape time. A stream's bytes move from the live
+    // sum to the finished total when it ends; holding the value monotonic hides the instant in
+    // between, which Prometheus would otherwise read as a counter reset.
+    const last = { to_device: 0, from_device: 0 };
+    new Counter({
+      name: 'dstream_relayed_bytes_total',
+      help: 'Stream payload bytes relayed, by direction.',
+      labelNames: ['direction'] as const,
+      registers,
+      collect() {
+        const now = sources.bytesRelayed();
+        for (const [direction, value] of [
+          ['to_device', now.toDevice],
+          ['from_device', now.fromDevice],
+        ] as const) {
+          if (value > last[direction]) {
+            this.inc({ direction }, value - last[direction]);
+            last[direction] = value;
+          } else this.inc({ direction }, 0);
+        }
+      },
+    });
+    this.#streams = new Counter({
+      name: 'dstream_streams_total',
+      help: 'Stream requests by outcome (as in the audit log): completed, rejected, offline, ...',
+      labelNames: ['outcome'] as const,
+      registers,
+    });
+    for (const outcome of outcomes) this.#streams.inc({ outcome }, 0);
+    this.#setup = new Histogram({
+      name: 'dstream_stream_setup_seconds',
+      help: "Time from a stream request's arrival to the device's acceptance.",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.#authFailures = new Counter({
+      name: 'dstream_auth_failures_total',
+      help: 'Failed authentications, by credential: device key, service policy, stream token.',
+      labelNames: ['kind'] as const,
+      registers,
+    });
+    for (const kind of failureKinds) this.#authFailures.inc({ kind }, 0);
+  }
+
+  /** One stream request ended (refused, rejected, or relayed and closed). */
+  streamEnded(outcome: AuditOutcome): void {
+    this.#streams.inc({ outcome });
+  }
+
+  /** A device accepted a stream `ms` after the request arrived. */
+  streamAccepted(ms: number): void {
+    this.#setup.observe(ms / 1000);
+  }
+
+  authFailure(kind: AuthFailureKind): void {
+    this.#authFailures.inc({ kind });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The Prometheus text exposition. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
