@@ -5,6 +5,7 @@ import type { DeviceConnectionString } from '../auth/connection-string.js';
 import { formatHostPort } from '../auth/connection-string.js';
 import { expiryIn, signSas } from '../auth/sas.js';
 import { describeError } from '../errors.js';
+import { streamEndFields } from '../log/stream-end.js';
 import type { Logger } from '../log/logger.js';
 import { bridge, type BridgeResult } from '../net/bridge.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
@@ -232,12 +233,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
                 target,
                 durationMs: Date.now() - started,
               };
-              log.info('stream ended', {
-                end: result.end,
-                bytesIn: result.bytesReceived,
-                bytesOut: result.bytesSent,
-                ms: end.durationMs,
-              });
+              log.info('stream ended', streamEndFields(result, end.durationMs));
               emitter.emit('stream-end', end);
             },
           });

@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
 import { Duplex } from 'node:stream';
+import { formatHostPort } from '../auth/connection-string.js';
 import { DstreamError } from '../errors.js';
+import { withSpinner } from '../log/spinner.js';
+import { streamEndFields } from '../log/stream-end.js';
 import { bridge, type BridgeResult } from '../net/bridge.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
@@ -37,23 +40,22 @@ export async function runConnect(
   const streamName = streamNameFrom(flags);
   const logger = commandLogger(ctx, { ...flags, quiet: !flags.verbose });
   warnIfPlainText(credential.hub, logger);
-  const ws = await openServiceStream(credential, target, {
-    deviceId: device,
-    streamName,
-  });
+  // ssh shows nothing until the stream is up; a spinner on the terminal says what is slow.
+  const ws = await withSpinner(
+    `connecting to ${device} through ${formatHostPort(target.host, target.port)}`,
+    ctx.stderrIsTty,
+    () => openServiceStream(credential, target, { deviceId: device, streamName }),
+  );
   // Keeps the hub leg alive through NATs while the SSH session is idle.
   const heartbeat = new Heartbeat(defaultHeartbeatMs);
   heartbeat.add(ws);
   const stdio = Duplex.from({ readable: ctx.stdio.input, writable: ctx.stdio.output });
   stdio.on('error', () => undefined);
+  const started = Date.now();
   const result = await new Promise<BridgeResult>((resolve) =>
     bridge(stdio, ws, { onEnd: resolve }),
   );
-  logger.debug('stream ended', {
-    end: result.end,
-    bytesIn: result.bytesReceived,
-    bytesOut: result.bytesSent,
-  });
+  logger.info('stream ended', streamEndFields(result, Date.now() - started));
   if (result.end !== 'completed')
     throw new DstreamError(
       'ERR_STREAM_CUT',

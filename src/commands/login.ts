@@ -5,10 +5,10 @@ import {
   parseConnectionString,
   type ConnectionString,
 } from '../auth/connection-string.js';
-import { DstreamError, describeError } from '../errors.js';
+import { DstreamError, describeError, isDstreamError } from '../errors.js';
 import { defaultProfileName, profileNameProblem, type Profile } from '../config/profile-store.js';
 import { withSpinner } from '../log/spinner.js';
-import { hubRequest } from '../net/hub-client.js';
+import { checkHubHealth } from '../service/hub-api.js';
 import { hubTarget } from '../service/credentials.js';
 import { existingProfiles, openProfiles, readCa, type CommandContext } from './common.js';
 import { formatTable } from './table.js';
@@ -75,15 +75,15 @@ async function runLogin(
   if (flags.verify) {
     const target = hubTarget(cs, ca);
     const where = formatHostPort(cs.hub.host, cs.hub.port);
-    await withSpinner(`checking the hub at ${where}`, ctx.stderrIsTty && !flags.quiet, async () => {
-      const res = await hubRequest(target, { method: 'GET', path: '/healthz', timeoutMs: 10_000 });
-      if (res.status !== 200)
-        throw new DstreamError(
-          'ERR_HUB_RESPONSE',
-          `${where} answered /healthz with HTTP ${res.status}; is this a dstream hub?`,
-          { hint: 'Pass --no-verify to save the profile anyway.' },
-        );
-    });
+    try {
+      await withSpinner(`checking the hub at ${where}`, ctx.stderrIsTty && !flags.quiet, () =>
+        checkHubHealth(target),
+      );
+    } catch (error) {
+      if (!isDstreamError(error)) throw error;
+      const hint = `${error.hint ? error.hint + ' ' : ''}Nothing was saved (--no-verify saves anyway).`;
+      throw new DstreamError(error.code, error.message, { hint, cause: error });
+    }
   }
   const store = openProfiles(ctx);
   const profile: Profile = { connectionString: raw, ...(caFile ? { ca: caFile } : {}) };

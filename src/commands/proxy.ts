@@ -1,5 +1,10 @@
 import type { Command } from 'commander';
-import { DstreamError } from '../errors.js';
+import { formatHostPort } from '../auth/connection-string.js';
+import { DstreamError, isDstreamError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import { withSpinner } from '../log/spinner.js';
+import type { HubTarget } from '../net/hub-client.js';
+import { checkHubHealth } from '../service/hub-api.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
 import { startProxy } from '../proxy/proxy.js';
 import { startSocksProxy } from '../proxy/socks-server.js';
@@ -63,6 +68,36 @@ function forwardsFrom(flags: ProxyFlags): Forward[] {
   return forwards;
 }
 
+/**
+ * Reach the hub once before listening, under a spinner on a TTY: a wrong address, pin or CA is
+ * a configuration error and stops the proxy now, not at the first ssh. A hub that is merely
+ * down is a warning: each connection tries again, as the hub may come up later.
+ */
+async function preflight(
+  target: HubTarget,
+  flags: ProxyFlags,
+  ctx: CommandContext,
+  logger: Logger,
+): Promise<void> {
+  const where = formatHostPort(target.host, target.port);
+  try {
+    await withSpinner(
+      `connecting to the hub at ${where}`,
+      ctx.stderrIsTty && !flags.quiet && !flags.json,
+      () => checkHubHealth(target),
+    );
+    logger.debug('the hub answers', { hub: where });
+  } catch (error) {
+    if (isDstreamError(error) && error.code === 'ERR_HUB_UNREACHABLE') {
+      logger.warn('the hub is not reachable now; each connection will try again', {
+        reason: error.message,
+      });
+      return;
+    }
+    throw error;
+  }
+}
+
 /** `dstream proxy`: listen locally; each connection becomes a stream to its device. */
 export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<void> {
   const { credential, target } = serviceAccess(flags, ctx);
@@ -71,6 +106,7 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
   const heartbeatMs = parseSeconds(flags.heartbeatInterval, '--heartbeat-interval');
   const logger = commandLogger(ctx, flags);
   warnIfPlainText(credential.hub, logger);
+  await preflight(target, flags, ctx, logger);
   const proxies: { close(): Promise<void> }[] = [];
   const closeAll = async (): Promise<void> => {
     await Promise.all(proxies.map((p) => p.close()));

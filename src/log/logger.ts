@@ -35,6 +35,37 @@ export function redactFields(fields: LogFields): Record<string, unknown> {
   return out;
 }
 
+/** 1536 -> "1.5KiB". */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${n}B` : `${value.toFixed(value < 10 ? 1 : 0)}${units[unit]}`;
+}
+
+/** 950 -> "950ms", 12340 -> "12.3s", 4000000 -> "1h6m40s". */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
+  const s = Math.round(ms / 1000);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return `${h ? `${h}h` : ''}${m}m${s % 60}s`;
+}
+
+// Text logs are for people: fields named *Bytes and *Ms are shown in human units.
+function formatField(name: string, value: unknown): string {
+  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) {
+    if (name.endsWith('Bytes')) return formatBytes(value);
+    if (name.endsWith('Ms')) return formatDuration(value);
+  }
+  return formatValue(value);
+}
+
 function formatValue(value: unknown): string {
   if (typeof value === 'string') return /[\s"=]/.test(value) ? JSON.stringify(value) : value;
   return JSON.stringify(value) ?? 'undefined';
@@ -59,7 +90,7 @@ export function createLogger(options: LoggerOptions, bound: LogFields = {}): Log
     }
     const extras = Object.entries(all)
       .filter(([, v]) => v !== undefined)
-      .map(([k, v]) => painter.gray(`${k}=`) + formatValue(v))
+      .map(([k, v]) => painter.gray(`${k}=`) + formatField(k, v))
       .join(' ');
     write(`${paint[level](level.toUpperCase().padEnd(5))} ${message}${extras ? ' ' + extras : ''}`);
   };

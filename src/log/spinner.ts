@@ -9,7 +9,8 @@ export async function withSpinner<T>(
   enabled: boolean,
   task: () => Promise<T>,
 ): Promise<T> {
-  if (!enabled) return task();
+  // A terminal that reports no width (a pty nobody sized) makes ora clear lines without end.
+  if (!enabled || !(process.stderr.columns > 0)) return task();
   const spinner = ora({ text, stream: process.stderr, discardStdin: false }).start();
   try {
     return await task();

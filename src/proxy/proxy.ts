@@ -11,6 +11,7 @@ import type { HubTarget } from '../net/hub-client.js';
 import { openServiceStream } from '../service/stream-client.js';
 import { closeWebSocket } from '../net/close.js';
 import { closeCodes } from '../protocol/constants.js';
+import { streamEndFields } from '../log/stream-end.js';
 
 export interface ProxyOptions {
   readonly credential: ServiceConnectionString;
@@ -88,12 +89,7 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
           onEnd: (result) => {
             active.delete(entry);
             const durationMs = Date.now() - started;
-            log.info('stream ended', {
-              end: result.end,
-              bytesOut: result.bytesSent,
-              bytesIn: result.bytesReceived,
-              ms: durationMs,
-            });
+            log.info('stream ended', streamEndFields(result, durationMs));
             emitter.emit('stream-end', {
               ...result,
               outcome: result.end,

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import type { ServiceConnectionString } from '../auth/connection-string.js';
 import { DstreamError, describeError, isDstreamError, type ErrorCode } from '../errors.js';
+import { streamEndFields } from '../log/stream-end.js';
 import type { Logger } from '../log/logger.js';
 import { bridge } from '../net/bridge.js';
 import { listen } from '../net/listen.js';
@@ -147,6 +148,7 @@ export async function startSocksProxy(
     try {
       const problem = deviceIdProblem(host);
       if (problem) throw new DstreamError('ERR_DEVICE_NOT_FOUND', problem);
+      const started = Date.now();
       const ws = await openServiceStream(options.credential, options.target, {
         deviceId: host,
         streamName: String(port),
@@ -155,12 +157,7 @@ export async function startSocksProxy(
       heartbeat.add(ws);
       socket.write(reply(socksReply.succeeded));
       bridge(socket, ws, {
-        onEnd: (result) =>
-          log.info('stream ended', {
-            end: result.end,
-            bytesOut: result.bytesSent,
-            bytesIn: result.bytesReceived,
-          }),
+        onEnd: (result) => log.info('stream ended', streamEndFields(result, Date.now() - started)),
       });
     } catch (error) {
       const code = isDstreamError(error) ? error.code : undefined;

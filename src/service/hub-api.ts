@@ -1,4 +1,4 @@
-import type { ServiceConnectionString } from '../auth/connection-string.js';
+import { formatHostPort, type ServiceConnectionString } from '../auth/connection-string.js';
 import { DstreamError } from '../errors.js';
 import { hubRequest, type HubTarget } from '../net/hub-client.js';
 import { apiVersion } from '../protocol/constants.js';
@@ -28,4 +28,17 @@ export async function callHubApi(
       cause: error,
     });
   }
+}
+
+/**
+ * Check that the hub answers GET /healthz over a connection verified as every call is (pinned
+ * fingerprint or trusted CA). Needs no credential: it proves the address and the trust, not the key.
+ */
+export async function checkHubHealth(target: HubTarget, timeoutMs = 10_000): Promise<void> {
+  const res = await hubRequest(target, { method: 'GET', path: '/healthz', timeoutMs });
+  if (res.status !== 200)
+    throw new DstreamError(
+      'ERR_HUB_RESPONSE',
+      `${formatHostPort(target.host, target.port)} answered /healthz with HTTP ${res.status}; is this a dstream hub?`,
+    );
 }

@@ -2,8 +2,16 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConnectionString } from '../../src/auth/connection-string.js';
-import { runCli, runCliWithInput, spawnCli, startCliHub, type CliTunnel } from '../helpers/cli.js';
-import { startEchoServer, startServer } from '../helpers/servers.js';
+import {
+  runCli,
+  runCliWithInput,
+  spawnCli,
+  startCliEchoDevice,
+  startCliHub,
+  type CliEchoDevice,
+  type CliTunnel,
+} from '../helpers/cli.js';
+import { startServer } from '../helpers/servers.js';
 import { dial, readAll } from '../helpers/net.js';
 import { randomBytes } from 'node:crypto';
 import { certificateFingerprint, createSelfSignedCertificate } from '../../src/tls/self-signed.js';
@@ -428,29 +436,16 @@ describe('CLI hub settings', () => {
 });
 
 describe('dstream connect (stdio)', () => {
-  let dir: string;
-  let hub: CliTunnel;
-  let agent: ReturnType<typeof spawnCli>;
-  let echo: Awaited<ReturnType<typeof startEchoServer>>;
+  let setup: CliEchoDevice;
   let env: Record<string, string>;
 
   beforeAll(async () => {
-    dir = makeTempDir('dstream-connect-');
-    echo = await startEchoServer();
-    hub = await startCliHub(join(dir, 'hub'));
-    env = { DSTREAM_SERVICE_CONNECTION_STRING: hub.serviceString };
-    const added = await runCli(['device', 'add', 'pi'], env);
-    agent = spawnCli(['agent', '--target', `echo=127.0.0.1:${echo.port}`], {
-      DSTREAM_DEVICE_CONNECTION_STRING: added.stdout.trim(),
-    });
-    await agent.waitForLine(/connected to the hub/);
+    setup = await startCliEchoDevice('dstream-connect-', 'pi');
+    env = setup.env;
   }, 60_000);
 
   afterAll(async () => {
-    await agent?.stop();
-    await hub?.stop();
-    await echo?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await setup?.stop();
   });
 
   it('pipes stdin to the device and the answer to stdout, nothing else; exit 0', async () => {

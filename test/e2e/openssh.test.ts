@@ -13,11 +13,13 @@ import {
   type CliProcess,
   type CliTunnel,
 } from '../helpers/cli.js';
-import { findOpenSsh, startSshd, type TestSshd } from '../helpers/openssh.js';
+import { findOpenSsh, hasSocksNetcat, startSshd, type TestSshd } from '../helpers/openssh.js';
 
 const openssh = findOpenSsh();
+const socksNetcat = hasSocksNetcat();
 // CI sets DSTREAM_REQUIRE_OPENSSH=1: there a missing OpenSSH is a failure, not a skip.
 const required = process.env.DSTREAM_REQUIRE_OPENSSH === '1';
+const ncRequired = required || process.env.DSTREAM_REQUIRE_SYSTEM_TOOLS === '1';
 
 function run(
   cmd: string,
@@ -62,6 +64,14 @@ describe('OpenSSH through the dstream CLI (hub, agent and proxy as processes)', 
       ).toBeDefined();
   });
 
+  it('OpenBSD netcat (nc -X 5) is installed where it is required', () => {
+    if (ncRequired)
+      expect(
+        socksNetcat,
+        'DSTREAM_REQUIRE_OPENSSH=1 but nc with -X (netcat-openbsd) was not found',
+      ).toBe(true);
+  });
+
   describe.skipIf(!openssh)('with sshd', () => {
     let dir: string;
     let sshd: TestSshd;
@@ -69,6 +79,8 @@ describe('OpenSSH through the dstream CLI (hub, agent and proxy as processes)', 
     let agent: CliProcess;
     let proxy: CliProcess;
     let proxyPort: number;
+    let socks: CliProcess;
+    let socksPort: number;
 
     beforeAll(async () => {
       dir = makeTempDir('dstream-e2e-');
@@ -87,10 +99,15 @@ describe('OpenSSH through the dstream CLI (hub, agent and proxy as processes)', 
         env,
       );
       proxyPort = Number((await proxy.waitForLine(/proxy listening on 127\.0\.0\.1:(\d+)/))[1]);
+      socks = spawnCli(['proxy', '--socks', '0'], env);
+      socksPort = Number(
+        (await socks.waitForLine(/SOCKS5 proxy listening on 127\.0\.0\.1:(\d+)/))[1],
+      );
     }, 60_000);
 
     afterAll(async () => {
       await proxy?.stop();
+      await socks?.stop();
       await agent?.stop();
       await hub?.stop();
       await sshd?.close();
@@ -143,8 +160,38 @@ describe('OpenSSH through the dstream CLI (hub, agent and proxy as processes)', 
       expect(r).toMatchObject({ code: 0, stdout: 'via ProxyCommand\n' });
     });
 
+    it.skipIf(!socksNetcat)(
+      'ssh through the SOCKS5 proxy with ProxyCommand="nc -X 5 -x proxy %h %p": host = device ID',
+      async () => {
+        const r = await run('ssh', [
+          '-o',
+          `ProxyCommand=nc -X 5 -x 127.0.0.1:${socksPort} %h %p`,
+          '-p',
+          String(sshd.port),
+          ...sshd.sshOptions,
+          `${sshd.user}@pi-01`,
+          'echo via SOCKS',
+        ]);
+        expect(r.stderr).toBe('');
+        expect(r).toMatchObject({ code: 0, stdout: 'via SOCKS\n' });
+        // An unknown device is refused by the SOCKS server, and ssh says the proxy failed.
+        const unknown = await run('ssh', [
+          '-o',
+          `ProxyCommand=nc -X 5 -x 127.0.0.1:${socksPort} %h %p`,
+          '-p',
+          String(sshd.port),
+          ...sshd.sshOptions,
+          `${sshd.user}@no-such-device`,
+          'true',
+        ]);
+        expect(unknown.code).toBe(255);
+        expect(unknown.stderr).toMatch(/Host unreachable/i);
+      },
+    );
+
     it('the processes exit 0 on SIGTERM', async () => {
       expect(await proxy.stop('SIGTERM')).toBe(0);
+      expect(await socks.stop('SIGTERM')).toBe(0);
       expect(await agent.stop('SIGTERM')).toBe(0);
       expect(await hub.hub.stop('SIGTERM')).toBe(0);
     });

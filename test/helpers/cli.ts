@@ -1,8 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { makeTempDir } from './hub.js';
+import { startEchoServer, type TestServer } from './servers.js';
 
 /** The built CLI (npm test builds first). */
 export const cliPath = fileURLToPath(new URL('../../bin/dstream.js', import.meta.url));
@@ -160,6 +162,50 @@ export async function startCliHub(
     serviceString: init.stdout.trim(),
     stop: async () => {
       await hub.stop();
+    },
+  };
+}
+
+/** A CLI hub, one registered device whose CLI agent allows the stream `echo` to an echo server. */
+export interface CliEchoDevice {
+  readonly dir: string;
+  readonly hub: CliTunnel;
+  readonly echo: TestServer;
+  readonly agent: CliProcess;
+  readonly deviceString: string;
+  /** DSTREAM_SERVICE_CONNECTION_STRING for CLI commands against this hub. */
+  readonly env: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+export async function startCliEchoDevice(
+  prefix: string,
+  deviceId: string,
+  hubArgs: readonly string[] = [],
+): Promise<CliEchoDevice> {
+  const dir = makeTempDir(prefix);
+  const echo = await startEchoServer();
+  const hub = await startCliHub(join(dir, 'hub'), hubArgs);
+  const env = { DSTREAM_SERVICE_CONNECTION_STRING: hub.serviceString };
+  const added = await runCli(['device', 'add', deviceId], env);
+  if (added.code !== 0) throw new Error(`device add failed: ${added.stderr}`);
+  const deviceString = added.stdout.trim();
+  const agent = spawnCli(['agent', '--target', `echo=127.0.0.1:${echo.port}`], {
+    DSTREAM_DEVICE_CONNECTION_STRING: deviceString,
+  });
+  await agent.waitForLine(/connected to the hub/);
+  return {
+    dir,
+    hub,
+    echo,
+    agent,
+    deviceString,
+    env,
+    stop: async () => {
+      await agent.stop();
+      await hub.stop();
+      await echo.close();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -15,6 +15,12 @@ export function findOpenSsh(): { sshd: string } | undefined {
   return sshd && tools ? { sshd } : undefined;
 }
 
+/** True when `nc` is OpenBSD netcat, which speaks SOCKS5 as a client (`nc -X 5 -x proxy`). */
+export function hasSocksNetcat(): boolean {
+  const r = spawnSync('nc', ['-h'], { encoding: 'utf8' });
+  return r.error === undefined && /-X proxy_protocol/.test(`${r.stdout}${r.stderr}`);
+}
+
 export interface TestSshd extends TestServer {
   readonly user: string;
   readonly clientKey: string;

@@ -1,0 +1,66 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cliPath } from '../helpers/cli.js';
+import { makeTempDir } from '../helpers/hub.js';
+import { hasCommand, systemToolsRequired } from '../helpers/system.js';
+
+const operations = readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8');
+const units = [
+  ...operations.matchAll(/`\/etc\/systemd\/system\/([\w-]+\.service)`:\s*```ini\n([\s\S]*?)```/g),
+].map((m) => ({ name: m[1] ?? '', text: m[2] ?? '' }));
+const systemdAnalyze = hasCommand('systemd-analyze');
+
+describe('docs/operations.md: the systemd units', () => {
+  it('has a unit for the hub and one for the agent', () => {
+    expect(units.map((u) => u.name)).toEqual(['dstream-hub.service', 'dstream-agent.service']);
+    for (const u of units) {
+      expect(u.text).toMatch(/^Restart=always$/m);
+      // Never root: a system user for the hub, a dynamic one for the agent.
+      expect(u.text).toMatch(/^(User=dstream|DynamicUser=yes)$/m);
+      expect(u.text).toMatch(/^NoNewPrivileges=yes$/m);
+    }
+  });
+
+  it('systemd-analyze is installed where it is required', () => {
+    if (systemToolsRequired)
+      expect(systemdAnalyze, 'DSTREAM_REQUIRE_SYSTEM_TOOLS=1 but systemd-analyze is missing').toBe(
+        true,
+      );
+  });
+
+  it.skipIf(!systemdAnalyze).each(units.map((u) => [u.name, u.text]))(
+    '%s passes systemd-analyze verify without a warning',
+    (name, text) => {
+      const dir = makeTempDir('dstream-units-');
+      try {
+        // The documented path is where `npm install -g .` puts the CLI; here it is the checkout's.
+        const file = join(dir, name);
+        writeFileSync(file, text.replaceAll('/usr/local/bin/dstream', cliPath));
+        const r = spawnSync('systemd-analyze', ['verify', file], {
+          encoding: 'utf8',
+          timeout: 30_000,
+        });
+        expect(r.stderr).toBe('');
+        expect(r.status).toBe(0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it('the ExecStart command lines use real subcommands and options', () => {
+    for (const u of units) {
+      const exec = /^ExecStart=\/usr\/local\/bin\/dstream (\w+) (.+)$/m.exec(u.text);
+      expect(exec, u.name).not.toBeNull();
+      const [, command = '', args = ''] = exec ?? [];
+      const help = spawnSync(process.execPath, [cliPath, command, '--help'], { encoding: 'utf8' });
+      expect(help.status).toBe(0);
+      const options = args.split(' ').filter((a) => a.startsWith('--'));
+      expect(options.length).toBeGreaterThan(0);
+      for (const option of options)
+        expect(help.stdout, `${u.name}: ${option}`).toContain(`${option} `);
+    }
+  });
+});
