@@ -1,6 +1,9 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildProgram } from '../../src/cli.js';
+import type { CommandContext } from '../../src/commands/common.js';
 import { parseConnectionString } from '../../src/auth/connection-string.js';
 import {
   runCli,
@@ -152,19 +155,25 @@ describe('CLI: bad input is one clear line and a non-zero exit', () => {
   });
 
   it('--help shows a working example for each command', async () => {
-    for (const cmd of [
-      [],
-      ['hub'],
-      ['hub', 'init'],
-      ['agent'],
-      ['proxy'],
-      ['device'],
-      ['device', 'add'],
-    ]) {
-      const r = await runCli([...cmd, '--help']);
-      expect(r.code).toBe(0);
-      expect(r.stdout).toMatch(/Example|Quick start/);
-    }
+    // Every command and subcommand the program defines, so a new one cannot be forgotten.
+    const program = buildProgram({} as CommandContext);
+    const paths: string[][] = [[]];
+    const walk = (cmd: Command, prefix: string[]): void => {
+      for (const sub of cmd.commands) {
+        const path = [...prefix, sub.name()];
+        paths.push(path);
+        walk(sub, path);
+      }
+    };
+    walk(program, []);
+    expect(paths.map((p) => p.join(' '))).toEqual(
+      expect.arrayContaining(['login', 'logout', 'profiles', 'connect', 'policy add']),
+    );
+    const results = await Promise.all(paths.map((path) => runCli([...path, '--help'])));
+    results.forEach((r, i) => {
+      expect(r.code, paths[i]?.join(' ')).toBe(0);
+      expect(r.stdout, paths[i]?.join(' ')).toMatch(/Examples?:\n {2}\S|Quick start:/);
+    });
   });
 });
 
