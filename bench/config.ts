@@ -1,0 +1,42 @@
+/** Sizes and durations of one run; --quick shrinks them so CI can run the whole suite. */
+export interface BenchConfig {
+  readonly quick: boolean;
+  readonly bulkBytes: number;
+  readonly roundTrips: number;
+  readonly setups: number;
+  readonly rateSeconds: number;
+  readonly rateOpeners: number;
+  readonly concurrentStreams: number;
+  readonly busyStreams: number;
+  readonly busySeconds: number;
+  readonly idleDevices: number;
+  readonly loadClients: number;
+}
+
+export const fullConfig: BenchConfig = {
+  quick: false,
+  bulkBytes: 1024 ** 3,
+  roundTrips: 2000,
+  setups: 500,
+  rateSeconds: 10,
+  rateOpeners: 50,
+  concurrentStreams: 5000,
+  busyStreams: 100,
+  busySeconds: 10,
+  idleDevices: 15_000,
+  loadClients: 4,
+};
+
+export const quickConfig: BenchConfig = {
+  quick: true,
+  bulkBytes: 64 * 1024 ** 2,
+  roundTrips: 200,
+  setups: 50,
+  rateSeconds: 2,
+  rateOpeners: 50,
+  concurrentStreams: 200,
+  busyStreams: 20,
+  busySeconds: 2,
+  idleDevices: 400,
+  loadClients: 2,
+};

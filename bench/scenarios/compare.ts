@@ -1,0 +1,94 @@
+import { readFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { spawnChild, type Child } from '../child.js';
+import type { BenchConfig } from '../config.js';
+import { percentile } from '../proc-stats.js';
+import { figure, type Figure } from '../result.js';
+import type { Targets } from '../stack.js';
+import { pingPong } from './round-trip.js';
+import { upload } from './throughput.js';
+
+/** A port free right now. The other tool binds it itself, so this one is handed over. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Start `command` with {listen} and {target} filled in; resolves once its port accepts. */
+async function startTunnel(
+  command: string,
+  target: number,
+): Promise<{ child: Child; port: number }> {
+  const port = await freePort();
+  const child = spawnChild('sh', [
+    '-c',
+    command.replaceAll('{listen}', String(port)).replaceAll('{target}', String(target)),
+  ]);
+  const deadline = Date.now() + 20_000;
+  // Watch for the listener instead of connecting: a probe connection would reach the target.
+  while (!isListening(port)) {
+    if (Date.now() > deadline || child.process.exitCode !== null) {
+      await child.stop();
+      throw new Error(`--compare command did not listen on ${port}:\n${child.output()}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { child, port };
+}
+
+/** True if some socket on this machine listens on TCP `port` (Linux /proc/net/tcp{,6}). */
+function isListening(port: number): boolean {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  return ['/proc/net/tcp', '/proc/net/tcp6'].some((file) =>
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .some((line) => {
+        const f = line.trim().split(/\s+/);
+        return f[3] === '0A' && (f[1]?.endsWith(`:${hex}`) ?? false);
+      }),
+  );
+}
+
+/**
+ * Another tunnel in the same table: `command` must listen on {listen} and forward each
+ * connection to 127.0.0.1:{target}. Measured: bulk upload and 64-byte round trips.
+ */
+export async function runCompare(
+  cfg: BenchConfig,
+  targets: Targets,
+  name: string,
+  command: string,
+): Promise<Figure[]> {
+  const sink = await startTunnel(command, targets.sink.port);
+  let up: number;
+  try {
+    up = await upload(targets, sink.port, cfg.bulkBytes);
+  } finally {
+    await sink.child.stop();
+  }
+  const echo = await startTunnel(command, targets.echo.port);
+  let rtt: number[];
+  try {
+    rtt = await pingPong(echo.port, cfg.roundTrips);
+  } finally {
+    await echo.child.stop();
+  }
+  const direct = await upload(targets, targets.sink.port, cfg.bulkBytes);
+  const directRtt = await pingPong(targets.echo.port, cfg.roundTrips);
+  return [
+    figure({ scenario: 1, name: `${name}: upload`, value: up, unit: 'MB/s', baseline: direct }),
+    figure({
+      scenario: 2,
+      name: `${name}: round trip added, p50`,
+      value: percentile(rtt, 50) - percentile(directRtt, 50),
+      unit: 'ms',
+      baseline: percentile(directRtt, 50),
+    }),
+  ];
+}

@@ -1,0 +1,183 @@
+import type { Socket } from 'node:net';
+import { dial, readExactly } from '../client.js';
+import type { BenchConfig } from '../config.js';
+import { msSince, rssBytes } from '../proc-stats.js';
+import { figure, type Figure } from '../result.js';
+import type { Stack, Targets } from '../stack.js';
+
+const payload = Buffer.alloc(32, 7);
+
+/** Streams held open, each echoing a small payload every second; failures counted. */
+async function holdStreams(
+  port: number,
+  count: number,
+): Promise<{
+  sockets: Socket[];
+  failures: () => number;
+  ms: number;
+  stopEchoes: () => Promise<void>;
+}> {
+  const sockets: Socket[] = [];
+  let failures = 0;
+  let closing = false;
+  const start = process.hrtime.bigint();
+  // Ramp in batches: each batch's streams are up (first echo back) before the next starts.
+  const batch = 100;
+  for (let i = 0; i < count; i += batch) {
+    await Promise.all(
+      Array.from({ length: Math.min(batch, count - i) }, async () => {
+        try {
+          const socket = await dial(port);
+          socket.once('close', () => {
+            if (!closing) failures++;
+          });
+          const back = readExactly(socket, payload.length);
+          socket.write(payload);
+          await back;
+          sockets.push(socket);
+        } catch {
+          failures++;
+        }
+      }),
+    );
+  }
+  const ms = msSince(start);
+  let rounds = 0;
+  const timer = setInterval(() => {
+    rounds++;
+    for (const s of sockets) {
+      readExactly(s, payload.length, 20_000).catch(() => failures++);
+      s.write(payload);
+    }
+  }, 1000);
+  return {
+    sockets,
+    failures: () => failures,
+    ms,
+    stopEchoes: async () => {
+      clearInterval(timer);
+      // Let the last round come back before counting.
+      if (rounds > 0) await new Promise((r) => setTimeout(r, 500));
+      closing = true;
+    },
+  };
+}
+
+async function closeAll(sockets: readonly Socket[]): Promise<void> {
+  await Promise.all(
+    sockets.map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          if (s.closed) return resolve();
+          s.once('close', () => resolve());
+          s.end();
+          setTimeout(() => s.destroy(), 10_000).unref();
+        }),
+    ),
+  );
+}
+
+/** Scenario 5a: N concurrent streams; memory per open stream on each process. */
+export async function runConcurrency(cfg: BenchConfig, stack: Stack): Promise<Figure[]> {
+  const procs = { hub: stack.hub.pid, agent: stack.agent.pid, proxy: stack.proxy.pid };
+  const before = Object.fromEntries(Object.entries(procs).map(([k, pid]) => [k, rssBytes(pid)]));
+  const n = cfg.concurrentStreams;
+  const held = await holdStreams(stack.ports.echo, n);
+  // Two echo rounds on every stream while all are open.
+  await new Promise((r) => setTimeout(r, 2500));
+  const after = Object.fromEntries(Object.entries(procs).map(([k, pid]) => [k, rssBytes(pid)]));
+  await held.stopEchoes();
+  const failures = held.failures() + (n - held.sockets.length);
+  await closeAll(held.sockets);
+  const perStream = (name: keyof typeof procs): number =>
+    ((after[name] ?? 0) - (before[name] ?? 0)) / 1024 / n;
+  return [
+    figure({
+      scenario: 5,
+      name: `${n} concurrent streams: failures`,
+      value: failures,
+      unit: '',
+      target: { op: '<', value: 1 },
+      note: `ramp took ${(held.ms / 1000).toFixed(1)} s`,
+    }),
+    figure({
+      scenario: 5,
+      name: 'hub memory per open stream',
+      value: perStream('hub'),
+      unit: 'KiB',
+      target: { op: '<', value: 64 },
+      note: 'RSS growth / streams',
+    }),
+    figure({
+      scenario: 5,
+      name: 'agent memory per open stream',
+      value: perStream('agent'),
+      unit: 'KiB',
+    }),
+    figure({
+      scenario: 5,
+      name: 'proxy memory per open stream',
+      value: perStream('proxy'),
+      unit: 'KiB',
+    }),
+  ];
+}
+
+/** Aggregate MB/s and fairness of `count` streams each sending as fast as it can for `seconds`. */
+async function busy(
+  targets: Targets,
+  port: number,
+  count: number,
+  seconds: number,
+): Promise<{ aggregate: number; fairness: number }> {
+  const chunk = Buffer.alloc(64 * 1024, 3);
+  const sockets = await Promise.all(Array.from({ length: count }, () => dial(port)));
+  let running = true;
+  for (const s of sockets) {
+    const pump = (): void => {
+      while (running && s.write(chunk));
+      if (running) s.once('drain', pump);
+    };
+    pump();
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  const a = targets.sink.liveCounts();
+  const t0 = process.hrtime.bigint();
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const b = targets.sink.liveCounts();
+  const dt = msSince(t0) / 1000;
+  running = false;
+  for (const s of sockets) s.destroy();
+  if (a.length !== count || b.length !== count)
+    throw new Error(
+      `busy streams: expected ${count} open at the sink, saw ${a.length}/${b.length}`,
+    );
+  const rates = b.map((v, i) => (v - (a[i] ?? 0)) / 1e6 / dt);
+  const sum = rates.reduce((x, y) => x + y, 0);
+  // The sink needs a moment to see the resets before the next test.
+  await new Promise((r) => setTimeout(r, 300));
+  return { aggregate: sum, fairness: Math.min(...rates) / (sum / count) };
+}
+
+/** Scenario 5b: many streams busy at once: aggregate throughput and fairness. */
+export async function runBusy(cfg: BenchConfig, stack: Stack, targets: Targets): Promise<Figure[]> {
+  const direct = await busy(targets, targets.sink.port, cfg.busyStreams, cfg.busySeconds);
+  const tunnel = await busy(targets, stack.ports.sink, cfg.busyStreams, cfg.busySeconds);
+  return [
+    figure({
+      scenario: 5,
+      name: `${cfg.busyStreams} busy streams: aggregate`,
+      value: tunnel.aggregate,
+      unit: 'MB/s',
+      baseline: direct.aggregate,
+    }),
+    figure({
+      scenario: 5,
+      name: `${cfg.busyStreams} busy streams: slowest / mean`,
+      value: tunnel.fairness,
+      unit: '',
+      baseline: direct.fairness,
+      target: { op: '>=', value: 0.5 },
+    }),
+  ];
+}
