@@ -20,6 +20,7 @@ import { startStack, startTargets, stopTargets, type Stack, type Targets } from 
 
 const usage = `usage: npm run bench -- [--quick] [--scenario 1,2,...] [--out FILE]
                        [--compare 'CMD with {listen} and {target}'] [--compare-name NAME]
+                       [--profile DIR]
 
 Scenarios: 1 throughput, 2 round trip, 3 setup latency, 4 setup rate, 5 concurrency,
 6 idle devices, 7 hub CPU per GB (TLS and --insecure-no-tls).`;
@@ -29,6 +30,7 @@ function parse(): {
   scenarios: Set<number>;
   out: string;
   compare?: { name: string; command: string };
+  profileDir: string | undefined;
 } {
   const { values } = parseArgs({
     options: {
@@ -37,6 +39,7 @@ function parse(): {
       out: { type: 'string' },
       compare: { type: 'string' },
       'compare-name': { type: 'string', default: 'compare' },
+      profile: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -61,11 +64,12 @@ function parse(): {
     ...(values.compare
       ? { compare: { name: values['compare-name'], command: values.compare } }
       : {}),
+    profileDir: values.profile,
   };
 }
 
 async function main(): Promise<void> {
-  const { cfg, scenarios, out, compare } = parse();
+  const { cfg, scenarios, out, compare, profileDir } = parse();
   const machine = {
     cpu: cpus()[0]?.model ?? 'unknown',
     cores: cpus().length,
@@ -93,7 +97,11 @@ async function main(): Promise<void> {
         label: string,
         run: (stack: Stack) => Promise<Figure[]>,
       ): Promise<void> => {
-        const stack = await startStack(targets, { tls: true });
+        const stack = await startStack(targets, { tls: true, profileDir });
+        if (profileDir)
+          console.log(
+            `  (CPU profiles in ${profileDir}: hub ${stack.hub.pid}, agent ${stack.agent.pid}, proxy ${stack.proxy.pid})`,
+          );
         try {
           await step(label, () => run(stack));
         } finally {
@@ -115,7 +123,7 @@ async function main(): Promise<void> {
       if (scenarios.has(6)) await withStack('6 idle devices', (s) => runIdleDevices(cfg, s));
     }
     if (scenarios.has(7)) {
-      const plain = await startStack(targets, { tls: false });
+      const plain = await startStack(targets, { tls: false, profileDir });
       try {
         await step('7 hub CPU (--insecure-no-tls)', () =>
           runThroughput(cfg, plain, targets, 'no TLS'),

@@ -61,16 +61,24 @@ const hubTuning = [
   'off',
 ];
 
-export async function startStack(targets: Targets, options: { tls: boolean }): Promise<Stack> {
+export interface StackOptions {
+  readonly tls: boolean;
+  /** Write a V8 CPU profile of each process here (--profile DIR). */
+  readonly profileDir?: string | undefined;
+}
+
+export async function startStack(targets: Targets, options: StackOptions): Promise<Stack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'dstream-bench-'));
   const children: Child[] = [];
   const stop = async (): Promise<void> => {
     for (const c of children.reverse()) await c.stop();
     rmSync(dataDir, { recursive: true, force: true });
   };
+  const nodeArgs = options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir] : [];
   try {
     const tlsFlag = options.tls ? [] : ['--insecure-no-tls'];
     const hub = spawnChild(process.execPath, [
+      ...nodeArgs,
       cliPath,
       'hub',
       '--data-dir',
@@ -101,6 +109,7 @@ export async function startStack(targets: Targets, options: { tls: boolean }): P
       await runCliOnce(['device', 'add', benchDevice, '--connection-string', serviceString])
     ).trim();
     const agent = spawnChild(process.execPath, [
+      ...nodeArgs,
       cliPath,
       'agent',
       '--connection-string',
@@ -115,7 +124,13 @@ export async function startStack(targets: Targets, options: { tls: boolean }): P
     const names = Object.keys(targets) as (keyof Targets)[];
     const proxy = spawnChild(
       process.execPath,
-      [cliPath, 'proxy', '--json', ...names.flatMap((n) => ['-L', `0:${benchDevice}:${n}`])],
+      [
+        ...nodeArgs,
+        cliPath,
+        'proxy',
+        '--json',
+        ...names.flatMap((n) => ['-L', `0:${benchDevice}:${n}`]),
+      ],
       env,
     );
     children.push(proxy);

@@ -9,7 +9,12 @@ import { streamEndFields } from '../log/stream-end.js';
 import type { Logger } from '../log/logger.js';
 import { bridge, type BridgeResult } from '../net/bridge.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
-import { openWebSocket, UpgradeRefusedError, type HubTrust } from '../net/hub-client.js';
+import {
+  HubConnectionPool,
+  openWebSocket,
+  UpgradeRefusedError,
+  type HubTrust,
+} from '../net/hub-client.js';
 import { closeCodes, controlProtocol, streamProtocol } from '../protocol/constants.js';
 import { parseHubMessage, type StreamRequestMessage } from '../protocol/control-messages.js';
 import type { AllowList, LocalTarget } from './allow-list.js';
@@ -55,6 +60,8 @@ const tokenTtlSeconds = 3600;
 export function startAgent(options: AgentOptions, logger: Logger): Agent {
   const cs = options.credential;
   const trust: HubTrust = { tls: cs.hub.tls, fingerprint: cs.hub.fingerprint, ca: options.ca };
+  // Stream sockets take a connection verified in advance: the TLS handshake leaves setup's path.
+  const pool = new HubConnectionPool({ ...trust, host: cs.hub.host, port: cs.hub.port });
   const scheme = cs.hub.tls ? 'wss' : 'ws';
   const controlUrl = `${scheme}://${formatHostPort(cs.hub.host, cs.hub.port)}/devices/${encodeURIComponent(cs.deviceId)}/control`;
   const minMs = options.reconnectMinMs ?? 500;
@@ -214,6 +221,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
       openWebSocket(request.url, trust, {
         headers: { authorization: `Bearer ${request.authorizationToken}` },
         protocols: [streamProtocol],
+        pool,
       }).then(
         (streamWs) => {
           entry.ws = streamWs;
@@ -264,6 +272,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
         if (retryTimer) clearTimeout(retryTimer);
         clearTimeout(healthyTimer);
         heartbeat.stop();
+        pool.close();
         const waits: Promise<unknown>[] = [];
         const c = control;
         if (c) {

@@ -142,6 +142,13 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   // Slow clients (slowloris) are cut off: headers in 15 s, the whole request in 30 s.
   server.headersTimeout = headersTimeoutMs;
   server.requestTimeout = Math.max(30_000, server.headersTimeout);
+  // Node starts the header clock at a request's first byte, so a connection that finishes its
+  // TLS handshake and then sends nothing would stay open for ever. It gets the same limit as
+  // an idle socket timeout (Node's HTTP server destroys a socket that times out with no request),
+  // cleared when its first request or upgrade arrives.
+  server.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) =>
+    socket.setTimeout(headersTimeoutMs),
+  );
 
   // Filled in once listening: the public URL may depend on the bound port.
   const ctx = {} as { publicUrl: URL; address: HubAddress };
@@ -219,6 +226,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   };
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    req.socket.setTimeout(0);
     req.on('error', () => undefined);
     onRequest(req, res).catch((error: unknown) => {
       logger.error('request failed', {
@@ -264,6 +272,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   };
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    req.socket.setTimeout(0);
     socket.on('error', (error) => logger.debug('upgrade socket error', { error: error.message }));
     try {
       onUpgrade(req, socket, head);

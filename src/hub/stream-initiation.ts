@@ -204,7 +204,7 @@ export async function handleStreamInitiation(
       }
       // The audit line for an accepted stream is written when it ends, with its byte counts.
       ctx.metrics?.streamAccepted(Date.now() - started);
-      log.info('stream accepted', { id: stream.id });
+      log.debug('stream accepted', { id: stream.id });
       return sendJson(
         res,
         200,

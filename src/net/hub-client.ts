@@ -1,6 +1,11 @@
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import {
+  connect as tlsConnect,
+  createSecureContext,
+  type SecureContext,
+  type TLSSocket,
+} from 'node:tls';
 import WebSocket from 'ws';
 import { DstreamError, describeError } from '../errors.js';
 
@@ -54,6 +59,22 @@ function connectError(target: HubTarget, error: unknown): DstreamError {
   );
 }
 
+// Building a SecureContext loads the system CA store: about a millisecond of CPU that every
+// connection would otherwise pay (a proxy makes two per stream). One per kind of trust.
+const contexts = new Map<string, SecureContext>();
+function secureContextFor(pinned: boolean, ca: string | undefined): SecureContext {
+  const key = pinned ? 'pinned' : `ca:${ca ?? ''}`;
+  let context = contexts.get(key);
+  if (!context) {
+    context = createSecureContext({
+      minVersion: 'TLSv1.2',
+      ...(ca !== undefined && !pinned ? { ca } : {}),
+    });
+    contexts.set(key, context);
+  }
+  return context;
+}
+
 /**
  * Open a TCP (and TLS) connection to the hub and verify it before anything is sent on it.
  * With a pinned fingerprint the certificate chain is not checked, only the exact certificate:
@@ -98,10 +119,9 @@ export function connectToHub(target: HubTarget, timeoutMs = 15_000): Promise<Soc
       host: target.host,
       port: target.port,
       servername: isIP(target.host) ? undefined : target.host,
-      minVersion: 'TLSv1.2',
+      secureContext: secureContextFor(pinned, target.ca),
       ALPNProtocols: ['http/1.1'],
       rejectUnauthorized: !pinned,
-      ...(target.ca !== undefined && !pinned ? { ca: target.ca } : {}),
     });
     socket = tlsSocket;
     tlsSocket.once('error', onError);
@@ -143,19 +163,123 @@ export interface HubRequest {
 
 const maxResponseBytes = 4 * 1024 * 1024;
 
-/** One HTTP request to the hub over a freshly verified connection. */
-export async function hubRequest(target: HubTarget, req: HubRequest): Promise<HubResponse> {
-  const socket = await connectToHub(target, req.timeoutMs);
+/**
+ * Kept-alive connections to one hub, each verified (pin or CA) before its first request, for a
+ * process that initiates streams again and again (the proxy): a stream then costs one TLS
+ * handshake (its WebSocket) instead of two. Idle connections close after 4 s, before the hub's
+ * 5 s keep-alive timeout, so a request rarely meets a connection the hub is closing.
+ */
+export class HubConnectionPool {
+  readonly agent: Agent;
+  #spare: { readonly socket: Promise<Socket>; readonly since: number } | undefined;
+  #closed = false;
+
+  constructor(readonly target: HubTarget) {
+    this.agent = new Agent({ keepAlive: true, timeout: 4000, maxFreeSockets: 16 });
+    // Async form: the socket is handed to HTTP only once connectToHub has verified it.
+    this.agent.createConnection = (_options, callback) => {
+      connectToHub(target).then(
+        (socket) => callback?.(null, socket),
+        (error: Error) => callback?.(error, undefined as never),
+      );
+      return undefined;
+    };
+  }
+
+  /**
+   * A verified connection for a stream WebSocket: the spare opened after the previous one (so
+   * the TLS handshake is off the stream's setup path), or a new one. Each take starts the next
+   * spare; an idle spare is not renewed, and one older than 5 s is not used (the hub drops
+   * connections that send nothing for --headers-timeout, 15 s by default).
+   */
+  async takeConnection(timeoutMs?: number): Promise<{ socket: Socket; spare: boolean }> {
+    const spare = this.#spare;
+    this.#spare = undefined;
+    this.#refill();
+    if (spare) {
+      const socket = await spare.socket.catch(() => undefined);
+      if (socket && !socket.destroyed && Date.now() - spare.since < 5000)
+        return { socket, spare: true };
+      socket?.destroy();
+    }
+    return { socket: await connectToHub(this.target, timeoutMs), spare: false };
+  }
+
+  #refill(): void {
+    if (this.#closed) return;
+    const socket = connectToHub(this.target);
+    const entry = { socket, since: Date.now() };
+    this.#spare = entry;
+    socket.then(
+      (s) => {
+        s.once('close', () => {
+          if (this.#spare === entry) this.#spare = undefined;
+        });
+        if (this.#closed) s.destroy();
+      },
+      () => {
+        if (this.#spare === entry) this.#spare = undefined;
+      },
+    );
+  }
+
+  /** Is `target` the hub this pool connects to (a streaming URL may name another)? */
+  serves(target: HubTarget): boolean {
+    return (
+      target.host === this.target.host &&
+      target.port === this.target.port &&
+      target.tls === this.target.tls
+    );
+  }
+
+  close(): void {
+    this.#closed = true;
+    const spare = this.#spare;
+    this.#spare = undefined;
+    void spare?.socket.then(
+      (s) => s.destroy(),
+      () => undefined,
+    );
+    this.agent.destroy();
+  }
+}
+
+/**
+ * One HTTP request to the hub: over a freshly verified connection, closed after the response,
+ * or over a kept-alive one from `pool`.
+ */
+export async function hubRequest(
+  target: HubTarget,
+  req: HubRequest,
+  pool?: HubConnectionPool,
+): Promise<HubResponse> {
+  try {
+    return await requestOnce(target, req, pool);
+  } catch (error) {
+    // A kept-alive connection the hub closed just as we reused it: the request never reached
+    // the hub (it closes idle connections only), so sending it again is safe.
+    if (pool && (error as { reusedSocket?: boolean }).reusedSocket === true)
+      return requestOnce(target, req, pool);
+    throw error;
+  }
+}
+
+async function requestOnce(
+  target: HubTarget,
+  req: HubRequest,
+  pool: HubConnectionPool | undefined,
+): Promise<HubResponse> {
+  const socket = pool ? undefined : await connectToHub(target, req.timeoutMs);
   return new Promise((resolve, reject) => {
     const r = request({
-      createConnection: () => socket,
+      ...(socket ? { createConnection: () => socket } : { agent: pool?.agent }),
       host: target.host,
       port: target.port,
       method: req.method,
       path: req.path,
       headers: {
         host: where(target),
-        connection: 'close',
+        connection: socket ? 'close' : 'keep-alive',
         ...(req.body !== undefined
           ? {
               'content-type': 'application/json',
@@ -173,7 +297,11 @@ export async function hubRequest(target: HubTarget, req: HubRequest): Promise<Hu
       ),
     );
     r.on('error', (error) => {
-      socket.destroy();
+      socket?.destroy();
+      if (r.reusedSocket && (error as { code?: string }).code === 'ECONNRESET') {
+        reject(Object.assign(error, { reusedSocket: true }));
+        return;
+      }
       reject(
         error instanceof DstreamError || (error as { name?: string }).name === 'AbortError'
           ? error
@@ -190,7 +318,7 @@ export async function hubRequest(target: HubTarget, req: HubRequest): Promise<Hu
         else chunks.push(chunk);
       });
       res.on('end', () => {
-        socket.destroy();
+        socket?.destroy();
         resolve({
           status: res.statusCode ?? 0,
           headers: res.headers,
@@ -208,6 +336,8 @@ export interface OpenWebSocketOptions {
   readonly protocols: readonly string[];
   readonly timeoutMs?: number;
   readonly maxPayload?: number;
+  /** Take the connection from this pool (its spare) when the URL names the pool's hub. */
+  readonly pool?: HubConnectionPool | undefined;
 }
 
 /** What the hub answered instead of upgrading a WebSocket. */
@@ -251,7 +381,25 @@ export async function openWebSocket(
     host: parsed.hostname.replace(/^\[|\]$/g, ''),
     port: parsed.port ? Number(parsed.port) : secure ? 443 : 80,
   };
-  const socket = await connectToHub(target, options.timeoutMs);
+  const pool = options.pool?.serves(target) ? options.pool : undefined;
+  if (!pool) return upgrade(url, target, options, await connectToHub(target, options.timeoutMs));
+  const { socket, spare } = await pool.takeConnection(options.timeoutMs);
+  try {
+    return await upgrade(url, target, options, socket);
+  } catch (error) {
+    // A spare the hub closed while it waited fails before any HTTP answer: open a new one.
+    if (!spare || error instanceof UpgradeRefusedError) throw error;
+    return upgrade(url, target, options, await connectToHub(target, options.timeoutMs));
+  }
+}
+
+function upgrade(
+  url: string,
+  target: HubTarget,
+  options: OpenWebSocketOptions,
+  socket: Socket,
+): Promise<WebSocket> {
+  const secure = target.tls;
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, [...options.protocols], {
       createConnection: () => socket,
@@ -259,6 +407,11 @@ export async function openWebSocket(
       perMessageDeflate: false,
       handshakeTimeout: options.timeoutMs ?? 15_000,
       maxPayload: options.maxPayload ?? 4 * 1024 * 1024,
+      // RFC 6455 masks client frames so that attacker-chosen bytes cannot look like HTTP to a
+      // cleartext proxy on the path. Inside TLS no proxy sees the frames, so an all-zero mask
+      // is sent there, which lets ws skip copying and XOR-ing every byte (a fifth of the CPU
+      // of a bulk transfer). Without TLS the masks stay random.
+      ...(secure ? { generateMask: (mask: Buffer) => void mask.fill(0) } : {}),
     });
     const onError = (error: Error): void => {
       socket.destroy();

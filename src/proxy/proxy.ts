@@ -7,7 +7,7 @@ import type { Logger } from '../log/logger.js';
 import { listen } from '../net/listen.js';
 import { bridge, type BridgeResult } from '../net/bridge.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
-import type { HubTarget } from '../net/hub-client.js';
+import { HubConnectionPool, type HubTarget } from '../net/hub-client.js';
 import { openServiceStream } from '../service/stream-client.js';
 import { closeWebSocket } from '../net/close.js';
 import { closeCodes } from '../protocol/constants.js';
@@ -49,6 +49,8 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
   const emitter = new EventEmitter();
   const active = new Set<{ socket: Socket; abort: AbortController; ws?: WebSocket }>();
   const heartbeat = new Heartbeat(options.heartbeatMs ?? defaultHeartbeatMs);
+  // Stream initiations reuse verified connections to the hub: one TLS handshake per stream.
+  const pool = new HubConnectionPool(options.target);
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
 
   server.on('connection', (socket: Socket) => {
@@ -69,6 +71,7 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
     socket.on('error', () => undefined);
     socket.once('close', onEarlyClose);
     openServiceStream(options.credential, options.target, {
+      pool,
       deviceId: options.deviceId,
       streamName: options.streamName,
       connectTimeoutSeconds: options.connectTimeoutSeconds,
@@ -131,6 +134,7 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
       close: () =>
         new Promise<void>((resolve) => {
           heartbeat.stop();
+          pool.close();
           server.close(() => resolve());
           for (const entry of active) {
             entry.abort.abort();

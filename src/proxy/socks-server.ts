@@ -7,7 +7,7 @@ import type { Logger } from '../log/logger.js';
 import { bridge } from '../net/bridge.js';
 import { listen } from '../net/listen.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
-import type { HubTarget } from '../net/hub-client.js';
+import { HubConnectionPool, type HubTarget } from '../net/hub-client.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
 import { openServiceStream } from '../service/stream-client.js';
 
@@ -119,6 +119,8 @@ export async function startSocksProxy(
   logger: Logger,
 ): Promise<{ port: number; close(): Promise<void> } & EventEmitter> {
   const heartbeat = new Heartbeat(options.heartbeatMs ?? defaultHeartbeatMs);
+  // Stream initiations reuse verified connections to the hub: one TLS handshake per stream.
+  const pool = new HubConnectionPool(options.target);
   const sockets = new Set<Socket>();
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
   server.on('connection', (socket: Socket) => {
@@ -150,6 +152,7 @@ export async function startSocksProxy(
       if (problem) throw new DstreamError('ERR_DEVICE_NOT_FOUND', problem);
       const started = Date.now();
       const ws = await openServiceStream(options.credential, options.target, {
+        pool,
         deviceId: host,
         streamName: String(port),
       });
@@ -178,6 +181,7 @@ export async function startSocksProxy(
       close: () =>
         new Promise<void>((resolve) => {
           heartbeat.stop();
+          pool.close();
           server.close(() => resolve());
           for (const s of sockets) s.destroy();
         }),

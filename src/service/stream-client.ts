@@ -4,6 +4,7 @@ import { DstreamError } from '../errors.js';
 import {
   hubRequest,
   openWebSocket,
+  type HubConnectionPool,
   UpgradeRefusedError,
   type HubTarget,
 } from '../net/hub-client.js';
@@ -17,6 +18,8 @@ export interface StreamInitiationOptions {
   readonly connectTimeoutSeconds?: number;
   readonly responseTimeoutSeconds?: number;
   readonly signal?: AbortSignal;
+  /** Kept-alive connections for the initiation request (a long-running proxy has one). */
+  readonly pool?: HubConnectionPool | undefined;
 }
 
 function header(value: string | string[] | undefined): string | undefined {
@@ -34,22 +37,26 @@ export async function openServiceStream(
   options: StreamInitiationOptions,
 ): Promise<WebSocket> {
   const path = `/twins/${encodeURIComponent(options.deviceId)}/streams/${encodeURIComponent(options.streamName)}?api-version=${apiVersion}`;
-  const res = await hubRequest(target, {
-    method: 'POST',
-    path,
-    headers: {
-      authorization: serviceToken(credential),
-      ...(options.connectTimeoutSeconds !== undefined
-        ? { [h.connectTimeout]: String(options.connectTimeoutSeconds) }
-        : {}),
-      ...(options.responseTimeoutSeconds !== undefined
-        ? { [h.responseTimeout]: String(options.responseTimeoutSeconds) }
-        : {}),
+  const res = await hubRequest(
+    target,
+    {
+      method: 'POST',
+      path,
+      headers: {
+        authorization: serviceToken(credential),
+        ...(options.connectTimeoutSeconds !== undefined
+          ? { [h.connectTimeout]: String(options.connectTimeoutSeconds) }
+          : {}),
+        ...(options.responseTimeoutSeconds !== undefined
+          ? { [h.responseTimeout]: String(options.responseTimeoutSeconds) }
+          : {}),
+      },
+      signal: options.signal,
+      timeoutMs:
+        ((options.connectTimeoutSeconds ?? 0) + (options.responseTimeoutSeconds ?? 30) + 15) * 1000,
     },
-    signal: options.signal,
-    timeoutMs:
-      ((options.connectTimeoutSeconds ?? 0) + (options.responseTimeoutSeconds ?? 30) + 15) * 1000,
-  });
+    options.pool,
+  );
   if (res.status !== 200) throw errorFromResponse(res);
   if (header(res.headers[h.isAccepted])?.toLowerCase() !== 'true') {
     let reason = 'rejected by the device';
@@ -75,6 +82,7 @@ export async function openServiceStream(
     return await openWebSocket(url, target, {
       headers: { authorization: `Bearer ${token}` },
       protocols: [streamProtocol],
+      pool: options.pool,
     });
   } catch (error) {
     if (error instanceof UpgradeRefusedError)

@@ -27,7 +27,9 @@ function parsePrometheus(text: string): Map<string, number> {
         throw new Error(`bad comment line: ${line}`);
       continue;
     }
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$/.exec(line);
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (-?[0-9.e+-]+|NaN|\+Inf|-Inf)$/i.exec(
+      line,
+    );
     if (!m?.[1] || m[2] === undefined) throw new Error(`bad sample line: ${line}`);
     samples.set(m[1], Number(m[2]));
   }

@@ -41,6 +41,7 @@ export interface TestHubOptions {
   readonly limits?: Partial<HubLimits>;
   readonly guard?: Partial<GuardOptions>;
   readonly audit?: AuditLog;
+  readonly headersTimeoutMs?: number;
 }
 
 export function makeTempDir(prefix = 'dstream-test-'): string {
@@ -66,6 +67,7 @@ export async function startTestHub(options: TestHubOptions = {}): Promise<TestHu
       limits: options.limits,
       guard: options.guard,
       audit: options.audit,
+      headersTimeoutMs: options.headersTimeoutMs,
     },
     logger,
   );
