@@ -89,3 +89,16 @@ export function drain(socket: Socket): Promise<number> {
     socket.once('error', reject);
   });
 }
+
+/** Poll `condition` (driven by events elsewhere) until true; rejects after `timeoutMs`. */
+export async function waitUntil(
+  condition: () => boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -89,6 +89,7 @@ async function main(): Promise<void> {
     console.log(`${((Date.now() - start) / 1000).toFixed(1)} s`);
   };
   const targets: Targets = await startTargets();
+  let failure: unknown;
   try {
     const needsTls = [1, 2, 3, 4, 5, 6, 7].some((s) => scenarios.has(s));
     if (needsTls) {
@@ -136,6 +137,9 @@ async function main(): Promise<void> {
       await step(`compare: ${compare.name}`, () =>
         runCompare(cfg, targets, compare.name, compare.command),
       );
+  } catch (error) {
+    // Keep what was measured: print the table so far, then fail.
+    failure = error;
   } finally {
     await stopTargets(targets);
   }
@@ -149,6 +153,8 @@ async function main(): Promise<void> {
   );
   writeFileSync(out, json + '\n');
   console.log(`\nwrote ${out}`);
+  if (failure instanceof Error) throw failure;
+  if (failure !== undefined) throw new Error('a scenario failed');
 }
 
 main().catch((error: unknown) => {

@@ -57,8 +57,6 @@ const hubTuning = [
   '1000',
   '--max-unauthenticated-per-ip',
   '100000',
-  '--audit-log',
-  'off',
 ];
 
 export interface StackOptions {

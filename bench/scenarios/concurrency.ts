@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { dial, readExactly } from '../client.js';
+import { dial, readExactly, waitUntil } from '../client.js';
 import type { BenchConfig } from '../config.js';
 import { msSince, rssBytes } from '../proc-stats.js';
 import { figure, type Figure } from '../result.js';
@@ -140,6 +140,12 @@ async function busy(
     };
     pump();
   }
+  // Every stream must be up at the sink before the window opens (setup takes a while at 100).
+  await waitUntil(
+    () => targets.sink.liveCounts().length === count,
+    60_000,
+    `${count} streams at the sink`,
+  );
   await new Promise((r) => setTimeout(r, 500));
   const a = targets.sink.liveCounts();
   const t0 = process.hrtime.bigint();

@@ -311,7 +311,9 @@ export class StreamEndpoint extends EventEmitter {
           result.bytesBtoA,
           `closed by ${result.closedBy === 'a' ? 'service' : 'device'} (${result.closeCode})`,
         );
-        this.logger.info('stream ended', {
+        // debug: the audit log already has a line per stream, and at hundreds of streams a
+        // second a second line per stream on stderr costs the hub several percent of its CPU.
+        this.logger.debug('stream ended', {
           device: record.deviceId,
           stream: record.name,
           toDeviceBytes: result.bytesAtoB,
