@@ -220,6 +220,37 @@ describe('CLI against a running hub', () => {
     );
   });
 
+  it('proxy: a wrong pin stops it before it listens; a hub that is down is only a warning', async () => {
+    // The other hub's fingerprint with this hub's address: another certificate answers.
+    const otherPin = /CertificateFingerprint=([0-9A-F:]+)/i.exec(other.serviceString)?.[1] ?? '';
+    const wrongPin = hub.serviceString.replace(
+      /CertificateFingerprint=[0-9A-F:]+/i,
+      `CertificateFingerprint=${otherPin}`,
+    );
+    expect(wrongPin).not.toBe(hub.serviceString);
+    const pinned = await runCli(['proxy', '--device', 'pi', '--local-port', '0'], {
+      DSTREAM_SERVICE_CONNECTION_STRING: wrongPin,
+    });
+    expect(pinned.code).toBe(1);
+    expect(pinned.stderr).toMatch(
+      /^error: the hub at 127\.0\.0\.1:\d+ presented a certificate with fingerprint [0-9A-F]{64}, not the pinned one\n/,
+    );
+    expect(pinned.stderr).not.toMatch(/proxy listening/);
+    expectNoStack(pinned.stderr);
+
+    const down = spawnCli(['proxy', '--device', 'pi', '--local-port', '0'], {
+      DSTREAM_SERVICE_CONNECTION_STRING: `HostName=127.0.0.1:1;SharedAccessKeyName=s;SharedAccessKey=${key}`,
+    });
+    try {
+      await down.waitForLine(
+        /WARN {2}the hub is not reachable now; each connection will try again/,
+      );
+      await down.waitForLine(/proxy listening on 127\.0\.0\.1:\d+/);
+    } finally {
+      expect(await down.stop()).toBe(0);
+    }
+  });
+
   it('device add/list/show/disable/enable/remove', async () => {
     const add = await runCli(['device', 'add', 'pi-01'], env);
     expect(add.code).toBe(0);
