@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -158,6 +158,28 @@ describe('OpenSSH through the dstream CLI (hub, agent and proxy as processes)', 
       );
       expect(r.stderr).toBe('');
       expect(r).toMatchObject({ code: 0, stdout: 'via ProxyCommand\n' });
+    });
+
+    it('the ~/.ssh/config Host block from docs/operations.md works as written', async () => {
+      const doc = readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8');
+      const block = /```sshconfig\n# ~\/\.ssh\/config\n([\s\S]*?)```/.exec(doc)?.[1];
+      expect(block).toBeDefined();
+      // The documented block, with `dstream` spelled as this checkout's CLI and the test
+      // server's user and port (docs say `User pi` and the default 22).
+      const config = (block ?? '')
+        .replace('ProxyCommand dstream ', `ProxyCommand ${process.execPath} ${cliPath} `)
+        .replace(/User \S+/, `User ${sshd.user}`)
+        .concat(`  Port ${sshd.port}\n`);
+      const file = join(dir, 'ssh_config');
+      writeFileSync(file, config);
+      const r = await run(
+        'ssh',
+        ['-F', file, ...sshd.sshOptions, 'pi-01', 'echo via ssh_config'],
+        60_000,
+        { DSTREAM_SERVICE_CONNECTION_STRING: hub.serviceString },
+      );
+      expect(r.stderr).toBe('');
+      expect(r).toMatchObject({ code: 0, stdout: 'via ssh_config\n' });
     });
 
     it.skipIf(!socksNetcat)(
