@@ -80,9 +80,16 @@ async function cliHub(extra: string[] = []) {
   return { dir, hub, service, device };
 }
 
-/** Milliseconds until `socket` closes. */
+/** Milliseconds until `socket` closes; a timeout says what state the socket was left in. */
 async function msUntilClosed(socket: Socket, start: number): Promise<number> {
-  await closed(socket, 5000);
+  try {
+    await closed(socket, 5000);
+  } catch (error) {
+    throw new Error(
+      `${String(error)}; client: bytesRead=${socket.bytesRead} readable=${socket.readable} ` +
+        `writable=${socket.writable} destroyed=${socket.destroyed} flowing=${String(socket.readableFlowing)}`,
+    );
+  }
   return Date.now() - start;
 }
 
