@@ -102,6 +102,12 @@ describe('faults, with real processes', () => {
     await waitEvent(agent, 'connected');
     const proxy = await proxyFor(service);
     const client = await dial(proxy.port);
+    // Like ssh, the client closes its side when the server side ends. The proxy resets the
+    // connection when its hub leg is cut, but under heavy load this client was seen (about 1
+    // run in 15 with three CPU hogs) to get a FIN instead, after which a half-open socket that
+    // never writes cannot notice the reset and never closes. Not explained yet; see the
+    // session note. Ending on EOF keeps this test about closing in time.
+    client.once('end', () => client.end());
     await new Promise((resolve) => client.once('data', resolve));
 
     const killedAt = Date.now();
