@@ -1,3 +1,4 @@
+import { sendBytes } from './client.js';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 
 /** A device-side service the bench measures through the tunnel and directly. */
@@ -56,8 +57,6 @@ export async function startSink(): Promise<SinkServer> {
   };
 }
 
-const chunk = Buffer.alloc(1024 * 1024, 0x5a);
-
 /** Reads an 8-byte big-endian length, sends that many bytes, then ends. */
 export function startSource(): Promise<TargetServer> {
   return serve((socket) => {
@@ -66,19 +65,7 @@ export function startSource(): Promise<TargetServer> {
       header = Buffer.concat([header, d]);
       if (header.length < 8) return;
       socket.off('data', onData);
-      let left = Number(header.readBigUInt64BE(0));
-      const pump = (): void => {
-        while (left > 0) {
-          const n = Math.min(left, chunk.length);
-          left -= n;
-          if (!socket.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
-            socket.once('drain', pump);
-            return;
-          }
-        }
-        socket.end();
-      };
-      pump();
+      sendBytes(socket, Number(header.readBigUInt64BE(0))).catch(() => undefined);
     };
     socket.on('data', onData);
   });

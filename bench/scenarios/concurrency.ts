@@ -45,11 +45,13 @@ async function holdStreams(
     );
   }
   const ms = msSince(start);
-  let rounds = 0;
+  let pending = 0;
   const timer = setInterval(() => {
-    rounds++;
     for (const s of sockets) {
-      readExactly(s, payload.length, 20_000).catch(() => failures++);
+      pending++;
+      readExactly(s, payload.length, 20_000)
+        .catch(() => failures++)
+        .finally(() => pending--);
       s.write(payload);
     }
   }, 1000);
@@ -59,8 +61,8 @@ async function holdStreams(
     ms,
     stopEchoes: async () => {
       clearInterval(timer);
-      // Let the last round come back before counting.
-      if (rounds > 0) await new Promise((r) => setTimeout(r, 500));
+      // Every echo sent is answered or has timed out (and was counted) before counting.
+      await waitUntil(() => pending === 0, 30_000, 'the last echoes');
       closing = true;
     },
   };
@@ -166,8 +168,8 @@ async function busy(
     );
   const rates = b.map((v, i) => (v - (a[i] ?? 0)) / 1e6 / dt);
   const sum = rates.reduce((x, y) => x + y, 0);
-  // The sink needs a moment to see the resets before the next test.
-  await new Promise((r) => setTimeout(r, 300));
+  // The next measurement must not see these connections at the sink.
+  await waitUntil(() => targets.sink.liveCounts().length === 0, 30_000, 'the sink to drain');
   return { aggregate: sum, fairness: Math.min(...rates) / (sum / count), probeMs };
 }
 
