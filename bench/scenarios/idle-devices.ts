@@ -20,7 +20,7 @@ export async function runIdleDevices(cfg: BenchConfig, stack: Stack): Promise<Fi
   const devices: { id: string; key: string }[] = [];
   try {
     for (let i = 0; i < n; i++) {
-      const d = registry.addDevice(`idle-${i}`);
+      const d = registry.addDeviceNow(`idle-${i}`);
       devices.push({ id: d.deviceId, key: d.primaryKey });
     }
   } finally {

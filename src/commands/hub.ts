@@ -83,11 +83,11 @@ function settingsFrom(flags: HubFlags, ctx: CommandContext): HubSettings {
   };
 }
 
-function openDataDir(s: HubSettings, logger: Logger): HubDataDir {
+async function openDataDir(s: HubSettings, logger: Logger): Promise<HubDataDir> {
   const names = ['localhost', '127.0.0.1', '::1'];
   if (s.publicUrl) names.push(hostAndPort(s.publicUrl).host);
   if (s.host !== '0.0.0.0' && s.host !== '::') names.push(s.host);
-  const state = openHubDataDir(
+  const state = await openHubDataDir(
     {
       dataDir: s.dataDir,
       tlsCertFile: s.tlsCertFile,
@@ -98,7 +98,7 @@ function openDataDir(s: HubSettings, logger: Logger): HubDataDir {
     logger,
   );
   // The public URL is kept in the data dir, so later runs (and `hub init`) hand out the same address.
-  if (s.publicUrl) state.registry.setSetting(publicUrlSetting, s.publicUrl.origin);
+  if (s.publicUrl) await state.registry.setSetting(publicUrlSetting, s.publicUrl.origin);
   return state;
 }
 
@@ -118,10 +118,10 @@ function addressFor(publicUrl: URL, state: HubDataDir): HubAddress {
 }
 
 /** `dstream hub init`: create (or reopen) the data dir and print the service connection string. */
-export function runHubInit(flags: HubFlags, ctx: CommandContext): void {
+export async function runHubInit(flags: HubFlags, ctx: CommandContext): Promise<void> {
   const logger = commandLogger(ctx, { ...flags, quiet: !flags.verbose });
   const s = settingsFrom(flags, ctx);
-  const state = openDataDir(s, logger);
+  const state = await openDataDir(s, logger);
   try {
     const publicUrl =
       s.publicUrl ?? storedPublicUrl(state) ?? derivePublicUrl(s.host, s.port, !s.insecureNoTls);
@@ -192,7 +192,7 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
   const metrics = flags.metrics ?? 'local';
   if (metrics !== 'local' && metrics !== 'open' && metrics !== 'off')
     throw new DstreamError('ERR_USAGE', `--metrics ${metrics}: expected local, open or off`);
-  const state = openDataDir(s, logger);
+  const state = await openDataDir(s, logger);
   let audit: AuditLog;
   try {
     audit =

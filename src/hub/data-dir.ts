@@ -29,13 +29,18 @@ export interface HubDataDirOptions {
   readonly insecureNoTls: boolean;
   /** Names for the self-signed certificate's subjectAltName. */
   readonly certificateNames: readonly string[];
+  /**
+   * A shared registry (cluster mode, Redis) instead of the data dir's SQLite file; the data
+   * dir then holds only the TLS identity (and the audit log).
+   */
+  readonly openRegistry?: (() => Promise<Registry>) | undefined;
 }
 
 export interface HubDataDir {
   readonly registry: Registry;
   readonly tls: HubTlsIdentity | null;
   readonly servicePolicy: PolicyRecord;
-  /** True when this call created the data dir's registry (first start). */
+  /** True when this call created the registry (first start): its service policy is new. */
   readonly created: boolean;
 }
 
@@ -112,30 +117,35 @@ function loadTls(options: HubDataDirOptions, logger: Logger): HubTlsIdentity | n
  * Open (creating on first use) a hub data dir: the registry, the TLS identity and the
  * default service policy. Idempotent: run again, it returns what is there.
  */
-export function openHubDataDir(options: HubDataDirOptions, logger: Logger): HubDataDir {
+export async function openHubDataDir(
+  options: HubDataDirOptions,
+  logger: Logger,
+): Promise<HubDataDir> {
   ensurePrivateDir(options.dataDir);
-  const dbFile = join(options.dataDir, 'registry.db');
-  const created = !existsSync(dbFile);
-  let registry: Registry;
+  const registry = options.openRegistry
+    ? await options.openRegistry()
+    : openSqliteRegistry(join(options.dataDir, 'registry.db'));
   try {
-    registry = new SqliteRegistry(dbFile);
+    const tls = loadTls(options, logger);
+    const existing = registry.getPolicy(defaultPolicyName);
+    const servicePolicy = existing ?? (await registry.addPolicy(defaultPolicyName, allRights));
+    return { registry, tls, servicePolicy, created: existing === undefined };
+  } catch (error) {
+    registry.close();
+    throw error;
+  }
+}
+
+function openSqliteRegistry(dbFile: string): Registry {
+  try {
+    const registry = new SqliteRegistry(dbFile);
     if ((statSync(dbFile).mode & 0o077) !== 0) chmodSync(dbFile, 0o600);
+    return registry;
   } catch (error) {
     throw new DstreamError(
       'ERR_DATA_DIR',
       `cannot open the registry ${dbFile}: ${describeError(error)}`,
-      {
-        cause: error,
-      },
+      { cause: error },
     );
-  }
-  try {
-    const tls = loadTls(options, logger);
-    const servicePolicy =
-      registry.getPolicy(defaultPolicyName) ?? registry.addPolicy(defaultPolicyName, allRights);
-    return { registry, tls, servicePolicy, created };
-  } catch (error) {
-    registry.close();
-    throw error;
   }
 }

@@ -99,7 +99,7 @@ export async function handlePolicyApi(
           `policy '${caller.name}' cannot grant ${beyond.join(', ')}, which it lacks`,
         );
       try {
-        const created = ctx.registry.addPolicy(name, [...new Set(rights)]);
+        const created = await ctx.registry.addPolicy(name, [...new Set(rights)]);
         ctx.logger.info('policy added', {
           name,
           rights: created.rights.join(','),
@@ -120,7 +120,7 @@ export async function handlePolicyApi(
           'ArgumentInvalid',
           `policy '${name}' cannot remove itself; use another policy`,
         );
-      if (!ctx.registry.removePolicy(name))
+      if (!(await ctx.registry.removePolicy(name)))
         return sendError(res, 404, 'PolicyNotFound', `policy '${name}' does not exist`);
       ctx.logger.info('policy removed', { name, by: caller.name });
       res.writeHead(204).end();

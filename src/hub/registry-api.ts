@@ -69,7 +69,7 @@ async function regenerateKey(
       'ArgumentInvalid',
       'body must be {"key": "primary"} or {"key": "secondary"}',
     );
-  const device = ctx.registry.regenerateKey(deviceId, which);
+  const device = await ctx.registry.regenerateKey(deviceId, which);
   if (!device)
     return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
   // A connection made with the old key must not outlive it: the agent reconnects with its key.
@@ -118,7 +118,7 @@ export async function handleRegistryApi(
   switch (method) {
     case 'PUT': {
       try {
-        const device = ctx.registry.addDevice(deviceId);
+        const device = await ctx.registry.addDevice(deviceId);
         ctx.logger.info('device added', { device: deviceId, policy: caller.name });
         return sendJson(res, 200, deviceJson(ctx, device, true));
       } catch (error) {
@@ -144,7 +144,7 @@ export async function handleRegistryApi(
           'ArgumentInvalid',
           'body must be {"status": "enabled"} or {"status": "disabled"}',
         );
-      const device = ctx.registry.setDeviceStatus(deviceId, status);
+      const device = await ctx.registry.setDeviceStatus(deviceId, status);
       if (!device)
         return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
       if (status === 'disabled') {
@@ -155,7 +155,7 @@ export async function handleRegistryApi(
       return sendJson(res, 200, deviceJson(ctx, device, false));
     }
     case 'DELETE': {
-      if (!ctx.registry.removeDevice(deviceId))
+      if (!(await ctx.registry.removeDevice(deviceId)))
         return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
       ctx.control.disconnect(deviceId, 'device removed');
       ctx.streams.closeDevice(deviceId);

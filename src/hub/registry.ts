@@ -27,24 +27,43 @@ export class AlreadyExistsError extends Error {
   override readonly name = 'AlreadyExistsError';
 }
 
+/** A change another cluster node made to the shared registry (see Registry.watch). */
+export type RegistryChange =
+  | {
+      readonly kind: 'device-removed' | 'device-disabled' | 'device-key-changed';
+      readonly deviceId: string;
+    }
+  | { readonly kind: 'policy-removed'; readonly name: string };
+
 /**
- * The hub's persistent state. Single-node hubs keep it in SQLite (sqlite-registry.ts);
- * the interface is small so another store can stand behind it.
+ * The hub's persistent state. Single-node hubs keep it in SQLite (sqlite-registry.ts); a
+ * cluster keeps it in Redis (cluster/redis-registry.ts), each node reading from a local
+ * replica. Reads are synchronous (they sit on every authentication); writes are async
+ * because a shared store answers over the network.
  */
 export interface Registry {
-  addDevice(deviceId: string, now?: Date): DeviceRecord;
   getDevice(deviceId: string): DeviceRecord | undefined;
   listDevices(): DeviceRecord[];
-  removeDevice(deviceId: string): boolean;
-  setDeviceStatus(deviceId: string, status: DeviceStatus): DeviceRecord | undefined;
-  touchDevice(deviceId: string, when: Date): void;
-  /** Replace one of a device's keys with a fresh one. */
-  regenerateKey(deviceId: string, which: 'primary' | 'secondary'): DeviceRecord | undefined;
-  listPolicies(): PolicyRecord[];
-  removePolicy(name: string): boolean;
-  addPolicy(name: string, rights: readonly Right[]): PolicyRecord;
   getPolicy(name: string): PolicyRecord | undefined;
+  listPolicies(): PolicyRecord[];
   getSetting(name: string): string | undefined;
-  setSetting(name: string, value: string): void;
+  addDevice(deviceId: string, now?: Date): Promise<DeviceRecord>;
+  removeDevice(deviceId: string): Promise<boolean>;
+  setDeviceStatus(deviceId: string, status: DeviceStatus): Promise<DeviceRecord | undefined>;
+  /** Replace one of a device's keys with a fresh one. */
+  regenerateKey(
+    deviceId: string,
+    which: 'primary' | 'secondary',
+  ): Promise<DeviceRecord | undefined>;
+  addPolicy(name: string, rights: readonly Right[]): Promise<PolicyRecord>;
+  removePolicy(name: string): Promise<boolean>;
+  setSetting(name: string, value: string): Promise<void>;
+  /** Best effort: a lost update of the last-activity time harms nobody. */
+  touchDevice(deviceId: string, when: Date): void;
+  /**
+   * Changes made elsewhere (another cluster node), so this node can close what they revoke.
+   * Changes made through this object are not reported: the caller acts on them itself.
+   */
+  watch?(listener: (change: RegistryChange) => void): void;
   close(): void;
 }

@@ -86,6 +86,15 @@ function insertUnique(what: string, insert: () => unknown): void {
   }
 }
 
+/** Run a synchronous statement behind the async Registry interface: a throw becomes a rejection. */
+function settle<T>(run: () => T): Promise<T> {
+  try {
+    return Promise.resolve(run());
+  } catch (error) {
+    return Promise.reject(error as Error);
+  }
+}
+
 /** The embedded registry: one SQLite file, synchronous, durable (WAL). */
 export class SqliteRegistry implements Registry {
   readonly #db: Database.Database;
@@ -130,7 +139,12 @@ export class SqliteRegistry implements Registry {
     };
   }
 
-  addDevice(deviceId: string, now: Date = new Date()): DeviceRecord {
+  addDevice(deviceId: string, now: Date = new Date()): Promise<DeviceRecord> {
+    return settle(() => this.addDeviceNow(deviceId, now));
+  }
+
+  /** addDevice, synchronously (for tools that fill a registry file directly). */
+  addDeviceNow(deviceId: string, now: Date = new Date()): DeviceRecord {
     insertUnique(`device '${deviceId}'`, () =>
       this.#stmts.insertDevice.run(deviceId, newKey(), newKey(), now.toISOString()),
     );
@@ -146,20 +160,27 @@ export class SqliteRegistry implements Registry {
     return this.#stmts.listDevices.all().map(toDevice);
   }
 
-  removeDevice(deviceId: string): boolean {
-    return this.#stmts.removeDevice.run(deviceId).changes > 0;
+  removeDevice(deviceId: string): Promise<boolean> {
+    return settle(() => this.#stmts.removeDevice.run(deviceId).changes > 0);
   }
 
-  setDeviceStatus(deviceId: string, status: DeviceStatus): DeviceRecord | undefined {
-    this.#stmts.setStatus.run(status, deviceId);
-    return this.getDevice(deviceId);
+  setDeviceStatus(deviceId: string, status: DeviceStatus): Promise<DeviceRecord | undefined> {
+    return settle(() => {
+      this.#stmts.setStatus.run(status, deviceId);
+      return this.getDevice(deviceId);
+    });
   }
 
   touchDevice(deviceId: string, when: Date): void {
     this.#stmts.touch.run(when.toISOString(), deviceId);
   }
 
-  addPolicy(name: string, rights: readonly Right[]): PolicyRecord {
+  addPolicy(name: string, rights: readonly Right[]): Promise<PolicyRecord> {
+    return settle(() => this.addPolicyNow(name, rights));
+  }
+
+  /** addPolicy, synchronously. */
+  addPolicyNow(name: string, rights: readonly Right[]): PolicyRecord {
     insertUnique(`policy '${name}'`, () =>
       this.#stmts.insertPolicy.run(name, newKey(), rights.join(',')),
     );
@@ -175,22 +196,27 @@ export class SqliteRegistry implements Registry {
     return this.#stmts.listPolicies.all().map(toPolicy);
   }
 
-  removePolicy(name: string): boolean {
-    return this.#stmts.removePolicy.run(name).changes > 0;
+  removePolicy(name: string): Promise<boolean> {
+    return settle(() => this.#stmts.removePolicy.run(name).changes > 0);
   }
 
-  regenerateKey(deviceId: string, which: 'primary' | 'secondary'): DeviceRecord | undefined {
+  regenerateKey(
+    deviceId: string,
+    which: 'primary' | 'secondary',
+  ): Promise<DeviceRecord | undefined> {
     const stmt = which === 'primary' ? this.#stmts.setPrimary : this.#stmts.setSecondary;
-    stmt.run(newKey(), deviceId);
-    return this.getDevice(deviceId);
+    return settle(() => {
+      stmt.run(newKey(), deviceId);
+      return this.getDevice(deviceId);
+    });
   }
 
   getSetting(name: string): string | undefined {
     return this.#stmts.getSetting.get(name)?.value;
   }
 
-  setSetting(name: string, value: string): void {
-    this.#stmts.setSetting.run(name, value);
+  setSetting(name: string, value: string): Promise<void> {
+    return settle(() => void this.#stmts.setSetting.run(name, value));
   }
 
   close(): void {

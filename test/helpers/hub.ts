@@ -52,7 +52,7 @@ export function makeTempDir(prefix = 'dstream-test-'): string {
 export async function startTestHub(options: TestHubOptions = {}): Promise<TestHub> {
   const dataDir = options.dataDir ?? makeTempDir();
   const logger = options.logger ?? silentLogger;
-  const state = openHubDataDir(
+  const state = await openHubDataDir(
     { dataDir, insecureNoTls: options.tls === false, certificateNames: ['localhost', '127.0.0.1'] },
     logger,
   );

@@ -26,7 +26,7 @@ describe('hub authentication', () => {
   });
 
   it('service: right policy and key, not expired, right scope and right', () => {
-    const policy = reg.addPolicy('service', ['ServiceConnect', 'RegistryRead']);
+    const policy = reg.addPolicyNow('service', ['ServiceConnect', 'RegistryRead']);
     const token = (
       o: Partial<{ key: string; keyName: string; expiry: number; resource: string }> = {},
     ) =>
@@ -79,8 +79,8 @@ describe('hub authentication', () => {
   });
 
   it('device: scoped to that device, its key, enabled', () => {
-    const dev = reg.addDevice('pi-01');
-    reg.addDevice('pi-02');
+    const dev = reg.addDeviceNow('pi-01');
+    reg.addDeviceNow('pi-02');
     const token = (id = 'pi-01', key = dev.primaryKey, expiry = now + 60) =>
       signSas({ resource: `hub/devices/${id}`, key, expiry });
     expect(authenticateDevice(reg, token(), 'pi-01', now)).toMatchObject({ ok: true });

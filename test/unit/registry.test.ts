@@ -14,10 +14,10 @@ describe('SQLite registry', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('adds, reads, lists, disables, touches and removes devices', () => {
+  it('adds, reads, lists, disables, touches and removes devices', async () => {
     const reg = new SqliteRegistry(join(dir, 'r.db'));
-    const a = reg.addDevice('b-dev', new Date('2026-01-01T00:00:00Z'));
-    reg.addDevice('a-dev');
+    const a = await reg.addDevice('b-dev', new Date('2026-01-01T00:00:00Z'));
+    await reg.addDevice('a-dev');
     expect(a).toMatchObject({
       deviceId: 'b-dev',
       status: 'enabled',
@@ -25,24 +25,24 @@ describe('SQLite registry', () => {
       lastActivityTime: null,
     });
     expect(Buffer.from(a.primaryKey, 'base64')).toHaveLength(32);
-    expect(() => reg.addDevice('b-dev')).toThrow(AlreadyExistsError);
+    await expect(reg.addDevice('b-dev')).rejects.toThrow(AlreadyExistsError);
     expect(reg.listDevices().map((d) => d.deviceId)).toEqual(['a-dev', 'b-dev']);
-    expect(reg.setDeviceStatus('b-dev', 'disabled')?.status).toBe('disabled');
-    expect(reg.setDeviceStatus('nope', 'disabled')).toBeUndefined();
+    expect((await reg.setDeviceStatus('b-dev', 'disabled'))?.status).toBe('disabled');
+    expect(await reg.setDeviceStatus('nope', 'disabled')).toBeUndefined();
     reg.touchDevice('b-dev', new Date('2026-02-02T00:00:00Z'));
     expect(reg.getDevice('b-dev')?.lastActivityTime).toBe('2026-02-02T00:00:00.000Z');
-    expect(reg.removeDevice('b-dev')).toBe(true);
-    expect(reg.removeDevice('b-dev')).toBe(false);
+    expect(await reg.removeDevice('b-dev')).toBe(true);
+    expect(await reg.removeDevice('b-dev')).toBe(false);
     expect(reg.getDevice('b-dev')).toBeUndefined();
     reg.close();
   });
 
-  it('keeps devices, policies and settings across reopen', () => {
+  it('keeps devices, policies and settings across reopen', async () => {
     const file = join(dir, 'r.db');
     const reg = new SqliteRegistry(file);
-    const dev = reg.addDevice('keep');
-    const pol = reg.addPolicy('ops', ['RegistryRead']);
-    reg.setSetting('public_url', 'https://x:1');
+    const dev = await reg.addDevice('keep');
+    const pol = await reg.addPolicy('ops', ['RegistryRead']);
+    await reg.setSetting('public_url', 'https://x:1');
     reg.close();
     const again = new SqliteRegistry(file);
     expect(again.getDevice('keep')).toEqual(dev);
@@ -51,9 +51,9 @@ describe('SQLite registry', () => {
     again.close();
   });
 
-  it('data dir: 0700, key 0600, service policy, idempotent', () => {
+  it('data dir: 0700, key 0600, service policy, idempotent', async () => {
     const dataDir = join(dir, 'hub');
-    const first = openHubDataDir(
+    const first = await openHubDataDir(
       { dataDir, insecureNoTls: false, certificateNames: ['localhost'] },
       silentLogger,
     );
@@ -63,7 +63,7 @@ describe('SQLite registry', () => {
     expect(statSync(join(dataDir, 'tls', 'key.pem')).mode & 0o777).toBe(0o600);
     expect(statSync(join(dataDir, 'registry.db')).mode & 0o077).toBe(0);
     first.registry.close();
-    const second = openHubDataDir(
+    const second = await openHubDataDir(
       { dataDir, insecureNoTls: false, certificateNames: ['localhost'] },
       silentLogger,
     );
