@@ -88,11 +88,8 @@ function insertUnique(what: string, insert: () => unknown): void {
 
 /** Run a synchronous statement behind the async Registry interface: a throw becomes a rejection. */
 function settle<T>(run: () => T): Promise<T> {
-  try {
-    return Promise.resolve(run());
-  } catch (error) {
-    return Promise.reject(error as Error);
-  }
+  // A throw inside the executor rejects the promise.
+  return new Promise((resolve) => resolve(run()));
 }
 
 /** The embedded registry: one SQLite file, synchronous, durable (WAL). */

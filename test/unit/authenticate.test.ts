@@ -78,7 +78,7 @@ describe('hub authentication', () => {
     });
   });
 
-  it('device: scoped to that device, its key, enabled', () => {
+  it('device: scoped to that device, its key, enabled', async () => {
     const dev = reg.addDeviceNow('pi-01');
     reg.addDeviceNow('pi-02');
     const token = (id = 'pi-01', key = dev.primaryKey, expiry = now + 60) =>
@@ -101,7 +101,7 @@ describe('hub authentication', () => {
     expect(
       authenticateDevice(reg, token('pi-01', dev.primaryKey, now - 3600), 'pi-01', now),
     ).toMatchObject({ ok: false, status: 401 });
-    reg.setDeviceStatus('pi-01', 'disabled');
+    await reg.setDeviceStatus('pi-01', 'disabled');
     expect(authenticateDevice(reg, token(), 'pi-01', now)).toMatchObject({
       ok: false,
       status: 403,
