@@ -28,12 +28,10 @@ export class AlreadyExistsError extends Error {
 }
 
 /** A change another cluster node made to the shared registry (see Registry.watch). */
-export type RegistryChange =
-  | {
-      readonly kind: 'device-removed' | 'device-disabled' | 'device-key-changed';
-      readonly deviceId: string;
-    }
-  | { readonly kind: 'policy-removed'; readonly name: string };
+export interface RegistryChange {
+  readonly kind: 'device-removed' | 'device-disabled' | 'device-key-changed';
+  readonly deviceId: string;
+}
 
 /**
  * The hub's persistent state. Single-node hubs keep it in SQLite (sqlite-registry.ts); a

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openHubDataDir } from '../../src/hub/data-dir.js';
-import { AlreadyExistsError } from '../../src/hub/registry.js';
 import { SqliteRegistry } from '../../src/hub/sqlite-registry.js';
 import { silentLogger } from '../../src/log/logger.js';
+import { registryContract } from '../helpers/registry-contract.js';
 
 describe('SQLite registry', () => {
   let dir: string;
@@ -14,42 +14,10 @@ describe('SQLite registry', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('adds, reads, lists, disables, touches and removes devices', async () => {
-    const reg = new SqliteRegistry(join(dir, 'r.db'));
-    const a = await reg.addDevice('b-dev', new Date('2026-01-01T00:00:00Z'));
-    await reg.addDevice('a-dev');
-    expect(a).toMatchObject({
-      deviceId: 'b-dev',
-      status: 'enabled',
-      createdTime: '2026-01-01T00:00:00.000Z',
-      lastActivityTime: null,
-    });
-    expect(Buffer.from(a.primaryKey, 'base64')).toHaveLength(32);
-    await expect(reg.addDevice('b-dev')).rejects.toThrow(AlreadyExistsError);
-    expect(reg.listDevices().map((d) => d.deviceId)).toEqual(['a-dev', 'b-dev']);
-    expect((await reg.setDeviceStatus('b-dev', 'disabled'))?.status).toBe('disabled');
-    expect(await reg.setDeviceStatus('nope', 'disabled')).toBeUndefined();
-    reg.touchDevice('b-dev', new Date('2026-02-02T00:00:00Z'));
-    expect(reg.getDevice('b-dev')?.lastActivityTime).toBe('2026-02-02T00:00:00.000Z');
-    expect(await reg.removeDevice('b-dev')).toBe(true);
-    expect(await reg.removeDevice('b-dev')).toBe(false);
-    expect(reg.getDevice('b-dev')).toBeUndefined();
-    reg.close();
-  });
-
-  it('keeps devices, policies and settings across reopen', async () => {
-    const file = join(dir, 'r.db');
-    const reg = new SqliteRegistry(file);
-    const dev = await reg.addDevice('keep');
-    const pol = await reg.addPolicy('ops', ['RegistryRead']);
-    await reg.setSetting('public_url', 'https://x:1');
-    reg.close();
-    const again = new SqliteRegistry(file);
-    expect(again.getDevice('keep')).toEqual(dev);
-    expect(again.getPolicy('ops')).toEqual(pol);
-    expect(again.getSetting('public_url')).toBe('https://x:1');
-    again.close();
-  });
+  registryContract(
+    () => Promise.resolve(new SqliteRegistry(join(dir, 'r.db'))),
+    () => Promise.resolve(new SqliteRegistry(join(dir, 'r.db'))),
+  );
 
   it('data dir: 0700, key 0600, service policy, idempotent', async () => {
     const dataDir = join(dir, 'hub');

@@ -1,0 +1,362 @@
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '../log/logger.js';
+import { DstreamError, describeError } from '../errors.js';
+import {
+  AlreadyExistsError,
+  type DeviceRecord,
+  type DeviceStatus,
+  type PolicyRecord,
+  type Registry,
+  type RegistryChange,
+  type Right,
+} from '../hub/registry.js';
+import { newKey } from '../hub/sqlite-registry.js';
+import type { Store, StoreScript } from './store.js';
+import { keys } from './keys.js';
+
+type Table = 'devices' | 'policies' | 'settings';
+
+/**
+ * Every write is one script: change the hash and publish the key's new value (or its
+ * removal) in the same atomic step. Redis runs scripts one at a time, so the messages reach
+ * every node in the order the writes happened, and a replica that applies them in order
+ * ends where Redis is.
+ */
+const putIfAbsent: StoreScript = {
+  name: 'registry-put-if-absent',
+  keys: 1,
+  lua: `
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('PUBLISH', ARGV[3], cjson.encode({t = ARGV[4], id = ARGV[1], v = ARGV[2], w = ARGV[5]}))
+return 1`,
+};
+
+const put: StoreScript = {
+  name: 'registry-put',
+  keys: 1,
+  lua: `
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], cjson.encode({t = ARGV[4], id = ARGV[1], v = ARGV[2], w = ARGV[5]}))
+return 1`,
+};
+
+/** Merge fields into an existing JSON record; nil if the record does not exist. */
+const patch: StoreScript = {
+  name: 'registry-patch',
+  keys: 1,
+  lua: `
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return false end
+local record = cjson.decode(current)
+for k, v in pairs(cjson.decode(ARGV[2])) do record[k] = v end
+local value = cjson.encode(record)
+redis.call('HSET', KEYS[1], ARGV[1], value)
+redis.call('PUBLISH', ARGV[3], cjson.encode({t = ARGV[4], id = ARGV[1], v = value, w = ARGV[5]}))
+return value`,
+};
+
+const remove: StoreScript = {
+  name: 'registry-remove',
+  keys: 1,
+  lua: `
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('PUBLISH', ARGV[2], cjson.encode({t = ARGV[3], id = ARGV[1], w = ARGV[4]}))
+return 1`,
+};
+
+interface Message {
+  readonly t: Table;
+  readonly id: string;
+  readonly v?: string;
+  /** The write's id, so the node that wrote it knows its replica has it. */
+  readonly w?: string;
+}
+
+function parseMessage(text: string): Message | undefined {
+  try {
+    const m = JSON.parse(text) as Partial<Message>;
+    if (m.t !== 'devices' && m.t !== 'policies' && m.t !== 'settings') return undefined;
+    if (typeof m.id !== 'string' || (m.v !== undefined && typeof m.v !== 'string'))
+      return undefined;
+    if (m.w !== undefined && typeof m.w !== 'string') return undefined;
+    return m as Message;
+  } catch {
+    return undefined;
+  }
+}
+
+function toDevice(json: string): DeviceRecord {
+  const d = JSON.parse(json) as DeviceRecord;
+  // cjson writes JSON null back as null, but an absent field must read as null too.
+  return { ...d, lastActivityTime: d.lastActivityTime ?? null };
+}
+
+function toPolicy(json: string): PolicyRecord {
+  return JSON.parse(json) as PolicyRecord;
+}
+
+const byId = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * The cluster registry: devices, policies and settings in three Redis hashes, read from a
+ * local replica that every node keeps current over pub/sub.
+ *
+ * Reads are local, so authentication costs no round trip and goes on while Redis is away
+ * (a node keeps serving what it holds). Writes go to Redis first and change the replica
+ * only once Redis has them; while Redis is away they fail with ERR_HUB_UNAVAILABLE.
+ *
+ * Consistency: a write is published before its HTTP answer leaves the node, and a node
+ * reads its Redis connection between any two requests of a client, so a client that writes
+ * through one node and then connects to another finds its write there (read-your-writes,
+ * in practice; a node under a backlog of messages can lag by that backlog). After a lost
+ * connection a node reloads everything once it is subscribed again.
+ */
+export class RedisRegistry implements Registry {
+  readonly #devices = new Map<string, DeviceRecord>();
+  readonly #policies = new Map<string, PolicyRecord>();
+  readonly #settings = new Map<string, string>();
+  readonly #listeners: ((change: RegistryChange) => void)[] = [];
+  /** Writes of this node waiting for their message to reach the replica. */
+  readonly #ownWrites = new Map<string, () => void>();
+  /** Messages that arrived while a reload was in flight: applied after it, in order. */
+  #held: Message[] | undefined;
+
+  private constructor(
+    private readonly store: Store,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Subscribe, load the whole registry, and keep it current. */
+  static async open(store: Store, logger: Logger): Promise<RedisRegistry> {
+    const registry = new RedisRegistry(store, logger);
+    await store.subscribe(keys.registryChannel, (text) => registry.#onMessage(text));
+    store.on('up', () => {
+      registry
+        .#reload()
+        .catch((error: unknown) =>
+          logger.warn('cannot reload the registry from redis', { error: describeError(error) }),
+        );
+    });
+    await registry.#reload();
+    return registry;
+  }
+
+  async #reload(): Promise<void> {
+    this.#held = [];
+    try {
+      const [devices, policies, settings] = (await Promise.all([
+        this.store.call('HGETALL', keys.table('devices')),
+        this.store.call('HGETALL', keys.table('policies')),
+        this.store.call('HGETALL', keys.table('settings')),
+      ])) as [string[], string[], string[]];
+      const previous = new Map(this.#devices);
+      this.#devices.clear();
+      this.#policies.clear();
+      this.#settings.clear();
+      for (let i = 0; i + 1 < devices.length; i += 2)
+        this.#devices.set(devices[i] as string, toDevice(devices[i + 1] as string));
+      for (let i = 0; i + 1 < policies.length; i += 2)
+        this.#policies.set(policies[i] as string, toPolicy(policies[i + 1] as string));
+      for (let i = 0; i + 1 < settings.length; i += 2)
+        this.#settings.set(settings[i] as string, settings[i + 1] as string);
+      // Changes missed while disconnected still have to close what they revoke.
+      for (const [id, before] of previous) this.#report(id, before, this.#devices.get(id));
+    } finally {
+      const held = this.#held;
+      this.#held = undefined;
+      for (const message of held) this.#apply(message);
+    }
+  }
+
+  #onMessage(text: string): void {
+    const message = parseMessage(text);
+    if (!message) {
+      this.logger.warn('ignoring an invalid registry message from redis');
+      return;
+    }
+    if (this.#held) this.#held.push(message);
+    else this.#apply(message);
+  }
+
+  #apply(m: Message): void {
+    this.#applyChange(m);
+    if (m.w !== undefined) this.#ownWrites.get(m.w)?.();
+  }
+
+  #applyChange(m: Message): void {
+    if (m.t === 'settings') {
+      if (m.v === undefined) this.#settings.delete(m.id);
+      else this.#settings.set(m.id, m.v);
+    } else if (m.t === 'policies') {
+      if (m.v === undefined) this.#policies.delete(m.id);
+      else this.#policies.set(m.id, toPolicy(m.v));
+    } else {
+      const before = this.#devices.get(m.id);
+      const after = m.v === undefined ? undefined : toDevice(m.v);
+      if (after) this.#devices.set(m.id, after);
+      else this.#devices.delete(m.id);
+      this.#report(m.id, before, after);
+    }
+  }
+
+  /** Tell watchers what a device change revokes (nothing, for this node's own writes). */
+  #report(
+    deviceId: string,
+    before: DeviceRecord | undefined,
+    after: DeviceRecord | undefined,
+  ): void {
+    if (!before) return;
+    let kind: RegistryChange['kind'] | undefined;
+    if (!after) kind = 'device-removed';
+    else if (before.status === 'enabled' && after.status === 'disabled') kind = 'device-disabled';
+    else if (before.primaryKey !== after.primaryKey || before.secondaryKey !== after.secondaryKey)
+      kind = 'device-key-changed';
+    if (kind) for (const listener of this.#listeners) listener({ kind, deviceId });
+  }
+
+  watch(listener: (change: RegistryChange) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  /**
+   * Run one write script. The replica changes only through the published messages (applied
+   * in Redis's order), never from a script's reply, which travels on another connection and
+   * could overtake a later write by another node; so the write resolves once its own message
+   * has been applied here (or after a second, if it is lost with the connection).
+   */
+  async #write(
+    what: string,
+    script: StoreScript,
+    table: Table,
+    args: readonly string[],
+  ): Promise<unknown> {
+    if (!this.store.up)
+      throw new DstreamError(
+        'ERR_HUB_UNAVAILABLE',
+        `cannot ${what}: the cluster store (redis) is unreachable`,
+      );
+    const writeId = randomBytes(9).toString('base64url');
+    let seen!: () => void;
+    const applied = new Promise<void>((resolve) => (seen = resolve));
+    const timer = setTimeout(seen, 1000);
+    this.#ownWrites.set(writeId, seen);
+    try {
+      const result = await this.store.run(
+        script,
+        [keys.table(table)],
+        [...args, keys.registryChannel, table, writeId],
+      );
+      // Scripts that changed nothing published nothing.
+      if (result !== 0 && result !== null) await applied;
+      return result;
+    } catch (error) {
+      throw new DstreamError('ERR_HUB_UNAVAILABLE', `cannot ${what}: ${describeError(error)}`, {
+        cause: error,
+      });
+    } finally {
+      clearTimeout(timer);
+      this.#ownWrites.delete(writeId);
+    }
+  }
+
+  getDevice(deviceId: string): DeviceRecord | undefined {
+    return this.#devices.get(deviceId);
+  }
+
+  listDevices(): DeviceRecord[] {
+    return [...this.#devices.values()].sort((a, b) => byId(a.deviceId, b.deviceId));
+  }
+
+  getPolicy(name: string): PolicyRecord | undefined {
+    return this.#policies.get(name);
+  }
+
+  listPolicies(): PolicyRecord[] {
+    return [...this.#policies.values()].sort((a, b) => byId(a.name, b.name));
+  }
+
+  getSetting(name: string): string | undefined {
+    return this.#settings.get(name);
+  }
+
+  async addDevice(deviceId: string, now: Date = new Date()): Promise<DeviceRecord> {
+    const record: DeviceRecord = {
+      deviceId,
+      primaryKey: newKey(),
+      secondaryKey: newKey(),
+      status: 'enabled',
+      createdTime: now.toISOString(),
+      lastActivityTime: null,
+    };
+    const added = await this.#write('add a device', putIfAbsent, 'devices', [
+      deviceId,
+      JSON.stringify(record),
+    ]);
+    if (added === 0) throw new AlreadyExistsError(`device '${deviceId}' already exists`);
+    return record;
+  }
+
+  async removeDevice(deviceId: string): Promise<boolean> {
+    return (await this.#write('remove a device', remove, 'devices', [deviceId])) === 1;
+  }
+
+  async #patchDevice(
+    deviceId: string,
+    what: string,
+    fields: Partial<DeviceRecord>,
+  ): Promise<DeviceRecord | undefined> {
+    const value = await this.#write(what, patch, 'devices', [deviceId, JSON.stringify(fields)]);
+    return typeof value === 'string' ? toDevice(value) : undefined;
+  }
+
+  setDeviceStatus(deviceId: string, status: DeviceStatus): Promise<DeviceRecord | undefined> {
+    return this.#patchDevice(deviceId, 'change a device', { status });
+  }
+
+  regenerateKey(
+    deviceId: string,
+    which: 'primary' | 'secondary',
+  ): Promise<DeviceRecord | undefined> {
+    return this.#patchDevice(
+      deviceId,
+      'regenerate a key',
+      which === 'primary' ? { primaryKey: newKey() } : { secondaryKey: newKey() },
+    );
+  }
+
+  touchDevice(deviceId: string, when: Date): void {
+    if (!this.store.up) return;
+    this.#write('record device activity', patch, 'devices', [
+      deviceId,
+      JSON.stringify({ lastActivityTime: when.toISOString() }),
+    ]).catch((error: unknown) =>
+      this.logger.debug('cannot record device activity', {
+        device: deviceId,
+        error: describeError(error),
+      }),
+    );
+  }
+
+  async addPolicy(name: string, rights: readonly Right[]): Promise<PolicyRecord> {
+    const record: PolicyRecord = { name, key: newKey(), rights: [...rights] };
+    const added = await this.#write('add a policy', putIfAbsent, 'policies', [
+      name,
+      JSON.stringify(record),
+    ]);
+    if (added === 0) throw new AlreadyExistsError(`policy '${name}' already exists`);
+    return record;
+  }
+
+  async removePolicy(name: string): Promise<boolean> {
+    return (await this.#write('remove a policy', remove, 'policies', [name])) === 1;
+  }
+
+  async setSetting(name: string, value: string): Promise<void> {
+    await this.#write('save a setting', put, 'settings', [name, value]);
+  }
+
+  /** The store is closed by its owner (the cluster node), which may still need it. */
+  close(): void {
+    this.#listeners.length = 0;
+  }
+}

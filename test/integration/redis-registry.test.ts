@@ -1,0 +1,80 @@
+import { rmSync } from 'node:fs';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { RedisRegistry } from '../../src/cluster/redis-registry.js';
+import { Store } from '../../src/cluster/store.js';
+import type { RegistryChange } from '../../src/hub/registry.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { makeTempDir } from '../helpers/hub.js';
+import { registryContract } from '../helpers/registry-contract.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+
+describe('Redis registry (cluster mode)', () => {
+  let dir: string;
+  let redis: TestRedis;
+  const stores: Store[] = [];
+  const connect = async (): Promise<RedisRegistry> => {
+    const store = new Store(new URL(redis.url), silentLogger);
+    stores.push(store);
+    await store.connect();
+    return RedisRegistry.open(store, silentLogger);
+  };
+  beforeAll(async () => {
+    dir = makeTempDir('dstream-redis-');
+    redis = await startRedis(dir);
+  });
+  afterEach(async () => {
+    await Promise.all(stores.splice(0).map((s) => s.close()));
+    const flush = new Store(new URL(redis.url), silentLogger);
+    await flush.connect();
+    await flush.call('FLUSHALL');
+    await flush.close();
+  });
+  afterAll(async () => {
+    await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  registryContract(connect, connect);
+
+  it('a write through one node is in every other replica when it returns', async () => {
+    const a = await connect();
+    const b = await connect();
+    const changes: RegistryChange[] = [];
+    b.watch((change) => changes.push(change));
+    for (let i = 0; i < 50; i++) {
+      const added = await a.addDevice(`d${i}`);
+      expect(b.getDevice(`d${i}`)).toEqual(added);
+    }
+    await a.setDeviceStatus('d1', 'disabled');
+    await a.regenerateKey('d2', 'primary');
+    await a.removeDevice('d3');
+    await a.setDeviceStatus('d4', 'disabled'); // disabled twice: reported once
+    await a.setDeviceStatus('d4', 'disabled');
+    await expect.poll(() => changes.length).toBe(4);
+    expect(changes).toEqual([
+      { kind: 'device-disabled', deviceId: 'd1' },
+      { kind: 'device-key-changed', deviceId: 'd2' },
+      { kind: 'device-removed', deviceId: 'd3' },
+      { kind: 'device-disabled', deviceId: 'd4' },
+    ]);
+    expect(b.listDevices()).toEqual(a.listDevices());
+  });
+
+  it('while redis is away: reads go on, writes fail with a clear error; then it catches up', async () => {
+    const a = await connect();
+    const b = await connect();
+    await a.addDevice('kept');
+    const storeB = stores[1] as Store;
+    await redis.kill();
+    await expect.poll(() => storeB.up).toBe(false);
+    expect(b.getDevice('kept')?.deviceId).toBe('kept');
+    await expect(b.addDevice('new')).rejects.toThrow(
+      'cannot add a device: the cluster store (redis) is unreachable',
+    );
+    await redis.restart();
+    await expect.poll(() => storeB.up, { timeout: 10_000 }).toBe(true);
+    await expect.poll(() => (stores[0] as Store).up, { timeout: 10_000 }).toBe(true);
+    const added = await a.addDevice('after');
+    expect(b.getDevice('after')).toEqual(added);
+  });
+});
