@@ -64,8 +64,27 @@ redis.call('PUBLISH', ARGV[2], cjson.encode({t = ARGV[3], id = ARGV[1], w = ARGV
 return 1`,
 };
 
+/**
+ * Read the whole registry and, in the same atomic step, publish a marker: the snapshot sits
+ * exactly at the marker's place in the stream of registry messages.
+ */
+const snapshot: StoreScript = {
+  name: 'registry-snapshot',
+  keys: 3,
+  lua: `
+redis.call('PUBLISH', ARGV[1], cjson.encode({t = 'sync', id = ARGV[2]}))
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}`,
+};
+
+interface Sync {
+  readonly id: string;
+  seen: boolean;
+  readonly after: Message[];
+  onSeen?: () => void;
+}
+
 interface Message {
-  readonly t: Table;
+  readonly t: Table | 'sync';
   readonly id: string;
   readonly v?: string;
   /** The write's id, so the node that wrote it knows its replica has it. */
@@ -75,7 +94,8 @@ interface Message {
 function parseMessage(text: string): Message | undefined {
   try {
     const m = JSON.parse(text) as Partial<Message>;
-    if (m.t !== 'devices' && m.t !== 'policies' && m.t !== 'settings') return undefined;
+    if (m.t !== 'devices' && m.t !== 'policies' && m.t !== 'settings' && m.t !== 'sync')
+      return undefined;
     if (typeof m.id !== 'string' || (m.v !== undefined && typeof m.v !== 'string'))
       return undefined;
     if (m.w !== undefined && typeof m.w !== 'string') return undefined;
@@ -105,11 +125,10 @@ const byId = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
  * (a node keeps serving what it holds). Writes go to Redis first and change the replica
  * only once Redis has them; while Redis is away they fail with ERR_HUB_UNAVAILABLE.
  *
- * Consistency: a write is published before its HTTP answer leaves the node, and a node
- * reads its Redis connection between any two requests of a client, so a client that writes
- * through one node and then connects to another finds its write there (read-your-writes,
- * in practice; a node under a backlog of messages can lag by that backlog). After a lost
- * connection a node reloads everything once it is subscribed again.
+ * Consistency: a write resolves once the writing node's replica has it, and it was published
+ * to every node in the same step, so a client that writes through one node and then goes to
+ * another finds it there unless that node is behind on its messages by more than the
+ * client's round trip. After a lost connection a node reloads everything (see #reload).
  */
 export class RedisRegistry implements Registry {
   readonly #devices = new Map<string, DeviceRecord>();
@@ -118,8 +137,11 @@ export class RedisRegistry implements Registry {
   readonly #listeners: ((change: RegistryChange) => void)[] = [];
   /** Writes of this node waiting for their message to reach the replica. */
   readonly #ownWrites = new Map<string, () => void>();
-  /** Messages that arrived while a reload was in flight: applied after it, in order. */
-  #held: Message[] | undefined;
+  /**
+   * A reload in flight: its marker's id, whether the marker has arrived, and the messages
+   * that came after the marker (newer than the snapshot, so applied again on top of it).
+   */
+  #sync: Sync | undefined;
 
   private constructor(
     private readonly store: Store,
@@ -141,31 +163,55 @@ export class RedisRegistry implements Registry {
     return registry;
   }
 
+  /**
+   * Load everything again (at start, and after a lost connection, when messages may have
+   * been missed). Messages keep being applied while the snapshot is on its way, so no write
+   * waits on a reload; the messages after the snapshot's marker are applied again on top of
+   * it, and those before it are already in it. The marker and the snapshot travel on two
+   * connections, so whichever arrives first waits for the other.
+   */
   async #reload(): Promise<void> {
-    this.#held = [];
+    const sync: Sync = {
+      id: randomBytes(9).toString('base64url'),
+      seen: false,
+      after: [],
+    };
+    this.#sync = sync;
     try {
-      const [devices, policies, settings] = (await Promise.all([
-        this.store.call('HGETALL', keys.table('devices')),
-        this.store.call('HGETALL', keys.table('policies')),
-        this.store.call('HGETALL', keys.table('settings')),
-      ])) as [string[], string[], string[]];
-      const previous = new Map(this.#devices);
-      this.#devices.clear();
-      this.#policies.clear();
-      this.#settings.clear();
-      for (let i = 0; i + 1 < devices.length; i += 2)
-        this.#devices.set(devices[i] as string, toDevice(devices[i + 1] as string));
-      for (let i = 0; i + 1 < policies.length; i += 2)
-        this.#policies.set(policies[i] as string, toPolicy(policies[i + 1] as string));
-      for (let i = 0; i + 1 < settings.length; i += 2)
-        this.#settings.set(settings[i] as string, settings[i + 1] as string);
-      // Changes missed while disconnected still have to close what they revoke.
-      for (const [id, before] of previous) this.#report(id, before, this.#devices.get(id));
+      const tables = (await this.store.run(
+        snapshot,
+        [keys.table('devices'), keys.table('policies'), keys.table('settings')],
+        [keys.registryChannel, sync.id],
+      )) as [string[], string[], string[]];
+      if (!sync.seen)
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 2000);
+          sync.onSeen = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      if (this.#sync !== sync) return; // a newer reload took over
+      this.#install(tables);
+      for (const message of sync.after) this.#applyChange(message);
     } finally {
-      const held = this.#held;
-      this.#held = undefined;
-      for (const message of held) this.#apply(message);
+      if (this.#sync === sync) this.#sync = undefined;
     }
+  }
+
+  #install([devices, policies, settings]: [string[], string[], string[]]): void {
+    const previous = new Map(this.#devices);
+    this.#devices.clear();
+    this.#policies.clear();
+    this.#settings.clear();
+    for (let i = 0; i + 1 < devices.length; i += 2)
+      this.#devices.set(devices[i] as string, toDevice(devices[i + 1] as string));
+    for (let i = 0; i + 1 < policies.length; i += 2)
+      this.#policies.set(policies[i] as string, toPolicy(policies[i + 1] as string));
+    for (let i = 0; i + 1 < settings.length; i += 2)
+      this.#settings.set(settings[i] as string, settings[i + 1] as string);
+    // Changes missed while disconnected still have to close what they revoke.
+    for (const [id, before] of previous) this.#report(id, before, this.#devices.get(id));
   }
 
   #onMessage(text: string): void {
@@ -174,8 +220,16 @@ export class RedisRegistry implements Registry {
       this.logger.warn('ignoring an invalid registry message from redis');
       return;
     }
-    if (this.#held) this.#held.push(message);
-    else this.#apply(message);
+    const sync = this.#sync;
+    if (message.t === 'sync') {
+      if (sync?.id === message.id) {
+        sync.seen = true;
+        sync.onSeen?.();
+      }
+      return;
+    }
+    if (sync?.seen) sync.after.push(message);
+    this.#apply(message);
   }
 
   #apply(m: Message): void {
@@ -184,6 +238,7 @@ export class RedisRegistry implements Registry {
   }
 
   #applyChange(m: Message): void {
+    if (m.t === 'sync') return;
     if (m.t === 'settings') {
       if (m.v === undefined) this.#settings.delete(m.id);
       else this.#settings.set(m.id, m.v);

@@ -1,37 +1,7 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
-import { DstreamError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-
-/** Where the cluster's Redis is: `redis://[user:pass@]host:port[/db]`, `rediss://...`, `unix:/path`. */
-export interface StoreAddress {
-  readonly url: string;
-}
-
-/** Check a --redis value at the edge; returns the parsed URL. */
-export function parseStoreUrl(text: string): URL {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new DstreamError(
-      'ERR_USAGE',
-      `--redis ${text}: expected redis://HOST:PORT, rediss://HOST:PORT or unix:/PATH`,
-    );
-  }
-  if (url.protocol === 'unix:') {
-    if (!url.pathname.startsWith('/'))
-      throw new DstreamError('ERR_USAGE', `--redis ${text}: a unix socket needs an absolute path`);
-    return url;
-  }
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:')
-    throw new DstreamError(
-      'ERR_USAGE',
-      `--redis ${text}: expected redis://HOST:PORT, rediss://HOST:PORT or unix:/PATH`,
-    );
-  return url;
-}
 
 /** A Lua script run atomically by Redis. */
 export interface StoreScript {

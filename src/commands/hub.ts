@@ -7,6 +7,9 @@ import {
 } from '../auth/connection-string.js';
 import { DstreamError, describeError } from '../errors.js';
 import { openHubDataDir, type HubDataDir } from '../hub/data-dir.js';
+import type { Registry } from '../hub/registry.js';
+import type { ClusterNode } from '../cluster/node.js';
+import { parseStoreUrl } from '../cluster/store-url.js';
 import { derivePublicUrl, hostAndPort, parsePublicUrl } from '../hub/public-url.js';
 import { startHub } from '../hub/server.js';
 import { createAuditLog, noAuditLog, type AuditLog } from '../hub/audit-log.js';
@@ -45,6 +48,8 @@ interface HubFlags extends LogFlags {
   readonly headersTimeout?: string;
   readonly auditLog?: string;
   readonly metrics?: string;
+  readonly redis?: string;
+  readonly nodeUrl?: string;
 }
 
 /** Validated hub settings. */
@@ -56,6 +61,10 @@ export interface HubSettings {
   readonly tlsCertFile: string | undefined;
   readonly tlsKeyFile: string | undefined;
   readonly insecureNoTls: boolean;
+  /** Cluster mode: the shared Redis. */
+  readonly redisUrl: URL | undefined;
+  /** Cluster mode: where clients reach this node itself. */
+  readonly nodeUrl: URL | undefined;
 }
 
 const publicUrlSetting = 'public_url';
@@ -80,10 +89,33 @@ function settingsFrom(flags: HubFlags, ctx: CommandContext): HubSettings {
     tlsCertFile: flags.tlsCert,
     tlsKeyFile: flags.tlsKey,
     insecureNoTls: flags.insecureNoTls === true,
+    redisUrl: flags.redis === undefined ? undefined : parseStoreUrl(flags.redis),
+    nodeUrl: nodeUrlFrom(flags),
   };
 }
 
-async function openDataDir(s: HubSettings, logger: Logger): Promise<HubDataDir> {
+function nodeUrlFrom(flags: HubFlags): URL | undefined {
+  if (flags.nodeUrl === undefined) return undefined;
+  if (flags.redis === undefined)
+    throw new DstreamError('ERR_USAGE', '--node-url is for cluster mode: give --redis too');
+  return parsePublicUrl(flags.nodeUrl, '--node-url');
+}
+
+/** The data dir, with the cluster's registry in Redis when --redis is given. */
+async function openDataDir(
+  s: HubSettings,
+  logger: Logger,
+  requireCertificate = false,
+): Promise<HubDataDir & { readonly cluster: ClusterNode | undefined }> {
+  let cluster: ClusterNode | undefined;
+  const openRegistry = s.redisUrl
+    ? async (): Promise<Registry> => {
+        // Loaded only in cluster mode: the Redis client is not needed by anything else.
+        const { ClusterNode } = await import('../cluster/node.js');
+        cluster = await ClusterNode.connect({ redisUrl: s.redisUrl as URL }, logger);
+        return cluster.registry;
+      }
+    : undefined;
   const names = ['localhost', '127.0.0.1', '::1'];
   if (s.publicUrl) names.push(hostAndPort(s.publicUrl).host);
   if (s.host !== '0.0.0.0' && s.host !== '::') names.push(s.host);
@@ -94,12 +126,26 @@ async function openDataDir(s: HubSettings, logger: Logger): Promise<HubDataDir> 
       tlsKeyFile: s.tlsKeyFile,
       insecureNoTls: s.insecureNoTls,
       certificateNames: names,
+      openRegistry,
+      requireExistingCertificate: requireCertificate,
     },
     logger,
-  );
-  // The public URL is kept in the data dir, so later runs (and `hub init`) hand out the same address.
+  ).catch(async (error: unknown) => {
+    await cluster?.close();
+    throw error;
+  });
+  // The public URL is kept in the registry, so later runs (and `hub init`) hand out the same address.
   if (s.publicUrl) await state.registry.setSetting(publicUrlSetting, s.publicUrl.origin);
-  return state;
+  return { ...state, cluster };
+}
+
+/** Close the registry, and the cluster connection if there is one. */
+async function closeState(state: {
+  registry: Registry;
+  cluster: ClusterNode | undefined;
+}): Promise<void> {
+  state.registry.close();
+  await state.cluster?.close();
 }
 
 function storedPublicUrl(state: HubDataDir): URL | undefined {
@@ -131,7 +177,7 @@ export async function runHubInit(flags: HubFlags, ctx: CommandContext): Promise<
         '\n',
     );
   } finally {
-    state.registry.close();
+    await closeState(state);
   }
 }
 
@@ -192,7 +238,8 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
   const metrics = flags.metrics ?? 'local';
   if (metrics !== 'local' && metrics !== 'open' && metrics !== 'off')
     throw new DstreamError('ERR_USAGE', `--metrics ${metrics}: expected local, open or off`);
-  const state = await openDataDir(s, logger);
+  // A cluster node never makes its own certificate: clients pin one for the whole cluster.
+  const state = await openDataDir(s, logger, s.redisUrl !== undefined);
   let audit: AuditLog;
   try {
     audit =
@@ -203,7 +250,7 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
             echo: auditWhere === 'file' ? undefined : (line) => ctx.stderr(line + '\n'),
           });
   } catch (error) {
-    state.registry.close();
+    await closeState(state);
     throw new DstreamError('ERR_DATA_DIR', `cannot open the audit log: ${describeError(error)}`, {
       cause: error,
     });
@@ -226,12 +273,14 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
         publicUrl,
         audit,
         metrics,
+        cluster: state.cluster,
+        nodeUrl: s.nodeUrl,
         ...tuning,
       },
       logger,
     );
   } catch (error) {
-    state.registry.close();
+    await closeState(state);
     throw error;
   }
   const scheme = state.tls ? 'https' : 'http';
@@ -243,13 +292,15 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
   });
   if (state.tls)
     logger.info(`TLS certificate SHA-256 fingerprint ${formatFingerprint(state.tls.fingerprint)}`);
-  logger.info(`service connection string: run \`dstream hub init --data-dir ${s.dataDir}\``);
+  logger.info(
+    `service connection string: run \`dstream hub init --data-dir ${s.dataDir}${s.redisUrl ? ' --redis <url>' : ''}\``,
+  );
   await serveUntilStopped(ctx, logger, async () => {
     // Graceful: no new streams, devices told to go elsewhere, active streams may finish.
     // A second SIGINT/SIGTERM ends at once (src/cli.ts).
     await hub.drain(drainTimeoutMs);
     await audit.close();
-    state.registry.close();
+    await closeState(state);
   });
 }
 
@@ -272,6 +323,10 @@ function hubOptions(cmd: Command): Command {
     .option(
       '--insecure-no-tls',
       'serve plain HTTP/WebSocket (only behind a TLS-terminating load balancer)',
+    )
+    .option(
+      '--redis <url>',
+      'cluster mode: share registry and presence through this Redis (redis://host:port, rediss://, unix:/path)',
     );
 }
 
@@ -300,10 +355,15 @@ export function registerHubCommand(program: Command, ctx: CommandContext): void 
       'who may GET /metrics (Prometheus): local (loopback clients), open, off',
       'local',
     )
+    .option(
+      '--node-url <url>',
+      'cluster mode: where clients and other nodes reach this node (default: the listen address)',
+    )
     .description('run the hub: device registry, stream orchestration and the streaming endpoint')
     .addHelpText(
       'after',
-      '\nExample:\n  dstream hub --listen 0.0.0.0:8443 --data-dir /var/lib/dstream',
+      '\nExamples:\n  dstream hub --listen 0.0.0.0:8443 --data-dir /var/lib/dstream\n' +
+        '  dstream hub --listen 10.0.0.5:8443 --redis redis://10.0.0.2:6379 --node-url wss://node1.example.com:8443',
     )
     .action((flags: HubFlags) => runHub(flags, ctx));
   hubOptions(hub.command('init'))

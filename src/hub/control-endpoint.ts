@@ -24,6 +24,12 @@ interface Pending {
   readonly timer: NodeJS.Timeout;
 }
 
+/** Told when a device's control connection starts and ends (cluster presence). */
+export interface ControlPresence {
+  online(deviceId: string): void;
+  offline(deviceId: string): void;
+}
+
 interface Connection {
   readonly ws: WebSocket;
   readonly deviceId: string;
@@ -45,6 +51,7 @@ export class ControlEndpoint {
   });
   readonly #online = new Map<string, Connection>();
   readonly #waiters = new Map<string, Set<() => void>>();
+  #presence: ControlPresence | undefined;
 
   constructor(
     private readonly registry: Registry,
@@ -60,6 +67,16 @@ export class ControlEndpoint {
 
   isOnline(deviceId: string): boolean {
     return this.#online.has(deviceId);
+  }
+
+  /** Devices online here. */
+  onlineDevices(): string[] {
+    return [...this.#online.keys()];
+  }
+
+  /** Report connections starting and ending (set once, before any device connects). */
+  setPresence(presence: ControlPresence): void {
+    this.#presence = presence;
   }
 
   /** Accept an authenticated device's control socket. A newer connection replaces an older one. */
@@ -80,6 +97,7 @@ export class ControlEndpoint {
       const conn: Connection = { ws, deviceId, pending: new Map() };
       this.#online.set(deviceId, conn);
       this.registry.touchDevice(deviceId, new Date());
+      this.#presence?.online(deviceId);
       this.logger.info('device connected', { device: deviceId, remote: req.socket.remoteAddress });
       ws.on('message', (data: RawData, isBinary: boolean) => this.#onMessage(conn, data, isBinary));
       ws.on('close', (code: number) => {
@@ -87,6 +105,7 @@ export class ControlEndpoint {
           this.#online.delete(deviceId);
           this.#drop(conn, 'disconnected');
           this.registry.touchDevice(deviceId, new Date());
+          this.#presence?.offline(deviceId);
           this.logger.info('device disconnected', { device: deviceId, code });
         }
       });
@@ -161,6 +180,7 @@ export class ControlEndpoint {
     for (const conn of [...this.#online.values()]) {
       this.#online.delete(conn.deviceId);
       this.#drop(conn, 'disconnected');
+      this.#presence?.offline(conn.deviceId);
       closeWebSocket(conn.ws, closeCodes.goingAway, reason);
     }
   }
@@ -194,12 +214,13 @@ export class ControlEndpoint {
   }
 
   /** Close a device's control connection (disabled or removed). */
-  disconnect(deviceId: string, reason: string): void {
+  disconnect(deviceId: string, reason: string, code: number = closeCodes.shutdown): void {
     const conn = this.#online.get(deviceId);
     if (!conn) return;
     this.#online.delete(deviceId);
     this.#drop(conn, 'disconnected');
-    closeWebSocket(conn.ws, closeCodes.shutdown, reason);
+    this.#presence?.offline(deviceId);
+    closeWebSocket(conn.ws, code, reason);
   }
 
   /** Close every control connection. */

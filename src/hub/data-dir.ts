@@ -7,7 +7,7 @@ import {
   createSelfSignedCertificate,
   isSelfSigned,
 } from '../tls/self-signed.js';
-import { allRights, type PolicyRecord, type Registry } from './registry.js';
+import { AlreadyExistsError, allRights, type PolicyRecord, type Registry } from './registry.js';
 import { SqliteRegistry } from './sqlite-registry.js';
 
 /** The TLS identity the hub serves. */
@@ -29,6 +29,11 @@ export interface HubDataDirOptions {
   readonly insecureNoTls: boolean;
   /** Names for the self-signed certificate's subjectAltName. */
   readonly certificateNames: readonly string[];
+  /**
+   * Use the data dir's certificate but never make one (cluster nodes: every node must serve
+   * the same certificate, made once by `hub init` and copied to each node's data dir).
+   */
+  readonly requireExistingCertificate?: boolean | undefined;
   /**
    * A shared registry (cluster mode, Redis) instead of the data dir's SQLite file; the data
    * dir then holds only the TLS identity (and the audit log).
@@ -98,6 +103,10 @@ function loadTls(options: HubDataDirOptions, logger: Logger): HubTlsIdentity | n
   const certFile = join(tlsDir, 'cert.pem');
   const keyFile = join(tlsDir, 'key.pem');
   if (!existsSync(certFile) || !existsSync(keyFile)) {
+    if (options.requireExistingCertificate)
+      throw new DstreamError('ERR_TLS_FILES', `no TLS certificate in ${tlsDir}`, {
+        hint: 'Cluster nodes must all serve one certificate: run `dstream hub init --redis <url>` once, copy its data dir to every node (or give --tls-cert and --tls-key).',
+      });
     ensurePrivateDir(tlsDir);
     const made = createSelfSignedCertificate('dstream hub', options.certificateNames);
     writeFileSync(keyFile, made.key, { mode: 0o600 });
@@ -128,10 +137,21 @@ export async function openHubDataDir(
   try {
     const tls = loadTls(options, logger);
     const existing = registry.getPolicy(defaultPolicyName);
-    const servicePolicy = existing ?? (await registry.addPolicy(defaultPolicyName, allRights));
+    const servicePolicy = existing ?? (await addServicePolicy(registry));
     return { registry, tls, servicePolicy, created: existing === undefined };
   } catch (error) {
     registry.close();
+    throw error;
+  }
+}
+
+/** Create the service policy; another cluster node starting at the same time may win. */
+async function addServicePolicy(registry: Registry): Promise<PolicyRecord> {
+  try {
+    return await registry.addPolicy(defaultPolicyName, allRights);
+  } catch (error) {
+    const theirs = error instanceof AlreadyExistsError && registry.getPolicy(defaultPolicyName);
+    if (theirs) return theirs;
     throw error;
   }
 }

@@ -2,23 +2,28 @@ import { DstreamError } from '../errors.js';
 
 const wildcard = new Set(['0.0.0.0', '::', '', '[::]']);
 
-/** Validate an operator-given public URL (https://host[:port] or http://host[:port]). */
-export function parsePublicUrl(text: string): URL {
+/**
+ * Validate an operator-given URL of the hub (https://host[:port] or http://host[:port];
+ * wss:// and ws:// are taken as the same). `flag` names it in errors.
+ */
+export function parsePublicUrl(text: string, flag = '--public-url'): URL {
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new DstreamError('ERR_USAGE', `--public-url '${text}' is not a URL`, {
-      hint: 'Example: --public-url https://hub.example.com:8443',
+    throw new DstreamError('ERR_USAGE', `${flag} '${text}' is not a URL`, {
+      hint: `Example: ${flag} https://hub.example.com:8443`,
     });
   }
+  if (url.protocol === 'wss:') url.protocol = 'https:';
+  if (url.protocol === 'ws:') url.protocol = 'http:';
   if (url.protocol !== 'https:' && url.protocol !== 'http:')
     throw new DstreamError(
       'ERR_USAGE',
-      `--public-url must start with https:// or http://, not ${url.protocol}//`,
+      `${flag} must start with https:// or http://, not ${url.protocol}//`,
     );
   if (url.pathname !== '/' || url.search || url.hash || url.username)
-    throw new DstreamError('ERR_USAGE', '--public-url must be scheme://host[:port] with no path');
+    throw new DstreamError('ERR_USAGE', `${flag} must be scheme://host[:port] with no path`);
   return url;
 }
 

@@ -26,6 +26,8 @@ import { noAuditLog, type AuditLog } from './audit-log.js';
 import { defaultLimits, type HubLimits } from './limits.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import { HubMetrics } from './metrics.js';
+import { forwardedHeader, type HubCluster } from './cluster.js';
+import { offerStream } from './stream-offer.js';
 import { isLoopbackAddress } from './http-util.js';
 
 export interface HubOptions {
@@ -53,6 +55,10 @@ export interface HubOptions {
   readonly audit?: AuditLog | undefined;
   /** Who may GET /metrics: loopback clients only (default), anyone, or nobody. */
   readonly metrics?: MetricsAccess | undefined;
+  /** Membership of a cluster (the registry is then the cluster's shared one). */
+  readonly cluster?: HubCluster | undefined;
+  /** This node's own URL in a cluster (default: derived from the bound address). */
+  readonly nodeUrl?: URL | undefined;
 }
 
 export type MetricsAccess = 'local' | 'open' | 'off';
@@ -93,11 +99,18 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     metrics.authFailure(kind),
   );
   const control = new ControlEndpoint(registry, logger, heartbeat, options.maxControlMessageBytes);
+  const { cluster } = options;
   const streams = new StreamEndpoint(logger, {
     pairTimeoutMs: options.pairTimeoutMs,
     maxFrameBytes: options.maxFrameBytes,
     heartbeat,
     guard,
+    idPrefix: cluster?.nodeId,
+  });
+  // Another cluster node disabled, removed or re-keyed a device: close what it revokes here.
+  registry.watch?.((change) => {
+    control.disconnect(change.deviceId, change.kind.replace('device-', 'device '));
+    if (change.kind !== 'device-key-changed') streams.closeDevice(change.deviceId);
   });
   let draining = false;
   const auditSink = options.audit ?? noAuditLog;
@@ -151,7 +164,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   );
 
   // Filled in once listening: the public URL may depend on the bound port.
-  const ctx = {} as { publicUrl: URL; address: HubAddress };
+  const ctx = {} as { publicUrl: URL; nodeUrl: URL; address: HubAddress };
 
   const onRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://hub');
@@ -161,10 +174,13 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     if (seg.length === 1 && seg[0] === 'healthz' && method === 'GET')
       return sendJson(res, 200, { status: 'ok' });
     // Ready to take new streams and devices: false while draining, so a balancer moves on.
-    if (seg.length === 1 && seg[0] === 'readyz' && method === 'GET')
-      return draining
-        ? sendJson(res, 503, { status: 'draining' })
-        : sendJson(res, 200, { status: 'ready' });
+    if (seg.length === 1 && seg[0] === 'readyz' && method === 'GET') {
+      if (draining) return sendJson(res, 503, { status: 'draining' });
+      // Cut off from the cluster's Redis: local devices still work, but new ones should go
+      // to a node that can register them and route to them.
+      if (cluster && !cluster.ready()) return sendJson(res, 503, { status: 'redis-unreachable' });
+      return sendJson(res, 200, { status: 'ready' });
+    }
     if (seg.length === 1 && seg[0] === 'metrics' && method === 'GET' && metricsAccess !== 'off') {
       if (metricsAccess === 'local' && !isLoopbackAddress(req.socket.remoteAddress))
         return sendError(
@@ -203,13 +219,14 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
           registry,
           control,
           streams,
-          publicUrl: ctx.publicUrl,
+          streamBaseUrl: ctx.nodeUrl,
           logger,
           limits,
           draining: () => draining,
           guard,
           audit,
           metrics,
+          route: cluster?.route,
         },
         req,
         res,
@@ -266,8 +283,16 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       }
       return control.accept(req, socket, head, deviceId);
     }
-    if (seg && seg.length === 2 && seg[0] === 'bridges')
-      return streams.accept(req, socket, head, seg[1] ?? '');
+    if (seg && seg.length === 2 && seg[0] === 'bridges') {
+      const id = seg[1] ?? '';
+      if (cluster && !streams.isLocal(id)) {
+        // One hop at most: a socket another node forwarded here is not sent on again.
+        if (req.headers[forwardedHeader] !== undefined)
+          return refuseUpgrade(socket, 404, 'StreamNotFound', 'no such stream on this node');
+        return cluster.forward(req, socket, head, id);
+      }
+      return streams.accept(req, socket, head, id);
+    }
     refuseUpgrade(socket, 404, 'NotFound', 'no such WebSocket endpoint');
   };
 
@@ -319,6 +344,10 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   const { host: publicHost, port: publicPort } = hostAndPort(publicUrl);
   Object.assign(ctx, {
     publicUrl,
+    // Where this process itself is reached: streaming URLs name it (in a cluster, the node).
+    nodeUrl: cluster
+      ? (options.nodeUrl ?? derivePublicUrl(options.host, port, options.tls !== null))
+      : publicUrl,
     address: {
       host: publicHost,
       port: publicPort,
@@ -328,11 +357,41 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     } satisfies HubAddress,
   });
 
+  if (cluster) {
+    const offerCtx = {
+      control,
+      streams,
+      streamBaseUrl: ctx.nodeUrl,
+      limits,
+      logger,
+      draining: () => draining,
+    };
+    try {
+      await cluster.attach({
+        nodeUrl: ctx.nodeUrl,
+        trust: {
+          tls: options.tls !== null,
+          fingerprint: options.tls?.selfSigned ? options.tls.fingerprint : undefined,
+        },
+        control,
+        offer: (request, signal) => offerStream(offerCtx, request, signal),
+      });
+    } catch (error) {
+      heartbeat.stop();
+      server.close();
+      throw error;
+    }
+  }
+
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closing ??= new Promise<void>((resolve) => {
       heartbeat.stop();
-      server.close(() => resolve());
+      let pending = cluster ? 2 : 1;
+      const done = (): void => void (--pending === 0 && resolve());
+      // Give up the lease and registrations first, so other nodes stop routing here.
+      cluster?.close().then(done, done);
+      server.close(done);
       control.close();
       streams.close();
       server.closeAllConnections();

@@ -60,6 +60,11 @@ export interface StreamEndpointOptions {
   readonly heartbeat?: Heartbeat;
   /** Counts failed stream tokens per address and marks good ones authenticated. */
   readonly guard?: Guard;
+  /**
+   * Put in front of every stream id ("<prefix>.<random>"): in a cluster, the node's id, so a
+   * stream socket that reaches another node can be sent on to the one that holds the stream.
+   */
+  readonly idPrefix?: string | undefined;
 }
 
 const newId = (bytes: number): string => randomBytes(bytes).toString('base64url');
@@ -90,6 +95,7 @@ export class StreamEndpoint extends EventEmitter {
   readonly #pairTimeoutMs: number;
   readonly #heartbeat: Heartbeat | undefined;
   readonly #guard: Guard | undefined;
+  readonly #idPrefix: string;
   /** Streams (waiting or relaying) per device, for the per-device limit. */
   readonly #perDevice = new Map<string, number>();
   readonly #finishedBytes = { toDevice: 0, fromDevice: 0 };
@@ -102,6 +108,7 @@ export class StreamEndpoint extends EventEmitter {
     this.#pairTimeoutMs = options.pairTimeoutMs ?? streamTokenTtlMs;
     this.#heartbeat = options.heartbeat;
     this.#guard = options.guard;
+    this.#idPrefix = options.idPrefix === undefined ? '' : `${options.idPrefix}.`;
     this.#wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -126,6 +133,11 @@ export class StreamEndpoint extends EventEmitter {
     return { toDevice, fromDevice };
   }
 
+  /** True if this endpoint holds (or held) a stream by that id: false for another node's. */
+  isLocal(id: string): boolean {
+    return this.#idPrefix === '' || id.startsWith(this.#idPrefix) || !id.includes('.');
+  }
+
   /** Streams of one device not yet finished. */
   countFor(deviceId: string): number {
     return this.#perDevice.get(deviceId) ?? 0;
@@ -146,7 +158,7 @@ export class StreamEndpoint extends EventEmitter {
     name: string,
     origin: StreamOrigin = { policy: undefined, remote: undefined },
   ): CreatedStream {
-    const id = newId(18);
+    const id = this.#idPrefix + newId(18);
     const deviceToken = newId(32);
     const serviceToken = newId(32);
     const record: StreamRecord = {

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log/logger.js';
 import { headers as h } from '../protocol/constants.js';
@@ -10,13 +9,20 @@ import { remoteOf, sendError, sendJson } from './http-util.js';
 import type { HubLimits } from './limits.js';
 import type { Registry } from './registry.js';
 import type { StreamEndpoint } from './stream-endpoint.js';
+import {
+  drainingMessage,
+  offerStream,
+  offline,
+  type StreamOffer,
+  type StreamOfferRequest,
+} from './stream-offer.js';
 
 export interface StreamInitiationContext {
   readonly registry: Registry;
   readonly control: ControlEndpoint;
   readonly streams: StreamEndpoint;
-  /** Base for streaming URLs (the hub's public URL). */
-  readonly publicUrl: URL;
+  /** Base for streaming URLs: the hub's public URL, or in a cluster this node's URL. */
+  readonly streamBaseUrl: URL;
   readonly logger: Logger;
   readonly limits: HubLimits;
   readonly guard: Guard;
@@ -24,9 +30,16 @@ export interface StreamInitiationContext {
   readonly metrics?: HubMetrics;
   /** True once the hub is draining: no new streams. */
   readonly draining: () => boolean;
+  /** In a cluster: finds the node that holds the device and offers the stream there. */
+  readonly route?: StreamRouter | undefined;
 }
 
-const drainingMessage = 'the hub is shutting down and takes no new streams';
+/** Offers a stream wherever the device is connected, waiting up to `connectTimeoutS` for it. */
+export type StreamRouter = (
+  request: StreamOfferRequest,
+  connectTimeoutS: number,
+  signal: AbortSignal,
+) => Promise<StreamOffer>;
 
 /** Defaults when the service sends no timeout headers, and the most it may ask for. */
 export const defaultConnectTimeoutS = 0;
@@ -39,17 +52,6 @@ function timeoutHeader(req: IncomingMessage, name: string, fallback: number): nu
   if (typeof raw !== 'string' || !/^\d{1,4}$/.test(raw) || Number(raw) > maxTimeoutS)
     return `${name} must be a whole number of seconds from 0 to ${maxTimeoutS}`;
   return Number(raw);
-}
-
-function limitProblem(ctx: StreamInitiationContext, deviceId: string): string | undefined {
-  const { limits } = ctx;
-  if (ctx.streams.size >= limits.maxStreams)
-    return `the hub has ${limits.maxStreams} streams open, its limit`;
-  if (ctx.streams.countFor(deviceId) >= limits.maxStreamsPerDevice)
-    return `device '${deviceId}' has ${limits.maxStreamsPerDevice} streams open, its limit`;
-  if (ctx.control.pendingFor(deviceId) >= limits.maxPendingPerDevice)
-    return `device '${deviceId}' has ${limits.maxPendingPerDevice} stream requests waiting for an answer, its limit`;
-  return undefined;
 }
 
 /**
@@ -130,87 +132,50 @@ export async function handleStreamInitiation(
   // The service may hang up while we wait; stop waiting and drop the stream then.
   const gone = new AbortController();
   res.on('close', () => gone.abort());
-  if (!(await ctx.control.waitOnline(deviceId, connectTimeout * 1000, gone.signal))) {
-    if (gone.signal.aborted) return;
-    return refuse(
-      'offline',
-      404,
-      'DeviceNotOnline',
-      `device '${deviceId}' is not connected to the hub`,
-    );
-  }
-
-  const limited = limitProblem(ctx, deviceId);
-  if (limited) {
-    log.warn('stream request refused: limit reached', { reason: limited });
-    return refuse('throttled', 429, 'ThrottlingException', limited, 1);
-  }
-  const stream = ctx.streams.create(deviceId, streamName, { policy, remote });
-  const requestId = randomBytes(12).toString('base64url');
-  const wsScheme = ctx.publicUrl.protocol === 'https:' ? 'wss:' : 'ws:';
-  const url = `${wsScheme}//${ctx.publicUrl.host}/bridges/${stream.id}`;
-  const abandon = (): void => {
-    ctx.control.cancel(deviceId, requestId);
-    ctx.streams.cancel(stream.id);
-  };
-  gone.signal.addEventListener('abort', abandon);
-  const answer = await ctx.control.request(
+  const request = {
     deviceId,
-    { type: 'stream-request', requestId, streamName, url, authorizationToken: stream.deviceToken },
-    responseTimeout * 1000,
-  );
-  gone.signal.removeEventListener('abort', abandon);
+    streamName,
+    origin: { policy, remote },
+    responseTimeoutS: responseTimeout,
+  };
+  let offer: StreamOffer;
+  if (ctx.route) {
+    offer = await ctx.route(request, connectTimeout, gone.signal);
+  } else {
+    const online = await ctx.control.waitOnline(deviceId, connectTimeout * 1000, gone.signal);
+    offer = online ? await offerStream(ctx, request, gone.signal) : offline(deviceId);
+  }
   if (gone.signal.aborted) return;
-
-  switch (answer.kind) {
-    case 'timeout':
-      ctx.streams.cancel(stream.id);
-      log.warn('stream request timed out waiting for the device');
-      return refuse(
-        'timeout',
-        504,
-        'GatewayTimeout',
-        `device '${deviceId}' did not answer within ${responseTimeout} s`,
+  switch (offer.kind) {
+    case 'refused':
+      return refuse(offer.outcome, offer.status, offer.errorCode, offer.message, offer.retryAfter);
+    case 'rejected':
+      ctx.audit.write({
+        time: new Date(started).toISOString(),
+        policy,
+        device: deviceId,
+        stream: streamName,
+        outcome: 'rejected',
+        reason: offer.reason,
+        bytesToDevice: 0,
+        bytesFromDevice: 0,
+        durationMs: Date.now() - started,
+        remote,
+      });
+      return sendJson(
+        res,
+        200,
+        { isAccepted: false, reason: offer.reason },
+        { [h.isAccepted]: 'False' },
       );
-    case 'disconnected':
-      ctx.streams.cancel(stream.id);
-      if (ctx.draining())
-        return refuse('unavailable', 503, 'ServiceUnavailable', drainingMessage, 5);
-      return refuse(
-        'offline',
-        404,
-        'DeviceNotOnline',
-        `device '${deviceId}' disconnected before answering`,
-      );
-    case 'answered': {
-      const { accepted, reason } = answer.response;
-      if (!accepted) {
-        ctx.streams.cancel(stream.id);
-        const why = reason ?? 'rejected by the device';
-        log.info('stream rejected by the device', { reason: why });
-        ctx.audit.write({
-          time: new Date(started).toISOString(),
-          policy,
-          device: deviceId,
-          stream: streamName,
-          outcome: 'rejected',
-          reason: why,
-          bytesToDevice: 0,
-          bytesFromDevice: 0,
-          durationMs: Date.now() - started,
-          remote,
-        });
-        return sendJson(res, 200, { isAccepted: false, reason: why }, { [h.isAccepted]: 'False' });
-      }
+    case 'accepted':
       // The audit line for an accepted stream is written when it ends, with its byte counts.
       ctx.metrics?.streamAccepted(Date.now() - started);
-      log.debug('stream accepted', { id: stream.id });
       return sendJson(
         res,
         200,
         { isAccepted: true },
-        { [h.isAccepted]: 'True', [h.url]: url, [h.authToken]: stream.serviceToken },
+        { [h.isAccepted]: 'True', [h.url]: offer.url, [h.authToken]: offer.serviceToken },
       );
-    }
   }
 }

@@ -1,0 +1,156 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { DstreamError, describeError } from '../errors.js';
+import type { HubCluster, ClusterAttachment } from '../hub/cluster.js';
+import { refuseUpgrade } from '../hub/http-util.js';
+import type { StreamOffer, StreamOfferRequest } from '../hub/stream-offer.js';
+import type { Logger } from '../log/logger.js';
+import type { HubTrust } from '../net/hub-client.js';
+import { closeCodes } from '../protocol/constants.js';
+import { forwardUpgrade } from './forward.js';
+import { Presence } from './presence.js';
+import { RedisRegistry } from './redis-registry.js';
+import { StreamRouter } from './router.js';
+import { Store } from './store.js';
+
+export interface ClusterNodeOptions {
+  readonly redisUrl: URL;
+  /** Lease of this node in the presence table (default 3 s). */
+  readonly leaseMs?: number | undefined;
+  /** How long an owner node has to acknowledge a routed stream request (default 1 s). */
+  readonly ackTimeoutMs?: number | undefined;
+}
+
+/** Redis URLs in logs and errors without their password. */
+export function redactedUrl(url: URL): string {
+  if (!url.password) return url.href;
+  const copy = new URL(url.href);
+  copy.password = '***';
+  return copy.href;
+}
+
+/**
+ * One hub node's membership of a cluster: the shared registry, the presence table and the
+ * routing of stream requests and stream sockets to the node that holds a device.
+ */
+export class ClusterNode implements HubCluster {
+  readonly nodeId = randomBytes(6).toString('base64url');
+  #presence: Presence | undefined;
+  #router: StreamRouter | undefined;
+  #url: URL | undefined;
+  #trust: HubTrust = { tls: true };
+
+  private constructor(
+    private readonly store: Store,
+    readonly registry: RedisRegistry,
+    private readonly options: ClusterNodeOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Connect to Redis and load the registry; fails at once if Redis cannot be reached. */
+  static async connect(options: ClusterNodeOptions, logger: Logger): Promise<ClusterNode> {
+    const log = logger.child({ component: 'cluster' });
+    const store = new Store(options.redisUrl, log);
+    try {
+      await store.connect();
+    } catch (error) {
+      await store.close();
+      throw new DstreamError(
+        'ERR_HUB_UNAVAILABLE',
+        `cannot reach redis at ${redactedUrl(options.redisUrl)}: ${describeError(error)}`,
+        { hint: 'Start redis-server, or check --redis.', cause: error },
+      );
+    }
+    store.on('down', () =>
+      log.warn('lost the connection to redis: serving local devices only, not ready'),
+    );
+    store.on('up', () => log.info('connected to redis again'));
+    const registry = await RedisRegistry.open(store, log);
+    return new ClusterNode(store, registry, options, log);
+  }
+
+  ready(): boolean {
+    return this.store.up;
+  }
+
+  get nodeUrl(): URL | undefined {
+    return this.#url;
+  }
+
+  async attach(hub: ClusterAttachment): Promise<void> {
+    this.#url = hub.nodeUrl;
+    this.#trust = hub.trust;
+    const presence = new Presence(this.store, this.nodeId, hub.nodeUrl.origin, this.logger, {
+      leaseMs: this.options.leaseMs,
+    });
+    presence.attach(
+      () => hub.control.onlineDevices(),
+      (deviceId) =>
+        hub.control.disconnect(deviceId, 'registered on another node', closeCodes.replaced),
+    );
+    const router = new StreamRouter(this.store, presence, this.nodeId, this.logger, {
+      ackTimeoutMs: this.options.ackTimeoutMs,
+    });
+    this.#presence = presence;
+    this.#router = router;
+    hub.control.setPresence(presence);
+    await router.start({
+      isOnline: (deviceId) => hub.control.isOnline(deviceId),
+      offer: (request, signal) => hub.offer(request, signal),
+    });
+    await presence.start();
+    this.logger.info('joined the cluster', { node: this.nodeId, url: hub.nodeUrl.origin });
+  }
+
+  route = (
+    request: StreamOfferRequest,
+    connectTimeoutS: number,
+    signal: AbortSignal,
+  ): Promise<StreamOffer> => {
+    if (!this.#router) throw new Error('cluster node used before attach()');
+    return this.#router.route(request, connectTimeoutS, signal);
+  };
+
+  forward(req: IncomingMessage, socket: Duplex, head: Buffer, streamId: string): void {
+    const nodeId = streamId.slice(0, streamId.indexOf('.'));
+    const presence = this.#presence;
+    if (!presence || !this.store.up) {
+      refuseUpgrade(socket, 503, 'ServiceUnavailable', 'the cluster store (redis) is unreachable');
+      return;
+    }
+    presence.nodeUrl(nodeId).then(
+      (url) => {
+        if (!url) {
+          refuseUpgrade(socket, 404, 'StreamNotFound', 'no such stream (its hub node is gone)');
+          return;
+        }
+        this.logger.debug('forwarding a stream socket to its node', { node: nodeId });
+        forwardUpgrade(
+          req,
+          socket,
+          head,
+          { url: new URL(url), trust: this.#trust },
+          this.nodeId,
+          this.logger,
+        );
+      },
+      (error: unknown) => {
+        this.logger.warn('cannot look up a stream node', { error: describeError(error) });
+        refuseUpgrade(
+          socket,
+          503,
+          'ServiceUnavailable',
+          'the cluster store (redis) is unreachable',
+        );
+      },
+    );
+  }
+
+  async close(): Promise<void> {
+    this.#router?.close();
+    await this.#presence?.stop();
+    this.registry.close();
+    await this.store.close();
+  }
+}

@@ -1,0 +1,37 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { HubTrust } from '../net/hub-client.js';
+import type { ControlEndpoint } from './control-endpoint.js';
+import type { StreamRouter } from './stream-initiation.js';
+import type { StreamOffer, StreamOfferRequest } from './stream-offer.js';
+
+/** Set on a stream socket one node passes to another: a forwarded socket is never forwarded again. */
+export const forwardedHeader = 'x-dstream-forwarded-by';
+
+/** What a hub gives its cluster membership once it listens. */
+export interface ClusterAttachment {
+  /** This node's own URL: streaming URLs name it, other nodes forward stream sockets to it. */
+  readonly nodeUrl: URL;
+  /** How to verify another node when passing it a stream socket (nodes share the certificate). */
+  readonly trust: HubTrust;
+  readonly control: ControlEndpoint;
+  /** Offer a stream to a device connected here. */
+  offer(request: StreamOfferRequest, signal: AbortSignal): Promise<StreamOffer>;
+}
+
+/**
+ * A hub node's view of the cluster it belongs to (implemented by src/cluster/node.ts).
+ * A hub without one is a single node with its own registry.
+ */
+export interface HubCluster {
+  /** Put in front of this node's stream ids. */
+  readonly nodeId: string;
+  /** False while the shared store is unreachable: /readyz answers 503. */
+  ready(): boolean;
+  attach(hub: ClusterAttachment): Promise<void>;
+  /** Offer a stream wherever the device is connected. */
+  readonly route: StreamRouter;
+  /** Pass a stream socket for another node's stream to that node. */
+  forward(req: IncomingMessage, socket: Duplex, head: Buffer, streamId: string): void;
+  close(): Promise<void>;
+}
