@@ -9,7 +9,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { listen } from '../net/listen.js';
 import type { Duplex } from 'node:stream';
 import type { HubAddress } from '../auth/connection-string.js';
-import { describeError } from '../errors.js';
+import { DstreamError, describeError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { deviceIdProblem, streamNameProblem } from '../protocol/identifiers.js';
 import { defaultGuardOptions, Guard, type GuardOptions } from './guard.js';
@@ -246,6 +246,16 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     req.socket.setTimeout(0);
     req.on('error', () => undefined);
     onRequest(req, res).catch((error: unknown) => {
+      // The cluster's Redis is away: registry writes cannot be made now. Not a bug: 503.
+      if (error instanceof DstreamError && error.code === 'ERR_HUB_UNAVAILABLE') {
+        logger.warn('request refused', { path: req.url?.split('?')[0], reason: error.message });
+        if (res.headersSent) res.destroy();
+        else {
+          res.setHeader('retry-after', '5');
+          sendError(res, 503, 'ServiceUnavailable', error.message);
+        }
+        return;
+      }
       logger.error('request failed', {
         method: req.method,
         path: req.url?.split('?')[0],

@@ -1,0 +1,302 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { WebSocket } from 'ws';
+import { serviceToken } from '../../src/service/credentials.js';
+import { openServiceStream } from '../../src/service/stream-client.js';
+import { hubRequest, openWebSocket, type HubTarget } from '../../src/net/hub-client.js';
+import { apiVersion, headers as h, streamProtocol } from '../../src/protocol/constants.js';
+import { runCli, runCliWithInput, spawnCli, type CliProcess } from '../helpers/cli.js';
+import { startTestCluster, type ClusterNodeProcess, type TestCluster } from '../helpers/cluster.js';
+import { randomBytes, sha256 } from '../helpers/net.js';
+import { startEchoServer, type TestServer } from '../helpers/servers.js';
+
+/**
+ * Cluster mode end to end: redis-server, three `dstream hub --redis` processes and haproxy
+ * in front of them, all real processes on loopback; agents connect through the balancer.
+ */
+describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  async function setUp(): Promise<{ cluster: TestCluster; echo: TestServer }> {
+    const cluster = await startTestCluster();
+    cleanups.push(() => cluster.stop());
+    const echo = await startEchoServer();
+    cleanups.push(() => echo.close());
+    return { cluster, echo };
+  }
+
+  /** Register a device and run its agent, through the balancer unless `hubPort` says where. */
+  async function startDevice(
+    cluster: TestCluster,
+    echo: TestServer,
+    deviceId: string,
+    hubPort?: number,
+  ): Promise<CliProcess> {
+    const added = await runCli(['device', 'add', deviceId], {
+      DSTREAM_SERVICE_CONNECTION_STRING: cluster.serviceString,
+    });
+    expect(added.stderr).toBe('');
+    expect(added.code).toBe(0);
+    let deviceString = added.stdout.trim();
+    expect(deviceString).toContain(`HostName=127.0.0.1:${cluster.lbPort};`);
+    if (hubPort !== undefined)
+      deviceString = deviceString.replace(`:${cluster.lbPort};`, `:${hubPort};`);
+    const agent = spawnCli(
+      ['agent', '--target', `echo=127.0.0.1:${echo.port}`, '--heartbeat-interval', '1'],
+      { DSTREAM_DEVICE_CONNECTION_STRING: deviceString },
+    );
+    cleanups.push(async () => void (await agent.stop('SIGKILL')));
+    await agent.waitForLine(/connected to the hub/);
+    return agent;
+  }
+
+  /** The node holding a device's control connection: exactly one node reports it. */
+  async function ownerOf(cluster: TestCluster, live = cluster.nodes): Promise<ClusterNodeProcess> {
+    let holders: ClusterNodeProcess[] = [];
+    await expect
+      .poll(
+        async () => {
+          const counts = await Promise.all(live.map((n) => cluster.connectedDevices(n)));
+          holders = live.filter((_, i) => (counts[i] ?? 0) > 0);
+          return counts.reduce((a, b) => a + b, 0);
+        },
+        { timeout: 15_000 },
+      )
+      .toBe(1);
+    return holders[0] as ClusterNodeProcess;
+  }
+
+  function others(cluster: TestCluster, node: ClusterNodeProcess): ClusterNodeProcess[] {
+    return cluster.nodes.filter((n) => n !== node);
+  }
+
+  /** Open a stream through `via` and check that `bytes` come back unchanged. */
+  async function echoThrough(
+    cluster: TestCluster,
+    via: HubTarget,
+    deviceId: string,
+    bytes: Buffer,
+  ): Promise<void> {
+    const ws = await openServiceStream(cluster.service, via, { deviceId, streamName: 'echo' });
+    try {
+      expect(sha256(await exchange(ws, bytes))).toBe(sha256(bytes));
+    } finally {
+      ws.close();
+    }
+  }
+
+  /** Send bytes on a stream socket and collect as many back. */
+  function exchange(ws: WebSocket, bytes: Buffer, timeoutMs = 15_000): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let n = 0;
+      const timer = setTimeout(
+        () => reject(new Error(`echo: got ${n} of ${bytes.length} bytes`)),
+        timeoutMs,
+      );
+      const onMessage = (data: Buffer): void => {
+        chunks.push(data);
+        n += data.length;
+        if (n >= bytes.length) {
+          clearTimeout(timer);
+          ws.off('message', onMessage);
+          resolve(Buffer.concat(chunks));
+        }
+      };
+      ws.on('message', onMessage);
+      // Stream sockets come back paused, so that no byte arrives before a listener.
+      ws.resume();
+      for (let i = 0; i < bytes.length; i += 64 * 1024) ws.send(bytes.subarray(i, i + 64 * 1024));
+    });
+  }
+
+  /** POST a stream request to one node and return its status, body, headers and time taken. */
+  async function requestStream(
+    cluster: TestCluster,
+    via: HubTarget,
+    deviceId: string,
+  ): Promise<{ status: number; body: string; url?: string; token?: string; ms: number }> {
+    const started = Date.now();
+    const res = await hubRequest(via, {
+      method: 'POST',
+      path: `/twins/${deviceId}/streams/echo?api-version=${apiVersion}`,
+      headers: { authorization: serviceToken(cluster.service) },
+    });
+    const url = res.headers[h.url];
+    const token = res.headers[h.authToken];
+    return {
+      status: res.status,
+      body: res.body,
+      ...(typeof url === 'string' && { url }),
+      ...(typeof token === 'string' && { token }),
+      ms: Date.now() - started,
+    };
+  }
+
+  async function readyz(node: ClusterNodeProcess): Promise<string> {
+    return (await hubRequest(node.target, { method: 'GET', path: '/readyz' })).body;
+  }
+
+  it('1. device on node A, stream requested through node B: bytes echo both ways', async () => {
+    const { cluster, echo } = await setUp();
+    await startDevice(cluster, echo, 'pi-01');
+    const a = await ownerOf(cluster);
+    for (const b of others(cluster, a)) {
+      const payload = randomBytes(1024 * 1024 + 17);
+      await echoThrough(cluster, b.target, 'pi-01', payload);
+    }
+    // The streaming URL names the owner, where both sides meet.
+    const [b] = others(cluster, a) as [ClusterNodeProcess];
+    const res = await requestStream(cluster, b.target, 'pi-01');
+    expect(res.status).toBe(200);
+    expect(res.url).toMatch(new RegExp(`^wss://127\\.0\\.0\\.1:${a.port}/bridges/`));
+    // And through the balancer, as users do: the CLI, stdin to stdout.
+    const payload = randomBytes(200_000).toString('base64');
+    const out = await runCliWithInput(['connect', 'pi-01', '--stream', 'echo'], payload, {
+      DSTREAM_SERVICE_CONNECTION_STRING: cluster.serviceString,
+    });
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    expect(sha256(Buffer.from(out.stdout))).toBe(sha256(Buffer.from(payload)));
+    // An unknown device and an offline one answer as on a single hub.
+    const unknown = await requestStream(cluster, b.target, 'nobody');
+    expect([unknown.status, JSON.parse(unknown.body)]).toEqual([
+      404,
+      { errorCode: 'DeviceNotFound', message: "device 'nobody' is not registered on this hub" },
+    ]);
+  });
+
+  it('2. a stream socket sent to node C on purpose is forwarded to the owner and works', async () => {
+    const { cluster, echo } = await setUp();
+    await startDevice(cluster, echo, 'pi-02');
+    const a = await ownerOf(cluster);
+    const [b, c] = others(cluster, a) as [ClusterNodeProcess, ClusterNodeProcess];
+    const res = await requestStream(cluster, b.target, 'pi-02');
+    expect(res.status).toBe(200);
+    const wrong = (res.url as string).replace(`:${a.port}/`, `:${c.port}/`);
+    const ws = await openWebSocket(wrong, c.target, {
+      headers: { authorization: `Bearer ${res.token as string}` },
+      protocols: [streamProtocol],
+    });
+    const payload = randomBytes(512 * 1024 + 3);
+    expect(sha256(await exchange(ws, payload))).toBe(sha256(payload));
+    // The bytes were relayed by A (its stream), C only carried them.
+    const active = async (n: ClusterNodeProcess): Promise<number> => {
+      const body = (await hubRequest(n.target, { method: 'GET', path: '/metrics' })).body;
+      return Number(/^dstream_active_streams (\d+)$/m.exec(body)?.[1]);
+    };
+    expect(await active(a)).toBe(1);
+    expect(await active(c)).toBe(0);
+    ws.close();
+    // A stream id naming no live node is refused, not forwarded anywhere.
+    const bogus = wrong.replace(/bridges\/[^.]+\./, 'bridges/nonode.');
+    await expect(
+      openWebSocket(bogus, c.target, {
+        headers: { authorization: `Bearer ${res.token as string}` },
+        protocols: [streamProtocol],
+      }),
+    ).rejects.toMatchObject({ status: 404 });
+  });
+
+  it('3. kill -9 node A: requests answer offline within a second; the device moves; new streams work', async () => {
+    const { cluster, echo } = await setUp();
+    await startDevice(cluster, echo, 'moving');
+    const a = await ownerOf(cluster);
+    // A second device talks to A directly, not through the balancer: once A is gone it has
+    // nowhere to go, so requests for it must be answered "offline", and quickly.
+    await startDevice(cluster, echo, 'stranded', a.port);
+    const [b] = others(cluster, a) as [ClusterNodeProcess];
+    expect((await requestStream(cluster, b.target, 'stranded')).status).toBe(200);
+
+    a.proc.child.kill('SIGKILL');
+    await a.proc.stop();
+    const res = await requestStream(cluster, b.target, 'stranded');
+    expect(res.status).toBe(404);
+    expect(JSON.parse(res.body)).toMatchObject({ errorCode: 'DeviceNotOnline' });
+    expect(res.ms).toBeLessThan(1000);
+
+    const live = others(cluster, a);
+    const newOwner = await ownerOf(cluster, live);
+    expect(newOwner).not.toBe(a);
+    for (const via of live) await echoThrough(cluster, via.target, 'moving', randomBytes(300_000));
+    // Still offline, still fast, once A's lease has expired too.
+    const later = await requestStream(cluster, b.target, 'stranded');
+    expect([later.status, later.ms < 1000]).toEqual([404, true]);
+  });
+
+  it('4. SIGSTOP then SIGCONT node A: no duplicate ownership survives', async () => {
+    const { cluster, echo } = await setUp();
+    await startDevice(cluster, echo, 'paused');
+    const a = await ownerOf(cluster);
+    a.proc.child.kill('SIGSTOP');
+    cleanups.push(() => Promise.resolve(void a.proc.child.kill('SIGCONT')));
+    // The agent finds A silent (two missed pings) and comes back through the balancer,
+    // which by then sends new connections elsewhere (A fails its /readyz checks).
+    const moved = await ownerOf(cluster, others(cluster, a));
+    a.proc.child.kill('SIGCONT');
+    // A wakes up still holding its old connection and registration; it must let go.
+    await expect.poll(() => cluster.connectedDevices(a), { timeout: 10_000 }).toBe(0);
+    expect(await ownerOf(cluster)).toBe(moved);
+    expect(await readyz(a)).toBe('{"status":"ready"}');
+    // Through A, the request is routed to the device's real node.
+    await echoThrough(cluster, a.target, 'paused', randomBytes(100_000));
+    const res = await requestStream(cluster, a.target, 'paused');
+    expect(res.url).toMatch(new RegExp(`^wss://127\\.0\\.0\\.1:${moved.port}/`));
+    expect(a.proc.output()).toMatch(/this node was away longer than its lease|stale connection/);
+  });
+
+  it('5. restart Redis: nodes keep local streams, report not ready, and recover without restarting', async () => {
+    const { cluster, echo } = await setUp();
+    await startDevice(cluster, echo, 'steady');
+    const owner = await ownerOf(cluster);
+    const [other] = others(cluster, owner) as [ClusterNodeProcess];
+    const ws = await openServiceStream(cluster.service, other.target, {
+      deviceId: 'steady',
+      streamName: 'echo',
+    });
+    cleanups.push(() => Promise.resolve(ws.close()));
+    const before = randomBytes(100_000);
+    expect(sha256(await exchange(ws, before))).toBe(sha256(before));
+
+    await cluster.redis.kill();
+    for (const n of cluster.nodes)
+      await expect
+        .poll(() => readyz(n), { timeout: 10_000 })
+        .toBe('{"status":"redis-unreachable"}');
+    // The stream in progress does not need Redis.
+    const during = randomBytes(100_000);
+    expect(sha256(await exchange(ws, during))).toBe(sha256(during));
+    // The owner still serves its own device; another node cannot reach it and says why.
+    await echoThrough(cluster, owner.target, 'steady', randomBytes(50_000));
+    const refused = await requestStream(cluster, other.target, 'steady');
+    expect(refused.status).toBe(503);
+    expect(JSON.parse(refused.body)).toMatchObject({ errorCode: 'ServiceUnavailable' });
+    // Registry writes cannot be made: a clear 503, not a 500. (Asked of a node directly: the
+    // balancer has taken every node out of rotation, as their /readyz told it to.)
+    const write = await runCli(['device', 'add', 'during-outage'], {
+      DSTREAM_SERVICE_CONNECTION_STRING: cluster.serviceString.replace(
+        `:${cluster.lbPort};`,
+        `:${other.port};`,
+      ),
+    });
+    expect(write.code).toBe(1);
+    expect(write.stderr).toMatch(
+      /^error: .*cannot add a device: the cluster store \(redis\) is unreachable/,
+    );
+
+    await cluster.redis.restart();
+    for (const n of cluster.nodes)
+      await expect.poll(() => readyz(n), { timeout: 10_000 }).toBe('{"status":"ready"}');
+    for (const n of cluster.nodes)
+      await echoThrough(cluster, n.target, 'steady', randomBytes(50_000));
+    const after = randomBytes(100_000);
+    expect(sha256(await exchange(ws, after))).toBe(sha256(after));
+    const added = await runCli(['device', 'add', 'after-outage'], {
+      DSTREAM_SERVICE_CONNECTION_STRING: cluster.serviceString,
+    });
+    expect(added.code).toBe(0);
+    expect(await ownerOf(cluster)).toBe(owner);
+  });
+});

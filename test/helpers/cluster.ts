@@ -1,0 +1,221 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import {
+  parseConnectionString,
+  type ServiceConnectionString,
+} from '../../src/auth/connection-string.js';
+import { hubRequest, type HubTarget } from '../../src/net/hub-client.js';
+import { runCli, spawnCli, type CliProcess } from './cli.js';
+import { makeTempDir } from './hub.js';
+import { startRedis, type TestRedis } from './redis.js';
+import { hasCommand } from './system.js';
+
+/** One `dstream hub --redis` process. */
+export interface ClusterNodeProcess {
+  readonly name: string;
+  readonly port: number;
+  readonly proc: CliProcess;
+  /** Where to send requests to this node itself (not through the balancer). */
+  readonly target: HubTarget;
+}
+
+export interface TestCluster {
+  readonly dir: string;
+  readonly redis: TestRedis;
+  readonly nodes: ClusterNodeProcess[];
+  /** The load balancer's port (haproxy, round robin, health checks on /readyz). */
+  readonly lbPort: number;
+  /** Service connection string naming the balancer. */
+  readonly serviceString: string;
+  readonly service: ServiceConnectionString;
+  /** The hub's self-signed certificate (PEM). */
+  readonly ca: string;
+  /** Start one more node (e.g. after one was killed). */
+  addNode(name: string): Promise<ClusterNodeProcess>;
+  /** Control connections a node holds, from its /metrics. */
+  connectedDevices(node: ClusterNodeProcess): Promise<number>;
+  stop(): Promise<void>;
+}
+
+export interface TestClusterOptions {
+  readonly nodes?: number;
+  /** Extra `dstream hub` flags for every node. */
+  readonly hubArgs?: readonly string[];
+}
+
+function requireHaproxy(): void {
+  if (!hasCommand('haproxy'))
+    throw new Error(
+      'haproxy is not installed; the cluster tests put it in front of the nodes (apt-get install haproxy)',
+    );
+}
+
+/**
+ * A listening socket on 127.0.0.1, port 0, whose descriptor haproxy inherits as fd 3
+ * (`bind fd@3`): the port is known before anything starts, and nothing has to guess one.
+ */
+async function listenForBalancer(): Promise<{ server: Server; port: number; fd: number }> {
+  const server = createServer();
+  // Connections are haproxy's to take; this process never accepts any.
+  server.on('connection', (socket) => socket.destroy());
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+  return { server, port, fd };
+}
+
+function haproxyConfig(nodes: readonly ClusterNodeProcess[]): string {
+  return [
+    'global',
+    '  maxconn 4000',
+    'defaults',
+    '  mode tcp',
+    '  timeout connect 1s',
+    '  timeout client 1h',
+    '  timeout server 1h',
+    '  timeout check 300ms',
+    '  retries 2',
+    '  option redispatch',
+    'listen hub',
+    '  bind fd@3',
+    '  balance roundrobin',
+    // A stopped process still completes TCP handshakes (the kernel does), so the check is
+    // an HTTPS request: a node that cannot answer /readyz in 300 ms gets no new connections.
+    '  option httpchk GET /readyz',
+    '  http-check expect status 200',
+    '  default-server check check-ssl verify none inter 200ms fall 2 rise 1',
+    ...nodes.map((n) => `  server ${n.name} 127.0.0.1:${n.port}`),
+    '',
+  ].join('\n');
+}
+
+async function startBalancer(
+  dir: string,
+  listening: { server: Server; fd: number },
+  nodes: readonly ClusterNodeProcess[],
+): Promise<ChildProcess> {
+  requireHaproxy();
+  const config = join(dir, 'haproxy.cfg');
+  writeFileSync(config, haproxyConfig(nodes));
+  const check = spawn('haproxy', ['-c', '-f', config], {
+    stdio: ['ignore', 'pipe', 'pipe', listening.fd],
+  });
+  let checkOut = '';
+  check.stdout?.on('data', (d: Buffer) => (checkOut += d.toString()));
+  check.stderr?.on('data', (d: Buffer) => (checkOut += d.toString()));
+  const valid = await new Promise<number | null>((resolve) => check.on('exit', resolve));
+  if (valid !== 0) throw new Error(`haproxy rejects its configuration:\n${checkOut}`);
+  const child = spawn('haproxy', ['-db', '-f', config], {
+    stdio: ['ignore', 'pipe', 'pipe', listening.fd],
+  });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  child.once('exit', (code, signal) => {
+    if (signal !== 'SIGTERM' && signal !== 'SIGKILL')
+      process.stderr.write(`haproxy exited (${code ?? signal}):\n${out}\n`);
+  });
+  // haproxy has its own copy of the socket now.
+  listening.server.close();
+  return child;
+}
+
+/** Redis, `hub init`, N hub nodes and haproxy in front of them: all real processes. */
+export async function startTestCluster(options: TestClusterOptions = {}): Promise<TestCluster> {
+  const dir = makeTempDir('dstream-cluster-');
+  const redis = await startRedis(dir);
+  const lb = await listenForBalancer();
+  const seed = join(dir, 'seed');
+  const init = await runCli([
+    'hub',
+    'init',
+    '--data-dir',
+    seed,
+    '--redis',
+    redis.url,
+    '--public-url',
+    `https://127.0.0.1:${lb.port}`,
+  ]);
+  if (init.code !== 0) throw new Error(`hub init failed: ${init.stderr}`);
+  const serviceString = init.stdout.trim();
+  const service = parseConnectionString(serviceString) as ServiceConnectionString;
+  const ca = readFileSync(join(seed, 'tls', 'cert.pem'), 'utf8');
+  const nodes: ClusterNodeProcess[] = [];
+  const children: CliProcess[] = [];
+
+  const addNode = async (name: string): Promise<ClusterNodeProcess> => {
+    // As an operator would: the seed data dir (certificate) copied to each node.
+    const dataDir = join(dir, name);
+    cpSync(seed, dataDir, { recursive: true });
+    const proc = spawnCli([
+      'hub',
+      '--data-dir',
+      dataDir,
+      '--listen',
+      '127.0.0.1:0',
+      '--redis',
+      redis.url,
+      '--heartbeat-interval',
+      '1',
+      ...(options.hubArgs ?? []),
+    ]);
+    children.push(proc);
+    const m = await proc.waitForLine(/hub listening on https:\/\/127\.0\.0\.1:(\d+)/);
+    const port = Number(m[1]);
+    const node = { name, port, proc, target: { ...service.hub, port } };
+    nodes.push(node);
+    return node;
+  };
+  let balancer: ChildProcess | undefined;
+  try {
+    const count = options.nodes ?? 3;
+    await Promise.all(Array.from({ length: count }, (_, i) => addNode(`n${i + 1}`)));
+    nodes.sort((a, b) => a.name.localeCompare(b.name));
+    balancer = await startBalancer(dir, lb, nodes);
+    // Ready when a request through it reaches a node.
+    const exited = balancer;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (exited.exitCode !== null) throw new Error('haproxy exited at start');
+      const res = await hubRequest(
+        { ...service.hub, port: lb.port },
+        { method: 'GET', path: '/readyz', timeoutMs: 1000 },
+      ).catch(() => undefined);
+      if (res?.status === 200) break;
+      if (Date.now() > deadline) throw new Error('haproxy did not pass requests within 10 s');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } catch (error) {
+    lb.server.close();
+    await Promise.all(children.map((c) => c.stop('SIGKILL')));
+    await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    dir,
+    redis,
+    nodes,
+    lbPort: lb.port,
+    serviceString,
+    service,
+    ca,
+    addNode,
+    connectedDevices: async (node) => {
+      const res = await hubRequest(node.target, { method: 'GET', path: '/metrics' });
+      const m = /^dstream_connected_devices (\d+)$/m.exec(res.body);
+      if (!m) throw new Error(`no dstream_connected_devices in /metrics of ${node.name}`);
+      return Number(m[1]);
+    },
+    stop: async () => {
+      balancer?.kill('SIGTERM');
+      // Clean-up only: graceful shutdown is tested elsewhere, and a node a test left
+      // stopped (SIGSTOP) would not act on SIGTERM.
+      await Promise.all(children.map((c) => c.stop('SIGKILL')));
+      await redis.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
