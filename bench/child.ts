@@ -1,8 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-/** The CLI as users run it (bench/ is compiled to .bench-build/bench/, two levels down). */
-export const cliPath = fileURLToPath(new URL('../../bin/dstream.js', import.meta.url));
+/**
+ * The CLI as users run it. bench/ is compiled to .bench-build/bench/, two levels down; the
+ * tests import bench/ from source, one level down.
+ */
+export const cliPath = [
+  fileURLToPath(new URL('../../bin/dstream.js', import.meta.url)),
+  fileURLToPath(new URL('../bin/dstream.js', import.meta.url)),
+].find((path) => existsSync(path)) as string;
 
 /** A long-running child process whose stderr can be waited on. */
 export interface Child {

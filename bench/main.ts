@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { fullConfig, quickConfig, type BenchConfig } from './config.js';
 import { formatTable } from './report.js';
 import type { Figure } from './result.js';
+import { runClusterSetupRate } from './scenarios/cluster.js';
 import { runCompare } from './scenarios/compare.js';
 import { runBusy, runConcurrency } from './scenarios/concurrency.js';
 import { runIdleDevices } from './scenarios/idle-devices.js';
@@ -23,7 +24,8 @@ const usage = `usage: npm run bench -- [--quick] [--scenario 1,2,...] [--out FIL
                        [--profile DIR]
 
 Scenarios: 1 throughput, 2 round trip, 3 setup latency, 4 setup rate, 5 concurrency,
-6 idle devices, 7 hub CPU per GB (TLS and --insecure-no-tls).`;
+6 idle devices, 7 hub CPU per GB (TLS and --insecure-no-tls), 8 setup rate against a
+cluster of 1 and of 3 nodes (needs redis-server and haproxy).`;
 
 function parse(): {
   cfg: BenchConfig;
@@ -48,11 +50,11 @@ function parse(): {
     process.exit(0);
   }
   const scenarios = new Set(
-    (values.scenario ?? '1,2,3,4,5,6,7').split(',').map((s) => Number(s.trim())),
+    (values.scenario ?? '1,2,3,4,5,6,7,8').split(',').map((s) => Number(s.trim())),
   );
   for (const s of scenarios)
-    if (!(Number.isInteger(s) && s >= 1 && s <= 7)) {
-      console.error(`--scenario: expected numbers from 1 to 7\n${usage}`);
+    if (!(Number.isInteger(s) && s >= 1 && s <= 8)) {
+      console.error(`--scenario: expected numbers from 1 to 8\n${usage}`);
       process.exit(2);
     }
   const cfg = values.quick ? quickConfig : fullConfig;
@@ -133,6 +135,8 @@ async function main(): Promise<void> {
         await plain.stop();
       }
     }
+    if (scenarios.has(8))
+      await step('8 setup rate, cluster of 1 and 3 nodes', () => runClusterSetupRate(cfg, targets));
     if (compare)
       await step(`compare: ${compare.name}`, () =>
         runCompare(cfg, targets, compare.name, compare.command),

@@ -47,8 +47,8 @@ export interface Stack {
 
 export const benchDevice = 'bench-dev';
 
-/** Limits raised so the hub's guards are not what the concurrency scenario measures. */
-const hubTuning = [
+/** Limits raised so the hub's guards are not what the concurrency and rate scenarios measure. */
+export const hubTuning = [
   '--max-streams',
   '100000',
   '--max-streams-per-device',

@@ -1,6 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
+import { cpSync, readFileSync, rmSync } from 'node:fs';
+import { listenForBalancer, startHaproxy } from '../../bench/cluster-procs.js';
 import { join } from 'node:path';
 import {
   parseConnectionString,
@@ -50,76 +50,6 @@ function requireHaproxy(): void {
     throw new Error(
       'haproxy is not installed; the cluster tests put it in front of the nodes (apt-get install haproxy)',
     );
-}
-
-/**
- * A listening socket on 127.0.0.1, port 0, whose descriptor haproxy inherits as fd 3
- * (`bind fd@3`): the port is known before anything starts, and nothing has to guess one.
- */
-async function listenForBalancer(): Promise<{ server: Server; port: number; fd: number }> {
-  const server = createServer();
-  // Connections are haproxy's to take; this process never accepts any.
-  server.on('connection', (socket) => socket.destroy());
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
-  return { server, port, fd };
-}
-
-function haproxyConfig(nodes: readonly ClusterNodeProcess[]): string {
-  return [
-    'global',
-    '  maxconn 4000',
-    'defaults',
-    '  mode tcp',
-    '  timeout connect 1s',
-    '  timeout client 1h',
-    '  timeout server 1h',
-    '  timeout check 300ms',
-    '  retries 2',
-    '  option redispatch',
-    'listen hub',
-    '  bind fd@3',
-    '  balance roundrobin',
-    // A stopped process still completes TCP handshakes (the kernel does), so the check is
-    // an HTTPS request: a node that cannot answer /readyz in 300 ms gets no new connections.
-    '  option httpchk GET /readyz',
-    '  http-check expect status 200',
-    '  default-server check check-ssl verify none inter 200ms fall 2 rise 1',
-    ...nodes.map((n) => `  server ${n.name} 127.0.0.1:${n.port}`),
-    '',
-  ].join('\n');
-}
-
-async function startBalancer(
-  dir: string,
-  listening: { server: Server; fd: number },
-  nodes: readonly ClusterNodeProcess[],
-): Promise<ChildProcess> {
-  requireHaproxy();
-  const config = join(dir, 'haproxy.cfg');
-  writeFileSync(config, haproxyConfig(nodes));
-  const check = spawn('haproxy', ['-c', '-f', config], {
-    stdio: ['ignore', 'pipe', 'pipe', listening.fd],
-  });
-  let checkOut = '';
-  check.stdout?.on('data', (d: Buffer) => (checkOut += d.toString()));
-  check.stderr?.on('data', (d: Buffer) => (checkOut += d.toString()));
-  const valid = await new Promise<number | null>((resolve) => check.on('exit', resolve));
-  if (valid !== 0) throw new Error(`haproxy rejects its configuration:\n${checkOut}`);
-  const child = spawn('haproxy', ['-db', '-f', config], {
-    stdio: ['ignore', 'pipe', 'pipe', listening.fd],
-  });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  child.once('exit', (code, signal) => {
-    if (signal !== 'SIGTERM' && signal !== 'SIGKILL')
-      process.stderr.write(`haproxy exited (${code ?? signal}):\n${out}\n`);
-  });
-  // haproxy has its own copy of the socket now.
-  listening.server.close();
-  return child;
 }
 
 /** Redis, `hub init`, N hub nodes and haproxy in front of them: all real processes. */
@@ -173,7 +103,12 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
     const count = options.nodes ?? 3;
     await Promise.all(Array.from({ length: count }, (_, i) => addNode(`n${i + 1}`)));
     nodes.sort((a, b) => a.name.localeCompare(b.name));
-    balancer = await startBalancer(dir, lb, nodes);
+    requireHaproxy();
+    balancer = await startHaproxy(
+      dir,
+      lb,
+      nodes.map((n) => n.port),
+    );
     // Ready when a request through it reaches a node.
     const exited = balancer;
     const deadline = Date.now() + 10_000;
