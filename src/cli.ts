@@ -65,6 +65,11 @@ Quick start:
 
 /** Run the CLI; returns the process exit code. The only place errors become output. */
 export async function main(argv: readonly string[]): Promise<number> {
+  // A reader that stops early (`dstream --help | head`) is not an error: end quietly, as
+  // Unix tools do, instead of dying on an unhandled EPIPE with a stack trace.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+  });
   const color = process.stderr.isTTY && process.env.NO_COLOR === undefined;
   const paint = new Chalk({ level: color ? 1 : 0 });
   const ctx: CommandContext = {

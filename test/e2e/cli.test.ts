@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -6,6 +7,7 @@ import { buildProgram } from '../../src/cli.js';
 import type { CommandContext } from '../../src/commands/common.js';
 import { parseConnectionString } from '../../src/auth/connection-string.js';
 import {
+  cliPath,
   runCli,
   runCliWithInput,
   spawnCli,
@@ -138,6 +140,19 @@ describe('CLI: bad input is one clear line and a non-zero exit', () => {
     expect(badOption.code).toBe(2);
     expect(badOption.stderr).toContain("error: unknown option '--no-such-option'");
     expectNoStack(missing.stderr + unknown.stderr + badOption.stderr);
+  });
+
+  it('a reader that stops early (| head) ends the CLI quietly, exit 0', async () => {
+    const child = spawn(process.execPath, [cliPath, 'hub', '--help'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    // Close our end of the pipe before the help text has been written: its writes then fail
+    // with EPIPE, as with `dstream hub --help | head -1`.
+    child.stdout.destroy();
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect([code, stderr]).toEqual([0, '']);
   });
 
   it('an unreachable hub is a one-line error with exit 1', async () => {
