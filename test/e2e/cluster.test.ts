@@ -1,3 +1,5 @@
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { WebSocket } from 'ws';
 import { serviceToken } from '../../src/service/credentials.js';
@@ -8,6 +10,8 @@ import { runCli, runCliWithInput, spawnCli, type CliProcess } from '../helpers/c
 import { startTestCluster, type ClusterNodeProcess, type TestCluster } from '../helpers/cluster.js';
 import { randomBytes, sha256 } from '../helpers/net.js';
 import { startEchoServer, type TestServer } from '../helpers/servers.js';
+import { makeTempDir } from '../helpers/hub.js';
+import { startRedis } from '../helpers/redis.js';
 
 /**
  * Cluster mode end to end: redis-server, three `dstream hub --redis` processes and haproxy
@@ -298,5 +302,108 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     });
     expect(added.code).toBe(0);
     expect(await ownerOf(cluster)).toBe(owner);
+  });
+
+  it('a device disabled or re-keyed through one node is cut off on the node that holds it', async () => {
+    const { cluster, echo } = await setUp();
+    const agent = await startDevice(cluster, echo, 'revoked');
+    const a = await ownerOf(cluster);
+    const [b, c] = others(cluster, a) as [ClusterNodeProcess, ClusterNodeProcess];
+    const viaB = cluster.serviceString.replace(`:${cluster.lbPort};`, `:${b.port};`);
+    const disabled = await runCli(['device', 'disable', 'revoked'], {
+      DSTREAM_SERVICE_CONNECTION_STRING: viaB,
+    });
+    expect([disabled.code, disabled.stderr]).toEqual([0, '']);
+    await expect.poll(() => cluster.connectedDevices(a), { timeout: 5000 }).toBe(0);
+    await agent.waitForLine(/lost the hub connection/);
+    for (const n of cluster.nodes) {
+      const res = await requestStream(cluster, n.target, 'revoked');
+      expect([res.status, JSON.parse(res.body)]).toEqual([
+        403,
+        { errorCode: 'DeviceDisabled', message: "device 'revoked' is disabled" },
+      ]);
+    }
+    // Enabled again through C, the agent gets back in (its retry runs at the backoff cap,
+    // so this waits on the agent's next attempt rather than on the cluster).
+    const enabled = await runCli(['device', 'enable', 'revoked'], {
+      DSTREAM_SERVICE_CONNECTION_STRING: cluster.serviceString.replace(
+        `:${cluster.lbPort};`,
+        `:${c.port};`,
+      ),
+    });
+    expect(enabled.code).toBe(0);
+    for (const n of cluster.nodes)
+      expect(JSON.parse((await requestStream(cluster, n.target, 'revoked')).body)).toMatchObject({
+        errorCode: 'DeviceNotOnline',
+      });
+
+    // A new key, made through a node other than the device's: the old connection is closed
+    // there, and the agent's old key no longer gets in anywhere.
+    const rekeyed = await startDevice(cluster, echo, 'rekeyed');
+    const holder = await ownerOf(cluster);
+    const [elsewhere] = others(cluster, holder) as [ClusterNodeProcess];
+    const rotated = await runCli(['device', 'rotate-key', 'rekeyed'], {
+      DSTREAM_SERVICE_CONNECTION_STRING: cluster.serviceString.replace(
+        `:${cluster.lbPort};`,
+        `:${elsewhere.port};`,
+      ),
+    });
+    expect(rotated.code).toBe(0);
+    await rekeyed.waitForLine(/lost the hub connection/);
+    await rekeyed.waitForLine(/the hub refused this device/);
+    await expect.poll(() => cluster.connectedDevices(holder), { timeout: 5000 }).toBe(0);
+  });
+
+  it('SIGTERM on one node: its devices move to the others, which route to them at once', async () => {
+    const { cluster, echo } = await setUp();
+    await startDevice(cluster, echo, 'drained');
+    const a = await ownerOf(cluster);
+    expect(await a.proc.stop('SIGTERM')).toBe(0);
+    const live = others(cluster, a);
+    await ownerOf(cluster, live);
+    for (const n of live) await echoThrough(cluster, n.target, 'drained', randomBytes(64_000));
+  });
+});
+
+describe('cluster: bad settings are one clear line', () => {
+  it('refuses --node-url without --redis, a bad --redis, a Redis that is down, a node without the certificate', async () => {
+    const dir = makeTempDir('dstream-cluster-cli-');
+    try {
+      const noRedis = await runCli(['hub', '--node-url', 'wss://n1:8443']);
+      expect([noRedis.code, noRedis.stderr]).toEqual([
+        2,
+        'error: --node-url is for cluster mode: give --redis too\n',
+      ]);
+      const badUrl = await runCli(['hub', '--redis', 'http://x:1']);
+      expect(badUrl.code).toBe(2);
+      expect(badUrl.stderr).toBe(
+        'error: --redis http://x:1: expected redis://HOST:PORT, rediss://HOST:PORT or unix:/PATH\n',
+      );
+      const down = await runCli([
+        ...['hub', '--data-dir', join(dir, 'hub'), '--listen', '127.0.0.1:0'],
+        ...['--redis', `unix:${join(dir, 'no.sock')}`],
+      ]);
+      expect(down.code).toBe(1);
+      expect(down.stderr.split('\n')[0]).toMatch(
+        new RegExp(`^error: cannot reach redis at unix:${dir}/no\\.sock: `),
+      );
+      expect(down.stderr).not.toMatch(/\n\s+at /);
+      const redis = await startRedis(dir);
+      try {
+        const noCert = await runCli([
+          ...['hub', '--data-dir', join(dir, 'empty'), '--listen', '127.0.0.1:0'],
+          ...['--redis', redis.url],
+        ]);
+        expect(noCert.code).toBe(1);
+        expect(noCert.stderr.split('\n')[0]).toBe(
+          `error: no TLS certificate in ${join(dir, 'empty', 'tls')}`,
+        );
+        expect(noCert.stderr).toMatch(/run `dstream hub init --redis <url>` once/);
+      } finally {
+        await redis.stop();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
