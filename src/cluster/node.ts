@@ -112,6 +112,12 @@ export class ClusterNode implements HubCluster {
     return this.#router.route(request, connectTimeoutS, signal);
   };
 
+  connectedAmong = (deviceIds: readonly string[]): Promise<Set<string>> => {
+    if (!this.#presence || !this.store.up)
+      return Promise.reject(new Error('the cluster store (redis) is unreachable'));
+    return this.#presence.connectedAmong(deviceIds);
+  };
+
   forward(req: IncomingMessage, socket: Duplex, head: Buffer, streamId: string): void {
     const nodeId = streamId.slice(0, streamId.indexOf('.'));
     const presence = this.#presence;

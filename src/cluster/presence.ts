@@ -271,6 +271,27 @@ export class Presence {
     return { nodeId, epoch: Number(epoch), url };
   }
 
+  /** Which of these devices are registered to a live node (two round trips, any number). */
+  async connectedAmong(deviceIds: readonly string[]): Promise<Set<string>> {
+    const connected = new Set<string>();
+    for (let i = 0; i < deviceIds.length; i += 1000) {
+      const ids = deviceIds.slice(i, i + 1000);
+      const owners = (await this.#store.call('MGET', ...ids.map(keys.owner))) as (string | null)[];
+      const nodeOf = owners.map((v) => (v === null ? undefined : /^(.*):\d+$/.exec(v)?.[1]));
+      const nodes = [...new Set(nodeOf.filter((n): n is string => n !== undefined))];
+      if (nodes.length === 0) continue;
+      const leases = (await this.#store.call('MGET', ...nodes.map(keys.lease))) as (
+        string | null
+      )[];
+      const alive = new Set(nodes.filter((_, j) => leases[j] !== null));
+      ids.forEach((id, j) => {
+        const node = nodeOf[j];
+        if (node !== undefined && alive.has(node)) connected.add(id);
+      });
+    }
+    return connected;
+  }
+
   /** A live node's URL, from its lease. */
   async nodeUrl(nodeId: string): Promise<string | undefined> {
     const url = await this.#store.call('GET', keys.lease(nodeId));

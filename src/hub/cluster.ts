@@ -31,6 +31,8 @@ export interface HubCluster {
   attach(hub: ClusterAttachment): Promise<void>;
   /** Offer a stream wherever the device is connected. */
   readonly route: StreamRouter;
+  /** Which of these devices are connected to any node. */
+  readonly connectedAmong: (deviceIds: readonly string[]) => Promise<Set<string>>;
   /** Pass a stream socket for another node's stream to that node. */
   forward(req: IncomingMessage, socket: Duplex, head: Buffer, streamId: string): void;
   close(): Promise<void>;

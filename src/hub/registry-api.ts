@@ -16,6 +16,30 @@ export interface RegistryApiContext {
   readonly hubAddress: HubAddress;
   readonly logger: Logger;
   readonly guard: Guard;
+  /** In a cluster: which of these devices are connected to any node. */
+  readonly connectedAmong?: ((deviceIds: readonly string[]) => Promise<Set<string>>) | undefined;
+}
+
+/**
+ * Which devices are connected: to this hub, or in a cluster to any node. If the cluster
+ * cannot say (Redis away), this node's own connections are the best answer there is.
+ */
+async function connectedSet(
+  ctx: RegistryApiContext,
+  deviceIds: readonly string[],
+): Promise<Set<string>> {
+  const local = new Set(deviceIds.filter((id) => ctx.control.isOnline(id)));
+  if (!ctx.connectedAmong) return local;
+  try {
+    const anywhere = await ctx.connectedAmong(deviceIds);
+    for (const id of local) anywhere.add(id);
+    return anywhere;
+  } catch (error) {
+    ctx.logger.debug('cannot ask the cluster which devices are connected', {
+      error: (error as Error).message,
+    });
+    return local;
+  }
 }
 
 /** The JSON shape of a device (a subset of IoT Hub's device identity). */
@@ -23,11 +47,12 @@ export function deviceJson(
   ctx: RegistryApiContext,
   device: DeviceRecord,
   withSecrets: boolean,
+  connected: boolean,
 ): Record<string, unknown> {
   return {
     deviceId: device.deviceId,
     status: device.status,
-    connectionState: ctx.control.isOnline(device.deviceId) ? 'Connected' : 'Disconnected',
+    connectionState: connected ? 'Connected' : 'Disconnected',
     createdTime: device.createdTime,
     lastActivityTime: device.lastActivityTime,
     ...(withSecrets
@@ -75,7 +100,7 @@ async function regenerateKey(
   // A connection made with the old key must not outlive it: the agent reconnects with its key.
   ctx.control.disconnect(deviceId, `${which} key regenerated`);
   ctx.logger.info('device key regenerated', { device: deviceId, which, policy });
-  return sendJson(res, 200, deviceJson(ctx, device, true));
+  return sendJson(res, 200, deviceJson(ctx, device, true, false));
 }
 
 /**
@@ -96,10 +121,15 @@ export async function handleRegistryApi(
   if (deviceId === undefined) {
     if (method !== 'GET')
       return sendError(res, 405, 'MethodNotAllowed', `${method} is not supported on /devices`);
+    const devices = ctx.registry.listDevices();
+    const connected = await connectedSet(
+      ctx,
+      devices.map((d) => d.deviceId),
+    );
     return sendJson(
       res,
       200,
-      ctx.registry.listDevices().map((d) => deviceJson(ctx, d, false)),
+      devices.map((d) => deviceJson(ctx, d, false, connected.has(d.deviceId))),
     );
   }
   const problem = deviceIdProblem(deviceId);
@@ -120,7 +150,7 @@ export async function handleRegistryApi(
       try {
         const device = await ctx.registry.addDevice(deviceId);
         ctx.logger.info('device added', { device: deviceId, policy: caller.name });
-        return sendJson(res, 200, deviceJson(ctx, device, true));
+        return sendJson(res, 200, deviceJson(ctx, device, true, false));
       } catch (error) {
         if (error instanceof AlreadyExistsError)
           return sendError(res, 409, 'DeviceAlreadyExists', `device '${deviceId}' already exists`);
@@ -131,7 +161,8 @@ export async function handleRegistryApi(
       const device = ctx.registry.getDevice(deviceId);
       if (!device)
         return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
-      return sendJson(res, 200, deviceJson(ctx, device, true));
+      const connected = await connectedSet(ctx, [deviceId]);
+      return sendJson(res, 200, deviceJson(ctx, device, true, connected.has(deviceId)));
     }
     case 'PATCH': {
       const statusField = await readBodyField(req, res, 'status');
@@ -152,7 +183,8 @@ export async function handleRegistryApi(
         ctx.streams.closeDevice(deviceId);
       }
       ctx.logger.info(`device ${status}`, { device: deviceId, policy: caller.name });
-      return sendJson(res, 200, deviceJson(ctx, device, false));
+      const connected = status === 'enabled' && (await connectedSet(ctx, [deviceId])).has(deviceId);
+      return sendJson(res, 200, deviceJson(ctx, device, false, connected));
     }
     case 'DELETE': {
       if (!(await ctx.registry.removeDevice(deviceId)))

@@ -197,7 +197,15 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     if (seg[0] === 'devices' && seg.length <= 3) {
       const id = seg[1] === '' ? undefined : seg[1];
       return handleRegistryApi(
-        { registry, control, streams, hubAddress: ctx.address, logger, guard },
+        {
+          registry,
+          control,
+          streams,
+          hubAddress: ctx.address,
+          logger,
+          guard,
+          connectedAmong: cluster?.connectedAmong,
+        },
         req,
         res,
         id,

@@ -164,6 +164,23 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
     expect(sha256(Buffer.from(out.stdout))).toBe(sha256(Buffer.from(payload)));
+    // Every node reports the device connected, not only the one holding it.
+    for (const n of cluster.nodes) {
+      const one = await hubRequest(n.target, {
+        method: 'GET',
+        path: '/devices/pi-01',
+        headers: { authorization: serviceToken(cluster.service) },
+      });
+      expect(JSON.parse(one.body)).toMatchObject({ connectionState: 'Connected' });
+      const all = await hubRequest(n.target, {
+        method: 'GET',
+        path: '/devices',
+        headers: { authorization: serviceToken(cluster.service) },
+      });
+      expect(JSON.parse(all.body)).toMatchObject([
+        { deviceId: 'pi-01', connectionState: 'Connected' },
+      ]);
+    }
     // An unknown device and an offline one answer as on a single hub.
     const unknown = await requestStream(cluster, b.target, 'nobody');
     expect([unknown.status, JSON.parse(unknown.body)]).toEqual([
