@@ -98,7 +98,16 @@ function nodeUrlFrom(flags: HubFlags): URL | undefined {
   if (flags.nodeUrl === undefined) return undefined;
   if (flags.redis === undefined)
     throw new DstreamError('ERR_USAGE', '--node-url is for cluster mode: give --redis too');
-  return parsePublicUrl(flags.nodeUrl, '--node-url');
+  const url = parsePublicUrl(flags.nodeUrl, '--node-url');
+  // Streaming URLs name the node so that both sides of a stream meet in one process, and
+  // other nodes forward stray stream sockets to it: the balancer's address would do neither.
+  if (flags.publicUrl !== undefined && parsePublicUrl(flags.publicUrl).origin === url.origin)
+    throw new DstreamError(
+      'ERR_USAGE',
+      '--node-url must reach this node itself, not the balancer (--public-url)',
+      { hint: 'Give each node its own address or balancer port; see docs/cluster.md.' },
+    );
+  return url;
 }
 
 /** The data dir, with the cluster's registry in Redis when --redis is given. */

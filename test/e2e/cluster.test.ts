@@ -391,6 +391,14 @@ describe('cluster: bad settings are one clear line', () => {
         2,
         'error: --node-url is for cluster mode: give --redis too\n',
       ]);
+      const sameAsBalancer = await runCli([
+        ...['hub', '--redis', 'redis://127.0.0.1:6379', '--public-url', 'https://hub.example:443'],
+        ...['--node-url', 'wss://hub.example'],
+      ]);
+      expect([sameAsBalancer.code, sameAsBalancer.stderr.split('\n')[0]]).toEqual([
+        2,
+        'error: --node-url must reach this node itself, not the balancer (--public-url)',
+      ]);
       const badUrl = await runCli(['hub', '--redis', 'http://x:1']);
       expect(badUrl.code).toBe(2);
       expect(badUrl.stderr).toBe(
