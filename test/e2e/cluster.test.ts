@@ -281,6 +281,12 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     const before = randomBytes(100_000);
     expect(sha256(await exchange(ws, before))).toBe(sha256(before));
 
+    const latecomerString = (
+      await runCli(['device', 'add', 'latecomer'], {
+        DSTREAM_SERVICE_CONNECTION_STRING: cluster.serviceString,
+      })
+    ).stdout.trim();
+
     await cluster.redis.kill();
     for (const n of cluster.nodes)
       await expect
@@ -306,6 +312,19 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     expect(write.stderr).toMatch(
       /^error: .*cannot add a device: the cluster store \(redis\) is unreachable/,
     );
+    // A device that connects meanwhile is served, and registered once Redis is back.
+    const latecomer = spawnCli(
+      ['agent', '--target', `echo=127.0.0.1:${echo.port}`, '--heartbeat-interval', '1'],
+      {
+        DSTREAM_DEVICE_CONNECTION_STRING: latecomerString.replace(
+          `:${cluster.lbPort};`,
+          `:${other.port};`,
+        ),
+      },
+    );
+    cleanups.push(async () => void (await latecomer.stop('SIGKILL')));
+    await latecomer.waitForLine(/connected to the hub/);
+    await echoThrough(cluster, other.target, 'latecomer', randomBytes(50_000));
 
     await cluster.redis.restart();
     for (const n of cluster.nodes)
@@ -318,7 +337,9 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
       DSTREAM_SERVICE_CONNECTION_STRING: cluster.serviceString,
     });
     expect(added.code).toBe(0);
-    expect(await ownerOf(cluster)).toBe(owner);
+    await echoThrough(cluster, owner.target, 'latecomer', randomBytes(50_000));
+    expect(await cluster.connectedDevices(owner)).toBe(1);
+    expect(await cluster.connectedDevices(other)).toBe(1);
   });
 
   it('a device disabled or re-keyed through one node is cut off on the node that holds it', async () => {

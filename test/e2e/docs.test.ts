@@ -64,3 +64,46 @@ describe('docs/operations.md: the systemd units', () => {
     }
   });
 });
+
+const cluster = readFileSync(new URL('../../docs/cluster.md', import.meta.url), 'utf8');
+
+describe('docs/cluster.md: the local 3-node recipe', () => {
+  it('its haproxy configuration passes haproxy -c', () => {
+    const config = /```haproxy\n([\s\S]*?)```/.exec(cluster)?.[1];
+    expect(config).toBeDefined();
+    // Its backends are the ports the recipe's nodes listen on.
+    expect(
+      [...(config ?? '').matchAll(/server node\d 127\.0\.0\.1:(\d+)/g)].map((m) => m[1]),
+    ).toEqual(['8451', '8452', '8453']);
+    expect(cluster).toContain('--listen 127.0.0.1:845$i');
+    if (!hasCommand('haproxy'))
+      throw new Error('haproxy is not installed (apt-get install haproxy)');
+    const dir = makeTempDir('dstream-haproxy-');
+    try {
+      const file = join(dir, 'haproxy.cfg');
+      writeFileSync(file, config ?? '');
+      const r = spawnSync('haproxy', ['-c', '-f', file], { encoding: 'utf8', timeout: 10_000 });
+      expect(r.status, r.stdout + r.stderr).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('its dstream command lines use real subcommands and options', () => {
+    const script = /```sh\n([\s\S]*?)```/.exec(
+      cluster.slice(cluster.indexOf('## Run a 3-node')),
+    )?.[1];
+    const lines = (script ?? '').replace(/\\\n\s*/g, ' ').split('\n');
+    const calls = lines.flatMap((line) => [
+      ...line.matchAll(/dstream ((?:hub init|\w+(?: \w+)?)) ([^)&|>]*)/g),
+    ]);
+    expect(calls.length).toBeGreaterThanOrEqual(5);
+    for (const [, command = '', args = ''] of calls) {
+      const words = command.split(' ');
+      const help = spawnSync(process.execPath, [cliPath, ...words, '--help'], { encoding: 'utf8' });
+      expect(help.status, command).toBe(0);
+      for (const option of args.split(/\s+/).filter((a) => a.startsWith('--')))
+        expect(help.stdout, `${command}: ${option}`).toContain(`${option} `);
+    }
+  });
+});
