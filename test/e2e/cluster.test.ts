@@ -434,6 +434,16 @@ describe('cluster: bad settings are one clear line', () => {
         new RegExp(`^error: cannot reach redis at unix:${dir}/no\\.sock: `),
       );
       expect(down.stderr).not.toMatch(/\n\s+at /);
+      // A password in --redis never reaches the terminal or a log.
+      const withPassword = await runCli([
+        ...['hub', '--data-dir', join(dir, 'hub'), '--listen', '127.0.0.1:0', '-v'],
+        ...['--redis', 'redis://dstream:s3cr3t-pw@127.0.0.1:1'],
+      ]);
+      expect(withPassword.code).toBe(1);
+      expect(withPassword.stderr).toMatch(
+        /^error: cannot reach redis at redis:\/\/dstream:\*\*\*@127\.0\.0\.1:1: /m,
+      );
+      expect(withPassword.stderr).not.toContain('s3cr3t-pw');
       const redis = await startRedis(dir);
       try {
         const noCert = await runCli([
