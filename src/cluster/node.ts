@@ -13,6 +13,7 @@ import { Presence } from './presence.js';
 import { RedisRegistry } from './redis-registry.js';
 import { StreamRouter } from './router.js';
 import { Store } from './store.js';
+import { redactedUrl } from './store-url.js';
 
 export interface ClusterNodeOptions {
   readonly redisUrl: URL;
@@ -20,14 +21,6 @@ export interface ClusterNodeOptions {
   readonly leaseMs?: number | undefined;
   /** How long an owner node has to acknowledge a routed stream request (default 1 s). */
   readonly ackTimeoutMs?: number | undefined;
-}
-
-/** Redis URLs in logs and errors without their password. */
-export function redactedUrl(url: URL): string {
-  if (!url.password) return url.href;
-  const copy = new URL(url.href);
-  copy.password = '***';
-  return copy.href;
 }
 
 /**

@@ -26,3 +26,11 @@ export function parseStoreUrl(text: string): URL {
     );
   return url;
 }
+
+/** Redis URLs in logs and errors without their password. */
+export function redactedUrl(url: URL): string {
+  if (!url.password) return url.href;
+  const copy = new URL(url.href);
+  copy.password = '***';
+  return copy.href;
+}
