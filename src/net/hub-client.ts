@@ -173,7 +173,14 @@ const maxResponseBytes = 4 * 1024 * 1024;
  */
 export class HubConnectionPool {
   readonly agent: Agent;
-  #spare: { readonly socket: Promise<Socket>; readonly since: number } | undefined;
+  /**
+   * One spare per address: the hub's own, and in a cluster each node a streaming URL named
+   * (stream sockets go to the node that holds the device, not to the balancer).
+   */
+  readonly #spares = new Map<
+    string,
+    { readonly socket: Promise<Socket>; readonly since: number }
+  >();
   #closed = false;
 
   constructor(readonly target: HubTarget) {
@@ -189,61 +196,69 @@ export class HubConnectionPool {
   }
 
   /**
-   * A verified connection for a stream WebSocket: the spare opened after the previous one (so
-   * the TLS handshake is off the stream's setup path), or a new one. Each take starts the next
-   * spare; an idle spare is not renewed, and one older than 5 s is not used (the hub drops
-   * connections that send nothing for --headers-timeout, 15 s by default).
+   * A verified connection for a stream WebSocket to `target` (default: the hub's address): the
+   * spare opened after the previous one to that address (so the TLS handshake is off the
+   * stream's setup path), or a new one. Each take starts the next spare; an idle spare is not
+   * renewed, and one older than 5 s is not used (the hub drops connections that send nothing
+   * for --headers-timeout, 15 s by default).
    */
-  async takeConnection(timeoutMs?: number): Promise<{ socket: Socket; spare: boolean }> {
-    const spare = this.#spare;
-    this.#spare = undefined;
-    this.#refill();
+  async takeConnection(
+    timeoutMs?: number,
+    target: HubTarget = this.target,
+  ): Promise<{ socket: Socket; spare: boolean }> {
+    const key = addressKey(target);
+    const spare = this.#spares.get(key);
+    this.#spares.delete(key);
+    this.#refill(key, target);
     if (spare) {
       const socket = await spare.socket.catch(() => undefined);
       if (socket && !socket.destroyed && Date.now() - spare.since < 5000)
         return { socket, spare: true };
       socket?.destroy();
     }
-    return { socket: await connectToHub(this.target, timeoutMs), spare: false };
+    return { socket: await connectToHub(target, timeoutMs), spare: false };
   }
 
-  #refill(): void {
+  #refill(key: string, target: HubTarget): void {
     if (this.#closed) return;
-    const socket = connectToHub(this.target);
+    const socket = connectToHub(target);
     const entry = { socket, since: Date.now() };
-    this.#spare = entry;
-    socket.then(
-      (s) => {
-        s.once('close', () => {
-          if (this.#spare === entry) this.#spare = undefined;
-        });
-        if (this.#closed) s.destroy();
-      },
-      () => {
-        if (this.#spare === entry) this.#spare = undefined;
-      },
-    );
+    this.#spares.set(key, entry);
+    const forget = (): void => {
+      if (this.#spares.get(key) === entry) this.#spares.delete(key);
+    };
+    socket.then((s) => {
+      s.once('close', forget);
+      if (this.#closed) s.destroy();
+    }, forget);
   }
 
-  /** Is `target` the hub this pool connects to (a streaming URL may name another)? */
+  /**
+   * Can a stream socket to `target` use this pool? Any address, as long as it is verified as
+   * this hub is (the same pin or CA): a streaming URL may name a cluster node.
+   */
   serves(target: HubTarget): boolean {
     return (
-      target.host === this.target.host &&
-      target.port === this.target.port &&
-      target.tls === this.target.tls
+      target.tls === this.target.tls &&
+      target.fingerprint === this.target.fingerprint &&
+      target.ca === this.target.ca
     );
   }
 
   close(): void {
     this.#closed = true;
-    const spare = this.#spare;
-    this.#spare = undefined;
-    void spare?.socket.then(
-      (s) => s.destroy(),
-      () => undefined,
-    );
+    for (const spare of this.#spares.values())
+      void spare.socket.then(
+        (s) => s.destroy(),
+        () => undefined,
+      );
+    this.#spares.clear();
     this.agent.destroy();
   }
+}
+
+function addressKey(target: HubTarget): string {
+  return `${target.tls ? 'tls' : 'tcp'}:${target.host}:${target.port}`;
 }
 
 /**
@@ -385,7 +400,7 @@ export async function openWebSocket(
   };
   const pool = options.pool?.serves(target) ? options.pool : undefined;
   if (!pool) return upgrade(url, target, options, await connectToHub(target, options.timeoutMs));
-  const { socket, spare } = await pool.takeConnection(options.timeoutMs);
+  const { socket, spare } = await pool.takeConnection(options.timeoutMs, target);
   try {
     return await upgrade(url, target, options, socket);
   } catch (error) {

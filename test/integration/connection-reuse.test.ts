@@ -1,4 +1,7 @@
-import type { Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { HubConnectionPool } from '../../src/net/hub-client.js';
+import { hubTarget } from '../../src/service/credentials.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log/logger.js';
 import { startTestHub, type TestHub } from '../helpers/hub.js';
@@ -75,5 +78,39 @@ describe('connection reuse between the proxy/agent and the hub', () => {
     await waitFor(() => c.connections.open() === 4, 10_000, 'the stream sockets to close');
     await waitFor(() => c.connections.open() <= 2, 10_000, 'the hub to drop the idle spares');
     for (let i = 0; i < 3; i++) await echoOnce(c.port);
+  });
+
+  it('keeps a spare per address: a cluster node named by a streaming URL gets its own', async () => {
+    const t = await startTestHub();
+    cleanups.push(() => t.cleanup());
+    // Another address serving the same certificate, as a second cluster node does.
+    const accepted: Socket[] = [];
+    const node = createTlsServer({ cert: t.state.tls?.cert, key: t.state.tls?.key }, (s) => {
+      s.on('error', () => undefined);
+      accepted.push(s);
+    });
+    await new Promise<void>((resolve) => node.listen(0, '127.0.0.1', resolve));
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const s of accepted) s.destroy();
+          node.close(() => resolve());
+        }),
+    );
+    const hub = hubTarget(t.service);
+    const other = { ...hub, port: (node.address() as AddressInfo).port };
+    const pool = new HubConnectionPool(hub);
+    cleanups.push(() => Promise.resolve(pool.close()));
+    expect(pool.serves(other)).toBe(true);
+    expect(pool.serves({ ...other, fingerprint: 'ab'.repeat(32) })).toBe(false);
+    const first = await pool.takeConnection(undefined, other);
+    expect(first.spare).toBe(false);
+    // The spare for `other` is being made; the next take gets it, verified.
+    await waitFor(() => accepted.length === 2, 5000, 'the spare to connect');
+    const second = await pool.takeConnection(undefined, other);
+    expect(second.spare).toBe(true);
+    expect(second.socket.remotePort).toBe(other.port);
+    first.socket.destroy();
+    second.socket.destroy();
   });
 });
