@@ -162,7 +162,14 @@ export class Presence {
           leaseMs: this.#leaseMs,
         });
         await this.reconcile();
+        return;
       }
+      // A registration that failed (a command timed out while Redis stayed up) is retried
+      // here, so a device is never left reachable only through the node that holds it.
+      const unregistered = this.#local().filter(
+        (deviceId) => !this.#owned.has(deviceId) && !this.#queue.has(deviceId),
+      );
+      if (unregistered.length > 0) await this.reconcile(unregistered);
     } catch (error) {
       this.#logger.debug('cannot refresh the node lease', { error: describeError(error) });
     }
@@ -226,8 +233,7 @@ export class Presence {
    * ones a live node holds now. Runs after Redis comes back and after this node was away
    * longer than its lease (SIGSTOP, a long GC pause, a frozen VM).
    */
-  async reconcile(): Promise<void> {
-    const devices = this.#local();
+  async reconcile(devices: readonly string[] = this.#local()): Promise<void> {
     let dropped = 0;
     await Promise.all(
       devices.map(

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -38,18 +39,35 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     deviceId: string,
     hubPort?: number,
   ): Promise<CliProcess> {
+    return runAgent(cluster, echo, await addDevice(cluster, deviceId), hubPort);
+  }
+
+  async function addDevice(cluster: TestCluster, deviceId: string): Promise<string> {
     const added = await runCli(['device', 'add', deviceId], {
       DSTREAM_SERVICE_CONNECTION_STRING: cluster.serviceString,
     });
     expect(added.stderr).toBe('');
     expect(added.code).toBe(0);
-    let deviceString = added.stdout.trim();
+    const deviceString = added.stdout.trim();
     expect(deviceString).toContain(`HostName=127.0.0.1:${cluster.lbPort};`);
-    if (hubPort !== undefined)
-      deviceString = deviceString.replace(`:${cluster.lbPort};`, `:${hubPort};`);
+    return deviceString;
+  }
+
+  /** The device's agent, connected through the balancer unless `hubPort` names a node. */
+  async function runAgent(
+    cluster: TestCluster,
+    echo: TestServer,
+    deviceString: string,
+    hubPort?: number,
+  ): Promise<CliProcess> {
     const agent = spawnCli(
       ['agent', '--target', `echo=127.0.0.1:${echo.port}`, '--heartbeat-interval', '1'],
-      { DSTREAM_DEVICE_CONNECTION_STRING: deviceString },
+      {
+        DSTREAM_DEVICE_CONNECTION_STRING:
+          hubPort === undefined
+            ? deviceString
+            : deviceString.replace(`:${cluster.lbPort};`, `:${hubPort};`),
+      },
     );
     cleanups.push(async () => void (await agent.stop('SIGKILL')));
     await agent.waitForLine(/connected to the hub/);
@@ -281,11 +299,7 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     const before = randomBytes(100_000);
     expect(sha256(await exchange(ws, before))).toBe(sha256(before));
 
-    const latecomerString = (
-      await runCli(['device', 'add', 'latecomer'], {
-        DSTREAM_SERVICE_CONNECTION_STRING: cluster.serviceString,
-      })
-    ).stdout.trim();
+    const latecomerString = await addDevice(cluster, 'latecomer');
 
     await cluster.redis.kill();
     for (const n of cluster.nodes)
@@ -313,17 +327,7 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
       /^error: .*cannot add a device: the cluster store \(redis\) is unreachable/,
     );
     // A device that connects meanwhile is served, and registered once Redis is back.
-    const latecomer = spawnCli(
-      ['agent', '--target', `echo=127.0.0.1:${echo.port}`, '--heartbeat-interval', '1'],
-      {
-        DSTREAM_DEVICE_CONNECTION_STRING: latecomerString.replace(
-          `:${cluster.lbPort};`,
-          `:${other.port};`,
-        ),
-      },
-    );
-    cleanups.push(async () => void (await latecomer.stop('SIGKILL')));
-    await latecomer.waitForLine(/connected to the hub/);
+    await runAgent(cluster, echo, latecomerString, other.port);
     await echoThrough(cluster, other.target, 'latecomer', randomBytes(50_000));
 
     await cluster.redis.restart();
@@ -390,6 +394,28 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     await rekeyed.waitForLine(/lost the hub connection/);
     await rekeyed.waitForLine(/the hub refused this device/);
     await expect.poll(() => cluster.connectedDevices(holder), { timeout: 5000 }).toBe(0);
+  });
+
+  it('a registration that timed out while Redis stayed up is made good', async () => {
+    const { cluster, echo } = await setUp();
+    const redisCli = (...args: string[]): string =>
+      execFileSync('redis-cli', ['-s', cluster.redis.socket, ...args], { encoding: 'utf8' }).trim();
+    const [a] = cluster.nodes as [ClusterNodeProcess];
+    // Writes wait 2.5 s in Redis: the node's claim times out (2 s) although Redis never went away.
+    const deviceString = await addDevice(cluster, 'slow-claim');
+    redisCli('CLIENT', 'PAUSE', '2500', 'WRITE');
+    const agent = await runAgent(cluster, echo, deviceString, a.port);
+    await expect
+      .poll(() => redisCli('GET', 'dstream:owner:slow-claim'), { timeout: 10_000 })
+      .toMatch(/^.+:\d+$/);
+    await expect
+      .poll(() => a.proc.output(), { timeout: 10_000 })
+      .toMatch(/checked local devices against the cluster/);
+    // The node knows its registration again, so it removes it when the device leaves.
+    await agent.stop('SIGKILL');
+    await expect
+      .poll(() => redisCli('GET', 'dstream:owner:slow-claim'), { timeout: 10_000 })
+      .toBe('');
   });
 
   it('SIGTERM on one node: its devices move to the others, which route to them at once', async () => {
