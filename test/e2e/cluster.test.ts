@@ -379,6 +379,10 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
         errorCode: 'DeviceNotOnline',
       });
 
+    // (Its agent would come back at its next retry, up to 30 s away: stop it, so that the
+    // device below is the only one connected.)
+    await agent.stop('SIGKILL');
+
     // A new key, made through a node other than the device's: the old connection is closed
     // there, and the agent's old key no longer gets in anywhere.
     const rekeyed = await startDevice(cluster, echo, 'rekeyed');
