@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { DstreamError, describeError } from '../errors.js';
 import type { HubCluster, ClusterAttachment } from '../hub/cluster.js';
+import type { ClusterStats } from '../hub/metrics.js';
 import { refuseUpgrade } from '../hub/http-util.js';
 import type { StreamOffer, StreamOfferRequest } from '../hub/stream-offer.js';
 import type { Logger } from '../log/logger.js';
@@ -65,6 +66,11 @@ export class ClusterNode implements HubCluster {
 
   ready(): boolean {
     return this.store.up;
+  }
+
+  stats(): ClusterStats {
+    const counts = this.#router?.counts ?? { routed: 0, unreachable: 0 };
+    return { redisUp: this.store.up, ...counts };
   }
 
   get nodeUrl(): URL | undefined {

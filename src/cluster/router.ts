@@ -86,6 +86,8 @@ export class StreamRouter {
   readonly #serving = new Map<string, AbortController>();
   readonly #ackTimeoutMs: number;
   readonly #pollMs: number;
+  /** Requests passed to another node: answered there, or that node not reachable. */
+  readonly counts = { routed: 0, unreachable: 0 };
   #local: LocalStreams | undefined;
 
   constructor(
@@ -228,6 +230,7 @@ export class StreamRouter {
         ackBy: Date.now() + this.#ackTimeoutMs,
       });
       if (receivers === 0) {
+        this.counts.unreachable++;
         this.logger.debug('the node holding the device is gone', { node: nodeId });
         return undefined;
       }
@@ -240,6 +243,7 @@ export class StreamRouter {
       ]);
       clearTimeout(timer);
       if (!inTime) {
+        this.counts.unreachable++;
         this.logger.warn('the node holding the device did not answer in time', {
           node: nodeId,
           device: request.deviceId,
@@ -247,6 +251,7 @@ export class StreamRouter {
         });
         return undefined;
       }
+      this.counts.routed++;
       signal.addEventListener('abort', cancel);
       const limitMs = request.responseTimeoutS * 1000 + this.#ackTimeoutMs + 1000;
       const offer = await Promise.race([

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { HubTrust } from '../net/hub-client.js';
 import type { ControlEndpoint } from './control-endpoint.js';
+import type { ClusterStats } from './metrics.js';
 import type { StreamRouter } from './stream-initiation.js';
 import type { StreamOffer, StreamOfferRequest } from './stream-offer.js';
 
@@ -28,6 +29,8 @@ export interface HubCluster {
   readonly nodeId: string;
   /** False while the shared store is unreachable: /readyz answers 503. */
   ready(): boolean;
+  /** For /metrics. */
+  stats(): ClusterStats;
   attach(hub: ClusterAttachment): Promise<void>;
   /** Offer a stream wherever the device is connected. */
   readonly route: StreamRouter;

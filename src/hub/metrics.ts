@@ -7,6 +7,17 @@ export interface MetricsSources {
   connectedDevices(): number;
   activeStreams(): number;
   bytesRelayed(): { readonly toDevice: number; readonly fromDevice: number };
+  /** Cluster mode only. */
+  cluster?: (() => ClusterStats) | undefined;
+}
+
+/** What a cluster node reports (counts since start). */
+export interface ClusterStats {
+  readonly redisUp: boolean;
+  /** Stream requests passed to the node holding the device, and answered by it. */
+  readonly routed: number;
+  /** Stream requests whose device's node could not be reached (gone, paused, cut off). */
+  readonly unreachable: number;
 }
 
 const outcomes: readonly AuditOutcome[] = [
@@ -77,6 +88,34 @@ export class HubMetrics {
         }
       },
     });
+    const { cluster } = sources;
+    if (cluster) {
+      new Gauge({
+        name: 'dstream_cluster_redis_up',
+        help: "1 while this node is connected to the cluster's Redis (and subscribed), else 0.",
+        registers,
+        collect() {
+          this.set(cluster().redisUp ? 1 : 0);
+        },
+      });
+      const seen = { answered: 0, node_unreachable: 0 };
+      new Counter({
+        name: 'dstream_cluster_routed_requests_total',
+        help: 'Stream requests for devices on other nodes: answered there, or that node unreachable.',
+        labelNames: ['result'] as const,
+        registers,
+        collect() {
+          const now = cluster();
+          for (const [result, value] of [
+            ['answered', now.routed],
+            ['node_unreachable', now.unreachable],
+          ] as const) {
+            this.inc({ result }, Math.max(0, value - seen[result]));
+            seen[result] = Math.max(seen[result], value);
+          }
+        },
+      });
+    }
     this.#streams = new Counter({
       name: 'dstream_streams_total',
       help: 'Stream requests by outcome (as in the audit log): completed, rejected, offline, ...',

@@ -94,6 +94,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     connectedDevices: () => control.size,
     activeStreams: () => streams.size,
     bytesRelayed: () => streams.bytesRelayed(),
+    cluster: options.cluster && (() => (options.cluster as HubCluster).stats()),
   });
   const guard = new Guard(registry, logger, { ...defaultGuardOptions, ...options.guard }, (kind) =>
     metrics.authFailure(kind),

@@ -157,6 +157,14 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     };
   }
 
+  /** One sample from a node's /metrics, e.g. metric(n, 'dstream_cluster_redis_up'). */
+  async function metric(node: ClusterNodeProcess, sample: string): Promise<number> {
+    const body = (await hubRequest(node.target, { method: 'GET', path: '/metrics' })).body;
+    const line = body.split('\n').find((l) => l.startsWith(`${sample} `));
+    if (!line) throw new Error(`${node.name} /metrics has no ${sample}`);
+    return Number(line.slice(sample.length + 1));
+  }
+
   async function readyz(node: ClusterNodeProcess): Promise<string> {
     return (await hubRequest(node.target, { method: 'GET', path: '/readyz' })).body;
   }
@@ -171,6 +179,9 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     }
     // The streaming URL names the owner, where both sides meet.
     const [b] = others(cluster, a) as [ClusterNodeProcess];
+    expect(await metric(b, 'dstream_cluster_routed_requests_total{result="answered"}')).toBe(1);
+    expect(await metric(a, 'dstream_cluster_routed_requests_total{result="answered"}')).toBe(0);
+    expect(await metric(b, 'dstream_cluster_redis_up')).toBe(1);
     const res = await requestStream(cluster, b.target, 'pi-01');
     expect(res.status).toBe(200);
     expect(res.url).toMatch(new RegExp(`^wss://127\\.0\\.0\\.1:${a.port}/bridges/`));
@@ -255,6 +266,9 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     expect(res.status).toBe(404);
     expect(JSON.parse(res.body)).toMatchObject({ errorCode: 'DeviceNotOnline' });
     expect(res.ms).toBeLessThan(1000);
+    expect(
+      await metric(b, 'dstream_cluster_routed_requests_total{result="node_unreachable"}'),
+    ).toBeGreaterThanOrEqual(1);
 
     const live = others(cluster, a);
     const newOwner = await ownerOf(cluster, live);
@@ -306,6 +320,7 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
       await expect
         .poll(() => readyz(n), { timeout: 10_000 })
         .toBe('{"status":"redis-unreachable"}');
+    expect(await metric(owner, 'dstream_cluster_redis_up')).toBe(0);
     // The stream in progress does not need Redis.
     const during = randomBytes(100_000);
     expect(sha256(await exchange(ws, during))).toBe(sha256(during));
