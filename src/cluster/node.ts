@@ -53,7 +53,7 @@ export class ClusterNode implements HubCluster {
       throw new DstreamError(
         'ERR_HUB_UNAVAILABLE',
         `cannot reach redis at ${redactedUrl(options.redisUrl)}: ${describeError(error)}`,
-        { hint: 'Start redis-server, or check --redis.', cause: error },
+        { hint: 'Start redis-server, or check --redis (or $DSTREAM_REDIS_URL).', cause: error },
       );
     }
     store.on('down', () =>

@@ -40,6 +40,8 @@ export class Store extends EventEmitter {
   #up = false;
   #closed = false;
   #subReady = false;
+  /** The last connection error ioredis reported: its own rejection just says "closed". */
+  #lastError: Error | undefined;
 
   constructor(url: URL, logger: Logger, options: StoreOptions = {}) {
     super();
@@ -67,9 +69,10 @@ export class Store extends EventEmitter {
       [this.#sub, 'subscriptions'],
     ] as const) {
       // ioredis emits 'error' on every failed attempt; the state change is what matters.
-      conn.on('error', (error: Error) =>
-        this.#logger.debug('redis connection error', { role, error: error.message }),
-      );
+      conn.on('error', (error: Error) => {
+        this.#lastError = error;
+        this.#logger.debug('redis connection error', { role, error: error.message });
+      });
       conn.on('close', () => this.#lost());
       conn.on('ready', () => void this.#maybeUp(conn === this.#sub));
     }
@@ -80,7 +83,11 @@ export class Store extends EventEmitter {
 
   /** Connect both connections; rejects if Redis cannot be reached now. */
   async connect(): Promise<void> {
-    await Promise.all([this.#cmd.connect(), this.#sub.connect()]);
+    try {
+      await Promise.all([this.#cmd.connect(), this.#sub.connect()]);
+    } catch (error) {
+      throw this.#lastError ?? error;
+    }
     await this.#resubscribe();
   }
 

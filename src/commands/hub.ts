@@ -81,6 +81,8 @@ function parseListen(text: string): { host: string; port: number } {
 
 function settingsFrom(flags: HubFlags, ctx: CommandContext): HubSettings {
   const { host, port } = parseListen(flags.listen);
+  // From the environment too, so that a password in the URL stays out of `ps` listings.
+  const redis = flags.redis ?? nonEmpty(ctx.env.DSTREAM_REDIS_URL);
   return {
     host,
     port,
@@ -89,14 +91,18 @@ function settingsFrom(flags: HubFlags, ctx: CommandContext): HubSettings {
     tlsCertFile: flags.tlsCert,
     tlsKeyFile: flags.tlsKey,
     insecureNoTls: flags.insecureNoTls === true,
-    redisUrl: flags.redis === undefined ? undefined : parseStoreUrl(flags.redis),
-    nodeUrl: nodeUrlFrom(flags),
+    redisUrl: redis === undefined ? undefined : parseStoreUrl(redis),
+    nodeUrl: nodeUrlFrom(flags, redis),
   };
 }
 
-function nodeUrlFrom(flags: HubFlags): URL | undefined {
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function nodeUrlFrom(flags: HubFlags, redis: string | undefined): URL | undefined {
   if (flags.nodeUrl === undefined) return undefined;
-  if (flags.redis === undefined)
+  if (redis === undefined)
     throw new DstreamError('ERR_USAGE', '--node-url is for cluster mode: give --redis too');
   const url = parsePublicUrl(flags.nodeUrl, '--node-url');
   // Streaming URLs name the node so that both sides of a stream meet in one process, and
@@ -335,7 +341,7 @@ function hubOptions(cmd: Command): Command {
     )
     .option(
       '--redis <url>',
-      'cluster mode: share registry and presence through this Redis (redis://host:port, rediss://, unix:/path)',
+      'cluster mode: share registry and presence through this Redis (redis://host:port, rediss://, unix:/path; default: $DSTREAM_REDIS_URL)',
     );
 }
 

@@ -475,8 +475,8 @@ describe('cluster: bad settings are one clear line', () => {
         ...['--redis', `unix:${join(dir, 'no.sock')}`],
       ]);
       expect(down.code).toBe(1);
-      expect(down.stderr.split('\n')[0]).toMatch(
-        new RegExp(`^error: cannot reach redis at unix:${dir}/no\\.sock: `),
+      expect(down.stderr.split('\n')[0]).toBe(
+        `error: cannot reach redis at unix:${dir}/no.sock: connect ENOENT ${dir}/no.sock`,
       );
       expect(down.stderr).not.toMatch(/\n\s+at /);
       // A password in --redis never reaches the terminal or a log.
@@ -489,6 +489,15 @@ describe('cluster: bad settings are one clear line', () => {
         /^error: cannot reach redis at redis:\/\/dstream:\*\*\*@127\.0\.0\.1:1: /m,
       );
       expect(withPassword.stderr).not.toContain('s3cr3t-pw');
+      // The same from the environment, which keeps the password out of `ps` as well.
+      const fromEnv = await runCli(
+        ['hub', '--data-dir', join(dir, 'hub'), '--listen', '127.0.0.1:0'],
+        { DSTREAM_REDIS_URL: 'redis://dstream:s3cr3t-pw@127.0.0.1:1' },
+      );
+      expect([fromEnv.code, fromEnv.stderr.split('\n')[0]]).toEqual([
+        1,
+        'error: cannot reach redis at redis://dstream:***@127.0.0.1:1: connect ECONNREFUSED 127.0.0.1:1',
+      ]);
       const redis = await startRedis(dir);
       try {
         const noCert = await runCli([
