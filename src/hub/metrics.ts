@@ -37,6 +37,35 @@ const outcomes: readonly AuditOutcome[] = [
 const failureKinds: readonly AuthFailureKind[] = ['device', 'service', 'stream'];
 
 /**
+ * A counter that follows running totals read at scrape time, one per label value. It never
+ * goes back: a total that dips for an instant (a stream's bytes moving from the live sum to the
+ * finished one) would otherwise read as a counter reset to Prometheus.
+ */
+function totalsCounter<L extends string>(
+  name: string,
+  help: string,
+  label: L,
+  registers: Registry[],
+  read: () => Record<string, number>,
+): void {
+  const last = new Map<string, number>();
+  new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers,
+    collect() {
+      for (const [value, total] of Object.entries(read())) {
+        const before = last.get(value) ?? 0;
+        const labels = { [label]: value } as Record<L, string>;
+        this.inc(labels, Math.max(0, total - before));
+        last.set(value, Math.max(before, total));
+      }
+    },
+  });
+}
+
+/**
  * The hub's Prometheus metrics, in a registry of its own (several hubs may share a process in
  * tests). Gauges and byte counts are read from the hub when scraped, so the hot path pays
  * nothing; events (stream outcomes, setup times, auth failures) are counted as they happen.
@@ -66,28 +95,17 @@ export class HubMetrics {
         this.set(sources.activeStreams());
       },
     });
-    // Counted from the relay's live tallies at scrape time. A stream's bytes move from the live
-    // sum to the finished total when it ends; holding the value monotonic hides the instant in
-    // between, which Prometheus would otherwise read as a counter reset.
-    const last = { to_device: 0, from_device: 0 };
-    new Counter({
-      name: 'dstream_relayed_bytes_total',
-      help: 'Stream payload bytes relayed, by direction.',
-      labelNames: ['direction'] as const,
+    // Counted from the relay's live tallies at scrape time.
+    totalsCounter(
+      'dstream_relayed_bytes_total',
+      'Stream payload bytes relayed, by direction.',
+      'direction',
       registers,
-      collect() {
+      () => {
         const now = sources.bytesRelayed();
-        for (const [direction, value] of [
-          ['to_device', now.toDevice],
-          ['from_device', now.fromDevice],
-        ] as const) {
-          if (value > last[direction]) {
-            this.inc({ direction }, value - last[direction]);
-            last[direction] = value;
-          } else this.inc({ direction }, 0);
-        }
+        return { to_device: now.toDevice, from_device: now.fromDevice };
       },
-    });
+    );
     const { cluster } = sources;
     if (cluster) {
       new Gauge({
@@ -98,23 +116,16 @@ export class HubMetrics {
           this.set(cluster().redisUp ? 1 : 0);
         },
       });
-      const seen = { answered: 0, node_unreachable: 0 };
-      new Counter({
-        name: 'dstream_cluster_routed_requests_total',
-        help: 'Stream requests for devices on other nodes: answered there, or that node unreachable.',
-        labelNames: ['result'] as const,
+      totalsCounter(
+        'dstream_cluster_routed_requests_total',
+        'Stream requests for devices on other nodes: answered there, or that node unreachable.',
+        'result',
         registers,
-        collect() {
+        () => {
           const now = cluster();
-          for (const [result, value] of [
-            ['answered', now.routed],
-            ['node_unreachable', now.unreachable],
-          ] as const) {
-            this.inc({ result }, Math.max(0, value - seen[result]));
-            seen[result] = Math.max(seen[result], value);
-          }
+          return { answered: now.routed, node_unreachable: now.unreachable };
         },
-      });
+      );
     }
     this.#streams = new Counter({
       name: 'dstream_streams_total',

@@ -1,26 +1,20 @@
-import { rmSync } from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { keys } from '../../src/cluster/keys.js';
 import { Presence } from '../../src/cluster/presence.js';
-import { Store } from '../../src/cluster/store.js';
+import type { Store } from '../../src/cluster/store.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { makeTempDir } from '../helpers/hub.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { redisForTests } from '../helpers/redis.js';
 
 /** Two nodes' presence on a real Redis; each node's "local devices" is a plain set here. */
 describe('cluster presence (real Redis)', () => {
-  let dir: string;
-  let redis: TestRedis;
-  const stores: Store[] = [];
+  const fixture = redisForTests('dstream-presence-');
   const presences: Presence[] = [];
 
   async function node(
     id: string,
     leaseMs = 3000,
   ): Promise<{ presence: Presence; local: Set<string>; dropped: string[]; store: Store }> {
-    const store = new Store(new URL(redis.url), silentLogger);
-    stores.push(store);
-    await store.connect();
+    const store = await fixture.connect();
     const presence = new Presence(store, id, `https://${id}.test:8443`, silentLogger, { leaseMs });
     presences.push(presence);
     const local = new Set<string>();
@@ -39,21 +33,8 @@ describe('cluster presence (real Redis)', () => {
   const owner = async (p: Presence, deviceId: string): Promise<string | undefined> =>
     (await p.lookup(deviceId))?.nodeId;
 
-  beforeAll(async () => {
-    dir = makeTempDir('dstream-presence-');
-    redis = await startRedis(dir);
-  });
   afterEach(async () => {
     await Promise.all(presences.splice(0).map((p) => p.stop()));
-    await Promise.all(stores.splice(0).map((s) => s.close()));
-    const flush = new Store(new URL(redis.url), silentLogger);
-    await flush.connect();
-    await flush.call('FLUSHALL');
-    await flush.close();
-  });
-  afterAll(async () => {
-    await redis.stop();
-    rmSync(dir, { recursive: true, force: true });
   });
 
   it('newest registration wins; a late release never erases it; the old owner is told', async () => {

@@ -1,37 +1,21 @@
-import { rmSync } from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { RedisRegistry } from '../../src/cluster/redis-registry.js';
-import { Store } from '../../src/cluster/store.js';
+import type { Store } from '../../src/cluster/store.js';
 import type { RegistryChange } from '../../src/hub/registry.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { makeTempDir } from '../helpers/hub.js';
 import { registryContract } from '../helpers/registry-contract.js';
-import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { redisForTests } from '../helpers/redis.js';
 
 describe('Redis registry (cluster mode)', () => {
-  let dir: string;
-  let redis: TestRedis;
+  const fixture = redisForTests('dstream-redis-');
   const stores: Store[] = [];
   const connect = async (): Promise<RedisRegistry> => {
-    const store = new Store(new URL(redis.url), silentLogger);
+    const store = await fixture.connect();
     stores.push(store);
-    await store.connect();
     return RedisRegistry.open(store, silentLogger);
   };
-  beforeAll(async () => {
-    dir = makeTempDir('dstream-redis-');
-    redis = await startRedis(dir);
-  });
-  afterEach(async () => {
-    await Promise.all(stores.splice(0).map((s) => s.close()));
-    const flush = new Store(new URL(redis.url), silentLogger);
-    await flush.connect();
-    await flush.call('FLUSHALL');
-    await flush.close();
-  });
-  afterAll(async () => {
-    await redis.stop();
-    rmSync(dir, { recursive: true, force: true });
+  afterEach(() => {
+    stores.length = 0;
   });
 
   registryContract(connect, connect);
@@ -67,13 +51,13 @@ describe('Redis registry (cluster mode)', () => {
     const b = await connect();
     await a.addDevice('kept');
     const storeB = stores[1] as Store;
-    await redis.kill();
+    await fixture.redis().kill();
     await expect.poll(() => storeB.up).toBe(false);
     expect(b.getDevice('kept')?.deviceId).toBe('kept');
     await expect(b.addDevice('new')).rejects.toThrow(
       'cannot add a device: the cluster store (redis) is unreachable',
     );
-    await redis.restart();
+    await fixture.redis().restart();
     await expect.poll(() => storeB.up, { timeout: 10_000 }).toBe(true);
     await expect.poll(() => (stores[0] as Store).up, { timeout: 10_000 }).toBe(true);
     const added = await a.addDevice('after');
