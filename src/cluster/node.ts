@@ -18,10 +18,6 @@ import { redactedUrl } from './store-url.js';
 
 export interface ClusterNodeOptions {
   readonly redisUrl: URL;
-  /** Lease of this node in the presence table (default 3 s). */
-  readonly leaseMs?: number | undefined;
-  /** How long an owner node has to acknowledge a routed stream request (default 1 s). */
-  readonly ackTimeoutMs?: number | undefined;
 }
 
 /**
@@ -38,7 +34,6 @@ export class ClusterNode implements HubCluster {
   private constructor(
     private readonly store: Store,
     readonly registry: RedisRegistry,
-    private readonly options: ClusterNodeOptions,
     private readonly logger: Logger,
   ) {}
 
@@ -61,7 +56,7 @@ export class ClusterNode implements HubCluster {
     );
     store.on('up', () => log.info('connected to redis again'));
     const registry = await RedisRegistry.open(store, log);
-    return new ClusterNode(store, registry, options, log);
+    return new ClusterNode(store, registry, log);
   }
 
   ready(): boolean {
@@ -80,17 +75,13 @@ export class ClusterNode implements HubCluster {
   async attach(hub: ClusterAttachment): Promise<void> {
     this.#url = hub.nodeUrl;
     this.#trust = hub.trust;
-    const presence = new Presence(this.store, this.nodeId, hub.nodeUrl.origin, this.logger, {
-      leaseMs: this.options.leaseMs,
-    });
+    const presence = new Presence(this.store, this.nodeId, hub.nodeUrl.origin, this.logger);
     presence.attach(
       () => hub.control.onlineDevices(),
       (deviceId) =>
         hub.control.disconnect(deviceId, 'registered on another node', closeCodes.replaced),
     );
-    const router = new StreamRouter(this.store, presence, this.nodeId, this.logger, {
-      ackTimeoutMs: this.options.ackTimeoutMs,
-    });
+    const router = new StreamRouter(this.store, presence, this.nodeId, this.logger);
     this.#presence = presence;
     this.#router = router;
     hub.control.setPresence(presence);

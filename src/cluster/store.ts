@@ -157,13 +157,14 @@ export class Store extends EventEmitter {
   }
 
   /** Close both connections; pending commands fail. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#up = false;
-    this.#cmd.disconnect();
-    this.#sub.disconnect();
-    await Promise.resolve();
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#up = false;
+      this.#cmd.disconnect();
+      this.#sub.disconnect();
+    }
+    return Promise.resolve();
   }
 }
 

@@ -10,7 +10,6 @@ import { hubRequest, type HubTarget } from '../../src/net/hub-client.js';
 import { runCli, spawnCli, type CliProcess } from './cli.js';
 import { makeTempDir } from './hub.js';
 import { startRedis, type TestRedis } from './redis.js';
-import { hasCommand } from './system.js';
 
 /** One `dstream hub --redis` process. */
 export interface ClusterNodeProcess {
@@ -39,21 +38,8 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
-export interface TestClusterOptions {
-  readonly nodes?: number;
-  /** Extra `dstream hub` flags for every node. */
-  readonly hubArgs?: readonly string[];
-}
-
-function requireHaproxy(): void {
-  if (!hasCommand('haproxy'))
-    throw new Error(
-      'haproxy is not installed; the cluster tests put it in front of the nodes (apt-get install haproxy)',
-    );
-}
-
-/** Redis, `hub init`, N hub nodes and haproxy in front of them: all real processes. */
-export async function startTestCluster(options: TestClusterOptions = {}): Promise<TestCluster> {
+/** Redis, `hub init`, three hub nodes and haproxy in front of them: all real processes. */
+export async function startTestCluster(): Promise<TestCluster> {
   const dir = makeTempDir('dstream-cluster-');
   const redis = await startRedis(dir);
   const lb = await listenForBalancer();
@@ -89,7 +75,6 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
       redis.url,
       '--heartbeat-interval',
       '1',
-      ...(options.hubArgs ?? []),
     ]);
     children.push(proc);
     const m = await proc.waitForLine(/hub listening on https:\/\/127\.0\.0\.1:(\d+)/);
@@ -100,10 +85,8 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
   };
   let balancer: ChildProcess | undefined;
   try {
-    const count = options.nodes ?? 3;
-    await Promise.all(Array.from({ length: count }, (_, i) => addNode(`n${i + 1}`)));
+    await Promise.all(Array.from({ length: 3 }, (_, i) => addNode(`n${i + 1}`)));
     nodes.sort((a, b) => a.name.localeCompare(b.name));
-    requireHaproxy();
     balancer = await startHaproxy(
       dir,
       lb,

@@ -4,7 +4,6 @@ import { startRedisServer, type RedisServer } from '../../bench/cluster-procs.js
 import { Store } from '../../src/cluster/store.js';
 import { silentLogger, type Logger } from '../../src/log/logger.js';
 import { makeTempDir } from './hub.js';
-import { hasCommand } from './system.js';
 
 /**
  * A real redis-server for the cluster tests, private to one test: on a unix socket in the
@@ -15,13 +14,8 @@ import { hasCommand } from './system.js';
  */
 export type TestRedis = RedisServer;
 
-export async function startRedis(dir: string): Promise<TestRedis> {
-  if (!hasCommand('redis-server'))
-    throw new Error(
-      'redis-server is not installed; the cluster tests need it (apt-get install redis-server)',
-    );
-  return startRedisServer(dir);
-}
+/** Start one (throws, saying what to install, if redis-server is missing). */
+export const startRedis = startRedisServer;
 
 /**
  * A redis-server for one test file: started before its tests, emptied after each (the Store
