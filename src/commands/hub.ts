@@ -13,7 +13,18 @@ import { parseStoreUrl } from '../cluster/store-url.js';
 import { derivePublicUrl, hostAndPort, parsePublicUrl } from '../hub/public-url.js';
 import { startHub } from '../hub/server.js';
 import { createAuditLog, noAuditLog, type AuditLog } from '../hub/audit-log.js';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import {
+  describeServingTls,
+  readServingRecord,
+  servingContradiction,
+  servingRecordFile,
+  tlsIdentityChanged,
+  writeServingRecord,
+  type ServingRecord,
+  type ServingRequest,
+  type ServingTls,
+} from '../hub/serving-record.js';
 import type { Logger } from '../log/logger.js';
 import {
   commandLogger,
@@ -29,7 +40,7 @@ import {
 } from './common.js';
 
 interface HubFlags extends LogFlags {
-  readonly listen: string;
+  readonly listen?: string;
   readonly dataDir?: string;
   readonly publicUrl?: string;
   readonly tlsCert?: string;
@@ -68,6 +79,7 @@ export interface HubSettings {
 }
 
 const publicUrlSetting = 'public_url';
+const defaultListen = '0.0.0.0:8443';
 
 function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:(.*):)?(\d{1,5})$/.exec(text);
@@ -80,7 +92,7 @@ function parseListen(text: string): { host: string; port: number } {
 }
 
 function settingsFrom(flags: HubFlags, ctx: CommandContext): HubSettings {
-  const { host, port } = parseListen(flags.listen);
+  const { host, port } = parseListen(flags.listen ?? defaultListen);
   // From the environment too, so that a password in the URL stays out of `ps` listings.
   const redis = flags.redis ?? nonEmpty(ctx.env.DSTREAM_REDIS_URL);
   return {
@@ -178,14 +190,86 @@ function addressFor(publicUrl: URL, state: HubDataDir): HubAddress {
   };
 }
 
+/** The TLS part of a serving record, from what the data dir opened with. */
+function servingTls(s: HubSettings, state: HubDataDir): ServingTls {
+  if (!state.tls) return { mode: 'none' };
+  if (s.tlsCertFile === undefined)
+    return { mode: 'self-signed', fingerprint: state.tls.fingerprint };
+  return {
+    mode: 'files',
+    certFile: resolve(s.tlsCertFile),
+    keyFile: resolve(s.tlsKeyFile ?? ''),
+    fingerprint: state.tls.fingerprint,
+    pinned: state.tls.selfSigned,
+  };
+}
+
+/** What a `hub init` asks for of itself, to hold against the data dir's record. */
+function servingRequest(flags: HubFlags, s: HubSettings, fingerprint?: string): ServingRequest {
+  return {
+    tls: s.insecureNoTls
+      ? 'none'
+      : s.tlsCertFile !== undefined || s.tlsKeyFile !== undefined
+        ? 'files'
+        : undefined,
+    fingerprint,
+    listen: flags.listen === undefined ? undefined : { host: s.host, port: s.port },
+  };
+}
+
+/** Settings as the record says the hub serves (TLS files or none, the bound address). */
+function withRecord(s: HubSettings, record: ServingRecord): HubSettings {
+  const tls = record.tls;
+  return {
+    ...s,
+    host: record.listen.host,
+    port: record.listen.port,
+    insecureNoTls: tls.mode === 'none',
+    tlsCertFile: tls.mode === 'files' ? tls.certFile : undefined,
+    tlsKeyFile: tls.mode === 'files' ? tls.keyFile : undefined,
+  };
+}
+
+function contradiction(problem: string, dataDir: string): DstreamError {
+  return new DstreamError('ERR_USAGE', problem, {
+    hint: `The data dir records how its hub serves (${servingRecordFile(dataDir)}): run \`dstream hub init --data-dir ${dataDir}\` without that flag, or restart the hub with the flags you want.`,
+  });
+}
+
 /** `dstream hub init`: create (or reopen) the data dir and print the service connection string. */
 export async function runHubInit(flags: HubFlags, ctx: CommandContext): Promise<void> {
   const logger = commandLogger(ctx, { ...flags, quiet: !flags.verbose });
-  const s = settingsFrom(flags, ctx);
+  const asked = settingsFrom(flags, ctx);
+  // Strings come from how the hub serves, not from the flags given here: a hub started with
+  // --listen, --tls-cert or --insecure-no-tls recorded that, and init may be run without them.
+  const record = readServingRecord(asked.dataDir);
+  const request = servingRequest(flags, asked);
+  const problem = record && servingContradiction(record, request);
+  if (problem) throw contradiction(problem, asked.dataDir);
+  const s = record ? withRecord(asked, record) : asked;
   const state = await openDataDir(s, logger);
   try {
+    const tls = servingTls(s, state);
+    const wrongCert =
+      record && servingContradiction(record, { ...request, fingerprint: state.tls?.fingerprint });
+    if (wrongCert) throw contradiction(wrongCert, s.dataDir);
+    const stored = storedPublicUrl(state);
     const publicUrl =
-      s.publicUrl ?? storedPublicUrl(state) ?? derivePublicUrl(s.host, s.port, !s.insecureNoTls);
+      s.publicUrl ??
+      stored ??
+      (record ? new URL(record.publicUrl) : derivePublicUrl(s.host, s.port, tls.mode !== 'none'));
+    if (!record || publicUrl.origin !== record.publicUrl) {
+      if (record)
+        logger.warn(
+          `connection strings now name ${publicUrl.origin} (was ${record.publicUrl}); a running hub hands it out in device strings after a restart`,
+        );
+      writeServingRecord(s.dataDir, {
+        publicUrl: publicUrl.origin,
+        publicUrlFrom: (s.publicUrl ?? stored) ? 'public-url' : (record?.publicUrlFrom ?? 'listen'),
+        listen: { host: s.host, port: s.port },
+        tls,
+      });
+    }
     const address = addressFor(publicUrl, state);
     ctx.stdout(
       formatServiceConnectionString(address, state.servicePolicy.name, state.servicePolicy.key) +
@@ -194,6 +278,35 @@ export async function runHubInit(flags: HubFlags, ctx: CommandContext): Promise<
   } finally {
     await closeState(state);
   }
+}
+
+/**
+ * Record how the hub that just started serves, and say so when strings printed before no
+ * longer verify against it.
+ */
+function recordServing(
+  s: HubSettings,
+  state: HubDataDir,
+  hub: { port: number; publicUrl: URL },
+  logger: Logger,
+): void {
+  let previous: ServingRecord | undefined;
+  try {
+    previous = readServingRecord(s.dataDir);
+  } catch (error) {
+    logger.warn('replacing an unreadable serving record', { error: describeError(error) });
+  }
+  const tls = servingTls(s, state);
+  if (previous && tlsIdentityChanged(previous.tls, tls))
+    logger.warn(
+      `TLS changed since this data dir was last used: it served ${describeServingTls(previous.tls)}, now ${describeServingTls(tls)}. Connection strings printed before no longer verify; print new ones with \`dstream hub init --data-dir ${s.dataDir}\` and \`dstream device show ID\``,
+    );
+  writeServingRecord(s.dataDir, {
+    publicUrl: hub.publicUrl.origin,
+    publicUrlFrom: (s.publicUrl ?? storedPublicUrl(state)) ? 'public-url' : 'listen',
+    listen: { host: s.host, port: hub.port },
+    tls,
+  });
 }
 
 /** `dstream hub`: initialise on first start, then serve until SIGINT/SIGTERM. */
@@ -298,6 +411,13 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
     await closeState(state);
     throw error;
   }
+  try {
+    recordServing(s, state, hub, logger);
+  } catch (error) {
+    await hub.close();
+    await closeState(state);
+    throw error;
+  }
   const scheme = state.tls ? 'https' : 'http';
   const bound = `${scheme}://${s.host.includes(':') ? `[${s.host}]` : s.host}:${hub.port}`;
   logger.info(`hub listening on ${bound}`, {
@@ -307,8 +427,11 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
   });
   if (state.tls)
     logger.info(`TLS certificate SHA-256 fingerprint ${formatFingerprint(state.tls.fingerprint)}`);
+  // The data dir records how this hub serves, so init needs only where to find the registry;
+  // a Redis password is not printed (give it, or set DSTREAM_REDIS_URL).
+  const redisFlag = s.redisUrl ? ` --redis ${s.redisUrl.password ? '<url>' : s.redisUrl.href}` : '';
   logger.info(
-    `service connection string: run \`dstream hub init --data-dir ${s.dataDir}${s.redisUrl ? ' --redis <url>' : ''}\``,
+    `service connection string: run \`dstream hub init --data-dir ${s.dataDir}${redisFlag}\``,
   );
   await serveUntilStopped(ctx, logger, async () => {
     // Graceful: no new streams, devices told to go elsewhere, active streams may finish.
@@ -321,7 +444,7 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
 
 function hubOptions(cmd: Command): Command {
   return cmd
-    .option('--listen <host:port>', 'address and port to listen on', '0.0.0.0:8443')
+    .option('--listen <host:port>', `address and port to listen on (default ${defaultListen})`)
     .option(
       '--data-dir <dir>',
       'registry, certificate and settings (default: the platform data dir)',

@@ -68,6 +68,12 @@ export function runCliWithInput(
   });
 }
 
+/** Run the `dstream hub init ...` command a hub's start-up line names, as printed. */
+export async function runPrintedInit(hub: CliProcess): Promise<CliResult> {
+  const m = await hub.waitForLine(/service connection string: run `dstream (hub init [^`]+)`/);
+  return runCli((m[1] ?? '').split(' '));
+}
+
 /** A long-running `dstream` child process whose stderr lines can be waited on. */
 export interface CliProcess {
   readonly child: ChildProcess;
@@ -138,22 +144,18 @@ export interface CliTunnel {
   stop(): Promise<void>;
 }
 
-/** Start `dstream hub` on 127.0.0.1:0 as a child process and fetch its service string with `hub init`. */
+/**
+ * Start `dstream hub` on 127.0.0.1:0 as a child process and fetch its service string by
+ * running, word for word, the `hub init` command the hub's start-up line tells the user to run.
+ */
 export async function startCliHub(
   dataDir: string,
   extra: readonly string[] = [],
 ): Promise<CliTunnel> {
   const hub = spawnCli(['hub', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...extra]);
-  const m = await hub.waitForLine(/hub listening on https:\/\/127\.0\.0\.1:(\d+)/);
+  const m = await hub.waitForLine(/hub listening on https?:\/\/127\.0\.0\.1:(\d+)/);
   const hubPort = Number(m[1]);
-  const init = await runCli([
-    'hub',
-    'init',
-    '--data-dir',
-    dataDir,
-    '--listen',
-    `127.0.0.1:${hubPort}`,
-  ]);
+  const init = await runPrintedInit(hub);
   if (init.code !== 0) throw new Error(`hub init failed: ${init.stderr}`);
   return {
     dataDir,

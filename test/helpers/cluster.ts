@@ -29,7 +29,7 @@ export interface TestCluster {
   /** Service connection string naming the balancer. */
   readonly serviceString: string;
   readonly service: ServiceConnectionString;
-  /** The hub's self-signed certificate (PEM). */
+  /** What verifies the nodes (PEM): the seed's self-signed certificate, or the CA's. */
   readonly ca: string;
   /** Start one more node (e.g. after one was killed). */
   addNode(name: string): Promise<ClusterNodeProcess>;
@@ -38,8 +38,16 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
+export interface TestClusterOptions {
+  /** Every node (and the seed's `hub init`) serves these files, issued by the CA in `caFile`. */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly caFile: string };
+}
+
 /** Redis, `hub init`, three hub nodes and haproxy in front of them: all real processes. */
-export async function startTestCluster(): Promise<TestCluster> {
+export async function startTestCluster(options: TestClusterOptions = {}): Promise<TestCluster> {
+  const tlsFlags = options.tls
+    ? ['--tls-cert', options.tls.certFile, '--tls-key', options.tls.keyFile]
+    : [];
   const dir = makeTempDir('dstream-cluster-');
   const redis = await startRedis(dir);
   const lb = await listenForBalancer();
@@ -53,11 +61,14 @@ export async function startTestCluster(): Promise<TestCluster> {
     redis.url,
     '--public-url',
     `https://127.0.0.1:${lb.port}`,
+    ...tlsFlags,
   ]);
   if (init.code !== 0) throw new Error(`hub init failed: ${init.stderr}`);
   const serviceString = init.stdout.trim();
-  const service = parseConnectionString(serviceString) as ServiceConnectionString;
-  const ca = readFileSync(join(seed, 'tls', 'cert.pem'), 'utf8');
+  const ca = readFileSync(options.tls?.caFile ?? join(seed, 'tls', 'cert.pem'), 'utf8');
+  const printed = parseConnectionString(serviceString) as ServiceConnectionString;
+  // Unpinned strings (a CA-issued certificate) verify by the CA, as a client's --ca would.
+  const service = options.tls ? { ...printed, hub: { ...printed.hub, ca } } : printed;
   const nodes: ClusterNodeProcess[] = [];
   const children: CliProcess[] = [];
 
@@ -75,6 +86,7 @@ export async function startTestCluster(): Promise<TestCluster> {
       redis.url,
       '--heartbeat-interval',
       '1',
+      ...tlsFlags,
     ]);
     children.push(proc);
     const m = await proc.waitForLine(/hub listening on https:\/\/127\.0\.0\.1:(\d+)/);
