@@ -1,4 +1,5 @@
 import { DstreamError } from '../errors.js';
+import { isCanonicalBase64 } from './base64.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
 
 /** How a client reaches and trusts a hub. */
@@ -77,7 +78,7 @@ export function formatHostPort(host: string, port: number): string {
 
 function checkKey(key: string | undefined): string {
   if (key === undefined || key === '') throw invalid('SharedAccessKey is missing');
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(key) || Buffer.from(key, 'base64').length < 16)
+  if (!isCanonicalBase64(key) || Buffer.from(key, 'base64').length < 16)
     throw invalid('SharedAccessKey is not a base64 key of at least 128 bits');
   return key;
 }

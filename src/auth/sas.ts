@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { isCanonicalBase64 } from './base64.js';
 
 /**
  * Shared access signatures in IoT Hub's format:
@@ -78,10 +79,14 @@ export function parseSas(text: string): SasToken {
     throw new SasParseError('the token needs sr, sig and se fields');
   if (!/^\d{1,12}$/.test(se)) throw new SasParseError('the token expiry (se) is not a number');
   const skn = fields.get('skn');
+  const resource = decode(sr, 'sr');
+  const signature = decode(sig, 'sig');
+  if (!isCanonicalBase64(signature))
+    throw new SasParseError('the token signature (sig) is not canonical base64');
   return {
-    resource: decode(sr, 'sr'),
+    resource,
     encodedResource: sr,
-    signature: decode(sig, 'sig'),
+    signature,
     expiry: Number(se),
     keyName: skn === undefined ? undefined : decode(skn, 'skn'),
   };

@@ -94,16 +94,32 @@ export function readJsonBody(req: IncomingMessage, limit = 64 * 1024): Promise<u
   });
 }
 
-/** Split a path into decoded segments; undefined if any segment has bad percent-encoding. */
-export function pathSegments(pathname: string): string[] | undefined {
-  try {
-    return pathname
-      .split('/')
-      .slice(1)
-      .map((s) => decodeURIComponent(s));
-  } catch {
-    return undefined;
+/**
+ * Split a request's raw target into decoded path segments. The raw form is read, not a URL
+ * object's pathname: WHATWG URL parsing resolves `..` and `.`, so `/twins/d/streams/22/../x`
+ * would silently name another stream. Dot segments and encoded slashes are refused instead,
+ * so that what a client asked for is exactly what is authorised and logged.
+ */
+export function parseRequestPath(
+  rawUrl: string | undefined,
+): { readonly segments: string[] } | { readonly problem: string } {
+  const raw = (rawUrl ?? '/').split(/[?#]/, 1)[0] ?? '';
+  if (!raw.startsWith('/')) return { problem: 'the request target is not an absolute path' };
+  const segments: string[] = [];
+  for (const part of raw.split('/').slice(1)) {
+    if (/%2f|%5c/i.test(part) || part.includes('\\'))
+      return { problem: 'encoded slashes are not allowed in a path segment' };
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(part);
+    } catch {
+      return { problem: 'bad percent-encoding in the path' };
+    }
+    if (decoded === '.' || decoded === '..')
+      return { problem: 'dot segments (. and ..) are not allowed in the path' };
+    segments.push(decoded);
   }
+  return { segments };
 }
 
 /** The remote address for logs. */

@@ -15,7 +15,7 @@ import { deviceIdProblem, streamNameProblem } from '../protocol/identifiers.js';
 import { defaultGuardOptions, Guard, type GuardOptions } from './guard.js';
 import { ControlEndpoint } from './control-endpoint.js';
 import type { HubTlsIdentity } from './data-dir.js';
-import { pathSegments, refuseUpgrade, sendError, sendJson } from './http-util.js';
+import { parseRequestPath, refuseUpgrade, sendError, sendJson } from './http-util.js';
 import { derivePublicUrl, hostAndPort } from './public-url.js';
 import { handleRegistryApi } from './registry-api.js';
 import { handlePolicyApi } from './policy-api.js';
@@ -168,9 +168,9 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   const ctx = {} as { publicUrl: URL; nodeUrl: URL; address: HubAddress };
 
   const onRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://hub');
-    const seg = pathSegments(url.pathname);
-    if (!seg) return sendError(res, 400, 'ArgumentInvalid', 'bad percent-encoding in the path');
+    const path = parseRequestPath(req.url);
+    if ('problem' in path) return sendError(res, 400, 'ArgumentInvalid', path.problem);
+    const seg = path.segments;
     const method = req.method ?? 'GET';
     if (seg.length === 1 && seg[0] === 'healthz' && method === 'GET')
       return sendJson(res, 200, { status: 'ok' });
@@ -247,7 +247,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       res,
       404,
       'NotFound',
-      `no such endpoint: ${method} ${url.pathname.slice(0, 200)}`,
+      `no such endpoint: ${method} ${(req.url ?? '/').split('?')[0]?.slice(0, 200) ?? ''}`,
     );
   };
 
@@ -276,9 +276,10 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   });
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const url = new URL(req.url ?? '/', 'http://hub');
-    const seg = pathSegments(url.pathname);
-    if (seg && seg.length === 3 && seg[0] === 'devices' && seg[2] === 'control') {
+    const path = parseRequestPath(req.url);
+    if ('problem' in path) return refuseUpgrade(socket, 400, 'ArgumentInvalid', path.problem);
+    const seg = path.segments;
+    if (seg.length === 3 && seg[0] === 'devices' && seg[2] === 'control') {
       const deviceId = seg[1] ?? '';
       const problem = deviceIdProblem(deviceId);
       if (problem) return refuseUpgrade(socket, 400, 'ArgumentInvalid', problem);
@@ -302,7 +303,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       }
       return control.accept(req, socket, head, deviceId);
     }
-    if (seg && seg.length === 2 && seg[0] === 'bridges') {
+    if (seg.length === 2 && seg[0] === 'bridges') {
       const id = seg[1] ?? '';
       if (cluster && !streams.isLocal(id)) {
         // One hop at most: a socket another node forwarded here is not sent on again.

@@ -236,6 +236,12 @@ describe('stream outcomes', () => {
       ['POST', '/twins/pi-01/streams/echo', {}, 401, 'missing Authorization header'],
       ['POST', '/twins/a%20b/streams/echo', auth, 400, 'characters outside'],
       ['POST', '/twins/pi-01/streams/%ZZ', auth, 400, 'bad percent-encoding'],
+      // Never normalised into another stream or device: refused as sent.
+      ['POST', '/twins/pi-01/streams/22/../echo', auth, 400, 'dot segments (. and ..)'],
+      ['POST', '/twins/pi-01/streams/%2e%2E/echo', auth, 400, 'dot segments (. and ..)'],
+      ['POST', '/twins/pi-01/./streams/echo', auth, 400, 'dot segments (. and ..)'],
+      ['POST', '/twins/pi-01/streams/ec%2Fho', auth, 400, 'encoded slashes'],
+      ['GET', '/devices/pi%5C01', auth, 400, 'encoded slashes'],
       [
         'POST',
         '/twins/pi-01/streams/echo',

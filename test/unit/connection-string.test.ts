@@ -63,6 +63,8 @@ describe('connection strings', () => {
     [`HostName=h;DeviceId=a`, 'SharedAccessKey is missing'],
     [`HostName=h;DeviceId=a;SharedAccessKey=c2hvcnQ=`, 'at least 128 bits'],
     [`HostName=h;DeviceId=a;SharedAccessKey=not*base64`, 'not a base64 key'],
+    [`HostName=h;DeviceId=a;SharedAccessKey=${key}AA`, 'not a base64 key'],
+    [`HostName=h;DeviceId=a;SharedAccessKey=${key.replace(/=+$/, '')}`, 'not a base64 key'],
     [`HostName=h;SharedAccessKey=${key}`, 'needs DeviceId'],
     [
       `HostName=h;DeviceId=a;SharedAccessKeyName=s;SharedAccessKey=${key}`,

@@ -50,8 +50,33 @@ describe('SAS tokens', () => {
     ['SharedAccessSignature sr=%E0%A4%A&sig=b&se=1', 'not valid URL encoding'],
     ['SharedAccessSignature garbage', 'malformed token field'],
     ['SharedAccessSignature ' + 'a'.repeat(5000), 'too long'],
+    ['SharedAccessSignature sr=a&sig=b&se=1', 'sig) is not canonical base64'],
   ])('refuses malformed token %j', (text, message) => {
     expect(() => parseSas(text)).toThrow(SasParseError);
     expect(() => parseSas(text)).toThrow(message);
+  });
+
+  it('a valid signature with anything appended, or re-padded, is refused (strict base64)', () => {
+    const key = Buffer.alloc(32, 7).toString('base64');
+    const text = signSas({ resource: 'hub/devices/a', key, expiry: 1_900_000_000 });
+    expect(hasValidSignature(parseSas(text), key)).toBe(true);
+    const sig = /sig=([^&]+)/.exec(text)?.[1] ?? '';
+    const bare = decodeURIComponent(sig);
+    // Node's lenient decoder reads each of these as the same 32 bytes.
+    for (const junk of ['!!', encodeURIComponent('$junk'), 'AAAA', '%20', '.'])
+      expect(() => parseSas(text.replace(sig, sig + junk))).toThrow(
+        'the token signature (sig) is not canonical base64',
+      );
+    expect(() => parseSas(text.replace(sig, encodeURIComponent(bare.replace(/=$/, ''))))).toThrow(
+      'not canonical base64',
+    );
+    // Same bytes, non-canonical final character (unused low bits set).
+    const last = bare.at(-2) ?? 'A';
+    const other = String.fromCharCode(last.charCodeAt(0) + 1);
+    const sloppy = bare.slice(0, -2) + other + '=';
+    expect(Buffer.from(sloppy, 'base64').equals(Buffer.from(bare, 'base64'))).toBe(true);
+    expect(() => parseSas(text.replace(sig, encodeURIComponent(sloppy)))).toThrow(
+      'not canonical base64',
+    );
   });
 });
