@@ -8,6 +8,7 @@ import {
   type PolicyRecord,
   type Registry,
   type RegistryChange,
+  type PolicyUpdate,
   type Right,
 } from '../hub/registry.js';
 import { newKey } from '../hub/sqlite-registry.js';
@@ -400,6 +401,18 @@ export class RedisRegistry implements Registry {
     ]);
     if (added === 0) throw new AlreadyExistsError(`policy '${name}' already exists`);
     return record;
+  }
+
+  async updatePolicy(name: string, update: PolicyUpdate): Promise<PolicyRecord | undefined> {
+    const fields: Partial<PolicyRecord> = {
+      ...(update.rights && { rights: [...update.rights] }),
+      ...(update.regenerateKey && { key: newKey() }),
+    };
+    const value = await this.#write('change a policy', patch, 'policies', [
+      name,
+      JSON.stringify(fields),
+    ]);
+    return typeof value === 'string' ? toPolicy(value) : undefined;
   }
 
   async removePolicy(name: string): Promise<boolean> {

@@ -12,6 +12,7 @@ import {
 interface PolicyFlags extends CredentialFlags {
   readonly json?: boolean;
   readonly rights?: string;
+  readonly rotateKey?: boolean;
 }
 
 function client(flags: PolicyFlags, ctx: CommandContext): PolicyClient {
@@ -50,6 +51,26 @@ export function registerPolicyCommands(program: Command, ctx: CommandContext): v
     .action(async (name: string, flags: PolicyFlags) => {
       const rights = parseRights(flags.rights);
       const info = await client(flags, ctx).add(name, rights);
+      ctx.stdout(`${info.connectionString ?? ''}\n`);
+    });
+
+  common(policy.command('update <name>'))
+    .description(
+      "change a policy's rights or key and print its connection string on stdout (old strings stop working with --rotate-key)",
+    )
+    .option('--rights <list>', `the new rights, comma-separated: ${allRights.join(', ')}`)
+    .option('--rotate-key', 'give the policy a new key')
+    .addHelpText(
+      'after',
+      '\nExample:\n  dstream policy update support --rights ServiceConnect,RegistryRead',
+    )
+    .action(async (name: string, flags: PolicyFlags) => {
+      if (flags.rights === undefined && !flags.rotateKey)
+        throw new DstreamError('ERR_USAGE', 'policy update needs --rights, --rotate-key or both');
+      const info = await client(flags, ctx).update(name, {
+        ...(flags.rights !== undefined && { rights: parseRights(flags.rights) }),
+        ...(flags.rotateKey && { regenerateKey: true }),
+      });
       ctx.stdout(`${info.connectionString ?? ''}\n`);
     });
 

@@ -137,12 +137,32 @@ export async function openHubDataDir(
   try {
     const tls = loadTls(options, logger);
     const existing = registry.getPolicy(defaultPolicyName);
-    const servicePolicy = existing ?? (await addServicePolicy(registry));
+    const servicePolicy = existing
+      ? await grantPolicyWrite(registry, existing, logger)
+      : await addServicePolicy(registry);
     return { registry, tls, servicePolicy, created: existing === undefined };
   } catch (error) {
     registry.close();
     throw error;
   }
+}
+
+/**
+ * Registries made before policy management became its own right: nobody holds PolicyWrite,
+ * so the `service` policy init made (which then managed policies) is given it, once.
+ */
+async function grantPolicyWrite(
+  registry: Registry,
+  service: PolicyRecord,
+  logger: Logger,
+): Promise<PolicyRecord> {
+  if (registry.listPolicies().some((p) => p.rights.includes('PolicyWrite'))) return service;
+  const rights = [...new Set([...service.rights, 'PolicyWrite' as const])];
+  const updated = await registry.updatePolicy(service.name, { rights });
+  logger.info(
+    `granted PolicyWrite to the '${service.name}' policy: managing policies is now a right of its own`,
+  );
+  return updated ?? service;
 }
 
 /** Create the service policy; another cluster node starting at the same time may win. */

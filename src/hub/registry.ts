@@ -1,6 +1,21 @@
-/** Rights a service policy can hold (IoT Hub's names). */
-export type Right = 'ServiceConnect' | 'RegistryRead' | 'RegistryWrite';
-export const allRights: readonly Right[] = ['ServiceConnect', 'RegistryRead', 'RegistryWrite'];
+/**
+ * Rights a service policy can hold: IoT Hub's three data-plane rights, and PolicyWrite, the
+ * right to manage policies, which IoT Hub keeps in its control plane (Azure Resource Manager)
+ * and dstream grants only to the `service` policy made at init (docs/security.md).
+ */
+export type Right = 'ServiceConnect' | 'RegistryRead' | 'RegistryWrite' | 'PolicyWrite';
+export const allRights: readonly Right[] = [
+  'ServiceConnect',
+  'RegistryRead',
+  'RegistryWrite',
+  'PolicyWrite',
+];
+
+/** A change to an existing policy: new rights, a new key, or both. */
+export interface PolicyUpdate {
+  readonly rights?: readonly Right[] | undefined;
+  readonly regenerateKey?: boolean | undefined;
+}
 
 export type DeviceStatus = 'enabled' | 'disabled';
 
@@ -54,6 +69,8 @@ export interface Registry {
     which: 'primary' | 'secondary',
   ): Promise<DeviceRecord | undefined>;
   addPolicy(name: string, rights: readonly Right[]): Promise<PolicyRecord>;
+  /** Change a policy's rights or key; undefined if it does not exist. */
+  updatePolicy(name: string, update: PolicyUpdate): Promise<PolicyRecord | undefined>;
   removePolicy(name: string): Promise<boolean>;
   setSetting(name: string, value: string): Promise<void>;
   /** Best effort: a lost update of the last-activity time harms nobody. */

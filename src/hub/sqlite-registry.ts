@@ -6,6 +6,7 @@ import {
   type DeviceStatus,
   type PolicyRecord,
   type Registry,
+  type PolicyUpdate,
   type Right,
 } from './registry.js';
 
@@ -121,6 +122,9 @@ export class SqliteRegistry implements Registry {
       getPolicy: db.prepare<[string], PolicyRow>(`SELECT * FROM policies WHERE name = ?`),
       listPolicies: db.prepare<[], PolicyRow>(`SELECT * FROM policies ORDER BY name`),
       removePolicy: db.prepare<[string]>(`DELETE FROM policies WHERE name = ?`),
+      setPolicy: db.prepare<[string, string, string]>(
+        `UPDATE policies SET rights = ?, key = ? WHERE name = ?`,
+      ),
       setPrimary: db.prepare<[string, string]>(
         `UPDATE devices SET primary_key = ? WHERE device_id = ?`,
       ),
@@ -195,6 +199,17 @@ export class SqliteRegistry implements Registry {
 
   removePolicy(name: string): Promise<boolean> {
     return settle(() => this.#stmts.removePolicy.run(name).changes > 0);
+  }
+
+  updatePolicy(name: string, update: PolicyUpdate): Promise<PolicyRecord | undefined> {
+    return settle(() => {
+      const current = this.getPolicy(name);
+      if (!current) return undefined;
+      const rights = update.rights ?? current.rights;
+      const key = update.regenerateKey ? newKey() : current.key;
+      this.#stmts.setPolicy.run(rights.join(','), key, name);
+      return this.getPolicy(name);
+    });
   }
 
   regenerateKey(

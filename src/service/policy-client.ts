@@ -26,6 +26,20 @@ export class PolicyClient {
     )) as PolicyInfo;
   }
 
+  /** Change a policy's rights and/or give it a new key; returns it with its connection string. */
+  async update(
+    name: string,
+    change: { readonly rights?: readonly Right[]; readonly regenerateKey?: boolean },
+  ): Promise<PolicyInfo> {
+    return (await callHubApi(
+      this.credential,
+      this.target,
+      'PATCH',
+      `/policies/${encodeURIComponent(name)}`,
+      change,
+    )) as PolicyInfo;
+  }
+
   async list(): Promise<PolicyInfo[]> {
     return (await callHubApi(this.credential, this.target, 'GET', '/policies')) as PolicyInfo[];
   }

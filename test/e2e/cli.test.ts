@@ -367,7 +367,7 @@ describe('CLI against a running hub', () => {
     secretsSeen.push(viewer.sharedAccessKey);
     const list = await runCli(['policy', 'list'], env);
     expect(list.stdout).toMatch(
-      /^POLICY\s+RIGHTS\nservice\s+ServiceConnect,RegistryRead,RegistryWrite\nviewer\s+RegistryRead\n$/,
+      /^POLICY\s+RIGHTS\nservice\s+ServiceConnect,RegistryRead,RegistryWrite,PolicyWrite\nviewer\s+RegistryRead\n$/,
     );
     const viewerEnv = { DSTREAM_SERVICE_CONNECTION_STRING: add.stdout.trim() };
     expect((await runCli(['device', 'list'], viewerEnv)).code).toBe(0);
@@ -380,7 +380,7 @@ describe('CLI against a running hub', () => {
     expect(bad).toMatchObject({
       code: 2,
       stderr:
-        'error: --rights: expected a comma-separated list of ServiceConnect, RegistryRead, RegistryWrite; not Everything\n',
+        'error: --rights: expected a comma-separated list of ServiceConnect, RegistryRead, RegistryWrite, PolicyWrite; not Everything\n',
     });
     expect(await runCli(['policy', 'remove', 'viewer'], env)).toMatchObject({
       code: 0,

@@ -56,4 +56,20 @@ export function registryContract(
     expect(again.getPolicy('ops')).toBeUndefined();
     again.close();
   });
+
+  it('changes a policy: new rights, a new key, both; unknown policies are undefined', async () => {
+    const reg = await open();
+    const pol = await reg.addPolicy('ops', ['RegistryRead']);
+    const wider = await reg.updatePolicy('ops', { rights: ['RegistryRead', 'ServiceConnect'] });
+    expect(wider).toEqual({ ...pol, rights: ['RegistryRead', 'ServiceConnect'] });
+    const rekeyed = await reg.updatePolicy('ops', { regenerateKey: true });
+    expect(rekeyed?.rights).toEqual(['RegistryRead', 'ServiceConnect']);
+    expect(rekeyed?.key).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    expect(rekeyed?.key).not.toBe(pol.key);
+    expect(await reg.updatePolicy('nobody', { rights: ['RegistryRead'] })).toBeUndefined();
+    reg.close();
+    const again = await reopen();
+    expect(again.getPolicy('ops')).toEqual(rekeyed);
+    again.close();
+  });
 }

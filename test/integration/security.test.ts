@@ -208,17 +208,35 @@ describe('credential misuse', () => {
       writer.connectionString ?? '',
     ) as ServiceConnectionString;
     secrets.push(writerCs.sharedAccessKey);
-    const escalate = (await new PolicyClient(writerCs, hubTarget(writerCs))
+    const writerPolicies = new PolicyClient(writerCs, hubTarget(writerCs));
+    // Registry rights do not reach policies: no copy of itself, no removing the service policy.
+    const copy = (await writerPolicies
+      .add('copy', ['RegistryRead', 'RegistryWrite'])
+      .catch((e: unknown) => e)) as DstreamError;
+    expect(copy.message).toBe("policy 'writer' lacks the PolicyWrite right");
+    const removeAll = (await writerPolicies
+      .remove('service')
+      .catch((e: unknown) => e)) as DstreamError;
+    expect(removeAll.message).toBe("policy 'writer' lacks the PolicyWrite right");
+
+    const manager = await policies.add('manager', ['RegistryRead', 'PolicyWrite']);
+    const managerCs = parseConnectionString(
+      manager.connectionString ?? '',
+    ) as ServiceConnectionString;
+    secrets.push(managerCs.sharedAccessKey);
+    const managerPolicies = new PolicyClient(managerCs, hubTarget(managerCs));
+    const escalate = (await managerPolicies
       .add('sneaky', ['ServiceConnect'])
       .catch((e: unknown) => e)) as DstreamError;
-    expect(escalate.message).toBe("policy 'writer' cannot grant ServiceConnect, which it lacks");
-    const selfRemove = (await new PolicyClient(writerCs, hubTarget(writerCs))
-      .remove('writer')
+    expect(escalate.message).toBe("policy 'manager' cannot grant ServiceConnect, which it lacks");
+    const selfRemove = (await managerPolicies
+      .remove('manager')
       .catch((e: unknown) => e)) as DstreamError;
-    expect(selfRemove.message).toBe("policy 'writer' cannot remove itself; use another policy");
+    expect(selfRemove.message).toBe("policy 'manager' cannot remove itself; use another policy");
     expect((await policies.list()).map((p) => [p.name, p.rights.join(',')])).toEqual([
+      ['manager', 'RegistryRead,PolicyWrite'],
       ['reader', 'RegistryRead'],
-      ['service', 'ServiceConnect,RegistryRead,RegistryWrite'],
+      ['service', 'ServiceConnect,RegistryRead,RegistryWrite,PolicyWrite'],
       ['writer', 'RegistryRead,RegistryWrite'],
     ]);
     await policies.remove('reader');

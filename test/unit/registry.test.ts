@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -19,6 +19,28 @@ describe('SQLite registry', () => {
     () => Promise.resolve(new SqliteRegistry(join(dir, 'r.db'))),
   );
 
+  it('a registry from before PolicyWrite: the service policy is given it, once', async () => {
+    const dataDir = join(dir, 'old');
+    mkdirSync(dataDir);
+    const old = new SqliteRegistry(join(dataDir, 'registry.db'));
+    old.addPolicyNow('service', ['ServiceConnect', 'RegistryRead', 'RegistryWrite']);
+    old.addPolicyNow('writer', ['RegistryRead', 'RegistryWrite']);
+    old.close();
+    const opened = await openHubDataDir(
+      { dataDir, insecureNoTls: true, certificateNames: [] },
+      silentLogger,
+    );
+    expect(opened.servicePolicy.rights).toEqual([
+      'ServiceConnect',
+      'RegistryRead',
+      'RegistryWrite',
+      'PolicyWrite',
+    ]);
+    // Nobody else gains it.
+    expect(opened.registry.getPolicy('writer')?.rights).toEqual(['RegistryRead', 'RegistryWrite']);
+    opened.registry.close();
+  });
+
   it('data dir: 0700, key 0600, service policy, idempotent', async () => {
     const dataDir = join(dir, 'hub');
     const first = await openHubDataDir(
@@ -26,7 +48,12 @@ describe('SQLite registry', () => {
       silentLogger,
     );
     expect(first.created).toBe(true);
-    expect(first.servicePolicy.rights).toEqual(['ServiceConnect', 'RegistryRead', 'RegistryWrite']);
+    expect(first.servicePolicy.rights).toEqual([
+      'ServiceConnect',
+      'RegistryRead',
+      'RegistryWrite',
+      'PolicyWrite',
+    ]);
     expect(statSync(dataDir).mode & 0o777).toBe(0o700);
     expect(statSync(join(dataDir, 'tls', 'key.pem')).mode & 0o777).toBe(0o600);
     expect(statSync(join(dataDir, 'registry.db')).mode & 0o077).toBe(0);
