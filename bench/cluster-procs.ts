@@ -105,6 +105,9 @@ export async function listenForBalancer(): Promise<BalancerSocket> {
   return { server, port, fd };
 }
 
+/** Hub flags for nodes behind startHaproxy's balancer: trust its PROXY headers. */
+export const behindBalancerFlags: readonly string[] = ['--proxy-protocol-from', '127.0.0.1'];
+
 export interface HaproxyOptions {
   /** How long a node has to answer a /readyz check (default 300 ms: a stopped node is out in
    * well under a second; a saturated one may be taken out too, so a benchmark gives more). */
@@ -130,7 +133,9 @@ function haproxyConfig(backends: readonly number[], options: HaproxyOptions): st
     // an HTTPS request: a node that cannot answer /readyz in time gets no new connections.
     '  option httpchk GET /readyz',
     '  http-check expect status 200',
-    '  default-server check check-ssl verify none inter 200ms fall 2 rise 1',
+    // The nodes learn each client's address from a PROXY v2 header (health checks too), so
+    // per-address limits and the audit log do not see haproxy as every client.
+    '  default-server send-proxy-v2 check check-ssl check-send-proxy verify none inter 200ms fall 2 rise 1',
     ...backends.map((port, i) => `  server n${i + 1} 127.0.0.1:${port}`),
     '',
   ].join('\n');

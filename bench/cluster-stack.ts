@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { cliPath, runCliOnce, spawnChild, type Child } from './child.js';
-import { listenForBalancer, startHaproxy, startRedisServer } from './cluster-procs.js';
+import {
+  behindBalancerFlags,
+  listenForBalancer,
+  startHaproxy,
+  startRedisServer,
+} from './cluster-procs.js';
 import { benchDevice, hubTuning, type Targets } from './stack.js';
 
 /** A cluster as an operator runs one: redis-server, N hub nodes, haproxy, agent and proxy. */
@@ -52,6 +57,7 @@ export async function startClusterStack(
         const node = spawnChild(process.execPath, [
           cliPath,
           ...['hub', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--redis', redis.url],
+          ...behindBalancerFlags,
           ...hubTuning,
         ]);
         children.push(node);

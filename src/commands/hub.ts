@@ -12,6 +12,13 @@ import type { ClusterNode } from '../cluster/node.js';
 import { parseStoreUrl } from '../cluster/store-url.js';
 import { derivePublicUrl, hostAndPort, parsePublicUrl } from '../hub/public-url.js';
 import { startHub } from '../hub/server.js';
+import { parseTrustedSources } from '../hub/proxy-front.js';
+import {
+  connectionCeiling,
+  defaultMaxConnections,
+  descriptorReserve,
+  openFileLimit,
+} from '../hub/fd-limit.js';
 import { createAuditLog, noAuditLog, type AuditLog } from '../hub/audit-log.js';
 import { join, resolve } from 'node:path';
 import {
@@ -57,6 +64,9 @@ interface HubFlags extends LogFlags {
   readonly maxFrameBytes?: string;
   readonly maxControlMessageBytes?: string;
   readonly headersTimeout?: string;
+  readonly keepAliveTimeout?: string;
+  readonly maxConnections?: string;
+  readonly proxyProtocolFrom?: string;
   readonly auditLog?: string;
   readonly metrics?: string;
   readonly redis?: string;
@@ -126,6 +136,25 @@ function nodeUrlFrom(flags: HubFlags, redis: string | undefined): URL | undefine
       { hint: 'Give each node its own address or balancer port; see docs/cluster.md.' },
     );
   return url;
+}
+
+/**
+ * --max-connections, checked against the descriptor limit so that the ceiling is reached (with
+ * a log line) before accept() starts failing with EMFILE; by default as high as that allows.
+ */
+export function maxConnectionsFrom(text: string | undefined, fdLimit: number | undefined): number {
+  const ceiling = fdLimit === undefined ? undefined : connectionCeiling(fdLimit);
+  if (text === undefined) return ceiling ?? defaultMaxConnections;
+  const n = parseCount(text, '--max-connections');
+  if (ceiling !== undefined && fdLimit !== undefined && n > ceiling)
+    throw new DstreamError(
+      'ERR_USAGE',
+      `--max-connections ${n} is more than this process can hold: its descriptor limit (RLIMIT_NOFILE) is ${fdLimit}, and ${descriptorReserve(fdLimit)} are kept for files and outgoing sockets`,
+      {
+        hint: `Give at most ${ceiling}, or raise the limit (LimitNOFILE= in the systemd unit, ulimit -n as root).`,
+      },
+    );
+  return n;
 }
 
 /** The data dir, with the cluster's registry in Redis when --redis is given. */
@@ -356,6 +385,13 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
     ...(flags.headersTimeout && {
       headersTimeoutMs: parseSeconds(flags.headersTimeout, '--headers-timeout'),
     }),
+    ...(flags.keepAliveTimeout && {
+      keepAliveTimeoutMs: parseSeconds(flags.keepAliveTimeout, '--keep-alive-timeout'),
+    }),
+    maxConnections: maxConnectionsFrom(flags.maxConnections, openFileLimit()),
+    ...(flags.proxyProtocolFrom !== undefined && {
+      proxyProtocolFrom: parseTrustedSources(flags.proxyProtocolFrom),
+    }),
   };
   const auditWhere = flags.auditLog ?? 'file';
   if (!['file', 'stderr', 'both', 'off'].includes(auditWhere))
@@ -424,6 +460,8 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
     port: hub.port,
     publicUrl: hub.publicUrl.origin,
     dataDir: s.dataDir,
+    maxConnections: tuning.maxConnections,
+    ...(flags.proxyProtocolFrom !== undefined && { proxyProtocolFrom: flags.proxyProtocolFrom }),
   });
   if (state.tls)
     logger.info(`TLS certificate SHA-256 fingerprint ${formatFingerprint(state.tls.fingerprint)}`);
@@ -488,6 +526,18 @@ export function registerHubCommand(program: Command, ctx: CommandContext): void 
       'file',
     )
     .option('--headers-timeout <seconds>', 'time a client has to send request headers (default 15)')
+    .option(
+      '--keep-alive-timeout <seconds>',
+      'close a kept-alive HTTP connection idle this long (default 5)',
+    )
+    .option(
+      '--proxy-protocol-from <cidrs>',
+      'balancers (comma-separated addresses or CIDRs) whose PROXY protocol v1/v2 header gives the client address',
+    )
+    .option(
+      '--max-connections <n>',
+      'open connections at most (default: what the descriptor limit allows, less a reserve)',
+    )
     .option(
       '--metrics <who>',
       'who may GET /metrics (Prometheus): local (loopback clients), open, off',

@@ -19,6 +19,9 @@ export function sendJson(
     ...(text ? { 'content-type': 'application/json; charset=utf-8' } : {}),
     'content-length': Buffer.byteLength(text).toString(),
     'cache-control': 'no-store',
+    // After a refusal the connection is closed once the answer is flushed: a client that
+    // collects refused connections and keeps them silent must not hold descriptors for ever.
+    ...(status >= 400 ? { connection: 'close' } : {}),
     ...headers,
   });
   res.end(text);
@@ -31,6 +34,23 @@ export function sendError(
   message: string,
 ): void {
   sendJson(res, status, { errorCode, message } satisfies ErrorBody);
+}
+
+/** How long a refused connection may linger for its answer to reach the client. */
+export const refusedLingerMs = 1000;
+
+/**
+ * Close a socket we have answered and ended: the HTTP server allows half-open sockets, so
+ * after our FIN a client that never sends its own would keep the descriptor open for ever.
+ * What the client still sends is discarded; the socket is destroyed when the client ends its
+ * side or after `refusedLingerMs`, whichever comes first.
+ */
+export function closeSoon(socket: Duplex): void {
+  const timer = setTimeout(() => socket.destroy(), refusedLingerMs);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  socket.once('end', () => socket.destroy());
+  socket.resume();
 }
 
 /** Answer a WebSocket upgrade request with an HTTP error and close the connection. */
@@ -46,6 +66,7 @@ export function refuseUpgrade(
     return;
   }
   const body = JSON.stringify({ errorCode, message } satisfies ErrorBody);
+  closeSoon(socket);
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
       'Connection: close\r\n' +

@@ -5,7 +5,8 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo, BlockList, Socket } from 'node:net';
+import { createProxyFront } from './proxy-front.js';
 import { listen } from '../net/listen.js';
 import type { Duplex } from 'node:stream';
 import type { HubAddress } from '../auth/connection-string.js';
@@ -15,7 +16,7 @@ import { deviceIdProblem, streamNameProblem } from '../protocol/identifiers.js';
 import { defaultGuardOptions, Guard, type GuardOptions } from './guard.js';
 import { ControlEndpoint } from './control-endpoint.js';
 import type { HubTlsIdentity } from './data-dir.js';
-import { parseRequestPath, refuseUpgrade, sendError, sendJson } from './http-util.js';
+import { closeSoon, parseRequestPath, refuseUpgrade, sendError, sendJson } from './http-util.js';
 import { derivePublicUrl, hostAndPort } from './public-url.js';
 import { handleRegistryApi } from './registry-api.js';
 import { handlePolicyApi } from './policy-api.js';
@@ -51,6 +52,15 @@ export interface HubOptions {
   readonly maxFrameBytes?: number | undefined;
   /** Time a client may take to send its request headers (default 15 s). */
   readonly headersTimeoutMs?: number | undefined;
+  /** An idle kept-alive HTTP connection is closed after this long (default 5 s). */
+  readonly keepAliveTimeoutMs?: number | undefined;
+  /**
+   * Balancers whose PROXY protocol header (v1/v2) names the client: limits, throttles and the
+   * audit log then use the client's address. Anyone else sending such a header is refused.
+   */
+  readonly proxyProtocolFrom?: BlockList | undefined;
+  /** Open connections at most; past it new ones are closed at once (default: no ceiling). */
+  readonly maxConnections?: number | undefined;
   /** Where one JSON line per stream attempt goes (default: nowhere). */
   readonly audit?: AuditLog | undefined;
   /** Who may GET /metrics: loopback clients only (default), anyone, or nobody. */
@@ -155,6 +165,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     : createHttpServer({ connectionsCheckingInterval: checkEveryMs });
   // Slow clients (slowloris) are cut off: headers in 15 s, the whole request in 30 s.
   server.headersTimeout = headersTimeoutMs;
+  server.keepAliveTimeout = options.keepAliveTimeoutMs ?? 5_000;
   server.requestTimeout = Math.max(30_000, server.headersTimeout);
   // Node starts the header clock at a request's first byte, so a connection that finishes its
   // TLS handshake and then sends nothing would stay open for ever. It gets the same limit as
@@ -331,7 +342,24 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   // Count connections per address until they authenticate something; drop the excess at once.
   // Every TCP connection, so close() can end the ones HTTP does not track (mid-handshake, idle).
   const sockets = new Set<Socket>();
+  const maxConnections = options.maxConnections ?? Infinity;
+  let refusedAtCeiling = 0;
+  let ceilingLoggedAt = 0;
   server.on('connection', (socket: Socket) => {
+    if (sockets.size >= maxConnections) {
+      socket.destroy();
+      // One line per 10 s at most: a flood must not become a flood of log lines.
+      refusedAtCeiling++;
+      if (Date.now() - ceilingLoggedAt >= 10_000) {
+        logger.warn('connection refused: the hub holds --max-connections connections', {
+          limit: maxConnections,
+          refused: refusedAtCeiling,
+        });
+        ceilingLoggedAt = Date.now();
+        refusedAtCeiling = 0;
+      }
+      return;
+    }
     if (!guard.admit(socket)) {
       socket.destroy();
       return;
@@ -342,8 +370,10 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
 
   server.on('clientError', (error, socket) => {
     logger.debug('bad client request', { error: error.message });
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-    else socket.destroy();
+    if (socket.writable) {
+      closeSoon(socket);
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    } else socket.destroy();
   });
   // With a listener here Node leaves the socket to us: a failed or timed-out handshake
   // (slow or half-open client) must be destroyed, or it stays open.
@@ -352,14 +382,25 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     socket.destroy();
   });
 
+  // Behind a balancer that speaks the PROXY protocol, a TCP listener in front reads its header
+  // first and hands each connection on; otherwise the HTTP(S) server listens itself.
+  const listener = options.proxyProtocolFrom
+    ? createProxyFront({
+        trusted: options.proxyProtocolFrom,
+        server,
+        tls: options.tls !== null,
+        timeoutMs: headersTimeoutMs,
+        logger,
+      })
+    : server;
   await listen(
-    server,
+    listener,
     options.host,
     options.port,
     'Another process uses that port; pick another with --listen.',
   );
-  server.on('error', (error) => logger.error('server error', { error: error.message }));
-  const port = (server.address() as AddressInfo).port;
+  listener.on('error', (error) => logger.error('server error', { error: error.message }));
+  const port = (listener.address() as AddressInfo).port;
   const publicUrl = options.publicUrl ?? derivePublicUrl(options.host, port, options.tls !== null);
   const { host: publicHost, port: publicPort } = hostAndPort(publicUrl);
   Object.assign(ctx, {
@@ -398,6 +439,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       });
     } catch (error) {
       heartbeat.stop();
+      listener.close();
       server.close();
       throw error;
     }
@@ -411,6 +453,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       const done = (): void => void (--pending === 0 && resolve());
       // Give up the lease and registrations first, so other nodes stop routing here.
       cluster?.close().then(done, done);
+      if (listener !== server) listener.close();
       server.close(done);
       control.close();
       streams.close();

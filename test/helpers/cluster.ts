@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { cpSync, readFileSync, rmSync } from 'node:fs';
-import { listenForBalancer, startHaproxy } from '../../bench/cluster-procs.js';
+import { behindBalancerFlags, listenForBalancer, startHaproxy } from '../../bench/cluster-procs.js';
 import { join } from 'node:path';
 import {
   parseConnectionString,
@@ -41,6 +41,8 @@ export interface TestCluster {
 export interface TestClusterOptions {
   /** Every node (and the seed's `hub init`) serves these files, issued by the CA in `caFile`. */
   readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly caFile: string };
+  /** More `dstream hub` flags for every node. */
+  readonly nodeFlags?: readonly string[];
 }
 
 /** Redis, `hub init`, three hub nodes and haproxy in front of them: all real processes. */
@@ -86,7 +88,9 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
       redis.url,
       '--heartbeat-interval',
       '1',
+      ...behindBalancerFlags,
       ...tlsFlags,
+      ...(options.nodeFlags ?? []),
     ]);
     children.push(proc);
     const m = await proc.waitForLine(/hub listening on https:\/\/127\.0\.0\.1:(\d+)/);
