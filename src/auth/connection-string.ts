@@ -130,6 +130,10 @@ export function parseConnectionString(text: string): ConnectionString {
 }
 
 function hubFields(hub: HubAddress): string {
+  // IoT Hub's strings name a bare host (port 443), and Microsoft's clients pass HostName to
+  // the resolver as it is: "host:443" would fail their DNS lookup. Other ports stay, for
+  // dstream's own clients (which read a bare host as port 443).
+  if (hub.port === 443) return `HostName=${hub.host.includes(':') ? `[${hub.host}]` : hub.host}`;
   return `HostName=${formatHostPort(hub.host, hub.port)}`;
 }
 

@@ -114,7 +114,10 @@ export class StreamEndpoint extends EventEmitter {
       perMessageDeflate: false,
       maxPayload: options.maxFrameBytes ?? 4 * 1024 * 1024,
       clientTracking: false,
-      handleProtocols: (protocols) => (protocols.has(streamProtocol) ? streamProtocol : false),
+      // Ours when offered; otherwise the first one offered, echoed, so that a strict client
+      // (Azure's C device sample offers "MQTT") keeps the socket. Raw bytes follow either way.
+      handleProtocols: (protocols) =>
+        protocols.has(streamProtocol) ? streamProtocol : ([...protocols][0] ?? false),
     });
   }
 

@@ -49,8 +49,9 @@ export const maxTimeoutS = 300;
 function timeoutHeader(req: IncomingMessage, name: string, fallback: number): number | string {
   const raw = req.headers[name];
   if (raw === undefined) return fallback;
-  if (typeof raw !== 'string' || !/^\d{1,4}$/.test(raw) || Number(raw) > maxTimeoutS)
-    return `${name} must be a whole number of seconds from 0 to ${maxTimeoutS}`;
+  // Seconds, whole or decimal: Azure's C# SDK sends a TimeSpan's TotalSeconds ("2.5").
+  if (typeof raw !== 'string' || !/^\d{1,4}(?:\.\d{1,7})?$/.test(raw) || Number(raw) > maxTimeoutS)
+    return `${name} must be a number of seconds from 0 to ${maxTimeoutS}`;
   return Number(raw);
 }
 

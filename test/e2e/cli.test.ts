@@ -436,6 +436,17 @@ describe('CLI hub settings', () => {
     expect(again.stdout).toBe(first.stdout);
   });
 
+  it('--public-url on port 443, given or implied, prints a bare HostName', async () => {
+    for (const [name, url] of [
+      ['p443a', 'https://hub.example.com'],
+      ['p443b', 'https://hub.example.com:443'],
+    ] as const) {
+      const r = await runCli(['hub', 'init', '--data-dir', join(dir, name), '--public-url', url]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^HostName=hub\.example\.com;SharedAccessKeyName=service;/);
+    }
+  });
+
   it('--insecure-no-tls says so loudly and hands out UseTls=false strings', async () => {
     const dataDir = join(dir, 'plain');
     const init = await runCli([

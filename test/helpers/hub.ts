@@ -42,6 +42,8 @@ export interface TestHubOptions {
   readonly guard?: Partial<GuardOptions>;
   readonly audit?: AuditLog;
   readonly headersTimeoutMs?: number;
+  /** What the hub's strings name (default: the bound address). */
+  readonly publicUrl?: URL;
 }
 
 export function makeTempDir(prefix = 'dstream-test-'): string {
@@ -68,6 +70,7 @@ export async function startTestHub(options: TestHubOptions = {}): Promise<TestHu
       guard: options.guard,
       audit: options.audit,
       headersTimeoutMs: options.headersTimeoutMs,
+      publicUrl: options.publicUrl,
     },
     logger,
   );

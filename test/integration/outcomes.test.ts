@@ -247,7 +247,21 @@ describe('stream outcomes', () => {
         '/twins/pi-01/streams/echo',
         { ...auth, 'iothub-streaming-response-timeout-in-seconds': 'soon' },
         400,
-        'whole number of seconds',
+        'must be a number of seconds from 0 to 300',
+      ],
+      [
+        'POST',
+        '/twins/pi-01/streams/echo',
+        { ...auth, 'iothub-streaming-connect-timeout-in-seconds': '300.5' },
+        400,
+        'must be a number of seconds from 0 to 300',
+      ],
+      [
+        'POST',
+        '/twins/pi-01/streams/echo',
+        { ...auth, 'iothub-streaming-connect-timeout-in-seconds': '1e3' },
+        400,
+        'must be a number of seconds from 0 to 300',
       ],
       ['GET', '/twins/pi-01/streams/echo', auth, 405, 'stream initiation is POST'],
       ['GET', '/nothing/here', auth, 404, 'no such endpoint'],
@@ -313,19 +327,34 @@ describe('stream outcomes', () => {
     expect(agent.activeStreams).toBe(0);
   });
 
-  it('a raw-bytes peer (no subprotocol, Azure style) still works', async () => {
+  it.each([
+    [[], ''],
+    // Azure's C device sample offers MQTT; a strict client drops a socket that echoes none.
+    [['MQTT'], 'MQTT'],
+    [['x.one', 'x.two'], 'x.one'],
+    [['MQTT', streamProtocol], streamProtocol],
+  ])('a raw-bytes peer offering %j gets %j and relays raw bytes', async (offered, chosen) => {
     const res = await hubRequest(hubTarget(t.service), {
       method: 'POST',
       path: '/twins/pi-01/streams/echo',
-      headers: { authorization: serviceToken(t.service) },
+      headers: {
+        authorization: serviceToken(t.service),
+        // C# sends TimeSpan.TotalSeconds, which may be a decimal.
+        'iothub-streaming-response-timeout-in-seconds': '2.5',
+      },
     });
-    const ws = new WebSocket(res.headers['iothub-streaming-url'] as string, {
+    expect(res.status).toBe(200);
+    const ws = new WebSocket(res.headers['iothub-streaming-url'] as string, offered, {
       headers: { authorization: `Bearer ${res.headers['iothub-streaming-auth-token'] as string}` },
       rejectUnauthorized: false,
     });
     ws.on('error', () => undefined);
     await waitEvent(ws, 'open');
-    expect(ws.protocol).toBe('');
+    expect(ws.protocol).toBe(chosen);
+    if (chosen === streamProtocol) {
+      ws.close();
+      return;
+    }
     // ws offers permessage-deflate by default; stream sockets never take it.
     expect(ws.extensions).toBe('');
     ws.send(Buffer.from('raw bytes'));

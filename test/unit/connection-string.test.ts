@@ -39,6 +39,18 @@ describe('connection strings', () => {
     expect(v6.hub).toEqual({ host: '::1', port: 9000, tls: false, fingerprint: undefined });
   });
 
+  it('port 443 is left out of HostName, as IoT Hub prints it; other ports stay', () => {
+    const at = (host: string, port: number): string =>
+      formatServiceConnectionString({ host, port, tls: true, fingerprint: undefined }, 's', key);
+    expect(at('hub.example.com', 443)).toBe(
+      `HostName=hub.example.com;SharedAccessKeyName=s;SharedAccessKey=${key}`,
+    );
+    expect(at('hub.example.com', 8443)).toMatch(/^HostName=hub\.example\.com:8443;/);
+    expect(at('::1', 443)).toMatch(/^HostName=\[::1\];/);
+    for (const text of [at('hub.example.com', 443), at('::1', 443)])
+      expect(parseConnectionString(text).hub.port).toBe(443);
+  });
+
   it('round-trips through format', () => {
     const hub = { host: '::1', port: 8443, tls: true, fingerprint: fp };
     const device = formatDeviceConnectionString(hub, "odd=id's", key);
