@@ -13,25 +13,22 @@ import { parseStoreUrl } from '../cluster/store-url.js';
 import { derivePublicUrl, hostAndPort, parsePublicUrl } from '../hub/public-url.js';
 import { startHub } from '../hub/server.js';
 import { parseTrustedSources } from '../hub/proxy-front.js';
-import {
-  connectionCeiling,
-  defaultMaxConnections,
-  descriptorReserve,
-  openFileLimit,
-} from '../hub/fd-limit.js';
+import { maxConnectionsFrom, openFileLimit } from '../hub/fd-limit.js';
 import { createAuditLog, noAuditLog, type AuditLog } from '../hub/audit-log.js';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import {
-  describeServingTls,
   readServingRecord,
   servingContradiction,
-  servingRecordFile,
-  tlsIdentityChanged,
   writeServingRecord,
-  type ServingRecord,
-  type ServingRequest,
-  type ServingTls,
 } from '../hub/serving-record.js';
+import {
+  contradiction,
+  recordServing,
+  servingRecord,
+  servingRequest,
+  servingTls,
+  withRecord,
+} from './hub-serving.js';
 import type { Logger } from '../log/logger.js';
 import {
   commandLogger,
@@ -138,25 +135,6 @@ function nodeUrlFrom(flags: HubFlags, redis: string | undefined): URL | undefine
   return url;
 }
 
-/**
- * --max-connections, checked against the descriptor limit so that the ceiling is reached (with
- * a log line) before accept() starts failing with EMFILE; by default as high as that allows.
- */
-export function maxConnectionsFrom(text: string | undefined, fdLimit: number | undefined): number {
-  const ceiling = fdLimit === undefined ? undefined : connectionCeiling(fdLimit);
-  if (text === undefined) return ceiling ?? defaultMaxConnections;
-  const n = parseCount(text, '--max-connections');
-  if (ceiling !== undefined && fdLimit !== undefined && n > ceiling)
-    throw new DstreamError(
-      'ERR_USAGE',
-      `--max-connections ${n} is more than this process can hold: its descriptor limit (RLIMIT_NOFILE) is ${fdLimit}, and ${descriptorReserve(fdLimit)} are kept for files and outgoing sockets`,
-      {
-        hint: `Give at most ${ceiling}, or raise the limit (LimitNOFILE= in the systemd unit, ulimit -n as root).`,
-      },
-    );
-  return n;
-}
-
 /** The data dir, with the cluster's registry in Redis when --redis is given. */
 async function openDataDir(
   s: HubSettings,
@@ -219,52 +197,6 @@ function addressFor(publicUrl: URL, state: HubDataDir): HubAddress {
   };
 }
 
-/** The TLS part of a serving record, from what the data dir opened with. */
-function servingTls(s: HubSettings, state: HubDataDir): ServingTls {
-  if (!state.tls) return { mode: 'none' };
-  if (s.tlsCertFile === undefined)
-    return { mode: 'self-signed', fingerprint: state.tls.fingerprint };
-  return {
-    mode: 'files',
-    certFile: resolve(s.tlsCertFile),
-    keyFile: resolve(s.tlsKeyFile ?? ''),
-    fingerprint: state.tls.fingerprint,
-    pinned: state.tls.selfSigned,
-  };
-}
-
-/** What a `hub init` asks for of itself, to hold against the data dir's record. */
-function servingRequest(flags: HubFlags, s: HubSettings, fingerprint?: string): ServingRequest {
-  return {
-    tls: s.insecureNoTls
-      ? 'none'
-      : s.tlsCertFile !== undefined || s.tlsKeyFile !== undefined
-        ? 'files'
-        : undefined,
-    fingerprint,
-    listen: flags.listen === undefined ? undefined : { host: s.host, port: s.port },
-  };
-}
-
-/** Settings as the record says the hub serves (TLS files or none, the bound address). */
-function withRecord(s: HubSettings, record: ServingRecord): HubSettings {
-  const tls = record.tls;
-  return {
-    ...s,
-    host: record.listen.host,
-    port: record.listen.port,
-    insecureNoTls: tls.mode === 'none',
-    tlsCertFile: tls.mode === 'files' ? tls.certFile : undefined,
-    tlsKeyFile: tls.mode === 'files' ? tls.keyFile : undefined,
-  };
-}
-
-function contradiction(problem: string, dataDir: string): DstreamError {
-  return new DstreamError('ERR_USAGE', problem, {
-    hint: `The data dir records how its hub serves (${servingRecordFile(dataDir)}): run \`dstream hub init --data-dir ${dataDir}\` without that flag, or restart the hub with the flags you want.`,
-  });
-}
-
 /** `dstream hub init`: create (or reopen) the data dir and print the service connection string. */
 export async function runHubInit(flags: HubFlags, ctx: CommandContext): Promise<void> {
   const logger = commandLogger(ctx, { ...flags, quiet: !flags.verbose });
@@ -272,7 +204,7 @@ export async function runHubInit(flags: HubFlags, ctx: CommandContext): Promise<
   // Strings come from how the hub serves, not from the flags given here: a hub started with
   // --listen, --tls-cert or --insecure-no-tls recorded that, and init may be run without them.
   const record = readServingRecord(asked.dataDir);
-  const request = servingRequest(flags, asked);
+  const request = servingRequest(flags.listen !== undefined, asked);
   const problem = record && servingContradiction(record, request);
   if (problem) throw contradiction(problem, asked.dataDir);
   const s = record ? withRecord(asked, record) : asked;
@@ -292,12 +224,8 @@ export async function runHubInit(flags: HubFlags, ctx: CommandContext): Promise<
         logger.warn(
           `connection strings now name ${publicUrl.origin} (was ${record.publicUrl}); a running hub hands it out in device strings after a restart`,
         );
-      writeServingRecord(s.dataDir, {
-        publicUrl: publicUrl.origin,
-        publicUrlFrom: (s.publicUrl ?? stored) ? 'public-url' : (record?.publicUrlFrom ?? 'listen'),
-        listen: { host: s.host, port: s.port },
-        tls,
-      });
+      const from = (s.publicUrl ?? stored) ? 'public-url' : (record?.publicUrlFrom ?? 'listen');
+      writeServingRecord(s.dataDir, servingRecord(s, tls, publicUrl, s.port, from));
     }
     const address = addressFor(publicUrl, state);
     ctx.stdout(
@@ -307,35 +235,6 @@ export async function runHubInit(flags: HubFlags, ctx: CommandContext): Promise<
   } finally {
     await closeState(state);
   }
-}
-
-/**
- * Record how the hub that just started serves, and say so when strings printed before no
- * longer verify against it.
- */
-function recordServing(
-  s: HubSettings,
-  state: HubDataDir,
-  hub: { port: number; publicUrl: URL },
-  logger: Logger,
-): void {
-  let previous: ServingRecord | undefined;
-  try {
-    previous = readServingRecord(s.dataDir);
-  } catch (error) {
-    logger.warn('replacing an unreadable serving record', { error: describeError(error) });
-  }
-  const tls = servingTls(s, state);
-  if (previous && tlsIdentityChanged(previous.tls, tls))
-    logger.warn(
-      `TLS changed since this data dir was last used: it served ${describeServingTls(previous.tls)}, now ${describeServingTls(tls)}. Connection strings printed before no longer verify; print new ones with \`dstream hub init --data-dir ${s.dataDir}\` and \`dstream device show ID\``,
-    );
-  writeServingRecord(s.dataDir, {
-    publicUrl: hub.publicUrl.origin,
-    publicUrlFrom: (s.publicUrl ?? storedPublicUrl(state)) ? 'public-url' : 'listen',
-    listen: { host: s.host, port: hub.port },
-    tls,
-  });
 }
 
 /** `dstream hub`: initialise on first start, then serve until SIGINT/SIGTERM. */
@@ -388,7 +287,12 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
     ...(flags.keepAliveTimeout && {
       keepAliveTimeoutMs: parseSeconds(flags.keepAliveTimeout, '--keep-alive-timeout'),
     }),
-    maxConnections: maxConnectionsFrom(flags.maxConnections, openFileLimit()),
+    maxConnections: maxConnectionsFrom(
+      flags.maxConnections === undefined
+        ? undefined
+        : parseCount(flags.maxConnections, '--max-connections'),
+      openFileLimit(),
+    ),
     ...(flags.proxyProtocolFrom !== undefined && {
       proxyProtocolFrom: parseTrustedSources(flags.proxyProtocolFrom),
     }),
@@ -448,7 +352,7 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
     throw error;
   }
   try {
-    recordServing(s, state, hub, logger);
+    recordServing(s, state, hub, (s.publicUrl ?? storedPublicUrl(state)) !== undefined, logger);
   } catch (error) {
     await hub.close();
     await closeState(state);

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { DstreamError } from '../errors.js';
 
 /**
  * The process's limit on open descriptors (RLIMIT_NOFILE), or undefined where it cannot be
@@ -33,3 +34,25 @@ export function connectionCeiling(limit: number): number {
 
 /** The ceiling when the descriptor limit cannot be read. */
 export const defaultMaxConnections = 10_000;
+
+/**
+ * --max-connections, checked against the descriptor limit so that the ceiling is reached (with
+ * a log line) before accept() starts failing with EMFILE; by default as high as that allows.
+ */
+export function maxConnectionsFrom(
+  requested: number | undefined,
+  fdLimit: number | undefined,
+): number {
+  const ceiling = fdLimit === undefined ? undefined : connectionCeiling(fdLimit);
+  if (requested === undefined) return ceiling ?? defaultMaxConnections;
+  const n = requested;
+  if (ceiling !== undefined && fdLimit !== undefined && n > ceiling)
+    throw new DstreamError(
+      'ERR_USAGE',
+      `--max-connections ${n} is more than this process can hold: its descriptor limit (RLIMIT_NOFILE) is ${fdLimit}, and ${descriptorReserve(fdLimit)} are kept for files and outgoing sockets`,
+      {
+        hint: `Give at most ${ceiling}, or raise the limit (LimitNOFILE= in the systemd unit, ulimit -n as root).`,
+      },
+    );
+  return n;
+}

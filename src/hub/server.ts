@@ -7,6 +7,7 @@ import {
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, BlockList, Socket } from 'node:net';
 import { createProxyFront } from './proxy-front.js';
+import { ConnectionCeiling } from './connection-ceiling.js';
 import { listen } from '../net/listen.js';
 import type { Duplex } from 'node:stream';
 import type { HubAddress } from '../auth/connection-string.js';
@@ -342,22 +343,10 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   // Count connections per address until they authenticate something; drop the excess at once.
   // Every TCP connection, so close() can end the ones HTTP does not track (mid-handshake, idle).
   const sockets = new Set<Socket>();
-  const maxConnections = options.maxConnections ?? Infinity;
-  let refusedAtCeiling = 0;
-  let ceilingLoggedAt = 0;
+  const ceiling = new ConnectionCeiling(options.maxConnections ?? Infinity, logger);
   server.on('connection', (socket: Socket) => {
-    if (sockets.size >= maxConnections) {
+    if (!ceiling.admit(sockets.size)) {
       socket.destroy();
-      // One line per 10 s at most: a flood must not become a flood of log lines.
-      refusedAtCeiling++;
-      if (Date.now() - ceilingLoggedAt >= 10_000) {
-        logger.warn('connection refused: the hub holds --max-connections connections', {
-          limit: maxConnections,
-          refused: refusedAtCeiling,
-        });
-        ceilingLoggedAt = Date.now();
-        refusedAtCeiling = 0;
-      }
       return;
     }
     if (!guard.admit(socket)) {

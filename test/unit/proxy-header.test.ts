@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseTrustedSources } from '../../src/hub/proxy-front.js';
-import { connectionCeiling, openFileLimit } from '../../src/hub/fd-limit.js';
-import { maxConnectionsFrom } from '../../src/commands/hub.js';
+import { connectionCeiling, maxConnectionsFrom, openFileLimit } from '../../src/hub/fd-limit.js';
 import { parseProxyHeader } from '../../src/protocol/proxy-header.js';
 
 const sig = Buffer.from('0d0a0d0a000d0a515549540a', 'hex');
@@ -129,9 +128,9 @@ describe('descriptor limit and --max-connections', () => {
   it('defaults below the limit and refuses a ceiling above it', () => {
     expect(connectionCeiling(1024)).toBe(1024 - 64 - 52);
     expect(maxConnectionsFrom(undefined, 1024)).toBe(908);
-    expect(maxConnectionsFrom('500', 1024)).toBe(500);
+    expect(maxConnectionsFrom(500, 1024)).toBe(500);
     expect(maxConnectionsFrom(undefined, undefined)).toBe(10_000);
-    expect(() => maxConnectionsFrom('5000', 1024)).toThrow(
+    expect(() => maxConnectionsFrom(5000, 1024)).toThrow(
       '--max-connections 5000 is more than this process can hold: its descriptor limit (RLIMIT_NOFILE) is 1024, and 116 are kept for files and outgoing sockets',
     );
   });
