@@ -16,6 +16,7 @@ import {
   type HubTrust,
 } from '../net/hub-client.js';
 import { closeCodes, controlProtocol, streamProtocol } from '../protocol/constants.js';
+import { parseIotHubError } from '../protocol/iothub-error.js';
 import { parseHubMessage, type StreamRequestMessage } from '../protocol/control-messages.js';
 import type { AllowList, LocalTarget } from './allow-list.js';
 import { closeWebSocket } from '../net/close.js';
@@ -109,7 +110,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
         logger.error('the hub refused this device', {
           device: cs.deviceId,
           status: error.status,
-          reason: error.body,
+          reason: parseIotHubError(error.body).message ?? error.body,
         });
         attempt = 16;
         schedule(maxMs);

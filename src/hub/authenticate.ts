@@ -1,3 +1,4 @@
+import type { IotHubErrorName } from '../protocol/iothub-error.js';
 import { hasValidSignature, parseSas, SasParseError, type SasToken } from '../auth/sas.js';
 import type { DeviceRecord, PolicyRecord, Registry, Right } from './registry.js';
 
@@ -23,7 +24,7 @@ export type AuthResult<T> =
   | {
       readonly ok: false;
       readonly status: 401 | 403;
-      readonly errorCode: string;
+      readonly errorCode: IotHubErrorName;
       readonly message: string;
     };
 

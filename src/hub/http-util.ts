@@ -1,12 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
-
-/** Error bodies follow IoT Hub's shape loosely: a stable code and a sentence. */
-export interface ErrorBody {
-  readonly errorCode: string;
-  readonly message: string;
-}
+import {
+  errorCodeHeader,
+  iotHubErrorBody,
+  type IotHubErrorName,
+} from '../protocol/iothub-error.js';
 
 export function sendJson(
   res: ServerResponse,
@@ -27,13 +26,27 @@ export function sendJson(
   res.end(text);
 }
 
+/**
+ * Answer with an error in IoT Hub's shape: the `iothub-errorcode` header names it, the body
+ * is `{"Message": "<JSON with errorCode, trackingId, message, timestampUtc>", "ExceptionMessage": ""}`,
+ * so Microsoft's SDKs read it as they read IoT Hub's.
+ */
 export function sendError(
   res: ServerResponse,
   status: number,
-  errorCode: string,
+  errorCode: IotHubErrorName,
   message: string,
 ): void {
-  sendJson(res, status, { errorCode, message } satisfies ErrorBody);
+  const text = iotHubErrorBody(errorCode, message);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text).toString(),
+    'cache-control': 'no-store',
+    [errorCodeHeader]: errorCode,
+    // After a refusal the connection is closed once the answer is flushed (see sendJson).
+    connection: 'close',
+  });
+  res.end(text);
 }
 
 /** How long a refused connection may linger for its answer to reach the client. */
@@ -57,7 +70,7 @@ export function closeSoon(socket: Duplex): void {
 export function refuseUpgrade(
   socket: Duplex,
   status: number,
-  errorCode: string,
+  errorCode: IotHubErrorName,
   message: string,
   headers: Readonly<Record<string, string>> = {},
 ): void {
@@ -65,7 +78,7 @@ export function refuseUpgrade(
     socket.destroy();
     return;
   }
-  const body = JSON.stringify({ errorCode, message } satisfies ErrorBody);
+  const body = iotHubErrorBody(errorCode, message);
   closeSoon(socket);
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
@@ -73,6 +86,7 @@ export function refuseUpgrade(
       Object.entries(headers)
         .map(([k, v]) => `${k}: ${v}\r\n`)
         .join('') +
+      `${errorCodeHeader}: ${errorCode}\r\n` +
       'Content-Type: application/json; charset=utf-8\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n` +
       body,

@@ -1,3 +1,4 @@
+import type { IotHubErrorName } from '../protocol/iothub-error.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log/logger.js';
 import { headers as h } from '../protocol/constants.js';
@@ -76,7 +77,7 @@ export async function handleStreamInitiation(
   const refuse = (
     outcome: AuditOutcome,
     status: number,
-    errorCode: string,
+    errorCode: IotHubErrorName,
     message: string,
     retryAfter?: number,
   ): void => {

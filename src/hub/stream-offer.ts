@@ -1,3 +1,4 @@
+import type { IotHubErrorName } from '../protocol/iothub-error.js';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
 import type { AuditOutcome } from './audit-log.js';
@@ -22,7 +23,7 @@ export type StreamOffer =
       readonly kind: 'refused';
       readonly outcome: AuditOutcome;
       readonly status: number;
-      readonly errorCode: string;
+      readonly errorCode: IotHubErrorName;
       readonly message: string;
       readonly retryAfter?: number | undefined;
     };
@@ -43,7 +44,7 @@ export const drainingMessage = 'the hub is shutting down and takes no new stream
 export function refused(
   outcome: AuditOutcome,
   status: number,
-  errorCode: string,
+  errorCode: IotHubErrorName,
   message: string,
   retryAfter?: number,
 ): StreamOffer {

@@ -1,5 +1,6 @@
 import { DstreamError, type ErrorCode } from '../errors.js';
 import type { HubResponse } from '../net/hub-client.js';
+import { errorCodeHeader, parseIotHubError } from '../protocol/iothub-error.js';
 
 const byErrorCode: Readonly<Record<string, ErrorCode>> = {
   DeviceNotFound: 'ERR_DEVICE_NOT_FOUND',
@@ -22,17 +23,13 @@ const hints: Partial<Record<ErrorCode, string>> = {
   ERR_DEVICE_DISABLED: 'Enable it with `dstream device enable <id>`.',
 };
 
-/** Turn a hub error response ({"errorCode","message"}) into a DstreamError. */
+/** Turn a hub error response (IoT Hub's shape, see protocol/iothub-error.ts) into a DstreamError. */
 export function errorFromResponse(res: HubResponse): DstreamError {
-  let errorCode = '';
-  let message = `the hub answered ${res.status}`;
-  try {
-    const body = JSON.parse(res.body) as { errorCode?: unknown; message?: unknown };
-    if (typeof body.errorCode === 'string') errorCode = body.errorCode;
-    if (typeof body.message === 'string') message = body.message;
-  } catch {
-    // Not our JSON (a proxy in between?): keep the status line.
-  }
+  const header = res.headers[errorCodeHeader];
+  const parsed = parseIotHubError(res.body, typeof header === 'string' ? header : undefined);
+  const errorCode = parsed.name ?? '';
+  // Not an error body we know (a proxy in between?): keep the status line.
+  const message = parsed.message ?? `the hub answered ${res.status}`;
   const code: ErrorCode =
     byErrorCode[errorCode] ??
     (res.status === 401

@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { hubError } from '../helpers/hub-error.js';
 import type { WebSocket } from 'ws';
 import { serviceToken } from '../../src/service/credentials.js';
 import { openServiceStream } from '../../src/service/stream-client.js';
@@ -212,7 +213,7 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     }
     // An unknown device and an offline one answer as on a single hub.
     const unknown = await requestStream(cluster, b.target, 'nobody');
-    expect([unknown.status, JSON.parse(unknown.body)]).toEqual([
+    expect([unknown.status, hubError(unknown)]).toEqual([
       404,
       { errorCode: 'DeviceNotFound', message: "device 'nobody' is not registered on this hub" },
     ]);
@@ -264,7 +265,7 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     await a.proc.stop();
     const res = await requestStream(cluster, b.target, 'stranded');
     expect(res.status).toBe(404);
-    expect(JSON.parse(res.body)).toMatchObject({ errorCode: 'DeviceNotOnline' });
+    expect(hubError(res)).toMatchObject({ errorCode: 'DeviceNotOnline' });
     expect(res.ms).toBeLessThan(1000);
     expect(
       await metric(b, 'dstream_cluster_routed_requests_total{result="node_unreachable"}'),
@@ -328,7 +329,7 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     await echoThrough(cluster, owner.target, 'steady', randomBytes(50_000));
     const refused = await requestStream(cluster, other.target, 'steady');
     expect(refused.status).toBe(503);
-    expect(JSON.parse(refused.body)).toMatchObject({ errorCode: 'ServiceUnavailable' });
+    expect(hubError(refused)).toMatchObject({ errorCode: 'ServiceUnavailable' });
     // Registry writes cannot be made: a clear 503, not a 500. (Asked of a node directly: the
     // balancer has taken every node out of rotation, as their /readyz told it to.)
     const write = await runCli(['device', 'add', 'during-outage'], {
@@ -375,7 +376,7 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     await agent.waitForLine(/lost the hub connection/);
     for (const n of cluster.nodes) {
       const res = await requestStream(cluster, n.target, 'revoked');
-      expect([res.status, JSON.parse(res.body)]).toEqual([
+      expect([res.status, hubError(res)]).toEqual([
         403,
         { errorCode: 'DeviceDisabled', message: "device 'revoked' is disabled" },
       ]);
@@ -390,7 +391,7 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     });
     expect(enabled.code).toBe(0);
     for (const n of cluster.nodes)
-      expect(JSON.parse((await requestStream(cluster, n.target, 'revoked')).body)).toMatchObject({
+      expect(hubError(await requestStream(cluster, n.target, 'revoked'))).toMatchObject({
         errorCode: 'DeviceNotOnline',
       });
 

@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { hubError } from '../helpers/hub-error.js';
 import WebSocket from 'ws';
 import type { Agent } from '../../src/agent/agent.js';
 import {
@@ -126,7 +127,7 @@ describe('stream outcomes', () => {
       headers: { authorization: serviceToken(t.service) },
     });
     expect(res.status).toBe(404);
-    expect(JSON.parse(res.body)).toEqual({
+    expect(hubError(res)).toEqual({
       errorCode: 'DeviceNotOnline',
       message: "device 'pi-02' is not connected to the hub",
     });

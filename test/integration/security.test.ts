@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { hubError } from '../helpers/hub-error.js';
 import WebSocket from 'ws';
 import {
   formatServiceConnectionString,
@@ -96,7 +97,7 @@ describe('credential misuse', () => {
       '/twins/pi/streams/22',
       serviceTokenFor({ key: Buffer.alloc(32, 1).toString('base64') }),
     );
-    expect([wrong.status, JSON.parse(wrong.body)]).toEqual([
+    expect([wrong.status, hubError(wrong)]).toEqual([
       401,
       { errorCode: 'IotHubUnauthorizedAccess', message: 'invalid token signature or policy' },
     ]);
@@ -104,15 +105,12 @@ describe('credential misuse', () => {
       '/twins/pi/streams/22',
       serviceTokenFor({ expiry: expiryIn(-3600) }),
     );
-    expect([expired.status, (JSON.parse(expired.body) as { message: string }).message]).toEqual([
-      401,
-      'the token has expired',
-    ]);
+    expect([expired.status, hubError(expired).message]).toEqual([401, 'the token has expired']);
     const tooLong = await post(
       '/twins/pi/streams/22',
       serviceTokenFor({ expiry: expiryIn(48 * 3600) }),
     );
-    expect([tooLong.status, (JSON.parse(tooLong.body) as { message: string }).message]).toEqual([
+    expect([tooLong.status, hubError(tooLong).message]).toEqual([
       401,
       'the token is valid for longer than this hub allows (86400 s)',
     ]);
@@ -142,7 +140,7 @@ describe('credential misuse', () => {
       'b',
       deviceToken('a', a.sharedAccessKey),
     )) as UpgradeRefusedError;
-    expect([other.status, (JSON.parse(other.body) as { message: string }).message]).toEqual([
+    expect([other.status, hubError(other).message]).toEqual([
       401,
       'the token is not scoped to this device',
     ]);
@@ -150,10 +148,7 @@ describe('credential misuse', () => {
       'b',
       deviceToken('b', a.sharedAccessKey),
     )) as UpgradeRefusedError;
-    expect([forged.status, (JSON.parse(forged.body) as { message: string }).message]).toEqual([
-      401,
-      'invalid device credentials',
-    ]);
+    expect([forged.status, hubError(forged).message]).toEqual([401, 'invalid device credentials']);
     await t.registry.setStatus('b', 'disabled');
     expect(
       ((await controlWith('b', deviceToken('b', b.sharedAccessKey))) as UpgradeRefusedError).status,
@@ -323,12 +318,9 @@ describe('credential misuse', () => {
     const deviceSide = (await open(req.authorizationToken)) as WebSocket;
     expect(deviceSide).toBeInstanceOf(WebSocket);
     const stolen = (await open(req.authorizationToken)) as UpgradeRefusedError;
-    expect([stolen.status, stolen.body]).toEqual([
+    expect([stolen.status, hubError(stolen)]).toEqual([
       401,
-      JSON.stringify({
-        errorCode: 'IotHubUnauthorizedAccess',
-        message: 'stream token already used',
-      }),
+      { errorCode: 'IotHubUnauthorizedAccess', message: 'stream token already used' },
     ]);
     const serviceSide = (await open(svcToken)) as WebSocket;
     expect(serviceSide).toBeInstanceOf(WebSocket);
@@ -343,9 +335,7 @@ describe('credential misuse', () => {
     const limited = await post('/twins/pi/streams/e', serviceToken(t.service));
     expect(limited.status).toBe(429);
     expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
-    expect((JSON.parse(limited.body) as { errorCode: string }).errorCode).toBe(
-      'ThrottlingException',
-    );
+    expect(hubError(limited).errorCode).toBe('ThrottlingException');
     const upgrade = (await controlWith('pi', 'SharedAccessSignature nope')) as UpgradeRefusedError;
     expect(upgrade.status).toBe(429);
   });
