@@ -25,4 +25,13 @@ export default tseslint.config(
     files: ['eslint.config.js', 'vitest.config.ts', 'vitest.soak.config.ts'],
     ...tseslint.configs.disableTypeChecked,
   },
+  {
+    // Programs the tests run as child processes, in plain JavaScript as their users write them.
+    files: ['test/fixtures/**/*.mjs'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      parserOptions: { projectService: false, project: null },
+      globals: { process: 'readonly' },
+    },
+  },
 );

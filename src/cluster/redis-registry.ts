@@ -3,7 +3,10 @@ import type { Logger } from '../log/logger.js';
 import { DstreamError, describeError } from '../errors.js';
 import {
   AlreadyExistsError,
+  PreconditionFailedError,
+  type DeviceInit,
   type DeviceRecord,
+  type DeviceUpdate,
   type DeviceStatus,
   type PolicyRecord,
   type Registry,
@@ -54,6 +57,41 @@ local value = cjson.encode(record)
 redis.call('HSET', KEYS[1], ARGV[1], value)
 redis.call('PUBLISH', ARGV[3], cjson.encode({t = ARGV[4], id = ARGV[1], v = value, w = ARGV[5]}))
 return value`,
+};
+
+/**
+ * Change a device and count a version, if it exists and (when ARGV[3] is not empty) is at
+ * that version: false if missing, -1 if at another version. Records written before versions
+ * existed read as version 1.
+ */
+const updateDevice: StoreScript = {
+  name: 'registry-update-device',
+  keys: 1,
+  lua: `
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return false end
+local record = cjson.decode(current)
+local version = tonumber(record.version) or 1
+if ARGV[3] ~= '' and version ~= tonumber(ARGV[3]) then return -1 end
+for k, v in pairs(cjson.decode(ARGV[2])) do record[k] = v end
+record.version = version + 1
+local value = cjson.encode(record)
+redis.call('HSET', KEYS[1], ARGV[1], value)
+redis.call('PUBLISH', ARGV[4], cjson.encode({t = ARGV[5], id = ARGV[1], v = value, w = ARGV[6]}))
+return value`,
+};
+
+/** Remove a device if it exists and (when ARGV[2] is not empty) is at that version; -1 if not. */
+const removeDevice: StoreScript = {
+  name: 'registry-remove-device',
+  keys: 1,
+  lua: `
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return 0 end
+if ARGV[2] ~= '' and (tonumber(cjson.decode(current).version) or 1) ~= tonumber(ARGV[2]) then return -1 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[3], cjson.encode({t = ARGV[4], id = ARGV[1], w = ARGV[5]}))
+return 1`,
 };
 
 const remove: StoreScript = {
@@ -107,9 +145,10 @@ function parseMessage(text: string): Message | undefined {
 }
 
 function toDevice(json: string): DeviceRecord {
-  const d = JSON.parse(json) as DeviceRecord;
-  // cjson writes JSON null back as null, but an absent field must read as null too.
-  return { ...d, lastActivityTime: d.lastActivityTime ?? null };
+  const d = JSON.parse(json) as Partial<DeviceRecord> & Omit<DeviceRecord, 'version'>;
+  // cjson writes JSON null back as null, but an absent field must read as null too; records
+  // written before versions existed are at version 1.
+  return { ...d, lastActivityTime: d.lastActivityTime ?? null, version: d.version ?? 1 };
 }
 
 function toPolicy(json: string): PolicyRecord {
@@ -302,8 +341,8 @@ export class RedisRegistry implements Registry {
         [keys.table(table)],
         [...args, keys.registryChannel, table, writeId],
       );
-      // Scripts that changed nothing published nothing.
-      if (result !== 0 && result !== null) await applied;
+      // Scripts that changed nothing (0, nil, -1) published nothing.
+      if (result === 1 || typeof result === 'string') await applied;
       return result;
     } catch (error) {
       throw new DstreamError('ERR_HUB_UNAVAILABLE', `cannot ${what}: ${describeError(error)}`, {
@@ -335,14 +374,19 @@ export class RedisRegistry implements Registry {
     return this.#settings.get(name);
   }
 
-  async addDevice(deviceId: string, now: Date = new Date()): Promise<DeviceRecord> {
+  async addDevice(
+    deviceId: string,
+    now: Date = new Date(),
+    init: DeviceInit = {},
+  ): Promise<DeviceRecord> {
     const record: DeviceRecord = {
       deviceId,
-      primaryKey: newKey(),
-      secondaryKey: newKey(),
-      status: 'enabled',
+      primaryKey: init.primaryKey ?? newKey(),
+      secondaryKey: init.secondaryKey ?? newKey(),
+      status: init.status ?? 'enabled',
       createdTime: now.toISOString(),
       lastActivityTime: null,
+      version: 1,
     };
     const added = await this.#write('add a device', putIfAbsent, 'devices', [
       deviceId,
@@ -352,31 +396,50 @@ export class RedisRegistry implements Registry {
     return record;
   }
 
-  async removeDevice(deviceId: string): Promise<boolean> {
-    return (await this.#write('remove a device', remove, 'devices', [deviceId])) === 1;
+  async removeDevice(deviceId: string, ifVersion?: number): Promise<boolean> {
+    const result = await this.#write('remove a device', removeDevice, 'devices', [
+      deviceId,
+      ifVersion === undefined ? '' : String(ifVersion),
+    ]);
+    if (result === -1)
+      throw new PreconditionFailedError(`device '${deviceId}' changed since it was read`);
+    return result === 1;
   }
 
-  async #patchDevice(
+  async updateDevice(
     deviceId: string,
-    what: string,
-    fields: Partial<DeviceRecord>,
+    update: DeviceUpdate,
+    ifVersion?: number,
+    what = 'change a device',
   ): Promise<DeviceRecord | undefined> {
-    const value = await this.#write(what, patch, 'devices', [deviceId, JSON.stringify(fields)]);
+    const fields: Partial<DeviceRecord> = {
+      ...(update.status && { status: update.status }),
+      ...(update.primaryKey && { primaryKey: update.primaryKey }),
+      ...(update.secondaryKey && { secondaryKey: update.secondaryKey }),
+    };
+    const value = await this.#write(what, updateDevice, 'devices', [
+      deviceId,
+      JSON.stringify(fields),
+      ifVersion === undefined ? '' : String(ifVersion),
+    ]);
+    if (value === -1)
+      throw new PreconditionFailedError(`device '${deviceId}' changed since it was read`);
     return typeof value === 'string' ? toDevice(value) : undefined;
   }
 
   setDeviceStatus(deviceId: string, status: DeviceStatus): Promise<DeviceRecord | undefined> {
-    return this.#patchDevice(deviceId, 'change a device', { status });
+    return this.updateDevice(deviceId, { status });
   }
 
   regenerateKey(
     deviceId: string,
     which: 'primary' | 'secondary',
   ): Promise<DeviceRecord | undefined> {
-    return this.#patchDevice(
+    return this.updateDevice(
       deviceId,
-      'regenerate a key',
       which === 'primary' ? { primaryKey: newKey() } : { secondaryKey: newKey() },
+      undefined,
+      'regenerate a key',
     );
   }
 

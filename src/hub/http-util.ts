@@ -163,26 +163,35 @@ export function remoteOf(req: IncomingMessage): string | undefined {
 }
 
 /**
- * Read a small JSON body and take one field of it. On a bad body the error is answered here
- * (400 or 413) and undefined is returned; otherwise `{ value }` (value may be undefined).
+ * Read a small JSON body. On a bad body the error is answered here (400 or 413) and
+ * undefined is returned; otherwise `{ value }` (undefined for an empty body).
  */
-export async function readBodyField(
+export async function readBody(
   req: IncomingMessage,
   res: ServerResponse,
-  field: string,
 ): Promise<{ readonly value: unknown } | undefined> {
   try {
-    const body = await readJsonBody(req);
-    const value =
-      typeof body === 'object' && body !== null
-        ? (body as Record<string, unknown>)[field]
-        : undefined;
-    return { value };
+    return { value: await readJsonBody(req) };
   } catch (error) {
     if (!(error instanceof BodyError)) throw error;
     sendError(res, error.status, 'ArgumentInvalid', error.message);
     return undefined;
   }
+}
+
+/** readBody, then one field of it (undefined when the body is not an object or lacks it). */
+export async function readBodyField(
+  req: IncomingMessage,
+  res: ServerResponse,
+  field: string,
+): Promise<{ readonly value: unknown } | undefined> {
+  const body = await readBody(req, res);
+  if (!body) return undefined;
+  const value =
+    typeof body.value === 'object' && body.value !== null
+      ? (body.value as Record<string, unknown>)[field]
+      : undefined;
+  return { value };
 }
 
 /** True for 127.0.0.0/8, ::1 and their IPv4-mapped forms: a client on this machine. */

@@ -4,8 +4,21 @@ import type { Logger } from '../log/logger.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
 import type { Guard } from './guard.js';
 import type { ControlEndpoint } from './control-endpoint.js';
-import { readBodyField, sendError, sendJson } from './http-util.js';
-import { AlreadyExistsError, type DeviceRecord, type Registry, type Right } from './registry.js';
+import {
+  deviceIdentityJson,
+  etagOf,
+  ifMatchAdmits,
+  parseDeviceIdentity,
+  parseIfMatch,
+} from '../protocol/iothub-device.js';
+import { readBody, readBodyField, sendError, sendJson } from './http-util.js';
+import {
+  AlreadyExistsError,
+  PreconditionFailedError,
+  type DeviceRecord,
+  type Registry,
+  type Right,
+} from './registry.js';
 import type { StreamEndpoint } from './stream-endpoint.js';
 
 export interface RegistryApiContext {
@@ -24,7 +37,7 @@ export interface RegistryApiContext {
  * Which devices are connected: to this hub, or in a cluster to any node. If the cluster
  * cannot say (Redis away), this node's own connections are the best answer there is.
  */
-async function connectedSet(
+export async function connectedSet(
   ctx: RegistryApiContext,
   deviceIds: readonly string[],
 ): Promise<Set<string>> {
@@ -42,7 +55,10 @@ async function connectedSet(
   }
 }
 
-/** The JSON shape of a device (a subset of IoT Hub's device identity). */
+/**
+ * The JSON shape of a device: IoT Hub's device identity (etag, generationId, keys when
+ * `withSecrets`), plus dstream's connection strings beside the keys.
+ */
 export function deviceJson(
   ctx: RegistryApiContext,
   device: DeviceRecord,
@@ -50,17 +66,9 @@ export function deviceJson(
   connected: boolean,
 ): Record<string, unknown> {
   return {
-    deviceId: device.deviceId,
-    status: device.status,
-    connectionState: connected ? 'Connected' : 'Disconnected',
-    createdTime: device.createdTime,
-    lastActivityTime: device.lastActivityTime,
+    ...deviceIdentityJson(device, connected, withSecrets),
     ...(withSecrets
       ? {
-          authentication: {
-            type: 'sas',
-            symmetricKey: { primaryKey: device.primaryKey, secondaryKey: device.secondaryKey },
-          },
           connectionString: formatDeviceConnectionString(
             ctx.hubAddress,
             device.deviceId,
@@ -74,6 +82,118 @@ export function deviceJson(
         }
       : {}),
   };
+}
+
+/** Answer with a device, its etag also in the ETag header (as IoT Hub does). */
+function sendDevice(
+  ctx: RegistryApiContext,
+  res: ServerResponse,
+  device: DeviceRecord,
+  withSecrets: boolean,
+  connected: boolean,
+): void {
+  res.setHeader('etag', `"${etagOf(device)}"`);
+  sendJson(res, 200, deviceJson(ctx, device, withSecrets, connected));
+}
+
+const notRegistered = (res: ServerResponse, deviceId: string): void =>
+  sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
+
+const changedSinceRead = (res: ServerResponse, deviceId: string): void =>
+  sendError(
+    res,
+    412,
+    'PreconditionFailed',
+    `device '${deviceId}' has another etag than If-Match names: it changed since it was read`,
+  );
+
+/** Close what a change revokes: a disabled device's connection, one made with an old key. */
+function revoke(ctx: RegistryApiContext, before: DeviceRecord, after: DeviceRecord): void {
+  if (after.status === 'disabled' && before.status === 'enabled') {
+    ctx.control.disconnect(after.deviceId, 'device disabled');
+    ctx.streams.closeDevice(after.deviceId);
+  } else if (after.primaryKey !== before.primaryKey || after.secondaryKey !== before.secondaryKey) {
+    // A connection made with the old key must not outlive it: the agent reconnects.
+    ctx.control.disconnect(after.deviceId, 'device keys changed');
+  }
+}
+
+/**
+ * PUT /devices/{id}: without If-Match, create (keys from the body kept, else generated; 409
+ * if it exists); with If-Match, replace status and keys of an existing device (`*`, or its
+ * current etag; else 412), as IoT Hub's Registry.create and Registry.update do.
+ */
+async function putDevice(
+  ctx: RegistryApiContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  deviceId: string,
+  policy: string,
+): Promise<void> {
+  const body = await readBody(req, res);
+  if (!body) return;
+  const parsed = parseDeviceIdentity(body.value, deviceId);
+  if ('problem' in parsed) return sendError(res, 400, 'ArgumentInvalid', parsed.problem);
+  const wanted = parsed.request;
+  const ifMatch = parseIfMatch(req.headers['if-match']);
+  if (ifMatch.kind === 'none') {
+    try {
+      const device = await ctx.registry.addDevice(deviceId, new Date(), wanted);
+      ctx.logger.info('device added', {
+        device: deviceId,
+        policy,
+        keys: wanted.primaryKey || wanted.secondaryKey ? 'given' : 'generated',
+      });
+      return sendDevice(ctx, res, device, true, false);
+    } catch (error) {
+      if (error instanceof AlreadyExistsError)
+        return sendError(res, 409, 'DeviceAlreadyExists', `device '${deviceId}' already exists`);
+      throw error;
+    }
+  }
+  const before = ctx.registry.getDevice(deviceId);
+  if (!before) return notRegistered(res, deviceId);
+  if (!ifMatchAdmits(ifMatch, etagOf(before))) return changedSinceRead(res, deviceId);
+  let after: DeviceRecord | undefined;
+  try {
+    // The version read here is checked again in the store's own atomic step.
+    after = await ctx.registry.updateDevice(deviceId, wanted, before.version);
+  } catch (error) {
+    if (error instanceof PreconditionFailedError) return changedSinceRead(res, deviceId);
+    throw error;
+  }
+  if (!after) return notRegistered(res, deviceId);
+  revoke(ctx, before, after);
+  ctx.logger.info('device updated', { device: deviceId, policy, status: after.status });
+  const connected =
+    after.status === 'enabled' && (await connectedSet(ctx, [deviceId])).has(deviceId);
+  return sendDevice(ctx, res, after, true, connected);
+}
+
+/** DELETE /devices/{id}, unconditional or with If-Match (`*` or the current etag). */
+async function deleteDevice(
+  ctx: RegistryApiContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  deviceId: string,
+  policy: string,
+): Promise<void> {
+  const ifMatch = parseIfMatch(req.headers['if-match']);
+  const before = ctx.registry.getDevice(deviceId);
+  if (!before) return notRegistered(res, deviceId);
+  if (!ifMatchAdmits(ifMatch, etagOf(before))) return changedSinceRead(res, deviceId);
+  try {
+    const ifVersion = ifMatch.kind === 'etags' ? before.version : undefined;
+    if (!(await ctx.registry.removeDevice(deviceId, ifVersion)))
+      return notRegistered(res, deviceId);
+  } catch (error) {
+    if (error instanceof PreconditionFailedError) return changedSinceRead(res, deviceId);
+    throw error;
+  }
+  ctx.control.disconnect(deviceId, 'device removed');
+  ctx.streams.closeDevice(deviceId);
+  ctx.logger.info('device removed', { device: deviceId, policy });
+  res.writeHead(204).end();
 }
 
 /** POST /devices/{id}/regenerate-key {"key": "primary"|"secondary"}: a fresh key, old one dead. */
@@ -100,7 +220,7 @@ async function regenerateKey(
   // A connection made with the old key must not outlive it: the agent reconnects with its key.
   ctx.control.disconnect(deviceId, `${which} key regenerated`);
   ctx.logger.info('device key regenerated', { device: deviceId, which, policy });
-  return sendJson(res, 200, deviceJson(ctx, device, true, false));
+  return sendDevice(ctx, res, device, true, false);
 }
 
 /**
@@ -146,23 +266,14 @@ export async function handleRegistryApi(
   }
 
   switch (method) {
-    case 'PUT': {
-      try {
-        const device = await ctx.registry.addDevice(deviceId);
-        ctx.logger.info('device added', { device: deviceId, policy: caller.name });
-        return sendJson(res, 200, deviceJson(ctx, device, true, false));
-      } catch (error) {
-        if (error instanceof AlreadyExistsError)
-          return sendError(res, 409, 'DeviceAlreadyExists', `device '${deviceId}' already exists`);
-        throw error;
-      }
-    }
+    case 'PUT':
+      return putDevice(ctx, req, res, deviceId, caller.name);
     case 'GET': {
       const device = ctx.registry.getDevice(deviceId);
       if (!device)
         return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
       const connected = await connectedSet(ctx, [deviceId]);
-      return sendJson(res, 200, deviceJson(ctx, device, true, connected.has(deviceId)));
+      return sendDevice(ctx, res, device, true, connected.has(deviceId));
     }
     case 'PATCH': {
       const statusField = await readBodyField(req, res, 'status');
@@ -184,17 +295,10 @@ export async function handleRegistryApi(
       }
       ctx.logger.info(`device ${status}`, { device: deviceId, policy: caller.name });
       const connected = status === 'enabled' && (await connectedSet(ctx, [deviceId])).has(deviceId);
-      return sendJson(res, 200, deviceJson(ctx, device, false, connected));
+      return sendDevice(ctx, res, device, false, connected);
     }
-    case 'DELETE': {
-      if (!(await ctx.registry.removeDevice(deviceId)))
-        return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
-      ctx.control.disconnect(deviceId, 'device removed');
-      ctx.streams.closeDevice(deviceId);
-      ctx.logger.info('device removed', { device: deviceId, policy: caller.name });
-      res.writeHead(204).end();
-      return;
-    }
+    case 'DELETE':
+      return deleteDevice(ctx, req, res, deviceId, caller.name);
     default:
       return sendError(res, 405, 'MethodNotAllowed', `${method} is not supported on /devices/{id}`);
   }

@@ -28,7 +28,23 @@ export interface DeviceRecord {
   /** ISO 8601 times. */
   readonly createdTime: string;
   readonly lastActivityTime: string | null;
+  /**
+   * Counts changes of status and keys (1 when made), so that a conditional write (IoT Hub's
+   * `If-Match` etag) can tell whether the device changed since the caller read it.
+   * Activity times do not count.
+   */
+  readonly version: number;
 }
+
+/** What a device may be created with; what is left out is generated (keys) or defaulted. */
+export interface DeviceInit {
+  readonly primaryKey?: string | undefined;
+  readonly secondaryKey?: string | undefined;
+  readonly status?: DeviceStatus | undefined;
+}
+
+/** A change to an existing device: what is left out stays as it is. */
+export type DeviceUpdate = DeviceInit;
 
 export interface PolicyRecord {
   readonly name: string;
@@ -40,6 +56,14 @@ export interface PolicyRecord {
 /** Raised by addDevice/addPolicy when the name is taken. */
 export class AlreadyExistsError extends Error {
   override readonly name = 'AlreadyExistsError';
+}
+
+/**
+ * Raised by a conditional write (updateDevice, removeDevice with `ifVersion`) when the
+ * device changed since the caller read it.
+ */
+export class PreconditionFailedError extends Error {
+  override readonly name = 'PreconditionFailedError';
 }
 
 /** A change another cluster node made to the shared registry (see Registry.watch). */
@@ -60,8 +84,20 @@ export interface Registry {
   getPolicy(name: string): PolicyRecord | undefined;
   listPolicies(): PolicyRecord[];
   getSetting(name: string): string | undefined;
-  addDevice(deviceId: string, now?: Date): Promise<DeviceRecord>;
-  removeDevice(deviceId: string): Promise<boolean>;
+  /** Register a device; keys not given are generated. AlreadyExistsError if it exists. */
+  addDevice(deviceId: string, now?: Date, init?: DeviceInit): Promise<DeviceRecord>;
+  /**
+   * Change a device's status or keys; undefined if it does not exist. With `ifVersion`, only
+   * if its version is still that one (else PreconditionFailedError), checked in the same
+   * atomic step as the write.
+   */
+  updateDevice(
+    deviceId: string,
+    update: DeviceUpdate,
+    ifVersion?: number,
+  ): Promise<DeviceRecord | undefined>;
+  /** False if it did not exist; with `ifVersion`, as updateDevice. */
+  removeDevice(deviceId: string, ifVersion?: number): Promise<boolean>;
   setDeviceStatus(deviceId: string, status: DeviceStatus): Promise<DeviceRecord | undefined>;
   /** Replace one of a device's keys with a fresh one. */
   regenerateKey(

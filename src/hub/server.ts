@@ -13,13 +13,14 @@ import type { Duplex } from 'node:stream';
 import type { HubAddress } from '../auth/connection-string.js';
 import { DstreamError, describeError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { deviceIdProblem, streamNameProblem } from '../protocol/identifiers.js';
+import { deviceIdProblem, moduleIdProblem, streamNameProblem } from '../protocol/identifiers.js';
 import { defaultGuardOptions, Guard, type GuardOptions } from './guard.js';
 import { ControlEndpoint } from './control-endpoint.js';
 import type { HubTlsIdentity } from './data-dir.js';
 import { closeSoon, parseRequestPath, refuseUpgrade, sendError, sendJson } from './http-util.js';
 import { derivePublicUrl, hostAndPort } from './public-url.js';
 import { handleRegistryApi } from './registry-api.js';
+import { handleTwinApi } from './twin-api.js';
 import { handlePolicyApi } from './policy-api.js';
 import type { Registry } from './registry.js';
 import { handleStreamInitiation } from './stream-initiation.js';
@@ -207,33 +208,41 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       res.end(text);
       return;
     }
+    const registryCtx = {
+      registry,
+      control,
+      streams,
+      hubAddress: ctx.address,
+      logger,
+      guard,
+      connectedAmong: cluster?.connectedAmong,
+    };
     if (seg[0] === 'devices' && seg.length <= 3) {
       const id = seg[1] === '' ? undefined : seg[1];
-      return handleRegistryApi(
-        {
-          registry,
-          control,
-          streams,
-          hubAddress: ctx.address,
-          logger,
-          guard,
-          connectedAmong: cluster?.connectedAmong,
-        },
-        req,
-        res,
-        id,
-        seg[2],
-      );
+      return handleRegistryApi(registryCtx, req, res, id, seg[2]);
     }
     if (seg[0] === 'policies' && seg.length <= 2) {
       const name = seg[1] === '' ? undefined : seg[1];
       return handlePolicyApi({ registry, hubAddress: ctx.address, logger, guard }, req, res, name);
     }
-    if (seg[0] === 'twins' && seg[2] === 'streams' && seg.length === 4) {
+    if (seg[0] === 'twins' && seg.length === 2)
+      return handleTwinApi(registryCtx, req, res, seg[1] ?? '');
+    // IoT Hub's stream initiation, to a device or (IoT Hub's module form) to one of its
+    // modules: dstream has no module identities, so a module's stream goes to its device's
+    // agent, which judges it by stream name as any other (docs/azure.md).
+    const stream =
+      seg[0] === 'twins' && seg.length === 4 && seg[2] === 'streams'
+        ? { deviceId: seg[1] ?? '', moduleId: undefined, streamName: seg[3] ?? '' }
+        : seg[0] === 'twins' && seg.length === 6 && seg[2] === 'modules' && seg[4] === 'streams'
+          ? { deviceId: seg[1] ?? '', moduleId: seg[3] ?? '', streamName: seg[5] ?? '' }
+          : undefined;
+    if (stream) {
       if (method !== 'POST')
         return sendError(res, 405, 'MethodNotAllowed', 'stream initiation is POST');
-      const [, deviceId = '', , streamName = ''] = seg;
-      const problem = deviceIdProblem(deviceId) ?? streamNameProblem(streamName);
+      const problem =
+        deviceIdProblem(stream.deviceId) ??
+        (stream.moduleId === undefined ? undefined : moduleIdProblem(stream.moduleId)) ??
+        streamNameProblem(stream.streamName);
       if (problem) return sendError(res, 400, 'ArgumentInvalid', problem);
       return handleStreamInitiation(
         {
@@ -251,8 +260,9 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
         },
         req,
         res,
-        deviceId,
-        streamName,
+        stream.deviceId,
+        stream.streamName,
+        stream.moduleId,
       );
     }
     return sendError(

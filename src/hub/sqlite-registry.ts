@@ -2,7 +2,10 @@ import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import {
   AlreadyExistsError,
+  PreconditionFailedError,
+  type DeviceInit,
   type DeviceRecord,
+  type DeviceUpdate,
   type DeviceStatus,
   type PolicyRecord,
   type Registry,
@@ -17,6 +20,7 @@ interface DeviceRow {
   status: DeviceStatus;
   created_time: string;
   last_activity_time: string | null;
+  version: number;
 }
 
 interface PolicyRow {
@@ -32,7 +36,8 @@ CREATE TABLE IF NOT EXISTS devices (
   secondary_key TEXT NOT NULL,
   status TEXT NOT NULL CHECK (status IN ('enabled', 'disabled')),
   created_time TEXT NOT NULL,
-  last_activity_time TEXT
+  last_activity_time TEXT,
+  version INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS policies (
   name TEXT PRIMARY KEY,
@@ -62,6 +67,7 @@ function toDevice(row: DeviceRow): DeviceRecord {
     status: row.status,
     createdTime: row.created_time,
     lastActivityTime: row.last_activity_time,
+    version: row.version,
   };
 }
 
@@ -74,6 +80,8 @@ function migrate(db: Database.Database): void {
     const set = db.prepare(`UPDATE devices SET secondary_key = ? WHERE device_id = ?`);
     for (const row of rows) set.run(newKey(), row.device_id);
   }
+  if (!columns.some((c) => c.name === 'version'))
+    db.exec(`ALTER TABLE devices ADD COLUMN version INTEGER NOT NULL DEFAULT 1`);
 }
 
 /** Run an INSERT; a primary-key clash becomes AlreadyExistsError naming `what`. */
@@ -85,6 +93,12 @@ function insertUnique(what: string, insert: () => unknown): void {
       throw new AlreadyExistsError(`${what} already exists`);
     throw error;
   }
+}
+
+/** PreconditionFailedError unless the device is at the version the caller read. */
+function checkVersion(deviceId: string, current: DeviceRecord, ifVersion?: number): void {
+  if (ifVersion !== undefined && current.version !== ifVersion)
+    throw new PreconditionFailedError(`device '${deviceId}' changed since it was read`);
 }
 
 /** Run a synchronous statement behind the async Registry interface: a throw becomes a rejection. */
@@ -106,13 +120,16 @@ export class SqliteRegistry implements Registry {
     migrate(this.#db);
     const db = this.#db;
     this.#stmts = {
-      insertDevice: db.prepare<[string, string, string, string]>(
-        `INSERT INTO devices (device_id, primary_key, secondary_key, status, created_time) VALUES (?, ?, ?, 'enabled', ?)`,
+      insertDevice: db.prepare<[string, string, string, DeviceStatus, string]>(
+        `INSERT INTO devices (device_id, primary_key, secondary_key, status, created_time) VALUES (?, ?, ?, ?, ?)`,
       ),
       getDevice: db.prepare<[string], DeviceRow>(`SELECT * FROM devices WHERE device_id = ?`),
       listDevices: db.prepare<[], DeviceRow>(`SELECT * FROM devices ORDER BY device_id`),
       removeDevice: db.prepare<[string]>(`DELETE FROM devices WHERE device_id = ?`),
-      setStatus: db.prepare<[string, string]>(`UPDATE devices SET status = ? WHERE device_id = ?`),
+      // Every change of status or keys counts one version (activity times do not).
+      setDevice: db.prepare<[DeviceStatus, string, string, string]>(
+        `UPDATE devices SET status = ?, primary_key = ?, secondary_key = ?, version = version + 1 WHERE device_id = ?`,
+      ),
       touch: db.prepare<[string, string]>(
         `UPDATE devices SET last_activity_time = ? WHERE device_id = ?`,
       ),
@@ -125,12 +142,6 @@ export class SqliteRegistry implements Registry {
       setPolicy: db.prepare<[string, string, string]>(
         `UPDATE policies SET rights = ?, key = ? WHERE name = ?`,
       ),
-      setPrimary: db.prepare<[string, string]>(
-        `UPDATE devices SET primary_key = ? WHERE device_id = ?`,
-      ),
-      setSecondary: db.prepare<[string, string]>(
-        `UPDATE devices SET secondary_key = ? WHERE device_id = ?`,
-      ),
       getSetting: db.prepare<[string], { value: string }>(
         `SELECT value FROM settings WHERE name = ?`,
       ),
@@ -140,14 +151,24 @@ export class SqliteRegistry implements Registry {
     };
   }
 
-  addDevice(deviceId: string, now: Date = new Date()): Promise<DeviceRecord> {
-    return settle(() => this.addDeviceNow(deviceId, now));
+  addDevice(
+    deviceId: string,
+    now: Date = new Date(),
+    init: DeviceInit = {},
+  ): Promise<DeviceRecord> {
+    return settle(() => this.addDeviceNow(deviceId, now, init));
   }
 
   /** addDevice, synchronously (for tools that fill a registry file directly). */
-  addDeviceNow(deviceId: string, now: Date = new Date()): DeviceRecord {
+  addDeviceNow(deviceId: string, now: Date = new Date(), init: DeviceInit = {}): DeviceRecord {
     insertUnique(`device '${deviceId}'`, () =>
-      this.#stmts.insertDevice.run(deviceId, newKey(), newKey(), now.toISOString()),
+      this.#stmts.insertDevice.run(
+        deviceId,
+        init.primaryKey ?? newKey(),
+        init.secondaryKey ?? newKey(),
+        init.status ?? 'enabled',
+        now.toISOString(),
+      ),
     );
     return this.getDevice(deviceId) as DeviceRecord;
   }
@@ -161,15 +182,37 @@ export class SqliteRegistry implements Registry {
     return this.#stmts.listDevices.all().map(toDevice);
   }
 
-  removeDevice(deviceId: string): Promise<boolean> {
-    return settle(() => this.#stmts.removeDevice.run(deviceId).changes > 0);
+  removeDevice(deviceId: string, ifVersion?: number): Promise<boolean> {
+    // Synchronous: nothing else runs between the check and the delete.
+    return settle(() => {
+      const current = this.getDevice(deviceId);
+      if (!current) return false;
+      checkVersion(deviceId, current, ifVersion);
+      return this.#stmts.removeDevice.run(deviceId).changes > 0;
+    });
+  }
+
+  updateDevice(
+    deviceId: string,
+    update: DeviceUpdate,
+    ifVersion?: number,
+  ): Promise<DeviceRecord | undefined> {
+    return settle(() => {
+      const current = this.getDevice(deviceId);
+      if (!current) return undefined;
+      checkVersion(deviceId, current, ifVersion);
+      this.#stmts.setDevice.run(
+        update.status ?? current.status,
+        update.primaryKey ?? current.primaryKey,
+        update.secondaryKey ?? current.secondaryKey,
+        deviceId,
+      );
+      return this.getDevice(deviceId);
+    });
   }
 
   setDeviceStatus(deviceId: string, status: DeviceStatus): Promise<DeviceRecord | undefined> {
-    return settle(() => {
-      this.#stmts.setStatus.run(status, deviceId);
-      return this.getDevice(deviceId);
-    });
+    return this.updateDevice(deviceId, { status });
   }
 
   touchDevice(deviceId: string, when: Date): void {
@@ -216,11 +259,10 @@ export class SqliteRegistry implements Registry {
     deviceId: string,
     which: 'primary' | 'secondary',
   ): Promise<DeviceRecord | undefined> {
-    const stmt = which === 'primary' ? this.#stmts.setPrimary : this.#stmts.setSecondary;
-    return settle(() => {
-      stmt.run(newKey(), deviceId);
-      return this.getDevice(deviceId);
-    });
+    return this.updateDevice(
+      deviceId,
+      which === 'primary' ? { primaryKey: newKey() } : { secondaryKey: newKey() },
+    );
   }
 
   getSetting(name: string): string | undefined {

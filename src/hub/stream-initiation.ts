@@ -57,7 +57,8 @@ function timeoutHeader(req: IncomingMessage, name: string, fallback: number): nu
 }
 
 /**
- * POST /twins/{deviceId}/streams/{streamName}: IoT Hub's stream initiation. The request is
+ * POST /twins/{deviceId}/streams/{streamName} (or /twins/{deviceId}/modules/{moduleId}/streams/
+ * {streamName}): IoT Hub's stream initiation. The request is
  * held until the device answers; the reply carries iothub-streaming-is-accepted and, when
  * accepted, the streaming URL and the service side's single-use token.
  */
@@ -67,10 +68,17 @@ export async function handleStreamInitiation(
   res: ServerResponse,
   deviceId: string,
   streamName: string,
+  /** Set for IoT Hub's module form of the request; logged, the device's agent answers. */
+  moduleId?: string,
 ): Promise<void> {
   const started = Date.now();
   const remote = remoteOf(req);
-  const log = ctx.logger.child({ device: deviceId, stream: streamName, remote });
+  const log = ctx.logger.child({
+    device: deviceId,
+    ...(moduleId !== undefined && { module: moduleId }),
+    stream: streamName,
+    remote,
+  });
   // Known once authenticated; refusals before that are audited without it.
   const caller: { policy?: string } = {};
   /** Answer with an error and write the attempt to the audit log. */

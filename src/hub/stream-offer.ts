@@ -89,7 +89,10 @@ export async function offerStream(
   const requestId = randomBytes(12).toString('base64url');
   const base = ctx.streamBaseUrl;
   const wsScheme = base.protocol === 'https:' || base.protocol === 'wss:' ? 'wss:' : 'ws:';
-  const url = `${wsScheme}//${base.host}/bridges/${stream.id}`;
+  // The port is written out even when it is the scheme's default (URL.host drops it): some
+  // of Azure's clients (the C SDK) read host and port from the URL separately.
+  const port = base.port || (wsScheme === 'wss:' ? '443' : '80');
+  const url = `${wsScheme}//${base.hostname}:${port}/bridges/${stream.id}`;
   const abandon = (): void => {
     ctx.control.cancel(deviceId, requestId);
     ctx.streams.cancel(stream.id);

@@ -13,22 +13,25 @@ export function isValidStreamName(value: string): boolean {
   return idPattern.test(value);
 }
 
+function identifierProblem(what: string, value: string): string | undefined {
+  if (value.length === 0) return `${what} is empty`;
+  if (value.length > 128) return `${what} is ${value.length} characters long; at most 128 allowed`;
+  if (!idPattern.test(value))
+    return `${what} '${value}' has characters outside letters, digits and -.:+%_#*?!(),=@$'`;
+  return undefined;
+}
+
 /** Why a device ID is invalid, or undefined if it is valid. */
 export function deviceIdProblem(value: string): string | undefined {
-  if (value.length === 0) return 'device ID is empty';
-  if (value.length > 128)
-    return `device ID is ${value.length} characters long; at most 128 allowed`;
-  if (!idPattern.test(value))
-    return `device ID '${value}' has characters outside letters, digits and -.:+%_#*?!(),=@$'`;
-  return undefined;
+  return identifierProblem('device ID', value);
+}
+
+/** Why a module ID (IoT Hub's rule, the same as a device ID's) is invalid, or undefined. */
+export function moduleIdProblem(value: string): string | undefined {
+  return identifierProblem('module ID', value);
 }
 
 /** Why a stream name is invalid, or undefined if it is valid. */
 export function streamNameProblem(value: string): string | undefined {
-  if (value.length === 0) return 'stream name is empty';
-  if (value.length > 128)
-    return `stream name is ${value.length} characters long; at most 128 allowed`;
-  if (!idPattern.test(value))
-    return `stream name '${value}' has characters outside letters, digits and -.:+%_#*?!(),=@$'`;
-  return undefined;
+  return identifierProblem('stream name', value);
 }

@@ -1,5 +1,9 @@
 import { expect, it } from 'vitest';
-import { AlreadyExistsError, type Registry } from '../../src/hub/registry.js';
+import {
+  AlreadyExistsError,
+  PreconditionFailedError,
+  type Registry,
+} from '../../src/hub/registry.js';
 
 /**
  * What every Registry must do, whatever stands behind it (SQLite, Redis). `open` gives a
@@ -37,6 +41,49 @@ export function registryContract(
     expect(await reg.removeDevice('b-dev')).toBe(true);
     expect(await reg.removeDevice('b-dev')).toBe(false);
     expect(reg.getDevice('b-dev')).toBeUndefined();
+    reg.close();
+  });
+
+  it('creates with given keys and status; versions count changes; conditional writes check them', async () => {
+    const reg = await open();
+    const k1 = Buffer.alloc(16, 1).toString('base64');
+    const k2 = Buffer.alloc(64, 2).toString('base64');
+    const dev = await reg.addDevice('given', new Date('2026-03-03T00:00:00Z'), {
+      primaryKey: k1,
+      secondaryKey: k2,
+      status: 'disabled',
+    });
+    expect(dev).toMatchObject({ primaryKey: k1, secondaryKey: k2, status: 'disabled', version: 1 });
+    expect(reg.getDevice('given')).toEqual(dev);
+    // Only the primary key given: the secondary is generated.
+    const half = await reg.addDevice('half', undefined, { primaryKey: k1 });
+    expect(half.primaryKey).toBe(k1);
+    expect(Buffer.from(half.secondaryKey, 'base64')).toHaveLength(32);
+
+    const v2 = await reg.updateDevice('given', { status: 'enabled' }, 1);
+    expect(v2).toMatchObject({ status: 'enabled', primaryKey: k1, secondaryKey: k2, version: 2 });
+    await expect(reg.updateDevice('given', { status: 'disabled' }, 1)).rejects.toThrow(
+      PreconditionFailedError,
+    );
+    expect(reg.getDevice('given')?.status).toBe('enabled');
+    // Unconditional writes count too; activity does not.
+    expect((await reg.setDeviceStatus('given', 'disabled'))?.version).toBe(3);
+    expect((await reg.regenerateKey('given', 'primary'))?.version).toBe(4);
+    const v5 = await reg.updateDevice('given', { secondaryKey: k1 });
+    expect(v5).toMatchObject({ secondaryKey: k1, version: 5 });
+    reg.touchDevice('given', new Date('2026-04-04T00:00:00Z'));
+    await expect
+      .poll(() => reg.getDevice('given')?.lastActivityTime)
+      .toBe('2026-04-04T00:00:00.000Z');
+    expect(reg.getDevice('given')?.version).toBe(5);
+    expect(await reg.updateDevice('nope', { status: 'enabled' }, 1)).toBeUndefined();
+
+    await expect(reg.removeDevice('given', 4)).rejects.toThrow(PreconditionFailedError);
+    expect(reg.getDevice('given')).toBeDefined();
+    expect(await reg.removeDevice('given', 5)).toBe(true);
+    expect(await reg.removeDevice('given', 5)).toBe(false);
+    // A device made again starts over at version 1.
+    expect((await reg.addDevice('given')).version).toBe(1);
     reg.close();
   });
 

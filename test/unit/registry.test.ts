@@ -1,6 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openHubDataDir } from '../../src/hub/data-dir.js';
 import { SqliteRegistry } from '../../src/hub/sqlite-registry.js';
@@ -18,6 +19,22 @@ describe('SQLite registry', () => {
     () => Promise.resolve(new SqliteRegistry(join(dir, 'r.db'))),
     () => Promise.resolve(new SqliteRegistry(join(dir, 'r.db'))),
   );
+
+  it('a registry from before device versions: its devices read as version 1 and count on', async () => {
+    const file = join(dir, 'old.db');
+    const db = new Database(file);
+    db.exec(`CREATE TABLE devices (
+      device_id TEXT PRIMARY KEY, primary_key TEXT NOT NULL, secondary_key TEXT NOT NULL,
+      status TEXT NOT NULL, created_time TEXT NOT NULL, last_activity_time TEXT)`);
+    db.prepare(
+      `INSERT INTO devices VALUES ('old', 'cA==', 'cw==', 'enabled', '2026-01-01T00:00:00.000Z', NULL)`,
+    ).run();
+    db.close();
+    const reg = new SqliteRegistry(file);
+    expect(reg.getDevice('old')).toMatchObject({ primaryKey: 'cA==', version: 1 });
+    expect((await reg.updateDevice('old', { status: 'disabled' }, 1))?.version).toBe(2);
+    reg.close();
+  });
 
   it('a registry from before PolicyWrite: the service policy is given it, once', async () => {
     const dataDir = join(dir, 'old');
