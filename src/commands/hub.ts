@@ -68,6 +68,9 @@ interface HubFlags extends LogFlags {
   readonly metrics?: string;
   readonly redis?: string;
   readonly nodeUrl?: string;
+  readonly mqttListen?: string;
+  /** false with --no-mqtt. */
+  readonly mqtt?: boolean;
 }
 
 /** Validated hub settings. */
@@ -83,19 +86,36 @@ export interface HubSettings {
   readonly redisUrl: URL | undefined;
   /** Cluster mode: where clients reach this node itself. */
   readonly nodeUrl: URL | undefined;
+  /** Azure's MQTT device protocol: where its TLS listener binds; undefined with --no-mqtt. */
+  readonly mqttListen: { readonly host: string; readonly port: number } | undefined;
 }
 
 const publicUrlSetting = 'public_url';
 const defaultListen = '0.0.0.0:8443';
+/** IoT Hub's MQTT over TLS port, where Azure's device SDKs connect. */
+const defaultMqttListen = '0.0.0.0:8883';
 
-function parseListen(text: string): { host: string; port: number } {
+function parseListen(
+  text: string,
+  flag = '--listen',
+  example = defaultListen,
+): { host: string; port: number } {
   const m = /^(?:(.*):)?(\d{1,5})$/.exec(text);
   const host = m?.[1] ?? '0.0.0.0';
-  const port = m?.[2] !== undefined ? parsePort(m[2], '--listen', true) : NaN;
+  const port = m?.[2] !== undefined ? parsePort(m[2], flag, true) : NaN;
   const hp = m ? parseHostPort(`${host === '' ? '0.0.0.0' : host}:${port || 1}`) : undefined;
   if (!hp || Number.isNaN(port))
-    throw new DstreamError('ERR_USAGE', `--listen ${text}: expected HOST:PORT, e.g. 0.0.0.0:8443`);
+    throw new DstreamError('ERR_USAGE', `${flag} ${text}: expected HOST:PORT, e.g. ${example}`);
   return { host: hp.host, port };
+}
+
+function mqttListenFrom(flags: HubFlags): HubSettings['mqttListen'] {
+  if (flags.mqtt === false) {
+    if (flags.mqttListen !== undefined)
+      throw new DstreamError('ERR_USAGE', '--mqtt-listen and --no-mqtt contradict each other');
+    return undefined;
+  }
+  return parseListen(flags.mqttListen ?? defaultMqttListen, '--mqtt-listen', defaultMqttListen);
 }
 
 function settingsFrom(flags: HubFlags, ctx: CommandContext): HubSettings {
@@ -112,6 +132,7 @@ function settingsFrom(flags: HubFlags, ctx: CommandContext): HubSettings {
     insecureNoTls: flags.insecureNoTls === true,
     redisUrl: redis === undefined ? undefined : parseStoreUrl(redis),
     nodeUrl: nodeUrlFrom(flags, redis),
+    mqttListen: mqttListenFrom(flags),
   };
 }
 
@@ -343,6 +364,7 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
         metrics,
         cluster: state.cluster,
         nodeUrl: s.nodeUrl,
+        mqtt: s.mqttListen && { listen: s.mqttListen },
         ...tuning,
       },
       logger,
@@ -367,6 +389,13 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
     maxConnections: tuning.maxConnections,
     ...(flags.proxyProtocolFrom !== undefined && { proxyProtocolFrom: flags.proxyProtocolFrom }),
   });
+  if (s.mqttListen && hub.mqttPort !== undefined) {
+    const h = s.mqttListen.host;
+    logger.info(
+      `mqtt (Azure's device protocol) listening on ${state.tls ? 'mqtts' : 'mqtt'}://${h.includes(':') ? `[${h}]` : h}:${hub.mqttPort}, and over WebSockets at ${bound}/$iothub/websocket`,
+      { port: hub.mqttPort },
+    );
+  }
   if (state.tls)
     logger.info(`TLS certificate SHA-256 fingerprint ${formatFingerprint(state.tls.fingerprint)}`);
   // The data dir records how this hub serves, so init needs only where to find the registry;
@@ -400,6 +429,11 @@ function hubOptions(cmd: Command): Command {
       'PEM certificate to serve (default: a self-signed one in the data dir)',
     )
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
+    .option(
+      '--mqtt-listen <host:port>',
+      `Azure's device protocol, MQTT 3.1.1 over TLS, for devices on Azure's device SDKs (default ${defaultMqttListen})`,
+    )
+    .option('--no-mqtt', 'no MQTT: neither its TLS listener nor MQTT over WebSockets')
     .option(
       '--insecure-no-tls',
       'serve plain HTTP/WebSocket (only behind a TLS-terminating load balancer)',

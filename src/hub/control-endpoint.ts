@@ -30,10 +30,44 @@ export interface ControlPresence {
   offline(deviceId: string): void;
 }
 
+/** How a device holds its control channel: dstream's WebSocket, or Azure's MQTT. */
+export type DeviceProtocol = 'websocket' | 'mqtt';
+
+/**
+ * One device's control link, whatever carries it. The endpoint sends stream requests on it and
+ * closes it; the carrier reports the device's answers and the link's end through the
+ * AttachedLink that attach() returns.
+ */
+export interface DeviceLink {
+  readonly protocol: DeviceProtocol;
+  readonly remote: string | undefined;
+  send(message: StreamRequestMessage): void;
+  /** Close the link; `code` is a WebSocket close code (other carriers just close). */
+  close(code: number, reason: string): void;
+}
+
+/** What a carrier tells the endpoint about its attached link. */
+export interface AttachedLink {
+  /** The device answered a stream request. */
+  answer(message: StreamResponseMessage): void;
+  /** The link ended (the carrier calls this once, however it ended). */
+  closed(detail?: Record<string, unknown>): void;
+}
+
 interface Connection {
-  readonly ws: WebSocket;
+  readonly link: DeviceLink;
   readonly deviceId: string;
   readonly pending: Map<string, Pending>;
+}
+
+/** A control WebSocket as a DeviceLink. */
+function webSocketLink(ws: WebSocket, remote: string | undefined): DeviceLink {
+  return {
+    protocol: 'websocket',
+    remote,
+    send: (message) => ws.send(JSON.stringify(message)),
+    close: (code, reason) => closeWebSocket(ws, code, reason),
+  };
 }
 
 /**
@@ -85,41 +119,76 @@ export class ControlEndpoint {
       ws.on('error', (error) =>
         this.logger.debug('control socket error', { device: deviceId, error: error.message }),
       );
-      const previous = this.#online.get(deviceId);
-      if (previous) {
-        this.logger.info('device reconnected; closing its older control connection', {
-          device: deviceId,
-        });
-        this.#drop(previous, 'replaced');
-        closeWebSocket(previous.ws, closeCodes.replaced, 'replaced by a newer connection');
-      }
       this.heartbeat.add(ws);
-      const conn: Connection = { ws, deviceId, pending: new Map() };
-      this.#online.set(deviceId, conn);
-      this.registry.touchDevice(deviceId, new Date());
-      this.#presence?.online(deviceId);
-      this.logger.info('device connected', { device: deviceId, remote: req.socket.remoteAddress });
-      ws.on('message', (data: RawData, isBinary: boolean) => this.#onMessage(conn, data, isBinary));
-      ws.on('close', (code: number) => {
-        if (this.#online.get(deviceId) === conn) {
-          this.#online.delete(deviceId);
-          this.#drop(conn, 'disconnected');
-          this.registry.touchDevice(deviceId, new Date());
-          this.#presence?.offline(deviceId);
-          this.logger.info('device disconnected', { device: deviceId, code });
-        }
-      });
-      for (const wake of this.#waiters.get(deviceId) ?? []) wake();
+      const attached = this.attach(deviceId, webSocketLink(ws, req.socket.remoteAddress));
+      ws.on('message', (data: RawData, isBinary: boolean) =>
+        this.#onMessage(ws, deviceId, attached, data, isBinary),
+      );
+      ws.on('close', (code: number) => attached.closed({ code }));
     });
   }
 
-  #onMessage(conn: Connection, data: RawData, isBinary: boolean): void {
+  /**
+   * Put an authenticated device's link online (any carrier). A newer link for the same device
+   * replaces the older one, which is closed: one control connection per device, as IoT Hub.
+   */
+  attach(deviceId: string, link: DeviceLink): AttachedLink {
+    const previous = this.#online.get(deviceId);
+    if (previous) {
+      this.logger.info('device reconnected; closing its older control connection', {
+        device: deviceId,
+      });
+      this.#drop(previous, 'replaced');
+      previous.link.close(closeCodes.replaced, 'replaced by a newer connection');
+    }
+    const conn: Connection = { link, deviceId, pending: new Map() };
+    this.#online.set(deviceId, conn);
+    this.registry.touchDevice(deviceId, new Date());
+    this.#presence?.online(deviceId);
+    this.logger.info('device connected', {
+      device: deviceId,
+      remote: link.remote,
+      ...(link.protocol !== 'websocket' && { protocol: link.protocol }),
+    });
+    for (const wake of this.#waiters.get(deviceId) ?? []) wake();
+    let ended = false;
+    return {
+      answer: (message) => this.#answer(conn, message),
+      closed: (detail = {}) => {
+        if (ended) return;
+        ended = true;
+        // A replaced or disconnected link is already off the list; only the current one
+        // takes the device offline.
+        if (this.#online.get(deviceId) !== conn) return;
+        this.#online.delete(deviceId);
+        this.#drop(conn, 'disconnected');
+        this.registry.touchDevice(deviceId, new Date());
+        this.#presence?.offline(deviceId);
+        this.logger.info('device disconnected', { device: deviceId, ...detail });
+      },
+    };
+  }
+
+  /** Devices online here by the protocol that carries their control channel (metrics). */
+  countByProtocol(): Record<DeviceProtocol, number> {
+    const counts: Record<DeviceProtocol, number> = { websocket: 0, mqtt: 0 };
+    for (const conn of this.#online.values()) counts[conn.link.protocol]++;
+    return counts;
+  }
+
+  #onMessage(
+    ws: WebSocket,
+    deviceId: string,
+    attached: AttachedLink,
+    data: RawData,
+    isBinary: boolean,
+  ): void {
     const buf = data as Buffer;
     const tooBig = buf.length > this.maxMessageBytes;
     const message = isBinary || tooBig ? undefined : parseAgentMessage(buf.toString());
     if (!message) {
       this.logger.warn('device sent an invalid control message; closing its connection', {
-        device: conn.deviceId,
+        device: deviceId,
         bytes: buf.length,
         reason: isBinary
           ? 'binary frame'
@@ -127,9 +196,13 @@ export class ControlEndpoint {
             ? `over ${this.maxMessageBytes} bytes`
             : 'not a valid message',
       });
-      closeWebSocket(conn.ws, closeCodes.policyViolation, 'invalid control message');
+      closeWebSocket(ws, closeCodes.policyViolation, 'invalid control message');
       return;
     }
+    attached.answer(message);
+  }
+
+  #answer(conn: Connection, message: StreamResponseMessage): void {
     const pending = conn.pending.get(message.requestId);
     if (!pending) return; // answered too late: the request already timed out
     conn.pending.delete(message.requestId);
@@ -181,7 +254,7 @@ export class ControlEndpoint {
       this.#online.delete(conn.deviceId);
       this.#drop(conn, 'disconnected');
       this.#presence?.offline(conn.deviceId);
-      closeWebSocket(conn.ws, closeCodes.goingAway, reason);
+      conn.link.close(closeCodes.goingAway, reason);
     }
   }
 
@@ -199,7 +272,7 @@ export class ControlEndpoint {
         resolve({ kind: 'timeout' });
       }, timeoutMs);
       conn.pending.set(message.requestId, { resolve, timer });
-      conn.ws.send(JSON.stringify(message));
+      conn.link.send(message);
     });
   }
 
@@ -220,7 +293,7 @@ export class ControlEndpoint {
     this.#online.delete(deviceId);
     this.#drop(conn, 'disconnected');
     this.#presence?.offline(deviceId);
-    closeWebSocket(conn.ws, code, reason);
+    conn.link.close(code, reason);
   }
 
   /** Close every control connection. */

@@ -135,9 +135,9 @@ export class Guard {
     if (this.#failures.size >= maxTrackedIps) this.#failures.clear();
   }
 
-  #settle<T>(req: IncomingMessage, kind: AuthFailureKind, result: AuthResult<T>): AuthResult<T> {
-    if (result.ok) this.markAuthenticated(req.socket);
-    else if (result.status === 401) this.recordFailure(req.socket.remoteAddress, kind);
+  #settle<T>(socket: Socket, kind: AuthFailureKind, result: AuthResult<T>): AuthResult<T> {
+    if (result.ok) this.markAuthenticated(socket);
+    else if (result.status === 401) this.recordFailure(socket.remoteAddress, kind);
     return result;
   }
 
@@ -147,7 +147,7 @@ export class Guard {
     if (throttled) return throttled;
     const now = Date.now() / 1000;
     return this.#settle(
-      req,
+      req.socket,
       'service',
       authenticateService(
         this.registry,
@@ -184,19 +184,25 @@ export class Guard {
 
   /** Authenticate a device's control connection. */
   device(req: IncomingMessage, deviceId: string): AuthResult<DeviceRecord> | Throttled {
-    const throttled = this.throttled(req.socket.remoteAddress);
+    return this.deviceToken(req.socket, req.headers.authorization, deviceId);
+  }
+
+  /**
+   * Authenticate a device by its SAS token however it came (an Authorization header, an MQTT
+   * CONNECT password), counted against the connection's address like every other credential.
+   */
+  deviceToken(
+    socket: Socket,
+    token: string | undefined,
+    deviceId: string,
+  ): AuthResult<DeviceRecord> | Throttled {
+    const throttled = this.throttled(socket.remoteAddress);
     if (throttled) return throttled;
     const now = Date.now() / 1000;
     return this.#settle(
-      req,
+      socket,
       'device',
-      authenticateDevice(
-        this.registry,
-        req.headers.authorization,
-        deviceId,
-        now,
-        this.options.maxTokenLifetimeSeconds,
-      ),
+      authenticateDevice(this.registry, token, deviceId, now, this.options.maxTokenLifetimeSeconds),
     );
   }
 }

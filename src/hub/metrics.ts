@@ -5,6 +5,8 @@ import type { AuthFailureKind } from './guard.js';
 /** What the metrics read from the running hub at scrape time. */
 export interface MetricsSources {
   connectedDevices(): number;
+  /** The same devices, by what carries their control channel (dstream's WebSocket, MQTT). */
+  devicesByProtocol(): Readonly<Record<string, number>>;
   activeStreams(): number;
   bytesRelayed(): { readonly toDevice: number; readonly fromDevice: number };
   /** Cluster mode only. */
@@ -85,6 +87,16 @@ export class HubMetrics {
       registers,
       collect() {
         this.set(sources.connectedDevices());
+      },
+    });
+    new Gauge({
+      name: 'dstream_connected_devices_by_protocol',
+      help: 'Devices with a control connection to this hub, by protocol (websocket: dstream agents; mqtt: Azure device SDKs).',
+      labelNames: ['protocol'],
+      registers,
+      collect() {
+        for (const [protocol, n] of Object.entries(sources.devicesByProtocol()))
+          this.set({ protocol }, n);
       },
     });
     new Gauge({

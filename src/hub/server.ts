@@ -7,6 +7,7 @@ import {
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, BlockList, Socket } from 'node:net';
 import { createProxyFront } from './proxy-front.js';
+import { createMqttGateway } from '../mqtt/gateway.js';
 import { ConnectionCeiling } from './connection-ceiling.js';
 import { listen } from '../net/listen.js';
 import type { Duplex } from 'node:stream';
@@ -71,6 +72,13 @@ export interface HubOptions {
   readonly cluster?: HubCluster | undefined;
   /** This node's own URL in a cluster (default: derived from the bound address). */
   readonly nodeUrl?: URL | undefined;
+  /**
+   * Azure's device protocol beside the control WebSocket: MQTT over WebSockets at
+   * /$iothub/websocket on the main port, and MQTT over TLS where `listen` says (IoT Hub's
+   * 8883). Absent: no MQTT at all (--no-mqtt).
+   */
+  readonly mqtt?:
+    { readonly listen?: { readonly host: string; readonly port: number } } | undefined;
 }
 
 export type MetricsAccess = 'local' | 'open' | 'off';
@@ -78,6 +86,8 @@ export type MetricsAccess = 'local' | 'open' | 'off';
 export interface RunningHub {
   /** The bound port. */
   readonly port: number;
+  /** The MQTT over TLS listener's bound port, when there is one. */
+  readonly mqttPort: number | undefined;
   readonly publicUrl: URL;
   /** Host, port and trust data for the connection strings this hub hands out. */
   readonly address: HubAddress;
@@ -104,6 +114,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   // Gauges are read at scrape time; `control` and `streams` exist by then.
   const metrics = new HubMetrics({
     connectedDevices: () => control.size,
+    devicesByProtocol: () => control.countByProtocol(),
     activeStreams: () => streams.size,
     bytesRelayed: () => streams.bytesRelayed(),
     cluster: options.cluster && (() => (options.cluster as HubCluster).stats()),
@@ -325,6 +336,8 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       }
       return control.accept(req, socket, head, deviceId);
     }
+    if (mqtt && seg.length === 2 && seg[0] === '$iothub' && seg[1] === 'websocket')
+      return mqtt.upgrade(req, socket, head);
     if (seg.length === 2 && seg[0] === 'bridges') {
       const id = seg[1] ?? '';
       if (cluster && !streams.isLocal(id)) {
@@ -354,18 +367,31 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   // Every TCP connection, so close() can end the ones HTTP does not track (mid-handshake, idle).
   const sockets = new Set<Socket>();
   const ceiling = new ConnectionCeiling(options.maxConnections ?? Infinity, logger);
-  server.on('connection', (socket: Socket) => {
-    if (!ceiling.admit(sockets.size)) {
-      socket.destroy();
-      return;
-    }
-    if (!guard.admit(socket)) {
-      socket.destroy();
-      return;
-    }
+  // The MQTT listener's connections count against the same ceiling and per-address caps.
+  const admit = (socket: Socket): boolean => {
+    if (!ceiling.admit(sockets.size)) return false;
+    if (!guard.admit(socket)) return false;
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
+    return true;
+  };
+  server.on('connection', (socket: Socket) => {
+    if (!admit(socket)) socket.destroy();
   });
+  const mqtt = options.mqtt
+    ? createMqttGateway({
+        session: {
+          logger,
+          authenticate: (socket, token, deviceId) => guard.deviceToken(socket, token, deviceId),
+          attach: (deviceId, link) => control.attach(deviceId, link),
+          accepting: () => !draining,
+        },
+        tls: options.tls,
+        admit,
+        timeoutMs: headersTimeoutMs,
+        logger,
+      })
+    : undefined;
 
   server.on('clientError', (error, socket) => {
     logger.debug('bad client request', { error: error.message });
@@ -400,6 +426,18 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   );
   listener.on('error', (error) => logger.error('server error', { error: error.message }));
   const port = (listener.address() as AddressInfo).port;
+  let mqttPort: number | undefined;
+  const mqttListen = options.mqtt?.listen;
+  if (mqtt && mqttListen) {
+    try {
+      mqttPort = await mqtt.listen(mqttListen.host, mqttListen.port);
+    } catch (error) {
+      heartbeat.stop();
+      listener.close();
+      server.close();
+      throw error;
+    }
+  }
   const publicUrl = options.publicUrl ?? derivePublicUrl(options.host, port, options.tls !== null);
   const { host: publicHost, port: publicPort } = hostAndPort(publicUrl);
   Object.assign(ctx, {
@@ -455,6 +493,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       if (listener !== server) listener.close();
       server.close(done);
       control.close();
+      mqtt?.close();
       streams.close();
       server.closeAllConnections();
       for (const socket of sockets) socket.destroy();
@@ -486,6 +525,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   };
   return {
     port,
+    mqttPort,
     publicUrl,
     address: ctx.address,
     control,

@@ -30,6 +30,16 @@ export interface CliResult {
   readonly stderr: string;
 }
 
+/**
+ * Tests start many hubs at once: a hub's MQTT listener gets a free port (as --listen does,
+ * port 0) unless the test chose one, or none.
+ */
+function withTestPorts(args: readonly string[]): readonly string[] {
+  if (args[0] !== 'hub' || args[1] === 'init') return args;
+  if (args.includes('--mqtt-listen') || args.includes('--no-mqtt')) return args;
+  return [...args, '--mqtt-listen', '127.0.0.1:0'];
+}
+
 /** Run `dstream args...` to completion. */
 export function runCli(
   args: readonly string[],
@@ -47,7 +57,7 @@ export function runCliWithInput(
   timeoutMs = 30_000,
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], {
+    const child = spawn(process.execPath, [cliPath, ...withTestPorts(args)], {
       env: { ...baseEnv(), ...env },
       stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
@@ -86,7 +96,7 @@ export interface CliProcess {
 }
 
 export function spawnCli(args: readonly string[], env: Record<string, string> = {}): CliProcess {
-  const child = spawn(process.execPath, [cliPath, ...args], {
+  const child = spawn(process.execPath, [cliPath, ...withTestPorts(args)], {
     env: { ...baseEnv(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
