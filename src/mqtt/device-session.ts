@@ -131,6 +131,7 @@ export function serveDeviceSession(
       );
     deviceId = clientId;
     keepAliveMs = Math.min(packet.keepalive || maxKeepAliveS, maxKeepAliveS) * 1000;
+    touch(); // the clock starts now: a device that goes silent after CONNECT is closed too
     write({ cmd: 'connack', returnCode: connack.accepted, sessionPresent: false });
     log.debug('mqtt device authenticated', { device: deviceId });
   };

@@ -17,7 +17,13 @@ import {
   type CliTunnel,
 } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/hub.js';
-import { mqttOptions, startMqttDevice, type MqttDevice } from '../helpers/mqtt-device.js';
+import mqttPacket from 'mqtt-packet';
+import {
+  deviceSasToken,
+  mqttOptions,
+  startMqttDevice,
+  type MqttDevice,
+} from '../helpers/mqtt-device.js';
 import { dial, randomBytes, sha256 } from '../helpers/net.js';
 import { startEchoServer, startServer, type TestServer } from '../helpers/servers.js';
 
@@ -273,6 +279,74 @@ describe("a device on Azure's MQTT stream protocol", () => {
     await new Promise((resolve) => huge.once('close', resolve));
     const again = await runCliWithInput(['connect', 'mq-01', '--stream', 'banner'], '', env);
     expect(again.stdout).toBe(bannerText);
+  });
+
+  it('failed CONNECTs count against the address: past the limit, CONNACK 3 even with the right key', async () => {
+    const strict = await startCliHub(join(dir, 'strict'), [
+      '--mqtt-listen',
+      '127.0.0.1:0',
+      '--auth-failures-per-minute',
+      '2',
+    ]);
+    try {
+      const port = Number(
+        (await strict.hub.waitForLine(/listening on mqtts:\/\/127\.0\.0\.1:(\d+)/))[1],
+      );
+      const strictEnv = { DSTREAM_SERVICE_CONNECTION_STRING: strict.serviceString };
+      const added = await runCli(['device', 'add', 'mq-t'], strictEnv);
+      const cs = parseConnectionString(added.stdout.trim()) as DeviceConnectionString;
+      const o = {
+        url: `mqtts://127.0.0.1:${port}`,
+        hostName: cs.hub.host,
+        deviceId: 'mq-t',
+        key: cs.sharedAccessKey,
+        ca: readFileSync(join(dir, 'strict', 'tls', 'cert.pem'), 'utf8'),
+        targets: {},
+      };
+      const codeOf = (override: Record<string, string>): Promise<number | undefined> =>
+        connectAsync(o.url, mqttOptions({ ...o, ...override })).then(
+          async (c) => {
+            await c.endAsync(true);
+            return 0;
+          },
+          (e: { code?: number }) => e.code,
+        );
+      const wrong = Buffer.alloc(32, 1).toString('base64');
+      expect(await codeOf({ key: wrong })).toBe(5);
+      expect(await codeOf({ key: wrong })).toBe(5);
+      expect(await codeOf({})).toBe(3);
+      await strict.hub.waitForLine(
+        /mqtt device connection refused[^\n]*too many failed authentications/,
+      );
+    } finally {
+      await strict.stop();
+    }
+  });
+
+  it('a device silent past one and a half keep-alive periods is closed', async () => {
+    const cs = await addDevice('mq-quiet');
+    const socket = connectTls({ host: '127.0.0.1', port: mqttPort, ca });
+    socket.on('error', () => undefined);
+    await new Promise((resolve) => socket.once('secureConnect', resolve));
+    const started = Date.now();
+    socket.write(
+      mqttPacket.generate({
+        cmd: 'connect',
+        protocolId: 'MQTT',
+        protocolVersion: 4,
+        clean: true,
+        keepalive: 1,
+        clientId: 'mq-quiet',
+        username: `${cs.hub.host}/mq-quiet/?api-version=2021-04-12`,
+        password: Buffer.from(deviceSasToken(cs.hub.host, 'mq-quiet', cs.sharedAccessKey)),
+      }),
+    );
+    const first = await new Promise<Buffer>((resolve) => socket.once('data', resolve));
+    expect([...first]).toEqual([0x20, 2, 0, 0]); // CONNACK, accepted
+    await new Promise((resolve) => socket.once('close', resolve));
+    const after = Date.now() - started;
+    expect(after).toBeGreaterThanOrEqual(1400);
+    expect(after).toBeLessThan(5000);
   });
 
   it('--no-mqtt serves neither; --mqtt-listen with --no-mqtt is refused', async () => {
