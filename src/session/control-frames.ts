@@ -1,0 +1,59 @@
+import { isSafeOffset } from './offsets.js';
+
+/**
+ * Control frames of resumable streams (`dstream.stream.v2`; issue 13, groundwork: not wired
+ * into the stream path yet). Payload bytes travel as binary WebSocket messages, as in v1;
+ * these travel as text messages, JSON, one object each:
+ *
+ * - `{"type":"ack","received":N}`: I have received N payload bytes from you (cumulative).
+ * - `{"type":"eof","sent":N}`: no more bytes from me; I sent N in all (v1's half-close, with
+ *   the count, so that a resumption knows whether the end was already delivered).
+ * - `{"type":"resume","received":N}`: the first frame after reconnecting: send again from N.
+ * - `{"type":"ticket","ticket":"v1..."}`: from the hub, the credential for the next resumption.
+ */
+export type ControlFrame =
+  | { readonly type: 'ack'; readonly received: number }
+  | { readonly type: 'eof'; readonly sent: number }
+  | { readonly type: 'resume'; readonly received: number }
+  | { readonly type: 'ticket'; readonly ticket: string };
+
+/** Control frames are small; anything longer is a protocol violation. */
+export const maxControlFrameBytes = 2048;
+
+export function formatControlFrame(frame: ControlFrame): string {
+  return JSON.stringify(frame);
+}
+
+/** Parse a text message; undefined for anything that is not exactly one of the frames. */
+export function parseControlFrame(text: string): ControlFrame | undefined {
+  if (text.length > maxControlFrameBytes) return undefined;
+  let o: unknown;
+  try {
+    o = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) return undefined;
+  const f = o as Record<string, unknown>;
+  const keys = Object.keys(f).sort().join();
+  switch (f.type) {
+    case 'ack':
+      return keys === 'received,type' && isSafeOffset(f.received)
+        ? { type: 'ack', received: f.received }
+        : undefined;
+    case 'resume':
+      return keys === 'received,type' && isSafeOffset(f.received)
+        ? { type: 'resume', received: f.received }
+        : undefined;
+    case 'eof':
+      return keys === 'sent,type' && isSafeOffset(f.sent)
+        ? { type: 'eof', sent: f.sent }
+        : undefined;
+    case 'ticket':
+      return keys === 'ticket,type' && typeof f.ticket === 'string' && f.ticket.length <= 1024
+        ? { type: 'ticket', ticket: f.ticket }
+        : undefined;
+    default:
+      return undefined;
+  }
+}
