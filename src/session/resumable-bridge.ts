@@ -1,0 +1,353 @@
+import type { RawData, WebSocket } from 'ws';
+import type { BridgeableStream } from '../net/bridge.js';
+import { closeWebSocket } from '../net/close.js';
+import { defaultHighWaterMark } from '../net/flow.js';
+import { closeCodes } from '../protocol/constants.js';
+import { AckTracker } from './ack-tracker.js';
+import { formatControlFrame, parseControlFrame, type ControlFrame } from './control-frames.js';
+import { ReplayBuffer, ReplayOffsetError } from './replay-buffer.js';
+
+/**
+ * One end of a resumable stream (issue 13, groundwork: tested against a relay in the tests,
+ * not yet wired into the agent, proxy and hub). The local TCP connection stays open while the
+ * stream socket in the middle is lost and rebuilt: every byte read from it is kept until the
+ * other end acknowledges it; after a reconnection each end says how much it has received
+ * (`resume`) and the other sends again from there, so nothing is lost, duplicated or
+ * reordered. Half-close travels as `eof` with the byte count, so it survives too.
+ *
+ * Protocol on each stream socket (docs: control-frames.ts): on open, each end sends
+ * `resume{received}` first and sends payload only after the peer's `resume` arrived; then
+ * binary messages (payload) and `ack`/`eof`/`ticket` text frames. A normal end is a close
+ * with 1000 by an end that has delivered and had acknowledged everything in both directions;
+ * any other loss of the socket suspends the stream until it resumes or the window passes.
+ */
+export interface ResumableBridgeOptions {
+  /**
+   * Start a new stream socket for a resumption (connecting; the bridge waits for it to open),
+   * given the latest ticket the hub handed out.
+   */
+  readonly reconnect: (ticket: string | undefined) => WebSocket;
+  /** How long a suspended stream may take to resume before it ends with a reset. */
+  readonly resumeWindowMs: number;
+  /** Unacknowledged bytes kept for replay (default 8 MiB); past it the socket is paused. */
+  readonly replayBytes?: number;
+  /** Acknowledge after this many bytes (default a quarter of replayBytes, at most 256 KiB). */
+  readonly ackEveryBytes?: number;
+  /** Acknowledge what is left this long after the last payload (default 50 ms). */
+  readonly ackIdleMs?: number;
+  /** Jittered exponential backoff between reconnection attempts. */
+  readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
+  readonly highWaterMark?: number;
+  readonly onEvent?: (event: ResumeEvent) => void;
+  readonly onEnd?: (result: ResumableResult) => void;
+}
+
+export type ResumeEvent =
+  | { readonly type: 'suspended'; readonly reason: string }
+  | {
+      readonly type: 'resumed';
+      readonly afterMs: number;
+      readonly attempts: number;
+      /** Bytes this end sent again. */
+      readonly replayedBytes: number;
+    };
+
+export interface ResumableResult {
+  readonly end: 'completed' | 'local-error' | 'gave-up' | 'protocol-error';
+  readonly bytesSent: number;
+  readonly bytesReceived: number;
+  readonly resumptions: number;
+  readonly reason: string | undefined;
+}
+
+export interface ResumableBridge {
+  /** Bytes held for replay now (for tests and metrics). */
+  readonly replayBytes: () => number;
+  readonly suspended: () => boolean;
+}
+
+const defaultReplayBytes = 8 * 1024 * 1024;
+
+/**
+ * Bridge `socket` (connected, paused, allowHalfOpen, with an 'error' listener) and the first
+ * stream socket `ws` (OPEN, with an 'error' listener), resuming across lost stream sockets.
+ */
+export function resumableBridge(
+  socket: BridgeableStream,
+  ws: WebSocket,
+  options: ResumableBridgeOptions,
+): ResumableBridge {
+  const replayCapacity = options.replayBytes ?? defaultReplayBytes;
+  const replay = new ReplayBuffer(replayCapacity);
+  const acks = new AckTracker(
+    options.ackEveryBytes ?? Math.min(256 * 1024, Math.max(1, Math.floor(replayCapacity / 4))),
+  );
+  const high = options.highWaterMark ?? defaultHighWaterMark;
+  const ackIdleMs = options.ackIdleMs ?? 50;
+  const backoff = options.backoff ?? { initialMs: 100, maxMs: 2000 };
+
+  let current: WebSocket | undefined;
+  /** The peer's resume arrived on the current socket: payload may flow. */
+  let peerResumed = false;
+  let inFlight = 0;
+  let localEnded = false;
+  let peerEof: number | undefined;
+  let socketWriteEnded = false;
+  /** Payload bytes from the peer handed to the socket (what a resume says). */
+  let received = 0;
+  let finished = false;
+  let closingNormally = false;
+  let ticket: string | undefined;
+  let resumptions = 0;
+  let suspendedAt: number | undefined;
+  let attempts = 0;
+  let ackTimer: NodeJS.Timeout | undefined;
+  let retryTimer: NodeJS.Timeout | undefined;
+
+  const send = (frame: ControlFrame): void => {
+    if (current?.readyState === current?.OPEN) current?.send(formatControlFrame(frame));
+  };
+
+  /** Read from the socket only while the bytes can go somewhere and the bounds allow it. */
+  const updateFlow = (): void => {
+    if (finished || localEnded) return;
+    const canRead = current !== undefined && peerResumed && !replay.full && inFlight < high;
+    if (canRead) socket.resume();
+    else socket.pause();
+  };
+
+  const sendPayload = (chunk: Buffer): void => {
+    const ws = current;
+    if (!ws || ws.readyState !== ws.OPEN) return;
+    inFlight += chunk.length;
+    ws.send(chunk, { binary: true }, () => {
+      // A send on a socket since replaced does not count against the new one.
+      if (ws !== current) return;
+      inFlight -= chunk.length;
+      updateFlow();
+    });
+  };
+
+  const finish = (end: ResumableResult['end'], reason?: string): void => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(ackTimer);
+    clearTimeout(retryTimer);
+    if (end === 'completed') {
+      if (!socketWriteEnded) socket.end();
+    } else if (socket.resetAndDestroy) {
+      // A stream that could not be completed must not look complete to the application.
+      socket.resetAndDestroy();
+    } else socket.destroy();
+    if (current && end !== 'completed')
+      closeWebSocket(current, end === 'local-error' ? closeCodes.localError : closeCodes.peerLost);
+    options.onEnd?.({
+      end,
+      bytesSent: replay.sent,
+      bytesReceived: received,
+      resumptions,
+      reason,
+    });
+  };
+
+  /** Everything delivered and acknowledged both ways: close normally. */
+  const checkDone = (): void => {
+    if (finished || !current || !peerResumed) return;
+    if (!localEnded || replay.size > 0) return;
+    if (peerEof === undefined || acks.received < peerEof || !socketWriteEnded) return;
+    // (acks.received counts what the socket took: everything the peer sent has landed.)
+    closingNormally = true;
+    // Our last acknowledgement first, so the peer knows its bytes arrived.
+    send({ type: 'ack', received: acks.take() });
+    closeWebSocket(current, closeCodes.normal);
+    finish('completed');
+  };
+
+  const ackNow = (): void => {
+    clearTimeout(ackTimer);
+    ackTimer = undefined;
+    if (acks.due) send({ type: 'ack', received: acks.take() });
+  };
+
+  /**
+   * Payload from the peer. Counted as received at once (a resume asks for what comes after),
+   * acknowledged only once the socket has taken it: the peer keeps at most its replay bound
+   * unacknowledged, so that bound is also what this end can hold for a slow application.
+   * The stream socket is never paused for the application, so acknowledgements and control
+   * frames keep flowing both ways (pausing it would also stall the acks this end needs).
+   */
+  const onPayload = (data: Buffer): void => {
+    if (peerEof !== undefined && received + data.length > peerEof)
+      return finish('protocol-error', 'payload after the peer said it had ended');
+    received += data.length;
+    const n = data.length;
+    socket.write(data, () => {
+      if (finished) return;
+      if (acks.onData(n)) ackNow();
+      else ackTimer ??= setTimeout(ackNow, ackIdleMs);
+      checkDone();
+    });
+    endSocketIfDelivered();
+  };
+
+  const endSocketIfDelivered = (): void => {
+    if (peerEof !== undefined && received === peerEof && !socketWriteEnded) {
+      socketWriteEnded = true;
+      socket.end();
+    }
+  };
+
+  const onControl = (frame: ControlFrame): void => {
+    switch (frame.type) {
+      case 'resume': {
+        if (peerResumed) return finish('protocol-error', 'a second resume on one socket');
+        peerResumed = true;
+        let chunks: Buffer[];
+        try {
+          chunks = replay.replayFrom(frame.received);
+        } catch (error) {
+          if (error instanceof ReplayOffsetError) return finish('protocol-error', error.message);
+          throw error;
+        }
+        let replayed = 0;
+        for (const chunk of chunks) {
+          replayed += chunk.length;
+          sendPayload(chunk);
+        }
+        if (localEnded) send({ type: 'eof', sent: replay.sent });
+        if (suspendedAt !== undefined) {
+          options.onEvent?.({
+            type: 'resumed',
+            afterMs: Date.now() - suspendedAt,
+            attempts,
+            replayedBytes: replayed,
+          });
+          suspendedAt = undefined;
+          attempts = 0;
+        }
+        updateFlow();
+        return checkDone();
+      }
+      case 'ack':
+        try {
+          replay.ack(frame.received);
+        } catch (error) {
+          if (error instanceof ReplayOffsetError) return finish('protocol-error', error.message);
+          throw error;
+        }
+        updateFlow();
+        return checkDone();
+      case 'eof':
+        if (peerEof !== undefined && peerEof !== frame.sent)
+          return finish('protocol-error', 'the peer changed its end offset');
+        if (frame.sent < received)
+          return finish('protocol-error', 'the peer ended before bytes it had sent');
+        peerEof = frame.sent;
+        endSocketIfDelivered();
+        return checkDone();
+      case 'ticket':
+        ticket = frame.ticket;
+        return;
+    }
+  };
+
+  /**
+   * Take a stream socket, open or still connecting. Its listeners go on at once: a peer's
+   * resume can arrive in the same TCP read as the handshake's answer, and ws emits it right
+   * after 'open', before any promise continuation could add a listener.
+   */
+  const attach = (ws: WebSocket, onFailedOpen?: () => void): void => {
+    current = ws;
+    peerResumed = false;
+    inFlight = 0;
+    let opened = ws.readyState === ws.OPEN;
+    ws.on('error', () => undefined);
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      if (finished || ws !== current) return;
+      const buf = data as Buffer;
+      if (isBinary) {
+        if (!peerResumed) return finish('protocol-error', 'payload before the peer resumed');
+        return onPayload(buf);
+      }
+      const frame = parseControlFrame(buf.toString('utf8'));
+      if (!frame) return finish('protocol-error', 'an invalid control frame');
+      onControl(frame);
+    });
+    ws.once('close', (code: number) => {
+      if (ws !== current || finished) return;
+      current = undefined;
+      peerResumed = false;
+      if (!opened) return onFailedOpen?.();
+      if (code === closeCodes.normal && !closingNormally) {
+        // The peer closes normally only once everything arrived both ways.
+        if (!socketWriteEnded) socket.end();
+        return finish('completed');
+      }
+      suspend(`stream socket closed (${code})`);
+    });
+    const hello = (): void => {
+      opened = true;
+      send({ type: 'resume', received });
+    };
+    if (opened) hello();
+    else ws.once('open', hello);
+  };
+
+  const suspend = (reason: string): void => {
+    socket.pause();
+    clearTimeout(ackTimer);
+    ackTimer = undefined;
+    suspendedAt = Date.now();
+    attempts = 0;
+    options.onEvent?.({ type: 'suspended', reason });
+    const deadline = suspendedAt + options.resumeWindowMs;
+    const retry = (): void => {
+      if (finished) return;
+      const base = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(attempts - 1, 16));
+      // Jitter: ends that lost the hub together do not come back in lockstep.
+      const delay = base / 2 + Math.random() * (base / 2);
+      if (Date.now() + delay > deadline)
+        return finish(
+          'gave-up',
+          `did not resume within ${Math.round(options.resumeWindowMs / 1000)} s`,
+        );
+      retryTimer = setTimeout(tryOnce, delay);
+    };
+    const tryOnce = (): void => {
+      if (finished) return;
+      attempts++;
+      let ws: WebSocket;
+      try {
+        ws = options.reconnect(ticket);
+      } catch {
+        return retry();
+      }
+      resumptions++;
+      attach(ws, () => {
+        resumptions--;
+        retry();
+      });
+    };
+    tryOnce();
+  };
+
+  socket.on('data', (chunk: Buffer) => {
+    if (finished) return;
+    replay.push(chunk);
+    if (peerResumed) sendPayload(chunk);
+    updateFlow();
+  });
+  socket.on('end', () => {
+    if (finished) return;
+    localEnded = true;
+    if (peerResumed) send({ type: 'eof', sent: replay.sent });
+    checkDone();
+  });
+  socket.on('error', (error: Error) => finish('local-error', error.message));
+  socket.on('close', () => {
+    if (!finished && !(localEnded && socketWriteEnded)) finish('local-error', 'socket closed');
+  });
+
+  attach(ws);
+  return { replayBytes: () => replay.size, suspended: () => current === undefined };
+}

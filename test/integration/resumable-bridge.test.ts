@@ -1,0 +1,316 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { connect, createServer as createTcpServer, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket, { WebSocketServer, type RawData } from 'ws';
+import {
+  resumableBridge,
+  type ResumableBridge,
+  type ResumableResult,
+  type ResumeEvent,
+} from '../../src/session/resumable-bridge.js';
+import { randomBytes, sha256, waitFor } from '../helpers/net.js';
+import { startDigestServer, startEchoServer, type TestServer } from '../helpers/servers.js';
+
+// Two ends of a resumable stream through a real relay (a WebSocket server pairing the two
+// sockets of a path and passing every message on), whose connections the test cuts, and
+// which it stops and starts again on the same port, as a hub killed and restarted would be.
+
+interface Relay {
+  readonly port: number;
+  /** Drop every connection at once (a link or the hub gone), without a close frame. */
+  cut(): void;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  /** Payload bytes passed on so far. */
+  forwarded(): number;
+}
+
+async function startRelay(port = 0): Promise<Relay> {
+  let server: Server | undefined;
+  let wss: WebSocketServer | undefined;
+  let forwarded = 0;
+  const waiting = new Map<string, WebSocket>();
+  const backlog = new Map<
+    WebSocket,
+    { early: [RawData, boolean][]; keep: (data: RawData, isBinary: boolean) => number }
+  >();
+  let boundPort = port;
+  const start = async (): Promise<void> => {
+    const srv = createServer();
+    const w = new WebSocketServer({ server: srv, perMessageDeflate: false });
+    w.on('connection', (ws, req) => {
+      ws.on('error', () => undefined);
+      const key = req.url ?? '';
+      // Messages that arrive before the partner does are kept and passed on first, as the
+      // hub's stream endpoint does.
+      const early: [RawData, boolean][] = [];
+      const keep = (data: RawData, isBinary: boolean): number => early.push([data, isBinary]);
+      ws.on('message', keep);
+      const other = waiting.get(key);
+      if (!other || other.readyState !== other.OPEN) {
+        waiting.set(key, ws);
+        backlog.set(ws, { early, keep });
+        return;
+      }
+      waiting.delete(key);
+      const pipe = (a: WebSocket, b: WebSocket): void => {
+        const held = backlog.get(a) ?? { early, keep };
+        a.off('message', held.keep);
+        for (const [data, isBinary] of held.early) {
+          if (isBinary) forwarded += (data as Buffer).length;
+          b.send(data, { binary: isBinary });
+        }
+        a.on('message', (data: RawData, isBinary: boolean) => {
+          if (isBinary) forwarded += (data as Buffer).length;
+          b.send(data, { binary: isBinary });
+        });
+        a.on('close', (code: number) => {
+          if (b.readyState === b.OPEN) b.close(code === 1005 ? 1000 : code);
+        });
+      };
+      pipe(ws, other);
+      pipe(other, ws);
+    });
+    await new Promise<void>((resolve) => srv.listen(boundPort, '127.0.0.1', resolve));
+    boundPort = (srv.address() as AddressInfo).port;
+    server = srv;
+    wss = w;
+  };
+  await start();
+  return {
+    get port() {
+      return boundPort;
+    },
+    cut: () => {
+      waiting.clear();
+      for (const c of wss?.clients ?? []) c.terminate();
+    },
+    stop: async () => {
+      for (const c of wss?.clients ?? []) c.terminate();
+      waiting.clear();
+      wss?.close();
+      await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+      server = undefined;
+    },
+    start,
+    forwarded: () => forwarded,
+  };
+}
+
+function openWs(port: number, path: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { perMessageDeflate: false });
+    ws.on('error', reject);
+    ws.once('open', () => {
+      ws.off('error', reject);
+      ws.on('error', () => undefined);
+      resolve(ws);
+    });
+  });
+}
+
+interface End {
+  readonly bridge: ResumableBridge;
+  readonly events: ResumeEvent[];
+  readonly result: Promise<ResumableResult>;
+}
+
+function startEnd(
+  socket: Socket,
+  relay: Relay,
+  path: string,
+  ws: WebSocket,
+  windowMs = 10_000,
+  replayBytes?: number,
+): End {
+  const events: ResumeEvent[] = [];
+  let done!: (r: ResumableResult) => void;
+  const result = new Promise<ResumableResult>((resolve) => (done = resolve));
+  const bridge = resumableBridge(socket, ws, {
+    reconnect: () =>
+      new WebSocket(`ws://127.0.0.1:${relay.port}${path}`, { perMessageDeflate: false }),
+    resumeWindowMs: windowMs,
+    backoff: { initialMs: 20, maxMs: 200 },
+    ...(replayBytes !== undefined && { replayBytes }),
+    onEvent: (e) => events.push(e),
+    onEnd: done,
+  });
+  return { bridge, events, result };
+}
+
+/**
+ * A stream through the relay: the test's client socket -> end A (bridging the accepted side)
+ * -> relay -> end B (bridging a connection to `target`).
+ */
+async function tunnel(
+  relay: Relay,
+  target: TestServer,
+  windowMs?: number,
+  replayBytes?: number,
+): Promise<{ client: Socket; sideA: Socket; a: End; b: End; close: () => void }> {
+  const path = `/s/${Math.random().toString(36).slice(2)}`;
+  const listener = createTcpServer({ allowHalfOpen: true, pauseOnConnect: true });
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  const accepted = new Promise<Socket>((resolve) => listener.once('connection', resolve));
+  const client = connect({
+    port: (listener.address() as AddressInfo).port,
+    host: '127.0.0.1',
+    allowHalfOpen: true,
+  });
+  client.on('error', () => undefined);
+  const sideA = await accepted;
+  sideA.on('error', () => undefined);
+  const device = connect({ port: target.port, host: '127.0.0.1', allowHalfOpen: true });
+  device.on('error', () => undefined);
+  await new Promise((resolve) => device.once('connect', resolve));
+  device.pause();
+  const [wsA, wsB] = await Promise.all([openWs(relay.port, path), openWs(relay.port, path)]);
+  const a = startEnd(sideA, relay, path, wsA, windowMs, replayBytes);
+  const b = startEnd(device, relay, path, wsB, windowMs, replayBytes);
+  return { client, sideA, a, b, close: () => listener.close() };
+}
+
+/** Read from `socket` until `n` bytes arrived (or the end); the hash and count. */
+function readN(socket: Socket, n: number, onProgress?: (got: number) => void): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let got = 0;
+    const timer = setTimeout(() => reject(new Error(`read ${got} of ${n} bytes`)), 60_000);
+    socket.on('data', (c: Buffer) => {
+      chunks.push(c);
+      got += c.length;
+      onProgress?.(got);
+      if (got >= n) {
+        clearTimeout(timer);
+        resolve(Buffer.concat(chunks));
+      }
+    });
+    socket.once('close', () => {
+      clearTimeout(timer);
+      if (got < n) reject(new Error(`closed after ${got} of ${n} bytes`));
+    });
+  });
+}
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe('resumable streams through a relay that is cut and restarted', () => {
+  it('16 MiB echoed byte-exact while every connection is cut three times', async () => {
+    const relay = await startRelay();
+    const echo = await startEchoServer();
+    cleanups.push(
+      () => relay.stop(),
+      () => echo.close(),
+    );
+    const t = await tunnel(relay, echo);
+    cleanups.push(t.close, () => t.client.destroy());
+    const data = randomBytes(16 * 1024 * 1024);
+    const cutsAt = [2, 6, 11].map((mib) => mib * 1024 * 1024);
+    const back = readN(t.client, data.length, (got) => {
+      if (cutsAt.length > 0 && got >= (cutsAt[0] ?? Infinity)) {
+        cutsAt.shift();
+        relay.cut();
+      }
+    });
+    t.client.write(data);
+    expect(sha256(await back)).toBe(sha256(data));
+    expect(cutsAt).toEqual([]);
+    // Each end was suspended at every cut and came back (a cut that lands while the ends are
+    // still reconnecting from the last one is one longer suspension).
+    for (const end of [t.a, t.b]) {
+      expect(end.events.filter((e) => e.type === 'resumed').length).toBeGreaterThanOrEqual(1);
+      expect(end.events.at(-1)?.type).toBe('resumed');
+    }
+    t.client.end();
+  });
+
+  it('half-close survives the relay stopping and starting again on its port', async () => {
+    const relay = await startRelay();
+    const digest = await startDigestServer();
+    cleanups.push(
+      () => relay.stop(),
+      () => digest.close(),
+    );
+    const t = await tunnel(relay, digest);
+    cleanups.push(t.close, () => t.client.destroy());
+    const data = randomBytes(4 * 1024 * 1024);
+    const answer = new Promise<string>((resolve) => {
+      let text = '';
+      t.client.on('data', (d: Buffer) => (text += d.toString()));
+      t.client.once('end', () => resolve(text));
+    });
+    t.client.write(data.subarray(0, 1024 * 1024));
+    await waitFor(() => relay.forwarded() >= 256 * 1024, 10_000, 'bytes crossing the relay');
+    await relay.stop();
+    // While the relay is away the client finishes writing and half-closes.
+    t.client.end(data.subarray(1024 * 1024));
+    await relay.start();
+    expect(await answer).toBe(`${data.length} ${sha256(data)}`);
+    const [ra, rb] = await Promise.all([t.a.result, t.b.result]);
+    expect(ra).toMatchObject({ end: 'completed', bytesSent: data.length, resumptions: 1 });
+    expect(rb).toMatchObject({ end: 'completed', bytesReceived: data.length, resumptions: 1 });
+  });
+
+  it('past the resume window the stream ends with a reset and says why', async () => {
+    const relay = await startRelay();
+    const echo = await startEchoServer();
+    cleanups.push(() => echo.close());
+    const t = await tunnel(relay, echo, 500);
+    cleanups.push(t.close);
+    const reset = new Promise<string | undefined>((resolve) =>
+      t.client.once('error', (e: NodeJS.ErrnoException) => resolve(e.code)),
+    );
+    await relay.stop();
+    const [ra, rb] = await Promise.all([t.a.result, t.b.result]);
+    expect(ra).toMatchObject({ end: 'gave-up', reason: 'did not resume within 1 s' });
+    expect(rb.end).toBe('gave-up');
+    expect(await reset).toBe('ECONNRESET');
+  });
+
+  it('a reader that stops while the link is cut does not grow the replay past its bound', async () => {
+    const relay = await startRelay();
+    // A device-side service that accepts and never reads.
+    const held = new Set<Socket>();
+    const sink = createTcpServer((s) => {
+      s.on('error', () => undefined);
+      s.pause();
+      held.add(s);
+    });
+    await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
+    const sinkServer: TestServer = {
+      port: (sink.address() as AddressInfo).port,
+      close: () =>
+        new Promise<void>((resolve) => {
+          for (const s of held) s.destroy();
+          sink.close(() => resolve());
+        }),
+    } as TestServer;
+    cleanups.push(
+      () => relay.stop(),
+      () => sinkServer.close(),
+    );
+    const bound = 1024 * 1024;
+    const t = await tunnel(relay, sinkServer, 10_000, bound);
+    cleanups.push(t.close, () => t.client.destroy());
+    relay.cut();
+    // Write far more than the bound; the client's writes back up instead.
+    const chunk = randomBytes(64 * 1024);
+    let written = 0;
+    for (let i = 0; i < 512; i++) {
+      t.client.write(chunk);
+      written += chunk.length;
+    }
+    expect(written).toBe(32 * 1024 * 1024);
+    // The end fills its replay to the bound and stops reading: with the socket paused, nothing
+    // more is taken in, so the bound holds from then on.
+    await waitFor(() => t.a.bridge.replayBytes() >= bound, 10_000, 'the replay filling up');
+    expect(t.sideA.isPaused()).toBe(true);
+    // One read's worth of slack over the bound at most (a TCP read is at most 64 KiB here).
+    expect(t.a.bridge.replayBytes()).toBeLessThanOrEqual(bound + 64 * 1024);
+    expect(t.client.writableLength).toBeGreaterThan(16 * 1024 * 1024);
+  });
+});
