@@ -23,10 +23,11 @@ import { ReplayBuffer, ReplayOffsetError } from './replay-buffer.js';
  */
 export interface ResumableBridgeOptions {
   /**
-   * Start a new stream socket for a resumption (connecting; the bridge waits for it to open),
-   * given the latest ticket the hub handed out.
+   * Open a new stream socket for a resumption, given the latest ticket the hub handed out:
+   * resolves with it open and paused (as net/hub-client's openWebSocket does); rejects to be
+   * tried again after a backoff.
    */
-  readonly reconnect: (ticket: string | undefined) => WebSocket;
+  readonly reconnect: (ticket: string | undefined) => Promise<WebSocket>;
   /** How long a suspended stream may take to resume before it ends with a reset. */
   readonly resumeWindowMs: number;
   /** Unacknowledged bytes kept for replay (default 8 MiB); past it the socket is paused. */
@@ -70,7 +71,7 @@ const defaultReplayBytes = 8 * 1024 * 1024;
 
 /**
  * Bridge `socket` (connected, paused, allowHalfOpen, with an 'error' listener) and the first
- * stream socket `ws` (OPEN, with an 'error' listener), resuming across lost stream sockets.
+ * stream socket `ws` (OPEN, paused or not), resuming across lost stream sockets.
  */
 export function resumableBridge(
   socket: BridgeableStream,
@@ -252,15 +253,14 @@ export function resumableBridge(
   };
 
   /**
-   * Take a stream socket, open or still connecting. Its listeners go on at once: a peer's
-   * resume can arrive in the same TCP read as the handshake's answer, and ws emits it right
-   * after 'open', before any promise continuation could add a listener.
+   * Take an open stream socket. It comes paused (see net/hub-client.ts: frames that arrive
+   * with the handshake's answer are emitted at once, before a promise continuation could add
+   * a listener), and is resumed once listened to.
    */
-  const attach = (ws: WebSocket, onFailedOpen?: () => void): void => {
+  const attach = (ws: WebSocket): void => {
     current = ws;
     peerResumed = false;
     inFlight = 0;
-    let opened = ws.readyState === ws.OPEN;
     ws.on('error', () => undefined);
     ws.on('message', (data: RawData, isBinary: boolean) => {
       if (finished || ws !== current) return;
@@ -277,7 +277,6 @@ export function resumableBridge(
       if (ws !== current || finished) return;
       current = undefined;
       peerResumed = false;
-      if (!opened) return onFailedOpen?.();
       if (code === closeCodes.normal && !closingNormally) {
         // The peer closes normally only once everything arrived both ways.
         if (!socketWriteEnded) socket.end();
@@ -285,12 +284,8 @@ export function resumableBridge(
       }
       suspend(`stream socket closed (${code})`);
     });
-    const hello = (): void => {
-      opened = true;
-      send({ type: 'resume', received });
-    };
-    if (opened) hello();
-    else ws.once('open', hello);
+    ws.resume();
+    send({ type: 'resume', received });
   };
 
   const suspend = (reason: string): void => {
@@ -301,32 +296,28 @@ export function resumableBridge(
     attempts = 0;
     options.onEvent?.({ type: 'suspended', reason });
     const deadline = suspendedAt + options.resumeWindowMs;
-    const retry = (): void => {
-      if (finished) return;
-      const base = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(attempts - 1, 16));
-      // Jitter: ends that lost the hub together do not come back in lockstep.
-      const delay = base / 2 + Math.random() * (base / 2);
-      if (Date.now() + delay > deadline)
-        return finish(
-          'gave-up',
-          `did not resume within ${Math.round(options.resumeWindowMs / 1000)} s`,
-        );
-      retryTimer = setTimeout(tryOnce, delay);
-    };
     const tryOnce = (): void => {
       if (finished) return;
       attempts++;
-      let ws: WebSocket;
-      try {
-        ws = options.reconnect(ticket);
-      } catch {
-        return retry();
-      }
-      resumptions++;
-      attach(ws, () => {
-        resumptions--;
-        retry();
-      });
+      options.reconnect(ticket).then(
+        (ws) => {
+          if (finished) return closeWebSocket(ws, closeCodes.normal);
+          resumptions++;
+          attach(ws);
+        },
+        () => {
+          if (finished) return;
+          const base = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(attempts - 1, 16));
+          // Jitter: ends that lost the hub together do not come back in lockstep.
+          const delay = base / 2 + Math.random() * (base / 2);
+          if (Date.now() + delay > deadline)
+            return finish(
+              'gave-up',
+              `did not resume within ${Math.round(options.resumeWindowMs / 1000)} s`,
+            );
+          retryTimer = setTimeout(tryOnce, delay);
+        },
+      );
     };
     tryOnce();
   };

@@ -103,6 +103,8 @@ function openWs(port: number, path: string): Promise<WebSocket> {
     const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, { perMessageDeflate: false });
     ws.on('error', reject);
     ws.once('open', () => {
+      // Paused at once, as the hub client does: the bridge resumes it once it listens.
+      ws.pause();
       ws.off('error', reject);
       ws.on('error', () => undefined);
       resolve(ws);
@@ -128,8 +130,7 @@ function startEnd(
   let done!: (r: ResumableResult) => void;
   const result = new Promise<ResumableResult>((resolve) => (done = resolve));
   const bridge = resumableBridge(socket, ws, {
-    reconnect: () =>
-      new WebSocket(`ws://127.0.0.1:${relay.port}${path}`, { perMessageDeflate: false }),
+    reconnect: () => openWs(relay.port, path),
     resumeWindowMs: windowMs,
     backoff: { initialMs: 20, maxMs: 200 },
     ...(replayBytes !== undefined && { replayBytes }),
