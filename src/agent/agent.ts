@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { carryStream, endProtocols } from '../session/stream-carrier.js';
 import { connect, type Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { DeviceConnectionString } from '../auth/connection-string.js';
@@ -7,7 +8,7 @@ import { expiryIn, signSas } from '../auth/sas.js';
 import { describeError } from '../errors.js';
 import { streamEndFields } from '../log/stream-end.js';
 import type { Logger } from '../log/logger.js';
-import { bridge, type BridgeResult } from '../net/bridge.js';
+import type { BridgeResult } from '../net/bridge.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import {
   HubConnectionPool,
@@ -35,6 +36,10 @@ export interface AgentOptions {
   readonly heartbeatMs?: number;
   /** How long to wait for a local target to accept a connection. */
   readonly dialTimeoutMs?: number;
+  /** Resumable streams with resumable agents (default on): they survive a lost hub link. */
+  readonly resume?: boolean | undefined;
+  /** How long a suspended stream may take to resume (ms, default 120 s). */
+  readonly resumeWindowMs?: number | undefined;
 }
 
 export interface AgentStreamEnd extends BridgeResult {
@@ -68,7 +73,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
   const minMs = options.reconnectMinMs ?? 500;
   const maxMs = options.reconnectMaxMs ?? 30_000;
   const emitter = new EventEmitter();
-  const streams = new Set<{ socket?: Socket; ws?: WebSocket }>();
+  const streams = new Set<{ socket?: Socket; ws?: WebSocket; carrier?: { close(): void } }>();
   let control: WebSocket | undefined;
   let closed = false;
   let attempt = 0;
@@ -195,7 +200,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
       );
       return;
     }
-    const entry: { socket?: Socket; ws?: WebSocket } = {};
+    const entry: { socket?: Socket; ws?: WebSocket; carrier?: { close(): void } } = {};
     streams.add(entry);
     const started = Date.now();
     // Dial the target first, so a refused target becomes a rejection with its reason.
@@ -221,7 +226,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
       answer(ws, request.requestId, true);
       openWebSocket(request.url, trust, {
         headers: { authorization: `Bearer ${request.authorizationToken}` },
-        protocols: [streamProtocol],
+        protocols: endProtocols(options.resume ?? false, streamProtocol),
         pool,
       }).then(
         (streamWs) => {
@@ -232,8 +237,19 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
             closeWebSocket(streamWs, closeCodes.localError, 'local connection closed');
             return;
           }
-          log.debug('stream open', { target: formatHostPort(target.host, target.port) });
-          bridge(socket, streamWs, {
+          log.debug('stream open', {
+            target: formatHostPort(target.host, target.port),
+            protocol: streamWs.protocol,
+          });
+          entry.carrier = carryStream(socket, streamWs, {
+            trust,
+            pool,
+            resumeWindowMs: options.resumeWindowMs,
+            logger: log,
+            onSocket: (next) => {
+              entry.ws = next;
+              heartbeat.add(next);
+            },
             onEnd: (result) => {
               streams.delete(entry);
               const end: AgentStreamEnd = {
@@ -283,6 +299,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
           setTimeout(() => c.terminate(), 2000).unref();
         }
         for (const s of streams) {
+          s.carrier?.close();
           s.ws?.terminate();
           s.socket?.destroy();
         }

@@ -14,12 +14,16 @@ import {
   withLogOptions,
   parseSeconds,
   withHeartbeatOption,
+  withResumeOptions,
+  resumeFrom,
 } from './common.js';
 
 interface AgentFlags extends LogFlags, CredentialFlags {
   readonly port: string[];
   readonly target: string[];
   readonly heartbeatInterval: string;
+  readonly resume?: boolean;
+  readonly resumeWindow?: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -40,6 +44,7 @@ export async function runAgent(flags: AgentFlags, ctx: CommandContext): Promise<
       allow,
       ca,
       heartbeatMs: parseSeconds(flags.heartbeatInterval, '--heartbeat-interval'),
+      ...resumeFrom(flags),
     },
     logger,
   );
@@ -47,7 +52,10 @@ export async function runAgent(flags: AgentFlags, ctx: CommandContext): Promise<
 }
 
 export function registerAgentCommand(program: Command, ctx: CommandContext): void {
-  withCredentialOptions(withHeartbeatOption(withLogOptions(program.command('agent'))), 'device')
+  withCredentialOptions(
+    withResumeOptions(withHeartbeatOption(withLogOptions(program.command('agent')))),
+    'device',
+  )
     .description(
       'run on the device: keep a connection to the hub and pipe allowed streams to local ports',
     )

@@ -274,6 +274,31 @@ export function withHeartbeatOption(cmd: Command): Command {
   );
 }
 
+/** --resume and --resume-window: streams that survive a lost hub link (src/session/). */
+export function withResumeOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--resume',
+      'resumable streams (preview): when both ends ask for it, a stream survives a lost hub link or a hub restart',
+    )
+    .option(
+      '--resume-window <seconds>',
+      'how long a stream whose hub link was lost may take to resume before it is reset',
+      '120',
+    );
+}
+
+/** The resume settings from those options. */
+export function resumeFrom(flags: { readonly resume?: boolean; readonly resumeWindow?: string }): {
+  readonly resume: boolean;
+  readonly resumeWindowMs: number;
+} {
+  return {
+    resume: flags.resume === true,
+    resumeWindowMs: parseSeconds(flags.resumeWindow ?? '120', '--resume-window'),
+  };
+}
+
 /** The stream name from --remote-port (default 22) or --stream, which exclude each other. */
 export function streamNameFrom(flags: {
   readonly remotePort?: string;

@@ -4,7 +4,7 @@ import { formatHostPort } from '../auth/connection-string.js';
 import { DstreamError } from '../errors.js';
 import { withSpinner } from '../log/spinner.js';
 import { streamEndFields } from '../log/stream-end.js';
-import { bridge, type BridgeResult } from '../net/bridge.js';
+import type { BridgeResult } from '../net/bridge.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
 import { openServiceStream } from '../service/stream-client.js';
@@ -17,11 +17,16 @@ import {
   warnIfPlainText,
   type CommandContext,
   type LogFlags,
+  withResumeOptions,
+  resumeFrom,
 } from './common.js';
+import { carryStream } from '../session/stream-carrier.js';
 
 interface ConnectFlags extends LogFlags, CredentialFlags {
   readonly remotePort?: string;
   readonly stream?: string;
+  readonly resume?: boolean;
+  readonly resumeWindow?: string;
 }
 
 /**
@@ -38,13 +43,19 @@ export async function runConnect(
   const idProblem = deviceIdProblem(device);
   if (idProblem) throw new DstreamError('ERR_USAGE', idProblem);
   const streamName = streamNameFrom(flags);
+  const resume = resumeFrom(flags);
   const logger = commandLogger(ctx, { ...flags, quiet: !flags.verbose });
   warnIfPlainText(credential.hub, logger);
   // ssh shows nothing until the stream is up; a spinner on the terminal says what is slow.
   const ws = await withSpinner(
     `connecting to ${device} through ${formatHostPort(target.host, target.port)}`,
     ctx.stderrIsTty,
-    () => openServiceStream(credential, target, { deviceId: device, streamName }),
+    () =>
+      openServiceStream(credential, target, {
+        deviceId: device,
+        streamName,
+        resume: resume.resume,
+      }),
   );
   // Keeps the hub leg alive through NATs while the SSH session is idle.
   const heartbeat = new Heartbeat(defaultHeartbeatMs);
@@ -53,7 +64,13 @@ export async function runConnect(
   stdio.on('error', () => undefined);
   const started = Date.now();
   const result = await new Promise<BridgeResult>((resolve) =>
-    bridge(stdio, ws, { onEnd: resolve }),
+    carryStream(stdio, ws, {
+      trust: target,
+      resumeWindowMs: resume.resumeWindowMs,
+      logger,
+      onSocket: (next) => heartbeat.add(next),
+      onEnd: resolve,
+    }),
   );
   logger.info('stream ended', streamEndFields(result, Date.now() - started));
   if (result.end !== 'completed')
@@ -64,7 +81,7 @@ export async function runConnect(
 }
 
 export function registerConnectCommand(program: Command, ctx: CommandContext): void {
-  withCredentialOptions(program.command('connect <device>'), 'service')
+  withCredentialOptions(withResumeOptions(program.command('connect <device>')), 'service')
     .description('one stream on stdin/stdout, for ssh -o ProxyCommand (messages go to stderr)')
     .option('--remote-port <port>', 'remote port on the device (the stream name; default 22)')
     .option('--stream <name>', "named stream instead of a port (the agent's --target NAME)")

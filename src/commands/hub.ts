@@ -69,6 +69,7 @@ interface HubFlags extends LogFlags {
   readonly redis?: string;
   readonly nodeUrl?: string;
   readonly mqttListen?: string;
+  readonly resumeWindow?: string;
   /** false with --no-mqtt. */
   readonly mqtt?: boolean;
 }
@@ -365,6 +366,13 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
         cluster: state.cluster,
         nodeUrl: s.nodeUrl,
         mqtt: s.mqttListen && { listen: s.mqttListen },
+        resume: {
+          key: state.resumeKey,
+          windowMs:
+            flags.resumeWindow === undefined
+              ? undefined
+              : parseSeconds(flags.resumeWindow, '--resume-window'),
+        },
         ...tuning,
       },
       logger,
@@ -434,6 +442,10 @@ function hubOptions(cmd: Command): Command {
       `Azure's device protocol, MQTT 3.1.1 over TLS, for devices on Azure's device SDKs (default ${defaultMqttListen})`,
     )
     .option('--no-mqtt', 'no MQTT: neither its TLS listener nor MQTT over WebSockets')
+    .option(
+      '--resume-window <seconds>',
+      'how long a resumable stream whose socket was lost waits for its ends (default 120)',
+    )
     .option(
       '--insecure-no-tls',
       'serve plain HTTP/WebSocket (only behind a TLS-terminating load balancer)',

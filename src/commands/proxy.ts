@@ -23,6 +23,8 @@ import {
   parseSeconds,
   withHeartbeatOption,
   streamNameFrom,
+  withResumeOptions,
+  resumeFrom,
 } from './common.js';
 
 interface ProxyFlags extends LogFlags, CredentialFlags {
@@ -34,6 +36,8 @@ interface ProxyFlags extends LogFlags, CredentialFlags {
   readonly L: string[];
   readonly socks?: string;
   readonly heartbeatInterval: string;
+  readonly resume?: boolean;
+  readonly resumeWindow?: string;
 }
 
 /** `--socks [BIND:]PORT`. */
@@ -104,6 +108,7 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
   const forwards = forwardsFrom(flags);
   const socks = flags.socks === undefined ? undefined : parseSocksListen(flags.socks, flags.bind);
   const heartbeatMs = parseSeconds(flags.heartbeatInterval, '--heartbeat-interval');
+  const resume = resumeFrom(flags);
   const logger = commandLogger(ctx, flags);
   warnIfPlainText(credential.hub, logger);
   await preflight(target, flags, ctx, logger);
@@ -122,6 +127,7 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
           bindHost: f.bind,
           port: f.port,
           heartbeatMs,
+          ...resume,
         },
         logger,
       );
@@ -134,7 +140,7 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
     }
     if (socks) {
       const server = await startSocksProxy(
-        { credential, target, bindHost: socks.bind, port: socks.port, heartbeatMs },
+        { credential, target, bindHost: socks.bind, port: socks.port, heartbeatMs, ...resume },
         logger,
       );
       proxies.push(server);
@@ -148,7 +154,10 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
 }
 
 export function registerProxyCommand(program: Command, ctx: CommandContext): void {
-  withCredentialOptions(withHeartbeatOption(withLogOptions(program.command('proxy'))), 'service')
+  withCredentialOptions(
+    withResumeOptions(withHeartbeatOption(withLogOptions(program.command('proxy')))),
+    'service',
+  )
     .description(
       'run on your machine: every local TCP connection gets its own stream to the device',
     )

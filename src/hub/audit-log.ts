@@ -3,6 +3,8 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 /** What became of a stream attempt. */
 export type AuditOutcome =
   | 'completed'
+  /** A resumable stream lost its socket; its ends are resuming it (another line follows). */
+  | 'suspended'
   | 'dropped'
   | 'rejected'
   | 'unauthorized'

@@ -9,6 +9,7 @@ import {
 } from '../tls/self-signed.js';
 import { AlreadyExistsError, allRights, type PolicyRecord, type Registry } from './registry.js';
 import { SqliteRegistry } from './sqlite-registry.js';
+import { loadResumeKey } from '../session/resume-key.js';
 
 /** The TLS identity the hub serves. */
 export interface HubTlsIdentity {
@@ -45,6 +46,8 @@ export interface HubDataDir {
   readonly registry: Registry;
   readonly tls: HubTlsIdentity | null;
   readonly servicePolicy: PolicyRecord;
+  /** Signs resume tickets (session/resume-key.ts). */
+  readonly resumeKey: Buffer;
   /** True when this call created the registry (first start): its service policy is new. */
   readonly created: boolean;
 }
@@ -140,7 +143,8 @@ export async function openHubDataDir(
     const servicePolicy = existing
       ? await grantPolicyWrite(registry, existing, logger)
       : await addServicePolicy(registry);
-    return { registry, tls, servicePolicy, created: existing === undefined };
+    const resumeKey = loadResumeKey(options.dataDir);
+    return { registry, tls, servicePolicy, resumeKey, created: existing === undefined };
   } catch (error) {
     registry.close();
     throw error;

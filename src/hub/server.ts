@@ -79,6 +79,11 @@ export interface HubOptions {
    */
   readonly mqtt?:
     { readonly listen?: { readonly host: string; readonly port: number } } | undefined;
+  /**
+   * Resumable streams between dstream's ends (src/session/): the data dir's ticket key, and
+   * how long a suspended stream waits for its halves (default 120 s). Absent: not offered.
+   */
+  readonly resume?: { readonly key: Buffer; readonly windowMs?: number | undefined } | undefined;
 }
 
 export type MetricsAccess = 'local' | 'open' | 'off';
@@ -130,6 +135,11 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     heartbeat,
     guard,
     idPrefix: cluster?.nodeId,
+    resume: options.resume && {
+      key: options.resume.key,
+      windowMs: options.resume.windowMs ?? 120_000,
+      deviceAllowed: (deviceId) => registry.getDevice(deviceId)?.status === 'enabled',
+    },
   });
   // Another cluster node disabled, removed or re-keyed a device: close what it revokes here.
   registry.watch?.((change) => {
@@ -155,7 +165,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       policy: info.origin.policy,
       device: info.deviceId,
       stream: info.name,
-      outcome: info.paired ? 'completed' : 'dropped',
+      outcome: info.suspended ? 'suspended' : info.paired ? 'completed' : 'dropped',
       reason: info.reason,
       bytesToDevice: info.bytesToDevice,
       bytesFromDevice: info.bytesFromDevice,

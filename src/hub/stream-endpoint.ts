@@ -6,7 +6,18 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from '../log/logger.js';
 import type { Heartbeat } from '../net/heartbeat.js';
 import type { Guard } from './guard.js';
-import { closeCodes, streamProtocol, streamTokenTtlMs } from '../protocol/constants.js';
+import {
+  closeCodes,
+  resumableStreamProtocol,
+  streamProtocol,
+  streamTokenTtlMs,
+} from '../protocol/constants.js';
+import { formatControlFrame } from '../session/control-frames.js';
+import {
+  signResumeTicket,
+  verifyResumeTicket,
+  type ResumeClaims,
+} from '../session/resume-ticket.js';
 import { relay, type EarlyMessage } from '../net/relay.js';
 import { refuseUpgrade } from './http-util.js';
 import { closeWebSocket } from '../net/close.js';
@@ -43,6 +54,8 @@ interface StreamRecord {
   paired: boolean;
   /** Bytes relayed so far, service->device (a) and device->service (b); live while paired. */
   readonly counts: { a: number; b: number };
+  /** Set for a stream being resumed: the generation of the tickets its halves presented. */
+  readonly resumeGeneration?: number;
 }
 
 export interface CreatedStream {
@@ -65,7 +78,22 @@ export interface StreamEndpointOptions {
    * stream socket that reaches another node can be sent on to the one that holds the stream.
    */
   readonly idPrefix?: string | undefined;
+  /**
+   * Resumable streams (dstream.stream.v2): the key resume tickets are signed with (the data
+   * dir's), how long a suspended stream waits for its halves, and whether a device may still
+   * have its streams (disabled or removed devices do not get them back).
+   */
+  readonly resume?:
+    | {
+        readonly key: Buffer;
+        readonly windowMs: number;
+        readonly deviceAllowed: (deviceId: string) => boolean;
+      }
+    | undefined;
 }
+
+/** How long a resume ticket is good for; the resume window is enforced beside it. */
+const ticketLifetimeS = 24 * 3600;
 
 const newId = (bytes: number): string => randomBytes(bytes).toString('base64url');
 
@@ -82,6 +110,8 @@ export interface StreamEndInfo {
   readonly bytesFromDevice: number;
   readonly durationMs: number;
   readonly reason: string;
+  /** A resumable stream whose socket was lost: its ends are resuming it (not an end). */
+  readonly suspended: boolean;
 }
 
 /**
@@ -96,6 +126,9 @@ export class StreamEndpoint extends EventEmitter {
   readonly #heartbeat: Heartbeat | undefined;
   readonly #guard: Guard | undefined;
   readonly #idPrefix: string;
+  readonly #resume: StreamEndpointOptions['resume'];
+  /** Resume tickets already presented ("id|side|generation"): each is good once. */
+  readonly #usedTickets = new Set<string>();
   /** Streams (waiting or relaying) per device, for the per-device limit. */
   readonly #perDevice = new Map<string, number>();
   readonly #finishedBytes = { toDevice: 0, fromDevice: 0 };
@@ -109,15 +142,21 @@ export class StreamEndpoint extends EventEmitter {
     this.#heartbeat = options.heartbeat;
     this.#guard = options.guard;
     this.#idPrefix = options.idPrefix === undefined ? '' : `${options.idPrefix}.`;
+    this.#resume = options.resume;
     this.#wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
       maxPayload: options.maxFrameBytes ?? 4 * 1024 * 1024,
       clientTracking: false,
-      // Ours when offered; otherwise the first one offered, echoed, so that a strict client
-      // (Azure's C device sample offers "MQTT") keeps the socket. Raw bytes follow either way.
+      // Ours when offered (resumable first, when this hub can sign tickets); otherwise the
+      // first one offered, echoed, so that a strict client (Azure's C device sample offers
+      // "MQTT") keeps the socket. Raw bytes follow either way.
       handleProtocols: (protocols) =>
-        protocols.has(streamProtocol) ? streamProtocol : ([...protocols][0] ?? false),
+        this.#resume && protocols.has(resumableStreamProtocol)
+          ? resumableStreamProtocol
+          : protocols.has(streamProtocol)
+            ? streamProtocol
+            : ([...protocols][0] ?? false),
     });
   }
 
@@ -202,11 +241,17 @@ export class StreamEndpoint extends EventEmitter {
     this.#end(record, closeCodes.pairTimeout, 'the other side did not connect in time');
   }
 
-  #end(record: StreamRecord, code: number, reason: string, cancelled = false): void {
+  #end(
+    record: StreamRecord,
+    code: number,
+    reason: string,
+    cancelled = false,
+    suspended = false,
+  ): void {
     if (record.timer) clearTimeout(record.timer);
     record.timer = undefined;
     if (!this.#remove(record)) return;
-    if (!record.paired) this.#emitEnd(record, 0, 0, reason, cancelled);
+    if (!record.paired) this.#emitEnd(record, 0, 0, reason, cancelled, suspended);
     for (const ws of Object.values(record.sockets)) {
       // An unpaired side is paused: closeWebSocket resumes it so the handshake can complete.
       closeWebSocket(ws, code, reason);
@@ -230,12 +275,12 @@ export class StreamEndpoint extends EventEmitter {
     return undefined;
   }
 
-  /** Handle an upgrade to /bridges/<id> with `Authorization: Bearer <token>`. */
+  /**
+   * Handle an upgrade to /bridges/<id> with `Authorization: Bearer <token>` (a new stream's
+   * side), or `Authorization: Resume <ticket>` (a resumable stream's side coming back).
+   */
   accept(req: IncomingMessage, socket: Duplex, head: Buffer, id: string): void {
-    const record = this.#streams.get(id);
     const header = req.headers.authorization ?? '';
-    const token = header.startsWith('Bearer ') ? header.slice(7) : '';
-    const side = record && token ? this.#sideFor(record, token) : undefined;
     const remote = req.socket.remoteAddress;
     const throttled = this.#guard?.throttled(remote);
     if (throttled) {
@@ -244,7 +289,17 @@ export class StreamEndpoint extends EventEmitter {
       });
       return;
     }
-    if (!record || !side || Date.now() - record.createdAt > this.#pairTimeoutMs) {
+    if (header.startsWith('Resume '))
+      return this.#acceptResume(req, socket, head, id, header.slice(7));
+    const record = this.#streams.get(id);
+    const token = header.startsWith('Bearer ') ? header.slice(7) : '';
+    const side = record && token ? this.#sideFor(record, token) : undefined;
+    if (
+      !record ||
+      !side ||
+      record.resumeGeneration !== undefined ||
+      Date.now() - record.createdAt > this.#pairTimeoutMs
+    ) {
       this.#guard?.recordFailure(remote, 'stream');
       this.logger.warn('stream connection refused: unknown stream or invalid token', { remote });
       refuseUpgrade(socket, 401, 'IotHubUnauthorizedAccess', 'invalid or expired stream token');
@@ -262,12 +317,136 @@ export class StreamEndpoint extends EventEmitter {
     }
     record.used.add(side);
     this.#guard?.markAuthenticated(req.socket);
+    this.#attach(record, side, req, socket, head);
+  }
+
+  /**
+   * A resumable stream's side reconnecting with its ticket. The ticket, not this process's
+   * memory, says which stream, device and side it is, so a restarted hub takes it too. Its
+   * halves meet in a record made by whichever comes first, and are paired as a new stream's.
+   */
+  #acceptResume(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    id: string,
+    ticket: string,
+  ): void {
+    const remote = req.socket.remoteAddress;
+    const refuse = (status: number, message: string): void => {
+      if (status === 401) this.#guard?.recordFailure(remote, 'stream');
+      this.logger.warn('stream resumption refused', { id, remote, reason: message });
+      refuseUpgrade(
+        socket,
+        status,
+        status === 403
+          ? 'DeviceDisabled'
+          : status === 400
+            ? 'ArgumentInvalid'
+            : 'IotHubUnauthorizedAccess',
+        message,
+      );
+    };
+    const resume = this.#resume;
+    if (!resume) return refuse(401, 'this hub does not resume streams');
+    const now = Date.now() / 1000;
+    let check = verifyResumeTicket([resume.key], ticket, 'service', now);
+    if (!check.ok && check.problem === 'wrong-side')
+      check = verifyResumeTicket([resume.key], ticket, 'device', now);
+    if (!check.ok) return refuse(401, check.message);
+    const claims: ResumeClaims = check.claims;
+    if (claims.streamId !== id) return refuse(401, 'the resume ticket is for another stream');
+    const used = `${id}|${claims.side}|${claims.generation}`;
+    if (this.#usedTickets.has(used)) return refuse(401, 'the resume ticket was already used');
+    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+    if (!offered.includes(resumableStreamProtocol))
+      return refuse(400, `resuming needs the ${resumableStreamProtocol} subprotocol`);
+    // A device disabled or removed meanwhile does not get its streams back.
+    if (!resume.deviceAllowed(claims.deviceId))
+      return refuse(403, `device '${claims.deviceId}' is disabled or no longer registered`);
+    let record = this.#streams.get(id);
+    if (record && record.resumeGeneration === undefined) {
+      // The stream this ticket belongs to still runs here (its other half has not noticed the
+      // loss yet): it ends now, and both halves meet again below.
+      this.#end(record, closeCodes.peerLost, 'a side is resuming', false, true);
+      record = undefined;
+    }
+    if (record && Math.abs((record.resumeGeneration ?? 0) - claims.generation) > 1)
+      return refuse(401, 'the resume ticket does not match its other half');
+    if (!record) {
+      record = this.#resumeRecord(claims, remote);
+    } else {
+      const older = record.sockets[claims.side];
+      if (older) {
+        // The same side again (an attempt whose socket the hub still holds): the newer wins.
+        record.earlyClose.get(older)?.call(undefined);
+        record.earlyClose.delete(older);
+        record.early.delete(older);
+        delete record.sockets[claims.side];
+        closeWebSocket(older, closeCodes.replaced, 'replaced by a newer resumption');
+      }
+    }
+    if (this.#usedTickets.size > 100_000) this.#usedTickets.clear();
+    this.#usedTickets.add(used);
+    this.#guard?.markAuthenticated(req.socket);
+    this.logger.info('stream resuming', {
+      device: claims.deviceId,
+      stream: claims.streamName,
+      side: claims.side,
+      id,
+    });
+    this.#attach(record, claims.side, req, socket, head);
+  }
+
+  /** The meeting point of a resumable stream's halves, made by the first that comes back. */
+  #resumeRecord(claims: ResumeClaims, remote: string | undefined): StreamRecord {
+    const record: StreamRecord = {
+      id: claims.streamId,
+      origin: { policy: undefined, remote },
+      deviceId: claims.deviceId,
+      name: claims.streamName,
+      tokens: { device: Buffer.alloc(0), service: Buffer.alloc(0) },
+      createdAt: Date.now(),
+      sockets: {},
+      used: new Set(),
+      earlyClose: new Map(),
+      early: new Map(),
+      timer: undefined,
+      paired: false,
+      counts: { a: 0, b: 0 },
+      resumeGeneration: claims.generation,
+    };
+    const windowMs = this.#resume?.windowMs ?? this.#pairTimeoutMs;
+    record.timer = setTimeout(() => {
+      record.timer = undefined;
+      if (record.paired) return;
+      this.logger.info('stream not resumed: its other side did not come back in time', {
+        device: record.deviceId,
+        stream: record.name,
+        id: record.id,
+      });
+      this.#end(record, closeCodes.pairTimeout, 'the other side did not resume in time');
+    }, windowMs);
+    this.#streams.set(record.id, record);
+    this.#perDevice.set(record.deviceId, this.countFor(record.deviceId) + 1);
+    return record;
+  }
+
+  /** Take an authenticated side's socket; pair the stream once both are here. */
+  #attach(
+    record: StreamRecord,
+    side: StreamSide,
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+  ): void {
+    const id = record.id;
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       ws.on('error', (error) =>
         this.logger.debug('stream socket error', { id, side, error: error.message }),
       );
-      if (!this.#streams.has(id)) {
-        // Cancelled or expired while the handshake was in progress.
+      if (this.#streams.get(id) !== record || record.sockets[side]) {
+        // Cancelled, expired or replaced while the handshake was in progress.
         closeWebSocket(ws, closeCodes.shutdown, 'stream no longer exists');
         return;
       }
@@ -281,8 +460,15 @@ export class StreamEndpoint extends EventEmitter {
       record.early.set(ws, { messages, listener });
       record.sockets[side] = ws;
       const early = (): void => {
-        if (!record.paired)
-          this.#end(record, closeCodes.peerLost, 'the other side left before pairing');
+        if (record.paired) return;
+        // A resuming half that leaves is only one attempt: the other may still come.
+        if (record.resumeGeneration !== undefined) {
+          if (record.sockets[side] === ws) delete record.sockets[side];
+          record.early.delete(ws);
+          record.earlyClose.delete(ws);
+          return;
+        }
+        this.#end(record, closeCodes.peerLost, 'the other side left before pairing');
       };
       ws.once('close', early);
       record.earlyClose.set(ws, early);
@@ -303,15 +489,40 @@ export class StreamEndpoint extends EventEmitter {
       ws.off('message', entry.listener);
       return entry.messages;
     };
-    const fromService = backlog(service);
-    const fromDevice = backlog(device);
+    let fromService = backlog(service);
+    let fromDevice = backlog(device);
     record.early.clear();
+    const v2 = (ws: WebSocket): boolean => ws.protocol === resumableStreamProtocol;
+    const resumable = v2(service) && v2(device);
+    if (!resumable) {
+      // A resumable end paired with one that is not: it is told first, before any byte, and
+      // carries on as v1 (or raw bytes); what it sent while waiting (its resume) is dropped.
+      for (const [ws, other] of [
+        [service, device],
+        [device, service],
+      ] as const)
+        if (v2(ws))
+          ws.send(
+            formatControlFrame({
+              type: 'plain',
+              peer: other.protocol === streamProtocol ? 'v1' : 'raw',
+            }),
+          );
+      if (v2(service)) fromService = fromService.filter(([, isBinary]) => isBinary);
+      if (v2(device)) fromDevice = fromDevice.filter(([, isBinary]) => isBinary);
+    }
     const started = Date.now();
     this.logger.debug('stream paired', {
       device: record.deviceId,
       stream: record.name,
       id: record.id,
     });
+    if (resumable && record.resumeGeneration !== undefined)
+      this.logger.info('stream resumed', {
+        device: record.deviceId,
+        stream: record.name,
+        id: record.id,
+      });
     relay(service, device, {
       backlog: { a: fromService, b: fromDevice },
       counts: record.counts,
@@ -325,6 +536,9 @@ export class StreamEndpoint extends EventEmitter {
           result.bytesAtoB,
           result.bytesBtoA,
           `closed by ${result.closedBy === 'a' ? 'service' : 'device'} (${result.closeCode})`,
+          false,
+          // A resumable stream ends only with a normal close; anything else is a suspension.
+          resumable && result.closeCode !== closeCodes.normal,
         );
         // debug: the audit log already has a line per stream, and at hundreds of streams a
         // second a second line per stream on stderr costs the hub several percent of its CPU.
@@ -339,6 +553,32 @@ export class StreamEndpoint extends EventEmitter {
         });
       },
     });
+    if (resumable) this.#sendTickets(record, device, service);
+  }
+
+  /** Hand both halves of a resumable stream their tickets for the next resumption. */
+  #sendTickets(record: StreamRecord, device: WebSocket, service: WebSocket): void {
+    const resume = this.#resume;
+    if (!resume) return;
+    const generation = (record.resumeGeneration ?? 0) + 1;
+    const expiresAt = Math.floor(Date.now() / 1000) + ticketLifetimeS;
+    for (const [side, ws] of [
+      ['device', device],
+      ['service', service],
+    ] as const)
+      ws.send(
+        formatControlFrame({
+          type: 'ticket',
+          ticket: signResumeTicket(resume.key, {
+            streamId: record.id,
+            deviceId: record.deviceId,
+            streamName: record.name,
+            side,
+            generation,
+            expiresAt,
+          }),
+        }),
+      );
   }
 
   #emitEnd(
@@ -347,6 +587,7 @@ export class StreamEndpoint extends EventEmitter {
     fromDevice: number,
     reason: string,
     cancelled = false,
+    suspended = false,
   ): void {
     this.emit('stream-end', {
       id: record.id,
@@ -359,6 +600,7 @@ export class StreamEndpoint extends EventEmitter {
       bytesFromDevice: fromDevice,
       durationMs: Date.now() - record.createdAt,
       reason,
+      suspended,
     } satisfies StreamEndInfo);
   }
 

@@ -29,6 +29,11 @@ export interface BridgeOptions {
   readonly highWaterMark?: number;
   /** Called once, when both the socket and the WebSocket are done. */
   readonly onEnd?: (result: BridgeResult) => void;
+  /**
+   * Whether the peer takes v1's EOF frames (default: when dstream.stream.v1 was negotiated;
+   * a resumable end told by the hub that its peer speaks v1 carries on with them).
+   */
+  readonly halfClose?: boolean;
 }
 
 const eofFrame = JSON.stringify({ type: 'eof' });
@@ -58,7 +63,7 @@ export type BridgeableStream = Duplex & { resetAndDestroy?: () => unknown };
 
 export function bridge(socket: BridgeableStream, ws: WebSocket, options: BridgeOptions = {}): void {
   const high = options.highWaterMark ?? defaultHighWaterMark;
-  const halfClose = ws.protocol === streamProtocol;
+  const halfClose = options.halfClose ?? ws.protocol === streamProtocol;
   let bytesSent = 0;
   let bytesReceived = 0;
   let localEnded = false; // the socket's read side ended; the peer was told

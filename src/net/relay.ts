@@ -1,5 +1,5 @@
 import type { RawData, WebSocket } from 'ws';
-import { closeCodes, streamProtocol } from '../protocol/constants.js';
+import { closeCodes, resumableStreamProtocol, streamProtocol } from '../protocol/constants.js';
 import { closeWebSocket } from './close.js';
 import { defaultHighWaterMark, InFlight } from './flow.js';
 
@@ -48,7 +48,8 @@ export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): v
     name: 'a' | 'b',
     backlog: readonly EarlyMessage[],
   ): void => {
-    const dstTakesText = dst.protocol === streamProtocol;
+    const dstTakesText =
+      dst.protocol === streamProtocol || dst.protocol === resumableStreamProtocol;
     const flow = new InFlight(
       high,
       high / 2,

@@ -7,6 +7,8 @@ export const controlProtocol = 'dstream.control.v1';
  * (Azure's format); with it, a text frame {"type":"eof"} also signals a half-close.
  */
 export const streamProtocol = 'dstream.stream.v1';
+/** Resumable streams between dstream's own ends (src/session/): acknowledged bytes, replay. */
+export const resumableStreamProtocol = 'dstream.stream.v2';
 
 /** Azure IoT Hub's stream-initiation headers. */
 export const headers = {

@@ -1,11 +1,13 @@
 import { EventEmitter } from 'node:events';
+import { carryStream } from '../session/stream-carrier.js';
+import { resumableStreamProtocol } from '../protocol/constants.js';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { ServiceConnectionString } from '../auth/connection-string.js';
 import { describeError, isDstreamError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { listen } from '../net/listen.js';
-import { bridge, type BridgeResult } from '../net/bridge.js';
+import type { BridgeResult } from '../net/bridge.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import { HubConnectionPool, type HubTarget } from '../net/hub-client.js';
 import { openServiceStream } from '../service/stream-client.js';
@@ -26,6 +28,10 @@ export interface ProxyOptions {
   readonly responseTimeoutSeconds?: number;
   /** Ping interval for stream sockets (ms). */
   readonly heartbeatMs?: number;
+  /** Resumable streams with resumable agents (default on): they survive a lost hub link. */
+  readonly resume?: boolean | undefined;
+  /** How long a suspended stream may take to resume (ms, default 120 s). */
+  readonly resumeWindowMs?: number | undefined;
 }
 
 export interface ProxyStreamEnd extends Partial<BridgeResult> {
@@ -47,7 +53,12 @@ export interface Proxy extends EventEmitter {
  */
 export async function startProxy(options: ProxyOptions, logger: Logger): Promise<Proxy> {
   const emitter = new EventEmitter();
-  const active = new Set<{ socket: Socket; abort: AbortController; ws?: WebSocket }>();
+  const active = new Set<{
+    socket: Socket;
+    abort: AbortController;
+    ws?: WebSocket;
+    carrier?: { close(): void };
+  }>();
   const heartbeat = new Heartbeat(options.heartbeatMs ?? defaultHeartbeatMs);
   // Stream initiations reuse verified connections to the hub: one TLS handshake per stream.
   const pool = new HubConnectionPool(options.target);
@@ -58,6 +69,7 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
       socket: Socket;
       abort: AbortController;
       ws?: WebSocket;
+      carrier?: { close(): void };
     };
     active.add(entry);
     const started = Date.now();
@@ -77,6 +89,7 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
       connectTimeoutSeconds: options.connectTimeoutSeconds,
       responseTimeoutSeconds: options.responseTimeoutSeconds,
       signal: entry.abort.signal,
+      resume: options.resume ?? false,
     }).then(
       (ws) => {
         entry.ws = ws;
@@ -87,8 +100,16 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
           closeWebSocket(ws, closeCodes.localError, 'local connection closed');
           return;
         }
-        log.debug('stream open');
-        bridge(socket, ws, {
+        log.debug('stream open', { resumable: ws.protocol === resumableStreamProtocol });
+        entry.carrier = carryStream(socket, ws, {
+          trust: options.target,
+          pool,
+          resumeWindowMs: options.resumeWindowMs,
+          logger: log,
+          onSocket: (next) => {
+            entry.ws = next;
+            heartbeat.add(next);
+          },
           onEnd: (result) => {
             active.delete(entry);
             const durationMs = Date.now() - started;
@@ -138,6 +159,8 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
           server.close(() => resolve());
           for (const entry of active) {
             entry.abort.abort();
+            // A suspended resumable stream would otherwise go on trying to resume.
+            entry.carrier?.close();
             entry.ws?.terminate();
             entry.socket.destroy();
           }

@@ -1,10 +1,10 @@
 import { EventEmitter } from 'node:events';
+import { carryStream } from '../session/stream-carrier.js';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import type { ServiceConnectionString } from '../auth/connection-string.js';
 import { DstreamError, describeError, isDstreamError, type ErrorCode } from '../errors.js';
 import { streamEndFields } from '../log/stream-end.js';
 import type { Logger } from '../log/logger.js';
-import { bridge } from '../net/bridge.js';
 import { listen } from '../net/listen.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import { HubConnectionPool, type HubTarget } from '../net/hub-client.js';
@@ -18,6 +18,10 @@ export interface SocksOptions {
   /** 0 picks a free port. */
   readonly port: number;
   readonly heartbeatMs?: number;
+  /** Resumable streams with resumable agents (default on): they survive a lost hub link. */
+  readonly resume?: boolean | undefined;
+  /** How long a suspended stream may take to resume (ms, default 120 s). */
+  readonly resumeWindowMs?: number | undefined;
 }
 
 /** SOCKS5 reply codes (RFC 1928 6). */
@@ -122,6 +126,7 @@ export async function startSocksProxy(
   // Stream initiations reuse verified connections to the hub: one TLS handshake per stream.
   const pool = new HubConnectionPool(options.target);
   const sockets = new Set<Socket>();
+  const carriers = new Set<{ close(): void }>();
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
   server.on('connection', (socket: Socket) => {
     socket.on('error', () => undefined);
@@ -155,13 +160,23 @@ export async function startSocksProxy(
         pool,
         deviceId: host,
         streamName: String(port),
+        resume: options.resume ?? false,
       });
       if (socket.destroyed) return void ws.terminate();
       heartbeat.add(ws);
       socket.write(reply(socksReply.succeeded));
-      bridge(socket, ws, {
-        onEnd: (result) => log.info('stream ended', streamEndFields(result, Date.now() - started)),
+      const carrier = carryStream(socket, ws, {
+        trust: options.target,
+        pool,
+        resumeWindowMs: options.resumeWindowMs,
+        logger: log,
+        onSocket: (next) => heartbeat.add(next),
+        onEnd: (result) => {
+          carriers.delete(carrier);
+          log.info('stream ended', streamEndFields(result, Date.now() - started));
+        },
       });
+      carriers.add(carrier);
     } catch (error) {
       const code = isDstreamError(error) ? error.code : undefined;
       log.warn('SOCKS request failed', {
@@ -183,6 +198,8 @@ export async function startSocksProxy(
           heartbeat.stop();
           pool.close();
           server.close(() => resolve());
+          // A suspended resumable stream would otherwise go on trying to resume.
+          for (const c of carriers) c.close();
           for (const s of sockets) s.destroy();
         }),
     }),

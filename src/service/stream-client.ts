@@ -11,6 +11,7 @@ import {
 import { apiVersion, headers as h, streamProtocol } from '../protocol/constants.js';
 import { serviceToken } from './credentials.js';
 import { errorFromResponse } from './hub-errors.js';
+import { endProtocols } from '../session/stream-carrier.js';
 
 export interface StreamInitiationOptions {
   readonly deviceId: string;
@@ -20,6 +21,8 @@ export interface StreamInitiationOptions {
   readonly signal?: AbortSignal;
   /** Kept-alive connections for the initiation request (a long-running proxy has one). */
   readonly pool?: HubConnectionPool | undefined;
+  /** Offer a resumable stream socket (dstream.stream.v2; session/stream-carrier.ts). */
+  readonly resume?: boolean | undefined;
 }
 
 function header(value: string | string[] | undefined): string | undefined {
@@ -81,7 +84,7 @@ export async function openServiceStream(
   try {
     return await openWebSocket(url, target, {
       headers: { authorization: `Bearer ${token}` },
-      protocols: [streamProtocol],
+      protocols: endProtocols(options.resume === true, streamProtocol),
       pool: options.pool,
     });
   } catch (error) {

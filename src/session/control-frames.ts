@@ -10,12 +10,15 @@ import { isSafeOffset } from './offsets.js';
  *   the count, so that a resumption knows whether the end was already delivered).
  * - `{"type":"resume","received":N}`: the first frame after reconnecting: send again from N.
  * - `{"type":"ticket","ticket":"v1..."}`: from the hub, the credential for the next resumption.
+ * - `{"type":"plain","peer":"v1"|"raw"}`: from the hub, first: the other side is not
+ *   resumable (an older dstream, or an Azure peer); carry on as v1 (or raw bytes).
  */
 export type ControlFrame =
   | { readonly type: 'ack'; readonly received: number }
   | { readonly type: 'eof'; readonly sent: number }
   | { readonly type: 'resume'; readonly received: number }
-  | { readonly type: 'ticket'; readonly ticket: string };
+  | { readonly type: 'ticket'; readonly ticket: string }
+  | { readonly type: 'plain'; readonly peer: 'v1' | 'raw' };
 
 /** Control frames are small; anything longer is a protocol violation. */
 export const maxControlFrameBytes = 2048;
@@ -52,6 +55,10 @@ export function parseControlFrame(text: string): ControlFrame | undefined {
     case 'ticket':
       return keys === 'ticket,type' && typeof f.ticket === 'string' && f.ticket.length <= 1024
         ? { type: 'ticket', ticket: f.ticket }
+        : undefined;
+    case 'plain':
+      return keys === 'peer,type' && (f.peer === 'v1' || f.peer === 'raw')
+        ? { type: 'plain', peer: f.peer }
         : undefined;
     default:
       return undefined;

@@ -15,8 +15,10 @@ import { ReplayBuffer, ReplayOffsetError } from './replay-buffer.js';
  * (`resume`) and the other sends again from there, so nothing is lost, duplicated or
  * reordered. Half-close travels as `eof` with the byte count, so it survives too.
  *
- * Protocol on each stream socket (docs: control-frames.ts): on open, each end sends
- * `resume{received}` first and sends payload only after the peer's `resume` arrived; then
+ * Protocol on each stream socket (docs: control-frames.ts): the hub, once it has paired the
+ * socket with a resumable peer, sends a `ticket` (or `plain` when the peer is not
+ * resumable); on the ticket each end sends `resume{received}`, and payload only after the
+ * peer's `resume` arrived; then
  * binary messages (payload) and `ack`/`eof`/`ticket` text frames. A normal end is a close
  * with 1000 by an end that has delivered and had acknowledged everything in both directions;
  * any other loss of the socket suspends the stream until it resumes or the window passes.
@@ -41,6 +43,11 @@ export interface ResumableBridgeOptions {
   readonly highWaterMark?: number;
   readonly onEvent?: (event: ResumeEvent) => void;
   readonly onEnd?: (result: ResumableResult) => void;
+  /**
+   * The hub said the other end is not resumable (its first frame, before any byte): this
+   * bridge lets go of both sockets, untouched, and the caller carries on with v1's bridge.
+   */
+  readonly onPlain?: (peer: 'v1' | 'raw') => void;
 }
 
 export type ResumeEvent =
@@ -65,6 +72,8 @@ export interface ResumableBridge {
   /** Bytes held for replay now (for tests and metrics). */
   readonly replayBytes: () => number;
   readonly suspended: () => boolean;
+  /** End it now (the process is shutting down): no more resumptions; the socket is reset. */
+  readonly close: () => void;
 }
 
 const defaultReplayBytes = 8 * 1024 * 1024;
@@ -99,6 +108,8 @@ export function resumableBridge(
   let finished = false;
   let closingNormally = false;
   let ticket: string | undefined;
+  /** This socket's resume was sent (after the hub's ticket on it). */
+  let helloSent = false;
   let resumptions = 0;
   let suspendedAt: number | undefined;
   let attempts = 0;
@@ -167,7 +178,10 @@ export function resumableBridge(
   const ackNow = (): void => {
     clearTimeout(ackTimer);
     ackTimer = undefined;
-    if (acks.due) send({ type: 'ack', received: acks.take() });
+    // Only counted as acknowledged once it is on its way: an acknowledgement taken while the
+    // socket is gone would be lost, and the peer would keep those bytes (and wait) for ever.
+    if (!acks.due || !current || current.readyState !== current.OPEN || !peerResumed) return;
+    send({ type: 'ack', received: acks.take() });
   };
 
   /**
@@ -198,8 +212,23 @@ export function resumableBridge(
     }
   };
 
+  /** Hand both sockets back as they are (nothing was read from the socket yet). */
+  const letGo = (peer: 'v1' | 'raw'): void => {
+    finished = true;
+    clearTimeout(ackTimer);
+    clearTimeout(retryTimer);
+    socket.off('data', onSocketData);
+    socket.off('end', onSocketEnd);
+    socket.off('error', onSocketError);
+    socket.off('close', onSocketClose);
+    socket.pause();
+    options.onPlain?.(peer);
+  };
+
   const onControl = (frame: ControlFrame): void => {
     switch (frame.type) {
+      case 'plain':
+        return;
       case 'resume': {
         if (peerResumed) return finish('protocol-error', 'a second resume on one socket');
         peerResumed = true;
@@ -216,6 +245,7 @@ export function resumableBridge(
           sendPayload(chunk);
         }
         if (localEnded) send({ type: 'eof', sent: replay.sent });
+        ackNow(); // what was passed on while the socket was away
         if (suspendedAt !== undefined) {
           options.onEvent?.({
             type: 'resumed',
@@ -230,6 +260,9 @@ export function resumableBridge(
         return checkDone();
       }
       case 'ack':
+        // A resume already acknowledged what the peer had received, which may be more than
+        // what it has since passed on and acknowledges now: an older count changes nothing.
+        if (frame.received <= replay.acked) return checkDone();
         try {
           replay.ack(frame.received);
         } catch (error) {
@@ -248,6 +281,12 @@ export function resumableBridge(
         return checkDone();
       case 'ticket':
         ticket = frame.ticket;
+        // The hub hands out a ticket when it has paired this socket with a resumable peer:
+        // only then is it safe to speak v2 (a v1 or raw peer would take a resume frame for data).
+        if (!helloSent) {
+          helloSent = true;
+          send({ type: 'resume', received });
+        }
         return;
     }
   };
@@ -262,7 +301,7 @@ export function resumableBridge(
     peerResumed = false;
     inFlight = 0;
     ws.on('error', () => undefined);
-    ws.on('message', (data: RawData, isBinary: boolean) => {
+    const onMessage = (data: RawData, isBinary: boolean): void => {
       if (finished || ws !== current) return;
       const buf = data as Buffer;
       if (isBinary) {
@@ -271,9 +310,16 @@ export function resumableBridge(
       }
       const frame = parseControlFrame(buf.toString('utf8'));
       if (!frame) return finish('protocol-error', 'an invalid control frame');
+      if (frame.type === 'plain') {
+        if (peerResumed || resumptions > 0 || replay.sent > 0 || !options.onPlain)
+          return finish('protocol-error', 'an unexpected plain frame');
+        ws.off('message', onMessage);
+        ws.off('close', onClose);
+        return letGo(frame.peer);
+      }
       onControl(frame);
-    });
-    ws.once('close', (code: number) => {
+    };
+    const onClose = (code: number): void => {
       if (ws !== current || finished) return;
       current = undefined;
       peerResumed = false;
@@ -283,9 +329,11 @@ export function resumableBridge(
         return finish('completed');
       }
       suspend(`stream socket closed (${code})`);
-    });
+    };
+    ws.on('message', onMessage);
+    ws.once('close', onClose);
+    helloSent = false;
     ws.resume();
-    send({ type: 'resume', received });
   };
 
   const suspend = (reason: string): void => {
@@ -322,23 +370,31 @@ export function resumableBridge(
     tryOnce();
   };
 
-  socket.on('data', (chunk: Buffer) => {
+  const onSocketData = (chunk: Buffer): void => {
     if (finished) return;
     replay.push(chunk);
     if (peerResumed) sendPayload(chunk);
     updateFlow();
-  });
-  socket.on('end', () => {
+  };
+  const onSocketEnd = (): void => {
     if (finished) return;
     localEnded = true;
     if (peerResumed) send({ type: 'eof', sent: replay.sent });
     checkDone();
-  });
-  socket.on('error', (error: Error) => finish('local-error', error.message));
-  socket.on('close', () => {
+  };
+  const onSocketError = (error: Error): void => finish('local-error', error.message);
+  const onSocketClose = (): void => {
     if (!finished && !(localEnded && socketWriteEnded)) finish('local-error', 'socket closed');
-  });
+  };
+  socket.on('data', onSocketData);
+  socket.on('end', onSocketEnd);
+  socket.on('error', onSocketError);
+  socket.on('close', onSocketClose);
 
   attach(ws);
-  return { replayBytes: () => replay.size, suspended: () => current === undefined };
+  return {
+    replayBytes: () => replay.size,
+    suspended: () => current === undefined,
+    close: () => finish('local-error', 'closed'),
+  };
 }

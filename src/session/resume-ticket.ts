@@ -15,6 +15,8 @@ export type StreamSide = 'service' | 'device';
 export interface ResumeClaims {
   readonly streamId: string;
   readonly deviceId: string;
+  /** The stream's name, for logs and the audit log of a hub that no longer knows it. */
+  readonly streamName: string;
   readonly side: StreamSide;
   readonly generation: number;
   /** Unix seconds; past it the stream is not resumed (the resume window). */
@@ -43,6 +45,7 @@ export function signResumeTicket(key: Buffer, claims: ResumeClaims): string {
     JSON.stringify({
       s: claims.streamId,
       d: claims.deviceId,
+      n: claims.streamName,
       w: claims.side,
       g: claims.generation,
       e: claims.expiresAt,
@@ -85,10 +88,11 @@ export function verifyResumeTicket(
   } catch {
     return bad('malformed', 'not a resume ticket');
   }
-  const { s, d, w, g, e } = o;
+  const { s, d, n, w, g, e } = o;
   if (
     typeof s !== 'string' ||
     typeof d !== 'string' ||
+    typeof n !== 'string' ||
     (w !== 'service' && w !== 'device') ||
     !isSafeOffset(g) ||
     !isSafeOffset(e)
@@ -96,5 +100,8 @@ export function verifyResumeTicket(
     return bad('malformed', 'not a resume ticket');
   if (w !== side) return bad('wrong-side', `the resume ticket is for the ${w} side`);
   if (e < nowSeconds) return bad('expired', 'the resume window has passed');
-  return { ok: true, claims: { streamId: s, deviceId: d, side: w, generation: g, expiresAt: e } };
+  return {
+    ok: true,
+    claims: { streamId: s, deviceId: d, streamName: n, side: w, generation: g, expiresAt: e },
+  };
 }

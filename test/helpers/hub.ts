@@ -71,6 +71,7 @@ export async function startTestHub(options: TestHubOptions = {}): Promise<TestHu
       audit: options.audit,
       headersTimeoutMs: options.headersTimeoutMs,
       publicUrl: options.publicUrl,
+      resume: { key: state.resumeKey },
     },
     logger,
   );

@@ -71,6 +71,9 @@ async function startRelay(port = 0): Promise<Relay> {
       };
       pipe(ws, other);
       pipe(other, ws);
+      // As the hub does once it pairs two resumable halves: a ticket to each.
+      for (const side of [ws, other])
+        side.send(JSON.stringify({ type: 'ticket', ticket: 'v1.t.t' }));
     });
     await new Promise<void>((resolve) => srv.listen(boundPort, '127.0.0.1', resolve));
     boundPort = (srv.address() as AddressInfo).port;

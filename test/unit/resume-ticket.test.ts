@@ -10,6 +10,7 @@ const key = randomBytes(32);
 const claims: ResumeClaims = {
   streamId: 'n1.abc',
   deviceId: 'pi-01',
+  streamName: '22',
   side: 'device',
   generation: 3,
   expiresAt: 2_000_000_000,
@@ -44,7 +45,7 @@ describe('resume tickets', () => {
     ]);
     // Another stream's claims under this signature.
     const [, , sig] = t.split('.');
-    const forged = `v1.${Buffer.from(JSON.stringify({ s: 'n1.other', d: 'pi-01', w: 'device', g: 3, e: 2e9 })).toString('base64url')}.${sig ?? ''}`;
+    const forged = `v1.${Buffer.from(JSON.stringify({ s: 'n1.other', d: 'pi-01', n: '22', w: 'device', g: 3, e: 2e9 })).toString('base64url')}.${sig ?? ''}`;
     expect(problem(forged)).toEqual([
       'bad-signature',
       'the resume ticket is not signed by this hub',

@@ -1,0 +1,84 @@
+import type { WebSocket } from 'ws';
+import { bridge, type BridgeableStream, type BridgeResult } from '../net/bridge.js';
+import { openWebSocket, type HubConnectionPool, type HubTrust } from '../net/hub-client.js';
+import { resumableStreamProtocol } from '../protocol/constants.js';
+import type { Logger } from '../log/logger.js';
+import { resumableBridge, type ResumableResult } from './resumable-bridge.js';
+
+export interface CarryOptions {
+  /** How the hub is verified, for resumptions. */
+  readonly trust: HubTrust;
+  readonly pool?: HubConnectionPool | undefined;
+  /** How long a suspended stream may take to resume (default 120 s). */
+  readonly resumeWindowMs?: number | undefined;
+  /** Suspensions and resumptions are logged here. */
+  readonly logger: Logger;
+  /** Every stream socket opened for a resumption (e.g. to put it under the heartbeat). */
+  readonly onSocket?: ((ws: WebSocket) => void) | undefined;
+  readonly onEnd: (result: BridgeResult) => void;
+}
+
+/** The stream socket protocols dstream's ends offer: resumable first, then v1. */
+export const endProtocols = (resume: boolean, v1: string): readonly string[] =>
+  resume ? [resumableStreamProtocol, v1] : [v1];
+
+function asBridgeResult(r: ResumableResult): BridgeResult {
+  return {
+    end:
+      r.end === 'completed' ? 'completed' : r.end === 'local-error' ? 'local-error' : 'peer-error',
+    bytesSent: r.bytesSent,
+    bytesReceived: r.bytesReceived,
+    closeCode: r.end === 'completed' ? 1000 : 4000,
+    error: r.reason === undefined || r.end === 'completed' ? undefined : new Error(r.reason),
+  };
+}
+
+/**
+ * Carry a local connection over a stream socket: resumably when the hub negotiated
+ * dstream.stream.v2 (and the other end turns out to be resumable too), else as v1 or raw
+ * bytes. Both sockets as bridge() wants them (connected, paused, 'error' listeners).
+ */
+export function carryStream(
+  socket: BridgeableStream,
+  ws: WebSocket,
+  options: CarryOptions,
+): { close(): void } {
+  if (ws.protocol !== resumableStreamProtocol) {
+    bridge(socket, ws, { onEnd: options.onEnd });
+    return { close: () => socket.destroy() };
+  }
+  const url = ws.url;
+  const log = options.logger;
+  return resumableBridge(socket, ws, {
+    resumeWindowMs: options.resumeWindowMs ?? 120_000,
+    reconnect: async (ticket) => {
+      if (ticket === undefined) throw new Error('no resume ticket from the hub yet');
+      const next = await openWebSocket(url, options.trust, {
+        headers: { authorization: `Resume ${ticket}` },
+        protocols: [resumableStreamProtocol],
+        pool: options.pool,
+      });
+      options.onSocket?.(next);
+      return next;
+    },
+    onEvent: (event) => {
+      if (event.type === 'suspended')
+        log.warn('stream suspended; resuming', { reason: event.reason });
+      else
+        log.info('stream resumed', {
+          afterMs: event.afterMs,
+          attempts: event.attempts,
+          replayedBytes: event.replayedBytes,
+        });
+    },
+    onPlain: (peer) => {
+      log.debug('the other end is not resumable; carrying on without', { peer });
+      bridge(socket, ws, { onEnd: options.onEnd, halfClose: peer === 'v1' });
+    },
+    onEnd: (result) => {
+      if (result.end === 'gave-up' || result.end === 'protocol-error')
+        log.warn('stream ended: it could not be resumed', { reason: result.reason });
+      options.onEnd(asBridgeResult(result));
+    },
+  });
+}

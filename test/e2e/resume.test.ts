@@ -1,0 +1,137 @@
+import { createHash } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runCli, spawnCli, startCliHub, type CliProcess } from '../helpers/cli.js';
+import { makeTempDir } from '../helpers/hub.js';
+import { dial, randomBytes, sha256 } from '../helpers/net.js';
+import { startEchoServer, startServer, type TestServer } from '../helpers/servers.js';
+
+// Resumable streams with the real processes: `dstream proxy --resume` and `dstream agent
+// --resume` through a `dstream hub` that is killed with SIGKILL mid-transfer and started
+// again on its port and data dir. The local TCP connections stay open; the bytes arrive
+// complete and in order.
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function setUp(target: TestServer): Promise<{
+  dir: string;
+  hub: CliProcess;
+  hubPort: number;
+  proxy: CliProcess;
+  proxyPort: number;
+  env: Record<string, string>;
+}> {
+  const dir = makeTempDir('dstream-resume-');
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const hub = await startCliHub(join(dir, 'hub'));
+  cleanups.push(() => hub.hub.stop('SIGKILL'));
+  const env = { DSTREAM_SERVICE_CONNECTION_STRING: hub.serviceString };
+  const added = await runCli(['device', 'add', 'pi-r'], env);
+  expect(added.code).toBe(0);
+  const agent = spawnCli(['agent', '--resume', '--target', `svc=127.0.0.1:${target.port}`], {
+    DSTREAM_DEVICE_CONNECTION_STRING: added.stdout.trim(),
+  });
+  cleanups.push(() => agent.stop());
+  await agent.waitForLine(/connected to the hub/);
+  const proxy = spawnCli(
+    ['proxy', '--resume', '--device', 'pi-r', '--local-port', '0', '--stream', 'svc'],
+    env,
+  );
+  cleanups.push(() => proxy.stop());
+  const proxyPort = Number((await proxy.waitForLine(/proxy listening on 127\.0\.0\.1:(\d+)/))[1]);
+  return { dir, hub: hub.hub, hubPort: hub.hubPort, proxy, proxyPort, env };
+}
+
+function restartHub(dir: string, port: number): Promise<CliProcess> {
+  const hub = spawnCli(['hub', '--data-dir', join(dir, 'hub'), '--listen', `127.0.0.1:${port}`]);
+  cleanups.push(() => hub.stop('SIGKILL'));
+  return hub.waitForLine(/hub listening/).then(() => hub);
+}
+
+/** Collect what `socket` receives; resolves once `n` bytes are in. */
+function collect(socket: Socket, n: number, onProgress: (got: number) => void): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let got = 0;
+    socket.on('data', (c: Buffer) => {
+      chunks.push(c);
+      got += c.length;
+      onProgress(got);
+      if (got >= n) resolve(Buffer.concat(chunks));
+    });
+    socket.once('close', () => got < n && reject(new Error(`closed after ${got} of ${n} bytes`)));
+  });
+}
+
+describe('resumable streams through a hub killed with SIGKILL', () => {
+  it('32 MiB echoed byte-exact while the hub is killed and restarted twice', async () => {
+    const echo = await startEchoServer();
+    cleanups.push(() => echo.close());
+    const s = await setUp(echo);
+    const client = await dial(s.proxyPort);
+    cleanups.push(() => client.destroy());
+    const data = randomBytes(32 * 1024 * 1024);
+    const killAt = [4, 16].map((m) => m * 1024 * 1024);
+    let restarting: Promise<unknown> = Promise.resolve();
+    let hub = s.hub;
+    const back = collect(client, data.length, (got) => {
+      if (killAt.length > 0 && got >= (killAt[0] ?? Infinity)) {
+        killAt.shift();
+        // One after the other: the hub killed is whichever runs when this turn comes.
+        restarting = restarting.then(async () => {
+          await hub.stop('SIGKILL');
+          hub = await restartHub(s.dir, s.hubPort);
+        });
+      }
+    });
+    client.write(data);
+    const got = await back.catch((e: unknown) => {
+      throw new Error(`${String(e)}\nproxy:\n${s.proxy.output()}\nhub:\n${hub.output()}`);
+    });
+    expect(sha256(got)).toBe(sha256(data));
+    await restarting;
+    expect(killAt).toEqual([]);
+    // The proxy says what happened, and the restarted hub took the tickets it signed before.
+    expect(s.proxy.output()).toMatch(/stream suspended; resuming/);
+    expect(s.proxy.output()).toMatch(/stream resumed[^\n]*replayedBytes=\d+/);
+    expect(hub.output()).toMatch(/stream resuming[^\n]*side=service/);
+    expect(hub.output()).toMatch(/stream resuming[^\n]*side=device/);
+  }, 90_000);
+
+  it('a half-close made while the hub is down arrives after it is back', async () => {
+    // The device's service: counts what arrives, answers "<bytes> <sha256>" at EOF.
+    let arrived = 0;
+    let onArrived: () => void = () => undefined;
+    const digest = await startServer((socket) => {
+      const hash = createHash('sha256');
+      socket.on('data', (d: Buffer) => {
+        arrived += d.length;
+        hash.update(d);
+        if (arrived >= 1024 * 1024) onArrived();
+      });
+      socket.on('end', () => socket.end(`${arrived} ${hash.digest('hex')}`));
+    });
+    cleanups.push(() => digest.close());
+    const s = await setUp(digest);
+    const client = await dial(s.proxyPort);
+    cleanups.push(() => client.destroy());
+    const data = randomBytes(8 * 1024 * 1024);
+    const answer = new Promise<string>((resolve) => {
+      let text = '';
+      client.on('data', (d: Buffer) => (text += d.toString()));
+      client.once('end', () => resolve(text));
+    });
+    const firstMiB = new Promise<void>((resolve) => (onArrived = resolve));
+    client.write(data.subarray(0, 1024 * 1024));
+    await firstMiB; // the stream is up and carrying bytes
+    await s.hub.stop('SIGKILL');
+    client.end(data.subarray(1024 * 1024));
+    await restartHub(s.dir, s.hubPort);
+    expect(await answer).toBe(`${data.length} ${sha256(data)}`);
+  }, 60_000);
+});
