@@ -1,0 +1,112 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closeWebSocket } from '../../src/net/close.js';
+import { openWebSocket, UpgradeRefusedError } from '../../src/net/hub-client.js';
+import { resumableStreamProtocol, streamProtocol } from '../../src/protocol/constants.js';
+import { signResumeTicket, type ResumeClaims } from '../../src/session/resume-ticket.js';
+import { hubTarget } from '../../src/service/credentials.js';
+import { hubError } from '../helpers/hub-error.js';
+import { startTestHub, type TestHub } from '../helpers/hub.js';
+
+// The hub's side of resumption, attacked directly: only a ticket it signed, for that stream
+// and side, unused, for a device still enabled, gets a half back.
+
+let t: TestHub;
+beforeAll(async () => {
+  t = await startTestHub();
+  await t.addDevice('rt-dev');
+});
+afterAll(async () => {
+  await t.cleanup();
+});
+
+const claims = (over: Partial<ResumeClaims> = {}): ResumeClaims => ({
+  streamId: 'stream-one',
+  deviceId: 'rt-dev',
+  streamName: '22',
+  side: 'service',
+  generation: 1,
+  expiresAt: Math.floor(Date.now() / 1000) + 600,
+  ...over,
+});
+
+async function resume(
+  id: string,
+  ticket: string,
+  protocols: readonly string[] = [resumableStreamProtocol],
+): Promise<{ ok: true; close: () => void } | { ok: false; status: number; message: string }> {
+  try {
+    const ws = await openWebSocket(
+      `wss://127.0.0.1:${t.hub.port}/bridges/${id}`,
+      hubTarget(t.service),
+      { headers: { authorization: `Resume ${ticket}` }, protocols },
+    );
+    return { ok: true, close: () => closeWebSocket(ws, 1000) };
+  } catch (error) {
+    if (!(error instanceof UpgradeRefusedError)) throw error;
+    return { ok: false, status: error.status, message: hubError({ body: error.body }).message };
+  }
+}
+
+describe('resume tickets at the hub', () => {
+  it('a ticket the hub signed takes a half back, once', async () => {
+    const ticket = signResumeTicket(t.state.resumeKey, claims());
+    const first = await resume('stream-one', ticket);
+    expect(first.ok).toBe(true);
+    if (first.ok) first.close();
+    expect(await resume('stream-one', ticket)).toEqual({
+      ok: false,
+      status: 401,
+      message: 'the resume ticket was already used',
+    });
+  });
+
+  it('forged, expired, other-stream and non-v2 attempts are refused with their reason', async () => {
+    const key = t.state.resumeKey;
+    expect(
+      await resume('s2', signResumeTicket(randomBytes(32), claims({ streamId: 's2' }))),
+    ).toEqual({
+      ok: false,
+      status: 401,
+      message: 'the resume ticket is not signed by this hub',
+    });
+    expect(
+      await resume('s3', signResumeTicket(key, claims({ streamId: 's3', expiresAt: 1000 }))),
+    ).toEqual({ ok: false, status: 401, message: 'the resume window has passed' });
+    expect(await resume('s4', signResumeTicket(key, claims({ streamId: 'other' })))).toEqual({
+      ok: false,
+      status: 401,
+      message: 'the resume ticket is for another stream',
+    });
+    expect(await resume('s5', 'not-a-ticket')).toEqual({
+      ok: false,
+      status: 401,
+      message: 'not a resume ticket',
+    });
+    expect(
+      await resume('s6', signResumeTicket(key, claims({ streamId: 's6' })), [streamProtocol]),
+    ).toEqual({
+      ok: false,
+      status: 400,
+      message: `resuming needs the ${resumableStreamProtocol} subprotocol`,
+    });
+  });
+
+  it('a device disabled meanwhile does not get its stream back', async () => {
+    await t.registry.setStatus('rt-dev', 'disabled');
+    try {
+      expect(
+        await resume(
+          's7',
+          signResumeTicket(t.state.resumeKey, claims({ streamId: 's7', side: 'device' })),
+        ),
+      ).toEqual({
+        ok: false,
+        status: 403,
+        message: "device 'rt-dev' is disabled or no longer registered",
+      });
+    } finally {
+      await t.registry.setStatus('rt-dev', 'enabled');
+    }
+  });
+});
