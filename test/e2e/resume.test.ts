@@ -2,7 +2,10 @@ import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
+import { findOpenSsh, startSshd } from '../helpers/openssh.js';
 import { runCli, spawnCli, startCliHub, type CliProcess } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/hub.js';
 import { dial, randomBytes, sha256 } from '../helpers/net.js';
@@ -134,4 +137,49 @@ describe('resumable streams through a hub killed with SIGKILL', () => {
     await restartHub(s.dir, s.hubPort);
     expect(await answer).toBe(`${data.length} ${sha256(data)}`);
   }, 60_000);
+
+  const openssh = findOpenSsh();
+  const sshRequired = process.env.DSTREAM_REQUIRE_OPENSSH === '1';
+  it.skipIf(!openssh && !sshRequired)(
+    'an OpenSSH session streaming output carries on through a kill -9 of the hub; ssh exits 0',
+    async () => {
+      if (!openssh) throw new Error('DSTREAM_REQUIRE_OPENSSH=1 but sshd/ssh were not found');
+      const sshDir = makeTempDir('dstream-resume-ssh-');
+      cleanups.push(() => rmSync(sshDir, { recursive: true, force: true }));
+      mkdirSync(join(sshDir, 'ssh'));
+      const sshd = await startSshd(openssh.sshd, join(sshDir, 'ssh'));
+      cleanups.push(() => sshd.close());
+      const s = await setUp(sshd);
+      // 40 batches of 10,000 numbers, 50 ms apart: about 2.7 MB over two seconds and more.
+      const command =
+        'for i in $(seq 0 39); do seq $((i*10000)) $((i*10000+9999)); sleep 0.05; done';
+      let expected = '';
+      for (let i = 0; i < 400_000; i++) expected += `${i}\n`;
+      const ssh = spawn(
+        'ssh',
+        ['-p', String(s.proxyPort), ...sshd.sshOptions, `${sshd.user}@127.0.0.1`, command],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      cleanups.push(() => ssh.kill('SIGKILL'));
+      let out = '';
+      let err = '';
+      let killed: Promise<unknown> | undefined;
+      ssh.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        // Some output is through: kill the hub under the running session, then bring it back.
+        if (!killed && out.length > 100_000)
+          killed = s.hub.stop('SIGKILL').then(() => restartHub(s.dir, s.hubPort));
+      });
+      ssh.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const code = await new Promise<number | null>((resolve) => ssh.once('close', resolve));
+      expect(killed).toBeDefined();
+      await killed;
+      expect(err).toBe('');
+      expect(code).toBe(0);
+      expect(out.length).toBe(expected.length);
+      expect(sha256(Buffer.from(out))).toBe(sha256(Buffer.from(expected)));
+      expect(s.proxy.output()).toMatch(/stream resumed/);
+    },
+    90_000,
+  );
 });
