@@ -39,10 +39,20 @@ export interface DeviceSessionContext {
   readonly attach: (deviceId: string, link: DeviceLink) => AttachedLink;
   /** False while the hub drains: new devices are refused (server unavailable). */
   readonly accepting: () => boolean;
+  /** Each refused CONNECT, for the audit log (a line with an empty stream name). */
+  readonly audit?: ((refusal: MqttRefusal) => void) | undefined;
   /** The longest packet read, in bytes; bigger ones close the connection. */
   readonly maxPacketBytes: number;
   /** How long a new connection may take to send CONNECT. */
   readonly connectTimeoutMs: number;
+}
+
+/** A refused MQTT CONNECT, as the audit log records it. */
+export interface MqttRefusal {
+  readonly device: string | undefined;
+  readonly outcome: 'unauthorized' | 'disabled' | 'throttled' | 'invalid' | 'unavailable';
+  readonly reason: string;
+  readonly remote: string | undefined;
 }
 
 /** IoT Hub's longest keep-alive; 0 (none) or more is served as this. */
@@ -102,8 +112,14 @@ export function serveDeviceSession(
 
   const connectTimer = setTimeout(() => end('no CONNECT in time'), ctx.connectTimeoutMs);
 
-  const refuse = (code: number, reason: string, device?: string): void => {
+  const refuse = (
+    code: number,
+    reason: string,
+    device?: string,
+    outcome: MqttRefusal['outcome'] = 'invalid',
+  ): void => {
     log.warn('mqtt device connection refused', { device, reason });
+    ctx.audit?.({ device, outcome, reason, remote });
     write({ cmd: 'connack', returnCode: code, sessionPresent: false });
     end(reason);
   };
@@ -121,13 +137,14 @@ export function serveDeviceSession(
     const nameProblem = usernameProblem(packet.username, clientId);
     if (nameProblem) return refuse(connack.badCredentials, nameProblem, clientId);
     if (!ctx.accepting())
-      return refuse(connack.serverUnavailable, 'the hub is shutting down', clientId);
+      return refuse(connack.serverUnavailable, 'the hub is shutting down', clientId, 'unavailable');
     const auth = ctx.authenticate(socket, packet.password?.toString('utf8'), clientId);
     if (!auth.ok)
       return refuse(
         auth.status === 429 ? connack.serverUnavailable : connack.notAuthorized,
         auth.message,
         clientId,
+        auth.status === 429 ? 'throttled' : auth.status === 403 ? 'disabled' : 'unauthorized',
       );
     deviceId = clientId;
     keepAliveMs = Math.min(packet.keepalive || maxKeepAliveS, maxKeepAliveS) * 1000;

@@ -220,6 +220,19 @@ describe("a device on Azure's MQTT stream protocol", () => {
       expect(error?.code, JSON.stringify(override)).toBe(code);
     }
     await hub.hub.waitForLine(/mqtt device connection refused[^\n]*invalid device credentials/);
+    // Audited as every refused credential is: one line per attempt, no secret in it.
+    const audit = readFileSync(join(dir, 'hub', 'audit.log'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .filter((r) => String(r.reason).startsWith('mqtt connect refused'));
+    expect(audit.map((r) => [r.device, r.outcome])).toEqual([
+      ['mq-01', 'unauthorized'],
+      ['mq-01', 'unauthorized'],
+      ['mq-01', 'invalid'],
+      ['mq-01/module-1', 'invalid'],
+    ]);
+    expect(JSON.stringify(audit)).not.toContain(deviceCs.sharedAccessKey);
     // The real device is undisturbed: refusals do not replace its connection.
     expect(device.client.connected).toBe(true);
   });
