@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -21,7 +21,11 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function setUp(target: TestServer): Promise<{
+async function setUp(
+  target: TestServer,
+  hubFlags: readonly string[] = [],
+  onHub: (port: number) => void = () => undefined,
+): Promise<{
   dir: string;
   hub: CliProcess;
   hubPort: number;
@@ -31,8 +35,9 @@ async function setUp(target: TestServer): Promise<{
 }> {
   const dir = makeTempDir('dstream-resume-');
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const hub = await startCliHub(join(dir, 'hub'));
+  const hub = await startCliHub(join(dir, 'hub'), hubFlags);
   cleanups.push(() => hub.hub.stop('SIGKILL'));
+  onHub(hub.hubPort);
   const env = { DSTREAM_SERVICE_CONNECTION_STRING: hub.serviceString };
   const added = await runCli(['device', 'add', 'pi-r'], env);
   expect(added.code).toBe(0);
@@ -48,6 +53,42 @@ async function setUp(target: TestServer): Promise<{
   cleanups.push(() => proxy.stop());
   const proxyPort = Number((await proxy.waitForLine(/proxy listening on 127\.0\.0\.1:(\d+)/))[1]);
   return { dir, hub: hub.hub, hubPort: hub.hubPort, proxy, proxyPort, env };
+}
+
+/**
+ * A TCP relay in front of the hub, as a NAT box or a Wi-Fi link is: cut() drops every flow
+ * through it at once (both ends see their connections reset), and new ones pass again.
+ */
+async function startCutter(): Promise<{
+  port: number;
+  setTarget(port: number): void;
+  cut(): void;
+  close(): Promise<void>;
+}> {
+  let target = 0;
+  const flows = new Set<Socket>();
+  const server = createServer((inbound) => {
+    const outbound = connect({ host: '127.0.0.1', port: target });
+    for (const s of [inbound, outbound]) {
+      s.on('error', () => undefined);
+      flows.add(s);
+      s.once('close', () => flows.delete(s));
+    }
+    inbound.pipe(outbound).pipe(inbound);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    setTarget: (port) => (target = port),
+    cut: () => {
+      for (const s of flows) s.resetAndDestroy();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of flows) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 function restartHub(dir: string, port: number): Promise<CliProcess> {
@@ -136,6 +177,31 @@ describe('resumable streams through a hub killed with SIGKILL', () => {
     client.end(data.subarray(1024 * 1024));
     await restartHub(s.dir, s.hubPort);
     expect(await answer).toBe(`${data.length} ${sha256(data)}`);
+  }, 60_000);
+
+  it('flows cut under a live hub (a NAT box dropping them): 16 MiB echoed byte-exact across two cuts', async () => {
+    const echo = await startEchoServer();
+    cleanups.push(() => echo.close());
+    const cutter = await startCutter();
+    cleanups.push(() => cutter.close());
+    // Everything goes through the cutter: the strings and streaming URLs name it.
+    const s = await setUp(echo, ['--public-url', `https://127.0.0.1:${cutter.port}`], (port) =>
+      cutter.setTarget(port),
+    );
+    const client = await dial(s.proxyPort);
+    cleanups.push(() => client.destroy());
+    const data = randomBytes(16 * 1024 * 1024);
+    const cutAt = [3, 9].map((m) => m * 1024 * 1024);
+    const back = collect(client, data.length, (got) => {
+      if (cutAt.length > 0 && got >= (cutAt[0] ?? Infinity)) {
+        cutAt.shift();
+        cutter.cut();
+      }
+    });
+    client.write(data);
+    expect(sha256(await back)).toBe(sha256(data));
+    expect(cutAt).toEqual([]);
+    expect(s.proxy.output()).toMatch(/stream resumed/);
   }, 60_000);
 
   const openssh = findOpenSsh();
