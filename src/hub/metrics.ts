@@ -24,6 +24,7 @@ export interface ClusterStats {
 
 const outcomes: readonly AuditOutcome[] = [
   'completed',
+  'suspended',
   'dropped',
   'rejected',
   'unauthorized',
@@ -77,6 +78,7 @@ export class HubMetrics {
   readonly #streams: Counter<'outcome'>;
   readonly #setup: Histogram;
   readonly #authFailures: Counter<'kind'>;
+  readonly #resumed: Counter;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -146,6 +148,11 @@ export class HubMetrics {
       registers,
     });
     for (const outcome of outcomes) this.#streams.inc({ outcome }, 0);
+    this.#resumed = new Counter({
+      name: 'dstream_streams_resumed_total',
+      help: 'Resumable streams whose two halves met again after their socket was lost.',
+      registers,
+    });
     this.#setup = new Histogram({
       name: 'dstream_stream_setup_seconds',
       help: "Time from a stream request's arrival to the device's acceptance.",
@@ -169,6 +176,11 @@ export class HubMetrics {
   /** A device accepted a stream `ms` after the request arrived. */
   streamAccepted(ms: number): void {
     this.#setup.observe(ms / 1000);
+  }
+
+  /** A resumable stream's halves were paired again. */
+  streamResumed(): void {
+    this.#resumed.inc();
   }
 
   authFailure(kind: AuthFailureKind): void {

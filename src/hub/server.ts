@@ -157,6 +157,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     },
   };
   const metricsAccess = options.metrics ?? 'local';
+  streams.on('stream-resumed', () => metrics.streamResumed());
   // Accepted streams are audited when they end, with their byte counts and duration.
   streams.on('stream-end', (info: StreamEndInfo) => {
     if (info.cancelled) return;

@@ -517,12 +517,14 @@ export class StreamEndpoint extends EventEmitter {
       stream: record.name,
       id: record.id,
     });
-    if (resumable && record.resumeGeneration !== undefined)
+    if (resumable && record.resumeGeneration !== undefined) {
       this.logger.info('stream resumed', {
         device: record.deviceId,
         stream: record.name,
         id: record.id,
       });
+      this.emit('stream-resumed', { id: record.id, deviceId: record.deviceId, name: record.name });
+    }
     relay(service, device, {
       backlog: { a: fromService, b: fromDevice },
       counts: record.counts,
