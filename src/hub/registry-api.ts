@@ -96,7 +96,8 @@ function sendDevice(
   sendJson(res, 200, deviceJson(ctx, device, withSecrets, connected));
 }
 
-const notRegistered = (res: ServerResponse, deviceId: string): void =>
+/** 404 DeviceNotFound, as every registry and twin endpoint answers it. */
+export const notRegistered = (res: ServerResponse, deviceId: string): void =>
   sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
 
 const changedSinceRead = (res: ServerResponse, deviceId: string): void =>
@@ -215,8 +216,7 @@ async function regenerateKey(
       'body must be {"key": "primary"} or {"key": "secondary"}',
     );
   const device = await ctx.registry.regenerateKey(deviceId, which);
-  if (!device)
-    return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
+  if (!device) return notRegistered(res, deviceId);
   // A connection made with the old key must not outlive it: the agent reconnects with its key.
   ctx.control.disconnect(deviceId, `${which} key regenerated`);
   ctx.logger.info('device key regenerated', { device: deviceId, which, policy });
@@ -270,8 +270,7 @@ export async function handleRegistryApi(
       return putDevice(ctx, req, res, deviceId, caller.name);
     case 'GET': {
       const device = ctx.registry.getDevice(deviceId);
-      if (!device)
-        return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
+      if (!device) return notRegistered(res, deviceId);
       const connected = await connectedSet(ctx, [deviceId]);
       return sendDevice(ctx, res, device, true, connected.has(deviceId));
     }
@@ -287,8 +286,7 @@ export async function handleRegistryApi(
           'body must be {"status": "enabled"} or {"status": "disabled"}',
         );
       const device = await ctx.registry.setDeviceStatus(deviceId, status);
-      if (!device)
-        return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
+      if (!device) return notRegistered(res, deviceId);
       if (status === 'disabled') {
         ctx.control.disconnect(deviceId, 'device disabled');
         ctx.streams.closeDevice(deviceId);

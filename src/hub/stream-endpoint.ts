@@ -97,6 +97,23 @@ const ticketLifetimeS = 24 * 3600;
 
 const newId = (bytes: number): string => randomBytes(bytes).toString('base64url');
 
+/** A stream's record in its first state: nobody connected, nothing relayed. */
+function newRecord(
+  fields: Pick<StreamRecord, 'id' | 'origin' | 'deviceId' | 'name' | 'tokens' | 'resumeGeneration'>,
+): StreamRecord {
+  return {
+    ...fields,
+    createdAt: Date.now(),
+    sockets: {},
+    used: new Set(),
+    earlyClose: new Map(),
+    early: new Map(),
+    timer: undefined,
+    paired: false,
+    counts: { a: 0, b: 0 },
+  };
+}
+
 /** What the hub knows of a stream when it ends ('stream-end' event). */
 export interface StreamEndInfo {
   readonly id: string;
@@ -203,21 +220,13 @@ export class StreamEndpoint extends EventEmitter {
     const id = this.#idPrefix + newId(18);
     const deviceToken = newId(32);
     const serviceToken = newId(32);
-    const record: StreamRecord = {
+    const record = newRecord({
       id,
       origin,
       deviceId,
       name,
       tokens: { device: Buffer.from(deviceToken), service: Buffer.from(serviceToken) },
-      createdAt: Date.now(),
-      sockets: {},
-      used: new Set(),
-      earlyClose: new Map(),
-      early: new Map(),
-      timer: undefined,
-      paired: false,
-      counts: { a: 0, b: 0 },
-    };
+    });
     record.timer = setTimeout(() => this.#expire(record), this.#pairTimeoutMs);
     this.#streams.set(id, record);
     this.#perDevice.set(deviceId, this.countFor(deviceId) + 1);
@@ -350,9 +359,7 @@ export class StreamEndpoint extends EventEmitter {
     const resume = this.#resume;
     if (!resume) return refuse(401, 'this hub does not resume streams');
     const now = Date.now() / 1000;
-    let check = verifyResumeTicket([resume.key], ticket, 'service', now);
-    if (!check.ok && check.problem === 'wrong-side')
-      check = verifyResumeTicket([resume.key], ticket, 'device', now);
+    const check = verifyResumeTicket([resume.key], ticket, undefined, now);
     if (!check.ok) return refuse(401, check.message);
     const claims: ResumeClaims = check.claims;
     if (claims.streamId !== id) return refuse(401, 'the resume ticket is for another stream');
@@ -400,22 +407,15 @@ export class StreamEndpoint extends EventEmitter {
 
   /** The meeting point of a resumable stream's halves, made by the first that comes back. */
   #resumeRecord(claims: ResumeClaims, remote: string | undefined): StreamRecord {
-    const record: StreamRecord = {
+    const record = newRecord({
       id: claims.streamId,
       origin: { policy: undefined, remote },
       deviceId: claims.deviceId,
       name: claims.streamName,
+      // No bearer tokens: its halves come back with tickets only.
       tokens: { device: Buffer.alloc(0), service: Buffer.alloc(0) },
-      createdAt: Date.now(),
-      sockets: {},
-      used: new Set(),
-      earlyClose: new Map(),
-      early: new Map(),
-      timer: undefined,
-      paired: false,
-      counts: { a: 0, b: 0 },
       resumeGeneration: claims.generation,
-    };
+    });
     const windowMs = this.#resume?.windowMs ?? this.#pairTimeoutMs;
     record.timer = setTimeout(() => {
       record.timer = undefined;

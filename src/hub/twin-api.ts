@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { deviceIdProblem } from '../protocol/identifiers.js';
 import { twinEtag, twinJson } from '../protocol/iothub-device.js';
 import { sendError, sendJson } from './http-util.js';
-import { connectedSet, type RegistryApiContext } from './registry-api.js';
+import { connectedSet, notRegistered, type RegistryApiContext } from './registry-api.js';
 
 /**
  * GET /twins/{id}: IoT Hub's device twin, minimal (registry read right). dstream keeps no
@@ -27,8 +27,7 @@ export async function handleTwinApi(
   const problem = deviceIdProblem(deviceId);
   if (problem) return sendError(res, 400, 'ArgumentInvalid', problem);
   const device = ctx.registry.getDevice(deviceId);
-  if (!device)
-    return sendError(res, 404, 'DeviceNotFound', `device '${deviceId}' is not registered`);
+  if (!device) return notRegistered(res, deviceId);
   const connected = (await connectedSet(ctx, [deviceId])).has(deviceId);
   res.setHeader('etag', `"${twinEtag}"`);
   return sendJson(res, 200, twinJson(device, connected));

@@ -13,9 +13,6 @@ import type { Logger } from '../log/logger.js';
 import { listen } from '../net/listen.js';
 import { serveDeviceSession, type DeviceSessionContext } from './device-session.js';
 
-/** Where Azure's device SDKs open MQTT over WebSockets on the hub's main port. */
-export const mqttWebSocketPath = '/$iothub/websocket';
-
 export interface MqttGatewayOptions {
   readonly session: Omit<DeviceSessionContext, 'maxPacketBytes' | 'connectTimeoutMs'>;
   /** null: plain TCP (a hub run with --insecure-no-tls). */

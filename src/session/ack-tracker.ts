@@ -1,5 +1,5 @@
 /**
- * When the receiving end of a resumable stream acknowledges (issue 13, groundwork). Often
+ * When the receiving end of a resumable stream acknowledges (`--resume`). Often
  * enough that the sender's replay buffer stays small on a healthy link: after `everyBytes`
  * unacknowledged bytes at once, else once the caller's idle timer fires (`due`). Rarely enough
  * that acknowledgements cost next to nothing: one small frame per `everyBytes`.

@@ -1,8 +1,7 @@
 import { isSafeOffset } from './offsets.js';
 
 /**
- * Control frames of resumable streams (`dstream.stream.v2`; issue 13, groundwork: not wired
- * into the stream path yet). Payload bytes travel as binary WebSocket messages, as in v1;
+ * Control frames of resumable streams (`dstream.stream.v2`, docs/protocol.md). Payload bytes travel as binary WebSocket messages, as in v1;
  * these travel as text messages, JSON, one object each:
  *
  * - `{"type":"ack","received":N}`: I have received N payload bytes from you (cumulative).

@@ -1,6 +1,6 @@
 /**
  * The bytes one end of a resumable stream has sent and the other end has not yet acknowledged
- * (issue 13, groundwork: not wired into the stream path yet). Offsets count payload bytes from
+ * (`--resume`; used by resumable-bridge.ts). Offsets count payload bytes from
  * the stream's start, so they survive any number of reconnections: after one, the peer says
  * how many bytes it has received and everything from there is sent again.
  *

@@ -8,8 +8,7 @@ import { formatControlFrame, parseControlFrame, type ControlFrame } from './cont
 import { ReplayBuffer, ReplayOffsetError } from './replay-buffer.js';
 
 /**
- * One end of a resumable stream (issue 13, groundwork: tested against a relay in the tests,
- * not yet wired into the agent, proxy and hub). The local TCP connection stays open while the
+ * One end of a resumable stream (`--resume`; chosen by stream-carrier.ts). The local TCP connection stays open while the
  * stream socket in the middle is lost and rebuilt: every byte read from it is kept until the
  * other end acknowledges it; after a reconnection each end says how much it has received
  * (`resume`) and the other sends again from there, so nothing is lost, duplicated or

@@ -2,7 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { isSafeOffset } from './offsets.js';
 
 /**
- * Resume tickets (issue 13, groundwork: not wired into the stream path yet). A ticket lets one
+ * Resume tickets (`--resume`; signed and checked by hub/stream-endpoint.ts). A ticket lets one
  * end of a stream reconnect its half after the link or the hub went away. The hub signs it
  * with a key kept in its data dir (shared by a cluster's nodes), so a hub that lost all
  * memory of the stream, or another node, can still check it: who may resume, which stream,
@@ -62,12 +62,13 @@ const bad = (problem: TicketProblem, message: string): TicketCheck => ({
 
 /**
  * Check a ticket against the keys (the current one first; older ones during a rotation), the
- * side that presents it and the time. Every failure is one of four problems with a sentence.
+ * side that presents it (undefined: the hub, which learns the side from the ticket) and the
+ * time. Every failure is one of four problems with a sentence.
  */
 export function verifyResumeTicket(
   keys: readonly Buffer[],
   ticket: string,
-  side: StreamSide,
+  side: StreamSide | undefined,
   nowSeconds: number,
 ): TicketCheck {
   if (ticket.length > maxTicketLength || !ticket.startsWith(prefix))
@@ -98,7 +99,8 @@ export function verifyResumeTicket(
     !isSafeOffset(e)
   )
     return bad('malformed', 'not a resume ticket');
-  if (w !== side) return bad('wrong-side', `the resume ticket is for the ${w} side`);
+  if (side !== undefined && w !== side)
+    return bad('wrong-side', `the resume ticket is for the ${w} side`);
   if (e < nowSeconds) return bad('expired', 'the resume window has passed');
   return {
     ok: true,

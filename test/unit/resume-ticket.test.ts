@@ -21,6 +21,8 @@ describe('resume tickets', () => {
     const t = signResumeTicket(key, claims);
     expect(t).toMatch(/^v1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}$/);
     expect(verifyResumeTicket([key], t, 'device', 1_999_999_999)).toEqual({ ok: true, claims });
+    // The hub learns the side from the ticket itself.
+    expect(verifyResumeTicket([key], t, undefined, 0)).toEqual({ ok: true, claims });
     // During a key rotation the old key still verifies.
     expect(verifyResumeTicket([randomBytes(32), key], t, 'device', 0).ok).toBe(true);
   });
