@@ -385,6 +385,11 @@ export function resumableBridge(
   const onSocketClose = (): void => {
     if (!finished && !(localEnded && socketWriteEnded)) finish('local-error', 'socket closed');
   };
+  // Nothing is read before the hub has told this end what its peer is (a ticket or `plain`):
+  // a server that speaks first (sshd's banner) would otherwise have bytes taken into the
+  // replay buffer that a plain (v1 or raw) peer never gets. Paused first, listening to
+  // 'data' does not start the flow; updateFlow() does, once the peer has resumed.
+  socket.pause();
   socket.on('data', onSocketData);
   socket.on('end', onSocketEnd);
   socket.on('error', onSocketError);
