@@ -1,5 +1,5 @@
 import { Chalk } from 'chalk';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, type Option } from 'commander';
 import { registerAgentCommand } from './commands/agent.js';
 import { registerConnectCommand } from './commands/connect.js';
 import type { CommandContext } from './commands/common.js';
@@ -24,6 +24,25 @@ function stopSignal(): Promise<string> {
   });
 }
 
+/**
+ * One way of showing defaults in --help, `(default: 20)`, as the descriptions that state their
+ * own default say it: never with quotes (commander's `(default: "20")`), and nothing for an
+ * empty list or a negated flag.
+ */
+function describeOption(option: Option): string {
+  const value: unknown = option.defaultValue;
+  const shown =
+    option.defaultValueDescription ??
+    (value === undefined || option.negate || (Array.isArray(value) && value.length === 0)
+      ? undefined
+      : Array.isArray(value)
+        ? value.join(', ')
+        : typeof value === 'string' || typeof value === 'number'
+          ? String(value)
+          : JSON.stringify(value));
+  return shown === undefined ? option.description : `${option.description} (default: ${shown})`;
+}
+
 /** Build the `dstream` program. */
 export function buildProgram(ctx: CommandContext): Command {
   const program = new Command('dstream')
@@ -32,6 +51,7 @@ export function buildProgram(ctx: CommandContext): Command {
       'Reach SSH, RDP or any TCP service on a device behind NAT, by device ID, through a hub.',
     )
     .enablePositionalOptions()
+    .configureHelp({ optionDescription: describeOption })
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({
       writeOut: (s) => process.stdout.write(s),

@@ -28,7 +28,9 @@ export type ErrorCode =
   | 'ERR_LISTEN'
   | 'ERR_PROTOCOL'
   | 'ERR_PROFILE_NOT_FOUND'
-  | 'ERR_PROFILE_STORE';
+  | 'ERR_PROFILE_STORE'
+  /** Stopped by a signal before there was anything to end cleanly. */
+  | 'ERR_INTERRUPTED';
 
 export interface DstreamErrorOptions {
   /** What the user can do about it; printed under the message. */
@@ -59,6 +61,7 @@ const usageCodes: ReadonlySet<ErrorCode> = new Set([
 
 /** The process exit code for an error (documented in docs/cli.md). */
 export function exitCodeFor(error: DstreamError): number {
+  if (error.code === 'ERR_INTERRUPTED') return 130;
   return usageCodes.has(error.code) ? 2 : 1;
 }
 

@@ -111,14 +111,17 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
     } catch (error) {
       if (closed) return;
       if (error instanceof UpgradeRefusedError && error.status >= 400 && error.status < 500) {
-        // Disabled, removed or a wrong key: hammering will not help. Retry at the cap.
-        logger.error('the hub refused this device', {
+        // Disabled, removed or a wrong key: hammering will not help. A disabled device (403)
+        // is tried again every 10 s, so that `device enable` takes effect soon; a wrong key or
+        // a removed device at the cap, since those attempts count as failed authentications.
+        const delay = error.status === 403 ? Math.min(maxMs, 10_000) : maxMs;
+        logger.error(`the hub refused this device; retrying in ${Math.round(delay / 1000)} s`, {
           device: cs.deviceId,
           status: error.status,
           reason: parseIotHubError(error.body).message ?? error.body,
         });
         attempt = 16;
-        schedule(maxMs);
+        schedule(delay);
       } else {
         const delay = backoff();
         logger.warn('cannot connect to the hub; retrying', {
@@ -192,11 +195,15 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
     const log = logger.child({ stream: request.streamName });
     if (!target) {
       log.warn('rejected a stream request: not in the allow-list');
+      // Name what is allowed (the caller holds ServiceConnect on this device already), so
+      // the person at the other end sees the mismatch at once: '22' asked, 'ssh' allowed.
+      const names = [...options.allow.keys()];
+      const shown = names.slice(0, 10).join(', ') + (names.length > 10 ? ', ...' : '');
       answer(
         ws,
         request.requestId,
         false,
-        `stream '${request.streamName}' is not allowed on this device`,
+        `stream '${request.streamName}' is not allowed on this device (it allows: ${shown})`,
       );
       return;
     }

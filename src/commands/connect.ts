@@ -21,6 +21,7 @@ import {
   resumeFrom,
 } from './common.js';
 import { carryStream } from '../session/stream-carrier.js';
+import { closeCodes } from '../protocol/constants.js';
 
 interface ConnectFlags extends LogFlags, CredentialFlags {
   readonly remotePort?: string;
@@ -46,8 +47,14 @@ export async function runConnect(
   const resume = resumeFrom(flags);
   const logger = commandLogger(ctx, { ...flags, quiet: !flags.verbose });
   warnIfPlainText(credential.hub, logger);
+  // SIGINT, SIGTERM and SIGHUP (ssh ends its ProxyCommand with SIGHUP) each end the stream at
+  // once, deliberately: closed normally, so neither the hub nor the device holds it on.
+  const stopped = new Promise<string>((resolve) => {
+    void ctx.stopSignal.then(resolve);
+    ctx.onHangup(() => resolve('SIGHUP'));
+  });
   // ssh shows nothing until the stream is up; a spinner on the terminal says what is slow.
-  const ws = await withSpinner(
+  const opening = withSpinner(
     `connecting to ${device} through ${formatHostPort(target.host, target.port)}`,
     ctx.stderrIsTty,
     () =>
@@ -57,26 +64,53 @@ export async function runConnect(
         resume: resume.resume,
       }),
   );
+  const first = await Promise.race([opening, stopped.then((signal) => ({ signal }))]);
+  if ('signal' in first) {
+    // The stream may still open: the hub then drops its unpaired half (pair timeout).
+    opening.then(
+      (ws) => ws.close(closeCodes.normal, 'stopped'),
+      () => undefined,
+    );
+    throw new DstreamError(
+      'ERR_INTERRUPTED',
+      `stopped by ${first.signal} before the stream to '${device}' opened`,
+    );
+  }
+  const ws = first;
   // Keeps the hub leg alive through NATs while the SSH session is idle.
   const heartbeat = new Heartbeat(defaultHeartbeatMs);
   heartbeat.add(ws);
   const stdio = Duplex.from({ readable: ctx.stdio.input, writable: ctx.stdio.output });
   stdio.on('error', () => undefined);
   const started = Date.now();
-  const result = await new Promise<BridgeResult>((resolve) =>
-    carryStream(stdio, ws, {
+  const result = await new Promise<BridgeResult>((resolve) => {
+    const carrier = carryStream(stdio, ws, {
       trust: target,
       resumeWindowMs: resume.resumeWindowMs,
       logger,
       onSocket: (next) => heartbeat.add(next),
       onEnd: resolve,
-    }),
-  );
+    });
+    void stopped.then((signal) => {
+      logger.info('stopping the stream', { signal });
+      carrier.stop();
+    });
+  });
+  heartbeat.stop();
+  // stdin may stay open (a terminal, or ssh's pipe) and Duplex.from does not let go of it:
+  // stop reading it so the process can exit.
+  stdio.destroy();
+  ctx.stdio.input.destroy();
   logger.info('stream ended', streamEndFields(result, Date.now() - started));
   if (result.end !== 'completed')
     throw new DstreamError(
       'ERR_STREAM_CUT',
       `the stream to '${device}' was cut (${result.end}, code ${result.closeCode})`,
+      {
+        hint: resume.resume
+          ? undefined
+          : 'The link to the hub or the device was lost. Run the agent and connect with --resume, and a stream survives a lost link or a hub restart.',
+      },
     );
 }
 

@@ -97,5 +97,11 @@ export function recordServing(
       `TLS changed since this data dir was last used: it served ${describeServingTls(previous.tls)}, now ${describeServingTls(tls)}. Connection strings printed before no longer verify; print new ones with \`dstream hub init --data-dir ${s.dataDir}\` and \`dstream device show ID\``,
     );
   const from = publicUrlGiven ? 'public-url' : 'listen';
+  // `hub init` run first (with other --listen flags, or none) recorded an address that this
+  // hub does not serve: strings it printed name the wrong place.
+  if (previous && previous.publicUrl !== hub.publicUrl.origin)
+    logger.warn(
+      `connection strings printed before name ${previous.publicUrl}, but this hub is reached at ${hub.publicUrl.origin}; print new ones with \`dstream hub init --data-dir ${s.dataDir}\` and \`dstream device show ID\``,
+    );
   writeServingRecord(s.dataDir, servingRecord(s, tls, hub.publicUrl, hub.port, from));
 }

@@ -15,7 +15,7 @@ import { startHub } from '../hub/server.js';
 import { parseTrustedSources } from '../hub/proxy-front.js';
 import { maxConnectionsFrom, openFileLimit } from '../hub/fd-limit.js';
 import { createAuditLog, noAuditLog, type AuditLog } from '../hub/audit-log.js';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import {
   readServingRecord,
   servingContradiction,
@@ -59,6 +59,7 @@ interface HubFlags extends LogFlags {
   readonly authFailuresPerMinute?: string;
   readonly maxUnauthenticatedPerIp?: string;
   readonly maxFrameBytes?: string;
+  readonly rawEofLinger?: string;
   readonly maxControlMessageBytes?: string;
   readonly headersTimeout?: string;
   readonly keepAliveTimeout?: string;
@@ -87,14 +88,19 @@ export interface HubSettings {
   readonly redisUrl: URL | undefined;
   /** Cluster mode: where clients reach this node itself. */
   readonly nodeUrl: URL | undefined;
-  /** Azure's MQTT device protocol: where its TLS listener binds; undefined with --no-mqtt. */
-  readonly mqttListen: { readonly host: string; readonly port: number } | undefined;
+  /**
+   * Azure's MQTT device protocol: where its TLS listener binds, and whether the user asked
+   * for it (optional: the default, skipped with a warning when the port is taken); undefined
+   * with --no-mqtt.
+   */
+  readonly mqttListen:
+    { readonly host: string; readonly port: number; readonly optional: boolean } | undefined;
 }
 
 const publicUrlSetting = 'public_url';
 const defaultListen = '0.0.0.0:8443';
 /** IoT Hub's MQTT over TLS port, where Azure's device SDKs connect. */
-const defaultMqttListen = '0.0.0.0:8883';
+const defaultMqttPort = 8883;
 
 function parseListen(
   text: string,
@@ -110,13 +116,20 @@ function parseListen(
   return { host: hp.host, port };
 }
 
-function mqttListenFrom(flags: HubFlags): HubSettings['mqttListen'] {
+/**
+ * MQTT over TLS listens on the --listen host (a hub bound to loopback opens nothing on other
+ * interfaces), port 8883; only an explicit --mqtt-listen that cannot bind stops the hub.
+ */
+function mqttListenFrom(flags: HubFlags, listenHost: string): HubSettings['mqttListen'] {
   if (flags.mqtt === false) {
     if (flags.mqttListen !== undefined)
       throw new DstreamError('ERR_USAGE', '--mqtt-listen and --no-mqtt contradict each other');
     return undefined;
   }
-  return parseListen(flags.mqttListen ?? defaultMqttListen, '--mqtt-listen', defaultMqttListen);
+  if (flags.mqttListen === undefined)
+    return { host: listenHost, port: defaultMqttPort, optional: true };
+  const example = `0.0.0.0:${defaultMqttPort}`;
+  return { ...parseListen(flags.mqttListen, '--mqtt-listen', example), optional: false };
 }
 
 function settingsFrom(flags: HubFlags, ctx: CommandContext): HubSettings {
@@ -126,14 +139,15 @@ function settingsFrom(flags: HubFlags, ctx: CommandContext): HubSettings {
   return {
     host,
     port,
-    dataDir: flags.dataDir ?? defaultHubDataDir(ctx),
+    // Absolute, so the start-up line and every hint name it whatever the working directory.
+    dataDir: resolve(flags.dataDir ?? defaultHubDataDir(ctx)),
     publicUrl: flags.publicUrl === undefined ? undefined : parsePublicUrl(flags.publicUrl),
     tlsCertFile: flags.tlsCert,
     tlsKeyFile: flags.tlsKey,
     insecureNoTls: flags.insecureNoTls === true,
     redisUrl: redis === undefined ? undefined : parseStoreUrl(redis),
     nodeUrl: nodeUrlFrom(flags, redis),
-    mqttListen: mqttListenFrom(flags),
+    mqttListen: mqttListenFrom(flags, host),
   };
 }
 
@@ -297,6 +311,9 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
     ...(flags.maxFrameBytes && {
       maxFrameBytes: parseCount(flags.maxFrameBytes, '--max-frame-bytes'),
     }),
+    ...(flags.rawEofLinger && {
+      rawEofLingerMs: parseSeconds(flags.rawEofLinger, '--raw-eof-linger', 0.1, 3600),
+    }),
     ...(flags.maxControlMessageBytes && {
       maxControlMessageBytes: parseCount(
         flags.maxControlMessageBytes,
@@ -423,7 +440,7 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
 
 function hubOptions(cmd: Command): Command {
   return cmd
-    .option('--listen <host:port>', `address and port to listen on (default ${defaultListen})`)
+    .option('--listen <host:port>', `address and port to listen on (default: ${defaultListen})`)
     .option(
       '--data-dir <dir>',
       'registry, certificate and settings (default: the platform data dir)',
@@ -439,12 +456,12 @@ function hubOptions(cmd: Command): Command {
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option(
       '--mqtt-listen <host:port>',
-      `Azure's device protocol, MQTT 3.1.1 over TLS, for devices on Azure's device SDKs (default ${defaultMqttListen})`,
+      `Azure's device protocol, MQTT 3.1.1 over TLS, for devices on Azure's device SDKs (default: the --listen host, port ${defaultMqttPort}; skipped with a warning when that port is taken)`,
     )
     .option('--no-mqtt', 'no MQTT: neither its TLS listener nor MQTT over WebSockets')
     .option(
       '--resume-window <seconds>',
-      'how long a resumable stream whose socket was lost waits for its ends (default 120)',
+      'how long a resumable stream whose socket was lost waits for its ends (default: 120)',
     )
     .option(
       '--insecure-no-tls',
@@ -459,26 +476,33 @@ function hubOptions(cmd: Command): Command {
 export function registerHubCommand(program: Command, ctx: CommandContext): void {
   const hub = withHeartbeatOption(withLogOptions(hubOptions(program.command('hub'))))
     .option('--drain-timeout <seconds>', 'on SIGTERM, how long active streams may finish', '30')
-    .option('--max-streams <n>', 'streams open on the hub at once (default 8000)')
-    .option('--max-streams-per-device <n>', 'streams open to one device at once (default 1000)')
+    .option('--max-streams <n>', 'streams open on the hub at once (default: 8000)')
+    .option('--max-streams-per-device <n>', 'streams open to one device at once (default: 1000)')
     .option(
       '--max-pending-per-device <n>',
-      'stream requests waiting for one device to answer (default 64)',
+      'stream requests waiting for one device to answer (default: 64)',
     )
-    .option('--max-token-lifetime <seconds>', 'refuse tokens valid for longer (default 86400)')
-    .option('--auth-failures-per-minute <n>', 'per address, then 429 (default 30)')
-    .option('--max-unauthenticated-per-ip <n>', 'connections not yet authenticated (default 256)')
-    .option('--max-frame-bytes <n>', 'largest stream frame accepted (default 4194304)')
-    .option('--max-control-message-bytes <n>', 'largest control message (default 16384)')
+    .option('--max-token-lifetime <seconds>', 'refuse tokens valid for longer (default: 86400)')
+    .option('--auth-failures-per-minute <n>', 'per address, then 429 (default: 30)')
+    .option('--max-unauthenticated-per-ip <n>', 'connections not yet authenticated (default: 256)')
+    .option('--max-frame-bytes <n>', 'largest stream frame accepted (default: 4194304)')
+    .option('--max-control-message-bytes <n>', 'largest control message (default: 16384)')
+    .option(
+      '--raw-eof-linger <seconds>',
+      'after a half-close toward a raw (Azure) peer, close the stream once that peer is quiet this long (default: 2)',
+    )
     .option(
       '--audit-log <where>',
       'one JSON line per stream attempt: file (data dir), stderr, both, off',
       'file',
     )
-    .option('--headers-timeout <seconds>', 'time a client has to send request headers (default 15)')
+    .option(
+      '--headers-timeout <seconds>',
+      'time a client has to send request headers (default: 15)',
+    )
     .option(
       '--keep-alive-timeout <seconds>',
-      'close a kept-alive HTTP connection idle this long (default 5)',
+      'close a kept-alive HTTP connection idle this long (default: 5)',
     )
     .option(
       '--proxy-protocol-from <cidrs>',

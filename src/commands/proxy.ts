@@ -1,10 +1,11 @@
 import type { Command } from 'commander';
-import { formatHostPort } from '../auth/connection-string.js';
-import { DstreamError, isDstreamError } from '../errors.js';
+import { formatHostPort, type ServiceConnectionString } from '../auth/connection-string.js';
+import { DstreamError, describeError, isDstreamError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { withSpinner } from '../log/spinner.js';
 import type { HubTarget } from '../net/hub-client.js';
 import { checkHubHealth } from '../service/hub-api.js';
+import { RegistryClient } from '../service/registry-client.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
 import { startProxy } from '../proxy/proxy.js';
 import { startSocksProxy } from '../proxy/socks-server.js';
@@ -55,7 +56,9 @@ function forwardsFrom(flags: ProxyFlags): Forward[] {
   const forwards = flags.L.map((spec) => parseForward(spec, flags.bind));
   if (flags.device !== undefined || flags.localPort !== undefined) {
     if (flags.device === undefined || flags.localPort === undefined)
-      throw new DstreamError('ERR_USAGE', '--device and --local-port go together');
+      throw new DstreamError('ERR_USAGE', '--device and --local-port go together', {
+        hint: 'Give both: `dstream proxy --device pi-01 --local-port 2222` (or -L 2222:pi-01:22).',
+      });
     const idProblem = deviceIdProblem(flags.device);
     if (idProblem) throw new DstreamError('ERR_USAGE', `--device: ${idProblem}`);
     forwards.push({
@@ -82,7 +85,7 @@ async function preflight(
   flags: ProxyFlags,
   ctx: CommandContext,
   logger: Logger,
-): Promise<void> {
+): Promise<boolean> {
   const where = formatHostPort(target.host, target.port);
   try {
     await withSpinner(
@@ -91,14 +94,43 @@ async function preflight(
       () => checkHubHealth(target),
     );
     logger.debug('the hub answers', { hub: where });
+    return true;
   } catch (error) {
     if (isDstreamError(error) && error.code === 'ERR_HUB_UNREACHABLE') {
       logger.warn('the hub is not reachable now; each connection will try again', {
         reason: error.message,
       });
-      return;
+      return false;
     }
     throw error;
+  }
+}
+
+/**
+ * A device that is not registered fails now, as a wrong pin does, not at the first ssh. A
+ * policy without RegistryRead cannot ask: then the first connection says it.
+ */
+async function checkDevices(
+  credential: ServiceConnectionString,
+  target: HubTarget,
+  deviceIds: readonly string[],
+  logger: Logger,
+): Promise<void> {
+  const registry = new RegistryClient(credential, target);
+  for (const deviceId of new Set(deviceIds)) {
+    try {
+      const device = await registry.show(deviceId);
+      if (device.status === 'disabled')
+        logger.warn(`device '${deviceId}' is disabled: streams to it fail until it is enabled`);
+      else if (device.connectionState !== 'Connected')
+        logger.info(`device '${deviceId}' is not connected now; streams wait for its agent`);
+    } catch (error) {
+      if (isDstreamError(error) && error.code === 'ERR_DEVICE_NOT_FOUND') throw error;
+      logger.debug('cannot look the device up; not checked', {
+        device: deviceId,
+        reason: describeError(error),
+      });
+    }
   }
 }
 
@@ -111,7 +143,13 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
   const resume = resumeFrom(flags);
   const logger = commandLogger(ctx, flags);
   warnIfPlainText(credential.hub, logger);
-  await preflight(target, flags, ctx, logger);
+  if (await preflight(target, flags, ctx, logger))
+    await checkDevices(
+      credential,
+      target,
+      forwards.map((f) => f.deviceId),
+      logger,
+    );
   const proxies: { close(): Promise<void> }[] = [];
   const closeAll = async (): Promise<void> => {
     await Promise.all(proxies.map((p) => p.close()));

@@ -9,6 +9,7 @@ import {
 } from '../tls/self-signed.js';
 import { AlreadyExistsError, allRights, type PolicyRecord, type Registry } from './registry.js';
 import { SqliteRegistry } from './sqlite-registry.js';
+import { createDirOnce } from '../fs/create-once.js';
 import { loadResumeKey } from '../session/resume-key.js';
 
 /** The TLS identity the hub serves. */
@@ -110,11 +111,13 @@ function loadTls(options: HubDataDirOptions, logger: Logger): HubTlsIdentity | n
       throw new DstreamError('ERR_TLS_FILES', `no TLS certificate in ${tlsDir}`, {
         hint: 'Cluster nodes must all serve one certificate: run `dstream hub init --redis <url>` once, copy its data dir to every node (or give --tls-cert and --tls-key).',
       });
-    ensurePrivateDir(tlsDir);
+    // `hub` and `hub init` may both get here on a fresh data dir: one certificate wins.
     const made = createSelfSignedCertificate('dstream hub', options.certificateNames);
-    writeFileSync(keyFile, made.key, { mode: 0o600 });
-    writeFileSync(certFile, made.cert, { mode: 0o644 });
-    logger.info('created a self-signed TLS certificate', { file: certFile });
+    const created = createDirOnce(tlsDir, (temp) => {
+      writeFileSync(join(temp, 'key.pem'), made.key, { mode: 0o600 });
+      writeFileSync(join(temp, 'cert.pem'), made.cert, { mode: 0o644 });
+    });
+    if (created) logger.info('created a self-signed TLS certificate', { file: certFile });
   }
   const cert = readPem(certFile, 'certificate');
   return {

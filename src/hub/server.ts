@@ -11,7 +11,7 @@ import { createMqttGateway } from '../mqtt/gateway.js';
 import { ConnectionCeiling } from './connection-ceiling.js';
 import { listen } from '../net/listen.js';
 import type { Duplex } from 'node:stream';
-import type { HubAddress } from '../auth/connection-string.js';
+import { formatHostPort, type HubAddress } from '../auth/connection-string.js';
 import { DstreamError, describeError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { deviceIdProblem, moduleIdProblem, streamNameProblem } from '../protocol/identifiers.js';
@@ -53,6 +53,8 @@ export interface HubOptions {
   /** Largest control message (default 16 KiB) and stream frame (default 4 MiB), in bytes. */
   readonly maxControlMessageBytes?: number | undefined;
   readonly maxFrameBytes?: number | undefined;
+  /** A raw peer quiet this long after the other side's half-close ends the stream (2 s). */
+  readonly rawEofLingerMs?: number | undefined;
   /** Time a client may take to send its request headers (default 15 s). */
   readonly headersTimeoutMs?: number | undefined;
   /** An idle kept-alive HTTP connection is closed after this long (default 5 s). */
@@ -78,7 +80,20 @@ export interface HubOptions {
    * 8883). Absent: no MQTT at all (--no-mqtt).
    */
   readonly mqtt?:
-    { readonly listen?: { readonly host: string; readonly port: number } } | undefined;
+    | {
+        readonly listen?:
+          | {
+              readonly host: string;
+              readonly port: number;
+              /**
+               * The user did not ask for this listener (the default 8883): when its port is
+               * taken or not allowed, the hub warns and serves without it.
+               */
+              readonly optional?: boolean | undefined;
+            }
+          | undefined;
+      }
+    | undefined;
   /**
    * Resumable streams between dstream's ends (src/session/): the data dir's ticket key, and
    * how long a suspended stream waits for its halves (default 120 s). Absent: not offered.
@@ -132,6 +147,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   const streams = new StreamEndpoint(logger, {
     pairTimeoutMs: options.pairTimeoutMs,
     maxFrameBytes: options.maxFrameBytes,
+    rawEofLingerMs: options.rawEofLingerMs,
     heartbeat,
     guard,
     idPrefix: cluster?.nodeId,
@@ -456,10 +472,18 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     try {
       mqttPort = await mqtt.listen(mqttListen.host, mqttListen.port);
     } catch (error) {
-      heartbeat.stop();
-      listener.close();
-      server.close();
-      throw error;
+      const errno = error instanceof Error && (error.cause as NodeJS.ErrnoException | undefined);
+      if (mqttListen.optional && errno && ['EADDRINUSE', 'EACCES'].includes(errno.code ?? '')) {
+        // A second hub on the machine (or anything else on 8883) must not stop this one.
+        logger.warn(
+          `mqtt over TLS not started: ${formatHostPort(mqttListen.host, mqttListen.port)} ${errno.code === 'EADDRINUSE' ? 'is in use' : 'is not allowed'}; devices on Azure's SDKs can still use MQTT over WebSockets (/$iothub/websocket). Pick a port with --mqtt-listen, or --no-mqtt`,
+        );
+      } else {
+        heartbeat.stop();
+        listener.close();
+        server.close();
+        throw error;
+      }
     }
   }
   const publicUrl = options.publicUrl ?? derivePublicUrl(options.host, port, options.tls !== null);

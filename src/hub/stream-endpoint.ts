@@ -69,6 +69,8 @@ export interface StreamEndpointOptions {
   readonly pairTimeoutMs?: number | undefined;
   /** Largest frame a stream socket may send. */
   readonly maxFrameBytes?: number | undefined;
+  /** How long a raw peer's quiet after the other side's half-close ends a stream (relay.ts). */
+  readonly rawEofLingerMs?: number | undefined;
   /** Pings stream sockets: keeps idle streams alive through NATs, finds dead peers. */
   readonly heartbeat?: Heartbeat;
   /** Counts failed stream tokens per address and marks good ones authenticated. */
@@ -144,6 +146,7 @@ export class StreamEndpoint extends EventEmitter {
   readonly #guard: Guard | undefined;
   readonly #idPrefix: string;
   readonly #resume: StreamEndpointOptions['resume'];
+  readonly #rawEofLingerMs: number | undefined;
   /** Resume tickets already presented ("id|side|generation"): each is good once. */
   readonly #usedTickets = new Set<string>();
   /** Streams (waiting or relaying) per device, for the per-device limit. */
@@ -160,6 +163,7 @@ export class StreamEndpoint extends EventEmitter {
     this.#guard = options.guard;
     this.#idPrefix = options.idPrefix === undefined ? '' : `${options.idPrefix}.`;
     this.#resume = options.resume;
+    this.#rawEofLingerMs = options.rawEofLingerMs;
     this.#wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -525,9 +529,21 @@ export class StreamEndpoint extends EventEmitter {
       });
       this.emit('stream-resumed', { id: record.id, deviceId: record.deviceId, name: record.name });
     }
+    let forgeryLogged = false;
     relay(service, device, {
       backlog: { a: fromService, b: fromDevice },
       counts: record.counts,
+      rawEofLingerMs: this.#rawEofLingerMs,
+      onForgedFrame: (from) => {
+        if (forgeryLogged) return;
+        forgeryLogged = true;
+        this.logger.warn('dropped a frame only the hub may send (ticket or plain) from an end', {
+          device: record.deviceId,
+          stream: record.name,
+          id: record.id,
+          side: from === 'a' ? 'service' : 'device',
+        });
+      },
       onEnd: (result) => {
         this.#remove(record);
         // Live bytes are summed over #streams; once a record leaves it, its bytes count here.

@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
-import { closeCodes, streamProtocol } from '../protocol/constants.js';
+import { closeCodes, eofFrame, streamProtocol } from '../protocol/constants.js';
 import { defaultHighWaterMark, InFlight } from './flow.js';
 import { closeWebSocket } from './close.js';
 
@@ -36,8 +36,6 @@ export interface BridgeOptions {
   readonly halfClose?: boolean;
 }
 
-const eofFrame = JSON.stringify({ type: 'eof' });
-
 function isGraceful(code: number): boolean {
   // 1005 is what a peer that calls close() without a code produces: a raw-bytes peer's normal end.
   return code === closeCodes.normal || code === 1005;
@@ -61,7 +59,20 @@ function isGraceful(code: number): boolean {
 /** A TCP socket, or any duplex byte stream (stdin/stdout for `dstream connect`). */
 export type BridgeableStream = Duplex & { resetAndDestroy?: () => unknown };
 
-export function bridge(socket: BridgeableStream, ws: WebSocket, options: BridgeOptions = {}): void {
+/** A bridged stream, for its owner. */
+export interface Bridged {
+  /**
+   * A deliberate end (the user stopped the process): the WebSocket is closed normally at
+   * once, and the local side is ended after what is buffered for it.
+   */
+  stop(): void;
+}
+
+export function bridge(
+  socket: BridgeableStream,
+  ws: WebSocket,
+  options: BridgeOptions = {},
+): Bridged {
   const high = options.highWaterMark ?? defaultHighWaterMark;
   const halfClose = options.halfClose ?? ws.protocol === streamProtocol;
   let bytesSent = 0;
@@ -177,4 +188,13 @@ export function bridge(socket: BridgeableStream, ws: WebSocket, options: BridgeO
   socket.resume();
   // openWebSocket hands sockets over paused (see there); nothing is lost before this point.
   ws.resume();
+  return {
+    stop: () => {
+      // The close handshake's 'close' (graceful) then ends the socket as a normal end does;
+      // bytes the local side sends meanwhile have nowhere to go.
+      localEnded = true;
+      socket.pause();
+      closeWebSocket(ws, closeCodes.normal, 'stopped');
+    },
+  };
 }

@@ -7,6 +7,7 @@ import {
   type TLSSocket,
 } from 'node:tls';
 import WebSocket from 'ws';
+import { formatFingerprint } from '../auth/connection-string.js';
 import { DstreamError, describeError } from '../errors.js';
 
 /** How a client trusts the hub it talks to. */
@@ -134,9 +135,9 @@ export function connectToHub(target: HubTarget, timeoutMs = 15_000): Promise<Soc
           fail(
             new DstreamError(
               'ERR_TLS_FINGERPRINT_MISMATCH',
-              `the hub at ${where(target)} presented a certificate with fingerprint ${seen || 'none'}, not the pinned one`,
+              `the hub at ${where(target)} presented a certificate with fingerprint ${seen ? formatFingerprint(seen) : 'none'}, not the pinned one (${formatFingerprint(target.fingerprint)})`,
               {
-                hint: 'Someone may be intercepting the connection, or the hub got a new certificate: get a fresh connection string.',
+                hint: 'If the hub was set up again or its certificate replaced (the hub logs its fingerprint at start), get a fresh connection string from `dstream hub init` or `dstream device show ID`; otherwise someone may be intercepting the connection.',
               },
             ),
           );

@@ -1,5 +1,11 @@
 import type { RawData, WebSocket } from 'ws';
-import { closeCodes, resumableStreamProtocol, streamProtocol } from '../protocol/constants.js';
+import {
+  closeCodes,
+  defaultRawEofLingerMs,
+  eofFrame,
+  resumableStreamProtocol,
+  streamProtocol,
+} from '../protocol/constants.js';
 import { closeWebSocket } from './close.js';
 import { defaultHighWaterMark, InFlight } from './flow.js';
 
@@ -23,6 +29,28 @@ export interface RelayOptions {
   readonly onEnd?: (result: RelayResult) => void;
   /** A live tally of binary bytes a->b and b->a, for callers that report while the relay runs. */
   readonly counts?: { a: number; b: number };
+  /**
+   * A half-close (v1 `eof`) toward a raw peer, which has no way to hear of it: the stream is
+   * closed normally once the raw peer has been quiet this long (default 2 s).
+   */
+  readonly rawEofLingerMs?: number;
+  /** A frame only the hub may send (`ticket`, `plain`) came from an end and was dropped. */
+  readonly onForgedFrame?: (from: 'a' | 'b') => void;
+}
+
+/** What a text frame from an end is, to the relay. */
+function textFrameKind(data: Buffer): 'eof' | 'hub-only' | 'other' {
+  const text = data.toString('utf8');
+  if (text === eofFrame) return 'eof';
+  // Only the hub hands out tickets and says `plain`: the same frames from an end are forged
+  // (an end that took them would resume with a stranger's ticket, or drop to raw bytes).
+  if (!text.includes('"type"')) return 'other';
+  try {
+    const type = (JSON.parse(text) as { type?: unknown } | null)?.type;
+    return type === 'ticket' || type === 'plain' ? 'hub-only' : 'other';
+  } catch {
+    return 'other';
+  }
 }
 
 /** Close codes a peer may be sent (RFC 6455 7.4); anything else becomes peer-lost. */
@@ -40,7 +68,19 @@ function forwardable(code: number): number {
 export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): void {
   const high = options.highWaterMark ?? defaultHighWaterMark;
   const counts = options.counts ?? { a: 0, b: 0 };
+  const lingerMs = options.rawEofLingerMs ?? defaultRawEofLingerMs;
   let ended = false;
+  /** Running once a side half-closed toward a raw peer: restarted by each byte from that peer. */
+  let linger: NodeJS.Timeout | undefined;
+  /** The raw side whose quiet ends the stream. */
+  let lingeringFor: WebSocket | undefined;
+  const restartLinger = (): void => {
+    clearTimeout(linger);
+    linger = setTimeout(() => {
+      closeWebSocket(a, closeCodes.normal, 'half-closed toward a peer without half-close');
+      closeWebSocket(b, closeCodes.normal, 'half-closed toward a peer without half-close');
+    }, lingerMs);
+  };
 
   const pipe = (
     src: WebSocket,
@@ -57,9 +97,20 @@ export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): v
       () => src.resume(),
     );
     const forward = (data: RawData, isBinary: boolean): void => {
-      if (!isBinary && !dstTakesText) return;
-      if (dst.readyState !== dst.OPEN) return;
       const buf = data as Buffer;
+      if (!isBinary) {
+        const kind = textFrameKind(buf);
+        if (kind === 'hub-only') return options.onForgedFrame?.(name);
+        if (!dstTakesText) {
+          // dst cannot take a half-close; its quiet will end the stream instead.
+          if (kind === 'eof' && lingeringFor === undefined) {
+            lingeringFor = dst;
+            restartLinger();
+          }
+          return;
+        }
+      } else if (src === lingeringFor) restartLinger();
+      if (dst.readyState !== dst.OPEN) return;
       if (isBinary) counts[name] += buf.length;
       const n = buf.length;
       flow.add(n);
@@ -68,6 +119,7 @@ export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): v
     for (const [data, isBinary] of backlog) forward(data, isBinary);
     src.on('message', forward);
     src.on('close', (code: number, reason: Buffer) => {
+      clearTimeout(linger);
       // dst may be paused because src could not take more: closeWebSocket resumes it.
       closeWebSocket(
         dst,

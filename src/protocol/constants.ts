@@ -7,6 +7,8 @@ export const controlProtocol = 'dstream.control.v1';
  * (Azure's format); with it, a text frame {"type":"eof"} also signals a half-close.
  */
 export const streamProtocol = 'dstream.stream.v1';
+/** v1's half-close: a text frame on a dstream.stream.v1 socket (a v2 end told `plain` too). */
+export const eofFrame = JSON.stringify({ type: 'eof' });
 /** Resumable streams between dstream's own ends (src/session/): acknowledged bytes, replay. */
 export const resumableStreamProtocol = 'dstream.stream.v2';
 
@@ -24,6 +26,12 @@ export const apiVersion = '2021-04-12';
 
 /** Lifetime of a stream's single-use tokens, and how long a stream waits for its second side. */
 export const streamTokenTtlMs = 60_000;
+
+/**
+ * After one side's half-close toward a raw (Azure) peer, which cannot be told of it, the hub
+ * closes the stream normally once the raw peer has sent nothing for this long (--raw-eof-linger).
+ */
+export const defaultRawEofLingerMs = 2_000;
 
 /** Close codes on stream sockets (RFC 6455 allows 4000-4999 for applications). */
 export const closeCodes = {

@@ -15,13 +15,22 @@ const byErrorCode: Readonly<Record<string, ErrorCode>> = {
   ArgumentInvalid: 'ERR_USAGE',
 };
 
+/** Hints by code; `<id>` becomes the device the message names. */
 const hints: Partial<Record<ErrorCode, string>> = {
   ERR_UNAUTHORIZED:
     'Check the connection string: it may belong to another hub, or its key was changed.',
-  ERR_DEVICE_NOT_FOUND: 'List the registered devices with `dstream device list`.',
+  ERR_DEVICE_NOT_FOUND:
+    'List the registered devices with `dstream device list`; register it with `dstream device add <id>`.',
   ERR_DEVICE_OFFLINE: 'Is `dstream agent` running on the device, with network access to the hub?',
   ERR_DEVICE_DISABLED: 'Enable it with `dstream device enable <id>`.',
+  ERR_DEVICE_EXISTS: '`dstream device show <id>` prints its connection string.',
 };
+
+function hintFor(code: ErrorCode, message: string): string | undefined {
+  const hint = hints[code];
+  const device = /device '([^']+)'/.exec(message)?.[1];
+  return device === undefined ? hint?.replaceAll(' <id>', '') : hint?.replaceAll('<id>', device);
+}
 
 /** Turn a hub error response (IoT Hub's shape, see protocol/iothub-error.ts) into a DstreamError. */
 export function errorFromResponse(res: HubResponse): DstreamError {
@@ -37,5 +46,5 @@ export function errorFromResponse(res: HubResponse): DstreamError {
       : res.status === 403
         ? 'ERR_FORBIDDEN'
         : 'ERR_HUB_RESPONSE');
-  return new DstreamError(code, message, { hint: hints[code] });
+  return new DstreamError(code, message, { hint: hintFor(code, message) });
 }

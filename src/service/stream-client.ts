@@ -25,6 +25,17 @@ export interface StreamInitiationOptions {
   readonly resume?: boolean | undefined;
 }
 
+/** What to do about a rejected stream, from the agent's reason (its words: agent.ts). */
+function rejectionHint(streamName: string, reason: string): string | undefined {
+  if (reason.includes('is not allowed on this device'))
+    return /^\d+$/.test(streamName)
+      ? `The agent on the device allows only the streams it was started with: add \`--port ${streamName}\` to its command line, or ask for one it allows.`
+      : `The agent on the device allows only the streams it was started with: add \`--target ${streamName}=HOST:PORT\` to its command line, or ask for one it allows.`;
+  if (/cannot connect to .*ECONNREFUSED/.test(reason))
+    return 'Nothing listens at the target on the device: start the service there.';
+  return undefined;
+}
+
 function header(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
@@ -72,6 +83,7 @@ export async function openServiceStream(
     throw new DstreamError(
       'ERR_STREAM_REJECTED',
       `device '${options.deviceId}' rejected stream '${options.streamName}': ${reason}`,
+      { hint: rejectionHint(options.streamName, reason) },
     );
   }
   const url = header(res.headers[h.url]);

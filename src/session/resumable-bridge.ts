@@ -73,6 +73,12 @@ export interface ResumableBridge {
   readonly suspended: () => boolean;
   /** End it now (the process is shutting down): no more resumptions; the socket is reset. */
   readonly close: () => void;
+  /**
+   * A deliberate end (the user stopped the process): the stream socket is closed normally,
+   * which the other end takes as the stream's end (not a loss to resume from), and the local
+   * side is ended. Suspended, there is nobody to tell: as close().
+   */
+  readonly stop: () => void;
 }
 
 const defaultReplayBytes = 8 * 1024 * 1024;
@@ -400,5 +406,12 @@ export function resumableBridge(
     replayBytes: () => replay.size,
     suspended: () => current === undefined,
     close: () => finish('local-error', 'closed'),
+    stop: () => {
+      if (finished) return;
+      if (!current) return finish('local-error', 'stopped while suspended');
+      closingNormally = true;
+      closeWebSocket(current, closeCodes.normal, 'stopped');
+      finish('completed');
+    },
   };
 }

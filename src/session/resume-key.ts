@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DstreamError, describeError } from '../errors.js';
+import { createFileOnce } from '../fs/create-once.js';
 
 /** Where a hub keeps the key its resume tickets are signed with. */
 export function resumeKeyFile(dataDir: string): string {
@@ -16,10 +17,8 @@ export function resumeKeyFile(dataDir: string): string {
 export function loadResumeKey(dataDir: string): Buffer {
   const file = resumeKeyFile(dataDir);
   try {
-    if (!existsSync(file)) {
-      writeFileSync(file, randomBytes(32).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
-      chmodSync(file, 0o600);
-    }
+    // Another process opening the same fresh data dir may make it at the same time: one wins.
+    if (!existsSync(file)) createFileOnce(file, randomBytes(32).toString('base64') + '\n', 0o600);
     const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64');
     if (key.length < 32) throw new Error('the key is shorter than 256 bits');
     return key;

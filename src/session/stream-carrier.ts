@@ -1,5 +1,5 @@
 import type { WebSocket } from 'ws';
-import { bridge, type BridgeableStream, type BridgeResult } from '../net/bridge.js';
+import { bridge, type BridgeableStream, type BridgeResult, type Bridged } from '../net/bridge.js';
 import { openWebSocket, type HubConnectionPool, type HubTrust } from '../net/hub-client.js';
 import { resumableStreamProtocol } from '../protocol/constants.js';
 import type { Logger } from '../log/logger.js';
@@ -16,6 +16,14 @@ export interface CarryOptions {
   /** Every stream socket opened for a resumption (e.g. to put it under the heartbeat). */
   readonly onSocket?: ((ws: WebSocket) => void) | undefined;
   readonly onEnd: (result: BridgeResult) => void;
+}
+
+/** A carried stream, for its owner. */
+export interface Carrier {
+  /** End it now with a reset (the process is shutting down). */
+  close(): void;
+  /** A deliberate end (the user stopped the process): closed normally, never suspended. */
+  stop(): void;
 }
 
 /** The stream socket protocols dstream's ends offer: resumable first, then v1. */
@@ -42,14 +50,16 @@ export function carryStream(
   socket: BridgeableStream,
   ws: WebSocket,
   options: CarryOptions,
-): { close(): void } {
+): Carrier {
   if (ws.protocol !== resumableStreamProtocol) {
-    bridge(socket, ws, { onEnd: options.onEnd });
-    return { close: () => socket.destroy() };
+    const bridged = bridge(socket, ws, { onEnd: options.onEnd });
+    return { close: () => socket.destroy(), stop: () => bridged.stop() };
   }
   const url = ws.url;
   const log = options.logger;
-  return resumableBridge(socket, ws, {
+  // Once the hub says the peer is plain, the v1 bridge carries the stream, and stops it.
+  let plain: Bridged | undefined;
+  const resumable = resumableBridge(socket, ws, {
     resumeWindowMs: options.resumeWindowMs ?? 120_000,
     reconnect: async (ticket) => {
       if (ticket === undefined) throw new Error('no resume ticket from the hub yet');
@@ -73,7 +83,9 @@ export function carryStream(
     },
     onPlain: (peer) => {
       log.debug('the other end is not resumable; carrying on without', { peer });
-      bridge(socket, ws, { onEnd: options.onEnd, halfClose: peer === 'v1' });
+      // Half-close goes out as v1's eof even toward a raw peer: the hub ends such a stream
+      // once the raw peer is quiet (relay.ts), rather than this end cutting off its answer.
+      plain = bridge(socket, ws, { onEnd: options.onEnd, halfClose: true });
     },
     onEnd: (result) => {
       if (result.end === 'gave-up' || result.end === 'protocol-error')
@@ -81,4 +93,8 @@ export function carryStream(
       options.onEnd(asBridgeResult(result));
     },
   });
+  return {
+    close: () => (plain ? socket.destroy() : resumable.close()),
+    stop: () => (plain ? plain.stop() : resumable.stop()),
+  };
 }

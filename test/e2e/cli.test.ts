@@ -104,7 +104,7 @@ describe('CLI: bad input is one clear line and a non-zero exit', () => {
       ],
       {},
       2,
-      "error: --device: device ID 'a/b' has characters outside letters, digits and -.:+%_#*?!(),=@$'\n",
+      "error: --device: device ID 'a/b' may not contain '/': use letters, digits and - . : + % _ # * ? ! ( ) , = @ $ '\n",
     ],
     [
       ['hub', '--listen', 'nonsense'],
@@ -131,7 +131,8 @@ describe('CLI: bad input is one clear line and a non-zero exit', () => {
     });
     expect(missing).toMatchObject({
       code: 2,
-      stderr: 'error: --device and --local-port go together\n',
+      stderr:
+        'error: --device and --local-port go together\nhint: Give both: `dstream proxy --device pi-01 --local-port 2222` (or -L 2222:pi-01:22).\n',
     });
     const unknown = await runCli(['teleport']);
     expect(unknown.code).toBe(2);
@@ -248,7 +249,7 @@ describe('CLI against a running hub', () => {
     });
     expect(pinned.code).toBe(1);
     expect(pinned.stderr).toMatch(
-      /^error: the hub at 127\.0\.0\.1:\d+ presented a certificate with fingerprint [0-9A-F]{64}, not the pinned one\n/,
+      /^error: the hub at 127\.0\.0\.1:\d+ presented a certificate with fingerprint ([0-9A-F]{2}:){31}[0-9A-F]{2}, not the pinned one \(([0-9A-F]{2}:){31}[0-9A-F]{2}\)\nhint: If the hub was set up again or its certificate replaced \(the hub logs its fingerprint at start\), get a fresh connection string from `dstream hub init` or `dstream device show ID`; otherwise someone may be intercepting the connection\.\n$/,
     );
     expect(pinned.stderr).not.toMatch(/proxy listening/);
     expectNoStack(pinned.stderr);
@@ -280,7 +281,8 @@ describe('CLI against a running hub', () => {
     expect(dup).toMatchObject({
       code: 1,
       stdout: '',
-      stderr: "error: device 'pi-01' already exists\n",
+      stderr:
+        "error: device 'pi-01' already exists\nhint: `dstream device show pi-01` prints its connection string.\n",
     });
 
     const list = await runCli(['device', 'list'], env);
@@ -317,7 +319,7 @@ describe('CLI against a running hub', () => {
     const gone = await runCli(['device', 'show', 'pi-01'], env);
     expect(gone).toMatchObject({ code: 1, stdout: '' });
     expect(gone.stderr).toBe(
-      "error: device 'pi-01' is not registered\nhint: List the registered devices with `dstream device list`.\n",
+      "error: device 'pi-01' is not registered\nhint: List the registered devices with `dstream device list`; register it with `dstream device add pi-01`.\n",
     );
   });
 
@@ -334,7 +336,7 @@ describe('CLI against a running hub', () => {
     const r = await runCli(['device', 'list', '--connection-string', crossed]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(
-      /^error: the hub at 127\.0\.0\.1:\d+ presented a certificate with fingerprint [0-9A-F]{64}, not the pinned one\n/,
+      /^error: the hub at 127\.0\.0\.1:\d+ presented a certificate with fingerprint ([0-9A-F]{2}:){31}[0-9A-F]{2}, not the pinned one \(([0-9A-F]{2}:){31}[0-9A-F]{2}\)\nhint: If the hub was set up again or its certificate replaced \(the hub logs its fingerprint at start\), get a fresh connection string from `dstream hub init` or `dstream device show ID`; otherwise someone may be intercepting the connection\.\n$/,
     );
   });
 
@@ -557,7 +559,8 @@ describe('dstream connect (stdio)', () => {
       code: 1,
       stdout: '',
       stderr:
-        "error: device 'pi' rejected stream '22': stream '22' is not allowed on this device\n",
+        "error: device 'pi' rejected stream '22': stream '22' is not allowed on this device (it allows: echo)\n" +
+        'hint: The agent on the device allows only the streams it was started with: add `--port 22` to its command line, or ask for one it allows.\n',
     });
   });
 });

@@ -24,7 +24,7 @@ import {
   startMqttDevice,
   type MqttDevice,
 } from '../helpers/mqtt-device.js';
-import { dial, randomBytes, sha256 } from '../helpers/net.js';
+import { dial, randomBytes, readAll, sha256, waitFor } from '../helpers/net.js';
 import { startEchoServer, startServer, type TestServer } from '../helpers/servers.js';
 
 // A device built as Azure's device SDKs build one (an ordinary MQTT client speaking IoT Hub's
@@ -113,6 +113,14 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
+/** The audit log's last line. */
+function auditTail(): string {
+  const lines = readFileSync(join(dir, 'hub', 'audit.log'), 'utf8')
+    .trim()
+    .split('\n');
+  return lines[lines.length - 1] ?? '';
+}
+
 function spawn(args: readonly string[]): CliProcess {
   const p = spawnCli(args, env);
   running.push(p);
@@ -150,6 +158,25 @@ describe("a device on Azure's MQTT stream protocol", () => {
     const data = randomBytes(4 * 1024 * 1024);
     expect(sha256(await echoThrough(client, data))).toBe(sha256(data));
     client.destroy();
+  });
+
+  it('a client that closes toward it ends the stream: the hub closes it normally once the device is quiet (echo target, which never closes)', async () => {
+    const proxy = spawn(['proxy', '--device', 'mq-01', '--local-port', '0', '--remote-port', '7']);
+    const port = Number((await proxy.waitForLine(/proxy listening on 127\.0\.0\.1:(\d+)/))[1]);
+    const client = await dial(port);
+    const data = randomBytes(256 * 1024);
+    expect(sha256(await echoThrough(client, data))).toBe(sha256(data));
+    // A half-close the raw device cannot hear of: the stream ends after its linger (2 s),
+    // normally (an end, not a reset), and the proxy logs a completed stream.
+    client.end();
+    const all = await readAll(client, 30_000);
+    expect(all.length).toBe(0);
+    await proxy.waitForLine(/stream ended .*end=completed/, 30_000);
+    await waitFor(
+      () => /"reason":"closed by (service|device) \(1000\)"/.test(auditTail()),
+      30_000,
+      'the audit line',
+    );
   });
 
   it('SOCKS5: the device id as host, the port as stream', async () => {

@@ -95,18 +95,36 @@ export interface CliProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export function spawnCli(args: readonly string[], env: Record<string, string> = {}): CliProcess {
-  const child = spawn(process.execPath, [cliPath, ...withTestPorts(args)], {
-    env: { ...baseEnv(), ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export interface SpawnOptions {
+  /** A pipe on stdin (child.stdin), instead of none. */
+  readonly stdin?: boolean;
+  /** The hub's own MQTT default, not the test's free port (tests of that default). */
+  readonly defaultPorts?: boolean;
+  /** Working directory (default: the test process's). */
+  readonly cwd?: string;
+}
+
+export function spawnCli(
+  args: readonly string[],
+  env: Record<string, string> = {},
+  options: SpawnOptions = {},
+): CliProcess {
+  const child = spawn(
+    process.execPath,
+    [cliPath, ...(options.defaultPorts ? args : withTestPorts(args))],
+    {
+      env: { ...baseEnv(), ...env },
+      stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      ...(options.cwd !== undefined && { cwd: options.cwd }),
+    },
+  );
   let text = '';
   const waiters = new Set<() => void>();
-  child.stderr.on('data', (d: Buffer) => {
+  child.stderr?.on('data', (d: Buffer) => {
     text += d.toString();
     for (const w of waiters) w();
   });
-  child.stdout.resume();
+  child.stdout?.resume();
   const exited = new Promise<number | null>((resolve) =>
     child.once('exit', (code) => resolve(code)),
   );

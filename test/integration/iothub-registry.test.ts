@@ -163,7 +163,7 @@ describe('registry REST as IoT Hub answers it', () => {
     const res = await call('POST', '/twins/twinned/modules/a%20b/streams/22');
     expect(res.status).toBe(400);
     expect(hubError(res).message).toBe(
-      "module ID 'a b' has characters outside letters, digits and -.:+%_#*?!(),=@$'",
+      "module ID 'a b' may not contain a space: use letters, digits and - . : + % _ # * ? ! ( ) , = @ $ '",
     );
     const get = await call('GET', '/twins/twinned/modules/m/streams/22');
     expect(get.status).toBe(405);

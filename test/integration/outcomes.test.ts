@@ -92,7 +92,7 @@ describe('stream outcomes', () => {
       const error = (await open('pi-01', name).catch((e: unknown) => e)) as DstreamError;
       expect([error.code, error.message]).toEqual([
         'ERR_STREAM_REJECTED',
-        `device 'pi-01' rejected stream '${name}': stream '${name}' is not allowed on this device`,
+        `device 'pi-01' rejected stream '${name}': stream '${name}' is not allowed on this device (it allows: echo, dead)`,
       ]);
     }
     // Names outside the alphabet never reach the device.
@@ -235,7 +235,13 @@ describe('stream outcomes', () => {
         'malformed SharedAccessSignature',
       ],
       ['POST', '/twins/pi-01/streams/echo', {}, 401, 'missing Authorization header'],
-      ['POST', '/twins/a%20b/streams/echo', auth, 400, 'characters outside'],
+      [
+        'POST',
+        '/twins/a%20b/streams/echo',
+        auth,
+        400,
+        "device ID 'a b' may not contain a space: use letters",
+      ],
       ['POST', '/twins/pi-01/streams/%ZZ', auth, 400, 'bad percent-encoding'],
       // Never normalised into another stream or device: refused as sent.
       ['POST', '/twins/pi-01/streams/22/../echo', auth, 400, 'dot segments (. and ..)'],

@@ -431,7 +431,7 @@ describe('audit log', () => {
           device: 'pi',
           stream: 'nope',
           outcome: 'rejected',
-          reason: "stream 'nope' is not allowed on this device",
+          reason: "stream 'nope' is not allowed on this device (it allows: e)",
         }),
         expect.objectContaining({
           device: 'pi',

@@ -82,7 +82,7 @@ describe('connection strings', () => {
       `HostName=h;DeviceId=a;SharedAccessKeyName=s;SharedAccessKey=${key}`,
       'both DeviceId and SharedAccessKeyName',
     ],
-    [`HostName=h;DeviceId=a b;SharedAccessKey=${key}`, 'has characters outside'],
+    [`HostName=h;DeviceId=a b;SharedAccessKey=${key}`, 'may not contain a space'],
     [`HostName=h;DeviceId=a;SharedAccessKey=${key};Foo=1`, "unknown field 'Foo'"],
     [`HostName=h;HostName=g;DeviceId=a;SharedAccessKey=${key}`, "'HostName' appears twice"],
     [

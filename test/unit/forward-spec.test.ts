@@ -20,7 +20,7 @@ describe('-L [BIND:]PORT:DEVICE:REMOTE', () => {
     ['2222:22', 'too few fields'],
     ['x:y:pi:22', "'y' is not a local port"],
     ['99999:pi:22', "'99999' is not a local port"],
-    ['2222:pi 1:22', 'characters outside'],
+    ['2222:pi 1:22', "device ID 'pi 1' may not contain a space"],
     ['2222:pi:99999', "'99999' is not a remote port"],
     ['2222:pi:', 'stream name is empty'],
   ])('rejects %s', (spec, message) =>

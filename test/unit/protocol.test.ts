@@ -11,10 +11,10 @@ describe('device IDs', () => {
   it.each([
     ['', 'empty'],
     ['x'.repeat(129), '129 characters'],
-    ['a/b', 'characters outside'],
-    ['a b', 'characters outside'],
-    ['é', 'characters outside'],
-    ['a;b', 'characters outside'],
+    ['a/b', "may not contain '/': use letters, digits"],
+    ['a b', 'may not contain a space: use letters, digits'],
+    ['é', 'may not contain U+00E9: use letters, digits'],
+    ['a;b', "may not contain ';': use letters, digits"],
   ])('rejects %j', (id, message) => expect(deviceIdProblem(id)).toContain(message));
 });
 
@@ -87,7 +87,7 @@ describe('agent allow-list', () => {
     [['22', '22'], [], "stream '22' is allowed twice"],
     [[], ['ssh'], 'missing NAME'],
     [[], ['ssh=localhost'], 'expected NAME=HOST:PORT'],
-    [[], ['a b=h:1'], 'characters outside'],
+    [[], ['a b=h:1'], "stream name 'a b' may not contain a space"],
   ])('rejects ports %j targets %j', (ports, targets, message) => {
     expect(() => buildAllowList(ports, targets)).toThrow(message);
   });
