@@ -176,12 +176,20 @@ export class Presence {
   }
 
   #enqueue(deviceId: string, op: () => Promise<void>): void {
-    const tail = (this.#queue.get(deviceId) ?? Promise.resolve()).then(op).catch((error: unknown) =>
-      this.#logger.debug('presence update failed; retried when redis is back', {
-        device: deviceId,
-        error: describeError(error),
-      }),
-    );
+    const tail = (this.#queue.get(deviceId) ?? Promise.resolve())
+      .then(op)
+      .catch((error: unknown) => {
+        // With Redis down every device's update fails, and the reconnection makes them good: one
+        // line each would flood. A failure while Redis stays up (a command that timed out) is
+        // rare and worth a line; the next lease refresh makes it good.
+        const fields = { device: deviceId, error: describeError(error) };
+        if (this.#store.up)
+          this.#logger.warn(
+            'a cluster presence update failed; retried at the next lease refresh',
+            fields,
+          );
+        else this.#logger.debug('presence update failed; retried when redis is back', fields);
+      });
     this.#queue.set(deviceId, tail);
     void tail.then(() => {
       if (this.#queue.get(deviceId) === tail) this.#queue.delete(deviceId);

@@ -14,7 +14,27 @@ import { formatTable } from './table.js';
 interface DeviceFlags extends CredentialFlags {
   readonly json?: boolean;
   readonly quiet?: boolean;
+  /** Strings for devices on Azure's SDKs: without dstream's CertificateFingerprint. */
+  readonly azure?: boolean;
 }
+
+/**
+ * A device string as Azure's device SDKs take it: they do not know CertificateFingerprint
+ * (the C SDK logs "Unknown token" for it at every start) and verify the hub by CA instead.
+ */
+function forAzure(cs: string | undefined, ctx: CommandContext): string {
+  const fields = (cs ?? '').split(';');
+  const kept = fields.filter((f) => !f.startsWith('CertificateFingerprint='));
+  if (kept.length !== fields.length)
+    ctx.stderr(
+      "warning: this hub's certificate is self-signed: a device on Azure's SDKs verifies the hub by CA, so give it the hub's tls/cert.pem as a trusted certificate (C SDK: OPTION_TRUSTED_CERT), or serve a CA-issued --tls-cert (docs/azure.md)\n",
+    );
+  return kept.join(';');
+}
+
+const azureOption = '--azure';
+const azureHelp =
+  "for a device on Azure's SDKs: the string without dstream's CertificateFingerprint";
 
 function client(flags: DeviceFlags, ctx: CommandContext): RegistryClient {
   const { credential, target } = serviceAccess(flags, ctx);
@@ -73,12 +93,15 @@ export function registerDeviceCommands(program: Command, ctx: CommandContext): v
 
   common(device.command('add <id>'))
     .description('register a device and print its connection string on stdout')
+    .option(azureOption, azureHelp)
     .addHelpText('after', '\nExample:\n  dstream device add pi-01')
     .action(async (id: string, flags: DeviceFlags) => {
       const info = await spin(flags, ctx, `adding ${id}`, () =>
         client(flags, ctx).add(checkId(id)),
       );
-      ctx.stdout(`${info.connectionString ?? ''}\n`);
+      ctx.stdout(
+        `${flags.azure ? forAzure(info.connectionString, ctx) : (info.connectionString ?? '')}\n`,
+      );
     });
 
   common(device.command('list'))
@@ -93,12 +116,14 @@ export function registerDeviceCommands(program: Command, ctx: CommandContext): v
   common(device.command('show <id>'))
     .description('show one device, with its connection string')
     .option('--json', 'print JSON')
+    .option(azureOption, `${azureHelp} (printed alone)`)
     .addHelpText('after', '\nExample:\n  dstream device show pi-01')
     .action(async (id: string, flags: DeviceFlags) => {
       const info = await spin(flags, ctx, `reading ${id}`, () =>
         client(flags, ctx).show(checkId(id)),
       );
-      ctx.stdout(flags.json ? JSON.stringify(info, null, 2) + '\n' : details(info));
+      if (flags.azure) ctx.stdout(`${forAzure(info.connectionString, ctx)}\n`);
+      else ctx.stdout(flags.json ? JSON.stringify(info, null, 2) + '\n' : details(info));
     });
 
   common(device.command('remove <id>'))

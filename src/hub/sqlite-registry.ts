@@ -50,6 +50,24 @@ CREATE TABLE IF NOT EXISTS settings (
 );
 `;
 
+/**
+ * Run a start-up step again while another process holds the database lock (at most 10 s).
+ * Synchronous, as the constructor is: it runs once, before the hub serves anything.
+ */
+function retryWhileBusy<T>(step: () => T): T {
+  const deadline = Date.now() + 10_000;
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  for (let waitMs = 5; ; waitMs = Math.min(waitMs * 2, 200)) {
+    try {
+      return step();
+    } catch (error) {
+      const busy = (error as { code?: unknown }).code === 'SQLITE_BUSY';
+      if (!busy || Date.now() > deadline) throw error;
+      Atomics.wait(sleeper, 0, 0, waitMs);
+    }
+  }
+}
+
 /** A fresh random 256-bit key, base64. */
 export function newKey(): string {
   return randomBytes(32).toString('base64');
@@ -114,10 +132,13 @@ export class SqliteRegistry implements Registry {
 
   constructor(file: string) {
     this.#db = new Database(file);
-    this.#db.pragma('journal_mode = WAL');
+    // `dstream hub` and `hub init` may open a fresh registry at the same moment: switching to
+    // WAL and creating the schema can then answer SQLITE_BUSY at once, without waiting on the
+    // busy timeout, while the other process holds the lock for a few milliseconds.
+    retryWhileBusy(() => this.#db.pragma('journal_mode = WAL'));
     this.#db.pragma('synchronous = NORMAL');
-    this.#db.exec(schema);
-    migrate(this.#db);
+    retryWhileBusy(() => this.#db.exec(schema));
+    retryWhileBusy(() => migrate(this.#db));
     const db = this.#db;
     this.#stmts = {
       insertDevice: db.prepare<[string, string, string, DeviceStatus, string]>(

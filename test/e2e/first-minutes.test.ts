@@ -264,6 +264,18 @@ describe('messages a new user meets', () => {
     expect(hub.output()).toContain(`dataDir=${join(dir, 'stale')}`);
   });
 
+  it('a device ID with a space names the space, not the characters that are allowed', async () => {
+    const r = await runCli(['device', 'add', 'bad id!'], {
+      DSTREAM_SERVICE_CONNECTION_STRING: `HostName=h;SharedAccessKeyName=s;SharedAccessKey=${Buffer.alloc(32, 1).toString('base64')}`,
+    });
+    expect(r).toMatchObject({
+      code: 2,
+      stdout: '',
+      stderr:
+        "error: device ID 'bad id!' may not contain a space: use letters, digits and - . : + % _ # * ? ! ( ) , = @ $ '\n",
+    });
+  });
+
   it('a proxy for a device that is not registered stops at start, saying so', async () => {
     const hub = await startCliHub(join(dir, 'ghost-hub'));
     running.push(hub.hub);
