@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { SampledLog } from '../log/sampled-log.js';
 import type { Logger } from '../log/logger.js';
 import {
   authenticateDevice,
@@ -55,6 +56,11 @@ export class Guard {
   readonly #unauthenticated = new Map<string, number>();
   /** Connections admitted and not yet authenticated, by keyOf(). */
   readonly #pending = new Set<string>();
+  /**
+   * For refusals an outsider can repeat at will (here, in the hub and in MQTT sessions): one
+   * line per kind and address per 10 s, then a count.
+   */
+  readonly noisy: SampledLog;
 
   constructor(
     private readonly registry: Registry,
@@ -62,19 +68,21 @@ export class Guard {
     readonly options: GuardOptions,
     /** Told of every failed authentication (metrics). */
     private readonly onFailure: (kind: AuthFailureKind) => void = () => undefined,
-  ) {}
+  ) {
+    this.noisy = new SampledLog(logger);
+  }
 
   /** Count a new connection; false means drop it (too many unauthenticated from this IP). */
   admit(socket: Socket): boolean {
     const ip = socket.remoteAddress ?? '?';
     const n = (this.#unauthenticated.get(ip) ?? 0) + 1;
     if (n > this.options.unauthenticatedPerIp) {
-      this.logger.warn(
+      this.noisy.write(
+        'warn',
+        'unauthenticated-cap',
+        ip,
         'connection dropped: too many unauthenticated connections from this address',
-        {
-          remote: ip,
-          limit: this.options.unauthenticatedPerIp,
-        },
+        { remote: ip, limit: this.options.unauthenticatedPerIp },
       );
       return false;
     }
@@ -172,12 +180,18 @@ export class Guard {
     const auth = this.service(req, right);
     if (auth.ok) return auth.value;
     if (auth.status === 429) res.setHeader('retry-after', String(auth.retryAfterSeconds));
-    this.logger.warn(`${what} request refused`, {
-      method: req.method,
-      remote: req.socket.remoteAddress,
-      status: auth.status,
-      reason: auth.message,
-    });
+    this.noisy.write(
+      'warn',
+      `refused ${what} ${auth.status}`,
+      req.socket.remoteAddress,
+      `${what} request refused`,
+      {
+        method: req.method,
+        remote: req.socket.remoteAddress,
+        status: auth.status,
+        reason: auth.message,
+      },
+    );
     sendError(res, auth.status, auth.errorCode, auth.message);
     return undefined;
   }

@@ -348,11 +348,13 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
         return refuseUpgrade(socket, 503, 'ServiceUnavailable', 'the hub is shutting down');
       }
       if (!auth.ok) {
-        logger.warn('device connection refused', {
-          device: deviceId,
-          remote: req.socket.remoteAddress,
-          reason: auth.message,
-        });
+        guard.noisy.write(
+          'warn',
+          `device refused ${auth.status}`,
+          req.socket.remoteAddress,
+          'device connection refused',
+          { device: deviceId, remote: req.socket.remoteAddress, reason: auth.message },
+        );
         return refuseUpgrade(
           socket,
           auth.status,
@@ -412,6 +414,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
           authenticate: (socket, token, deviceId) => guard.deviceToken(socket, token, deviceId),
           attach: (deviceId, link) => control.attach(deviceId, link),
           accepting: () => !draining,
+          noisy: guard.noisy,
           audit: (refusal) =>
             audit.write({
               time: new Date().toISOString(),

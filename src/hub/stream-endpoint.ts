@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { Logger } from '../log/logger.js';
+import type { LogFields, Logger } from '../log/logger.js';
 import type { Heartbeat } from '../net/heartbeat.js';
 import type { Guard } from './guard.js';
 import {
@@ -181,6 +181,12 @@ export class StreamEndpoint extends EventEmitter {
     });
   }
 
+  /** A refusal an outsider can repeat: sampled per address when the hub has a guard. */
+  #noisy(kind: string, remote: string | undefined, message: string, fields: LogFields): void {
+    if (this.#guard) this.#guard.noisy.write('warn', kind, remote, message, fields);
+    else this.logger.warn(message, fields);
+  }
+
   /** Streams not yet finished (waiting or relaying). */
   get size(): number {
     return this.#streams.size;
@@ -314,13 +320,20 @@ export class StreamEndpoint extends EventEmitter {
       Date.now() - record.createdAt > this.#pairTimeoutMs
     ) {
       this.#guard?.recordFailure(remote, 'stream');
-      this.logger.warn('stream connection refused: unknown stream or invalid token', { remote });
+      this.#noisy(
+        'stream-token',
+        remote,
+        'stream connection refused: unknown stream or invalid token',
+        {
+          remote,
+        },
+      );
       refuseUpgrade(socket, 401, 'IotHubUnauthorizedAccess', 'invalid or expired stream token');
       return;
     }
     if (record.used.has(side)) {
       this.#guard?.recordFailure(remote, 'stream');
-      this.logger.warn('stream connection refused: token already used', {
+      this.#noisy('stream-token-used', remote, 'stream connection refused: token already used', {
         device: record.deviceId,
         side,
         remote,
@@ -348,7 +361,11 @@ export class StreamEndpoint extends EventEmitter {
     const remote = req.socket.remoteAddress;
     const refuse = (status: number, message: string): void => {
       if (status === 401) this.#guard?.recordFailure(remote, 'stream');
-      this.logger.warn('stream resumption refused', { id, remote, reason: message });
+      this.#noisy('stream-resume', remote, 'stream resumption refused', {
+        id,
+        remote,
+        reason: message,
+      });
       refuseUpgrade(
         socket,
         status,

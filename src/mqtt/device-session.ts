@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import mqtt from 'mqtt-packet';
 import type { IConnectPacket, IPublishPacket, ISubscribePacket, Packet } from 'mqtt-packet';
 import type { Logger } from '../log/logger.js';
+import type { SampledLog } from '../log/sampled-log.js';
 import type { AttachedLink, DeviceLink } from '../hub/control-endpoint.js';
 import type { DeviceRecord } from '../hub/registry.js';
 import type { AuthResult } from '../hub/authenticate.js';
@@ -45,7 +46,31 @@ export interface DeviceSessionContext {
   readonly maxPacketBytes: number;
   /** How long a new connection may take to send CONNECT. */
   readonly connectTimeoutMs: number;
+  /** Where refusals and abuse an outsider can repeat are logged: once per address per 10 s. */
+  readonly noisy?: SampledLog | undefined;
+  /**
+   * This connection authenticated as `deviceId`: the gateway closes any older connection with
+   * that client id (MQTT-3.1.4-2; newest wins, as on the control WebSocket). Returns the
+   * release to call when this connection ends.
+   */
+  readonly claim?: ((deviceId: string, close: (reason: string) => void) => () => void) | undefined;
 }
+
+/**
+ * Reasons a connection is closed that mean the client misbehaved: logged once (sampled per
+ * address), naming the device and the address, so that a flood is visible at info level.
+ */
+const abusive =
+  /stopped reading|over \d+ bytes|packets a second|malformed|QoS 2|before CONNECT|unexpected/;
+
+/**
+ * A device sends a handful of packets a second (keep-alives, answers); a client sending
+ * thousands is flooding, and each costs the hub a parse and often an answer.
+ */
+const maxPacketsPerSecond = 1000;
+
+/** How long a device may leave the hub's answers unread before it is closed. */
+const stalledWriteMs = 30_000;
 
 /** A refused MQTT CONNECT, as the audit log records it. */
 export interface MqttRefusal {
@@ -84,23 +109,65 @@ export function serveDeviceSession(
   let keepAliveMs = 0;
   let idle: NodeJS.Timeout | undefined;
 
+  let release: (() => void) | undefined;
+  /** A write returned false: nothing more is read from the device until it drains. */
+  let blocked = false;
+  /** Writes not yet flushed to the socket, and how many of them answer a PINGREQ. */
+  let queued = 0;
+  let pingsQueued = 0;
+  let stallTimer: NodeJS.Timeout | undefined;
+
   const end = (why: string): void => {
     if (ended) return;
     ended = true;
     clearTimeout(idle);
     clearTimeout(connectTimer);
+    clearTimeout(stallTimer);
+    release?.();
     // Flush what was written (a CONNACK refusal), then close; never wait on a silent peer.
-    stream.end();
-    setTimeout(() => stream.destroy(), 1000).unref();
+    // A peer that stopped reading gets no flush: what is queued for it is dropped now.
+    if (blocked) stream.destroy();
+    else {
+      stream.end();
+      setTimeout(() => stream.destroy(), 1000).unref();
+    }
     attached?.closed({ reason: why });
-    if (!attached) log.debug('mqtt connection closed', { device: deviceId, reason: why });
+    if (abusive.test(why)) {
+      const fields = { device: deviceId, remote, reason: why };
+      if (ctx.noisy)
+        ctx.noisy.write('info', 'mqtt-abuse', remote, 'mqtt connection closed', fields);
+      else log.info('mqtt connection closed', fields);
+    } else if (!attached) log.debug('mqtt connection closed', { device: deviceId, reason: why });
   };
 
+  /**
+   * Back-pressure: when the device does not read, stop reading from it (so a flood of PINGREQs
+   * makes no more answers), drop answers that would only queue, and close it if it does not
+   * catch up. What one connection holds is then bounded by the socket's buffers plus one read.
+   */
   const write = (packet: Packet): void => {
     if (ended) return;
-    // Control traffic is small; a device that reads none of it has stopped reading.
-    if (stream.writableLength > 1024 * 1024) return end('the device stopped reading');
-    stream.write(mqtt.generate(packet));
+    // One keep-alive answer on its way is enough: a flood of PINGREQs read in one chunk would
+    // otherwise queue thousands of tiny writes, each costing far more than its two bytes.
+    if (packet.cmd === 'pingresp' && (blocked || pingsQueued > 0)) return;
+    if (blocked && (stream.writableLength > 64 * 1024 || queued > 1024))
+      return end('the device stopped reading');
+    queued++;
+    if (packet.cmd === 'pingresp') pingsQueued++;
+    const isPing = packet.cmd === 'pingresp';
+    const flushed = stream.write(mqtt.generate(packet), () => {
+      queued--;
+      if (isPing) pingsQueued--;
+    });
+    if (flushed || blocked) return;
+    blocked = true;
+    stream.pause();
+    stallTimer = setTimeout(() => end('the device stopped reading'), stalledWriteMs);
+    stream.once('drain', () => {
+      blocked = false;
+      clearTimeout(stallTimer);
+      if (!ended) stream.resume();
+    });
   };
 
   const touch = (): void => {
@@ -118,7 +185,13 @@ export function serveDeviceSession(
     device?: string,
     outcome: MqttRefusal['outcome'] = 'invalid',
   ): void => {
-    log.warn('mqtt device connection refused', { device, reason });
+    const fields = { device, reason };
+    if (ctx.noisy)
+      ctx.noisy.write('warn', `mqtt-refused ${outcome}`, remote, 'mqtt device connection refused', {
+        ...fields,
+        remote,
+      });
+    else log.warn('mqtt device connection refused', fields);
     ctx.audit?.({ device, outcome, reason, remote });
     write({ cmd: 'connack', returnCode: code, sessionPresent: false });
     end(reason);
@@ -147,6 +220,7 @@ export function serveDeviceSession(
         auth.status === 429 ? 'throttled' : auth.status === 403 ? 'disabled' : 'unauthorized',
       );
     deviceId = clientId;
+    release = ctx.claim?.(clientId, end);
     keepAliveMs = Math.min(packet.keepalive || maxKeepAliveS, maxKeepAliveS) * 1000;
     touch(); // the clock starts now: a device that goes silent after CONNECT is closed too
     write({ cmd: 'connack', returnCode: connack.accepted, sessionPresent: false });
@@ -157,10 +231,11 @@ export function serveDeviceSession(
     const granted = packet.subscriptions.map((s) => {
       if (s.topic === streamRequestFilter || s.topic === streamResponseFilter)
         return Math.min(s.qos, 1);
-      log.info('mqtt subscription refused: dstream serves device streams only', {
-        device: deviceId,
-        topic: s.topic.slice(0, 200),
-      });
+      const fields = { device: deviceId, topic: s.topic.slice(0, 200) };
+      const message = 'mqtt subscription refused: dstream serves device streams only';
+      if (ctx.noisy)
+        ctx.noisy.write('info', 'mqtt-subscribe', remote, message, { ...fields, remote });
+      else log.info(message, fields);
       return 0x80;
     });
     write({ cmd: 'suback', messageId: packet.messageId ?? 0, granted });
@@ -189,8 +264,17 @@ export function serveDeviceSession(
     }
   };
 
+  let windowStart = 0;
+  let packetsInWindow = 0;
   const onPacket = (packet: Packet): void => {
     if (ended) return;
+    const now = Date.now();
+    if (now - windowStart >= 1000) {
+      windowStart = now;
+      packetsInWindow = 0;
+    }
+    if (++packetsInWindow > maxPacketsPerSecond)
+      return end(`more than ${maxPacketsPerSecond} packets a second`);
     touch();
     if (deviceId === undefined) {
       // MQTT 3.1.1: the first packet must be CONNECT.

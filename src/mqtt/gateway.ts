@@ -14,7 +14,7 @@ import { listen } from '../net/listen.js';
 import { serveDeviceSession, type DeviceSessionContext } from './device-session.js';
 
 export interface MqttGatewayOptions {
-  readonly session: Omit<DeviceSessionContext, 'maxPacketBytes' | 'connectTimeoutMs'>;
+  readonly session: Omit<DeviceSessionContext, 'maxPacketBytes' | 'connectTimeoutMs' | 'claim'>;
   /** null: plain TCP (a hub run with --insecure-no-tls). */
   readonly tls: HubTlsIdentity | null;
   /** Count a new TCP connection against the hub's ceilings; false: drop it. */
@@ -37,10 +37,20 @@ export interface MqttGateway {
 const maxPacketBytes = 16 * 1024;
 
 export function createMqttGateway(options: MqttGatewayOptions): MqttGateway {
+  /** The connection of each client id; a newer CONNECT with the same id closes the older. */
+  const byClientId = new Map<string, (reason: string) => void>();
   const session: DeviceSessionContext = {
     ...options.session,
     maxPacketBytes,
     connectTimeoutMs: options.timeoutMs,
+    claim: (deviceId, close) => {
+      const older = byClientId.get(deviceId);
+      byClientId.set(deviceId, close);
+      older?.('replaced by a newer connection with the same client id');
+      return () => {
+        if (byClientId.get(deviceId) === close) byClientId.delete(deviceId);
+      };
+    },
   };
   const wss = new WebSocketServer({
     noServer: true,
