@@ -107,13 +107,18 @@ export function readJsonBody(req: IncomingMessage, limit = 64 * 1024): Promise<u
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const tooLarge = (): void => {
+      // Not req.destroy(): that would take the socket before the 413 could be sent. The rest
+      // is read and thrown away while the answer goes out; error answers close the connection.
+      reject(new BodyError(413, `request body larger than ${limit} bytes`));
+      chunks.length = 0;
+      req.removeAllListeners('data');
+      req.resume();
+    };
+    if (Number(req.headers['content-length'] ?? 0) > limit) return tooLarge();
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limit) {
-        reject(new BodyError(413, `request body larger than ${limit} bytes`));
-        req.destroy();
-        return;
-      }
+      if (size > limit) return tooLarge();
       chunks.push(chunk);
     });
     req.on('error', reject);

@@ -149,6 +149,13 @@ export class StreamEndpoint extends EventEmitter {
   readonly #rawEofLingerMs: number | undefined;
   /** Resume tickets already presented ("id|side|generation"): each is good once. */
   readonly #usedTickets = new Set<string>();
+  /** Streams that ended for good (completed or reset): their tickets are void. */
+  readonly #finished = new Set<string>();
+  /**
+   * When a device was last disabled, removed or re-keyed (ms): tickets issued before then do
+   * not bring its streams back, even once it is enabled again.
+   */
+  readonly #revokedAt = new Map<string, number>();
   /** Streams (waiting or relaying) per device, for the per-device limit. */
   readonly #perDevice = new Map<string, number>();
   readonly #finishedBytes = { toDevice: 0, fromDevice: 0 };
@@ -214,7 +221,10 @@ export class StreamEndpoint extends EventEmitter {
 
   /** Forget a finished stream; false if it was already gone. */
   #remove(record: StreamRecord): boolean {
-    if (!this.#streams.delete(record.id)) return false;
+    // By identity, not id: a resumed stream's new record has the id of the old one, whose
+    // relay may report its end after the new record took its place.
+    if (this.#streams.get(record.id) !== record) return false;
+    this.#streams.delete(record.id);
     const n = (this.#perDevice.get(record.deviceId) ?? 1) - 1;
     if (n > 0) this.#perDevice.set(record.deviceId, n);
     else this.#perDevice.delete(record.deviceId);
@@ -279,9 +289,25 @@ export class StreamEndpoint extends EventEmitter {
 
   /** Close every stream of a device (disabled or removed). */
   closeDevice(deviceId: string): void {
+    this.revokeResumption(deviceId);
     for (const record of [...this.#streams.values()])
       if (record.deviceId === deviceId)
         this.#end(record, closeCodes.shutdown, 'device disabled or removed');
+  }
+
+  /**
+   * A device was disabled, removed or re-keyed: its suspended streams do not come back, even
+   * if it is enabled again within the resume window.
+   */
+  revokeResumption(deviceId: string): void {
+    if (this.#revokedAt.size > 100_000) this.#revokedAt.clear();
+    this.#revokedAt.set(deviceId, Date.now());
+  }
+
+  /** A stream ended for good: its tickets are void from now on. */
+  #markFinished(id: string): void {
+    if (this.#finished.size > 100_000) this.#finished.clear();
+    this.#finished.add(id);
   }
 
   /** Which side a bearer token belongs to, checked in constant time; undefined if neither. */
@@ -359,6 +385,9 @@ export class StreamEndpoint extends EventEmitter {
     ticket: string,
   ): void {
     const remote = req.socket.remoteAddress;
+    // 401 only for a ticket that does not verify (a guess, counted against the address);
+    // a genuine ticket that can no longer be used is 404 StreamNotFound, not counted: the end
+    // stops trying (as on any refusal, resumable-bridge.ts).
     const refuse = (status: number, message: string): void => {
       if (status === 401) this.#guard?.recordFailure(remote, 'stream');
       this.#noisy('stream-resume', remote, 'stream resumption refused', {
@@ -373,7 +402,9 @@ export class StreamEndpoint extends EventEmitter {
           ? 'DeviceDisabled'
           : status === 400
             ? 'ArgumentInvalid'
-            : 'IotHubUnauthorizedAccess',
+            : status === 404
+              ? 'StreamNotFound'
+              : 'IotHubUnauthorizedAccess',
         message,
       );
     };
@@ -385,13 +416,21 @@ export class StreamEndpoint extends EventEmitter {
     const claims: ResumeClaims = check.claims;
     if (claims.streamId !== id) return refuse(401, 'the resume ticket is for another stream');
     const used = `${id}|${claims.side}|${claims.generation}`;
-    if (this.#usedTickets.has(used)) return refuse(401, 'the resume ticket was already used');
+    if (this.#usedTickets.has(used)) return refuse(404, 'the resume ticket was already used');
+    if (this.#finished.has(id)) return refuse(404, 'the stream has ended');
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
     if (!offered.includes(resumableStreamProtocol))
       return refuse(400, `resuming needs the ${resumableStreamProtocol} subprotocol`);
     // A device disabled or removed meanwhile does not get its streams back.
     if (!resume.deviceAllowed(claims.deviceId))
       return refuse(403, `device '${claims.deviceId}' is disabled or no longer registered`);
+    // Enabled again within the window: still not. A disable is meant to end its streams.
+    const revokedAt = this.#revokedAt.get(claims.deviceId);
+    if (revokedAt !== undefined && (claims.expiresAt - ticketLifetimeS) * 1000 <= revokedAt)
+      return refuse(
+        404,
+        `device '${claims.deviceId}' was disabled, removed or re-keyed since the stream was suspended`,
+      );
     let record = this.#streams.get(id);
     if (record && record.resumeGeneration === undefined) {
       // The stream this ticket belongs to still runs here (its other half has not noticed the
@@ -400,7 +439,7 @@ export class StreamEndpoint extends EventEmitter {
       record = undefined;
     }
     if (record && Math.abs((record.resumeGeneration ?? 0) - claims.generation) > 1)
-      return refuse(401, 'the resume ticket does not match its other half');
+      return refuse(404, 'the resume ticket does not match its other half');
     if (!record) {
       record = this.#resumeRecord(claims, remote);
     } else {
@@ -472,11 +511,28 @@ export class StreamEndpoint extends EventEmitter {
         return;
       }
       this.#heartbeat?.add(ws);
-      // Hold this side's bytes in the kernel until its partner is here.
-      ws.pause();
       const messages: EarlyMessage[] = [];
-      const listener = (data: Buffer, isBinary: boolean): void =>
+      let listener = (data: Buffer, isBinary: boolean): void =>
         void messages.push([data, isBinary]);
+      if (record.resumeGeneration === undefined) {
+        // Hold this side's bytes in the kernel until its partner is here.
+        ws.pause();
+      } else {
+        // A resuming half may wait the whole resume window: it is read (so its pongs arrive
+        // and neither heartbeat drops it), and it sends nothing but its `resume` before its
+        // peer is back. Anything more is a broken or hostile end.
+        let held = 0;
+        listener = (data: Buffer, isBinary: boolean): void => {
+          held += data.length;
+          if (isBinary || messages.length >= 4 || held > 4096)
+            return closeWebSocket(
+              ws,
+              closeCodes.policyViolation,
+              'payload before its peer resumed',
+            );
+          messages.push([data, isBinary]);
+        };
+      }
       ws.on('message', listener);
       record.early.set(ws, { messages, listener });
       record.sockets[side] = ws;
@@ -563,6 +619,14 @@ export class StreamEndpoint extends EventEmitter {
       },
       onEnd: (result) => {
         this.#remove(record);
+        // A resumable stream ends for good with a normal close, or with an end's deliberate
+        // reset (4001: its local connection failed, or its process stopped); anything else (a
+        // lost socket, the hub going away) is a suspension that its ends may resume.
+        const suspended =
+          resumable &&
+          result.closeCode !== closeCodes.normal &&
+          result.closeCode !== closeCodes.localError;
+        if (!suspended) this.#markFinished(record.id);
         // Live bytes are summed over #streams; once a record leaves it, its bytes count here.
         this.#finishedBytes.toDevice += result.bytesAtoB;
         this.#finishedBytes.fromDevice += result.bytesBtoA;
@@ -572,8 +636,7 @@ export class StreamEndpoint extends EventEmitter {
           result.bytesBtoA,
           `closed by ${result.closedBy === 'a' ? 'service' : 'device'} (${result.closeCode})`,
           false,
-          // A resumable stream ends only with a normal close; anything else is a suspension.
-          resumable && result.closeCode !== closeCodes.normal,
+          suspended,
         );
         // debug: the audit log already has a line per stream, and at hundreds of streams a
         // second a second line per stream on stderr costs the hub several percent of its CPU.

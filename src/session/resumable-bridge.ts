@@ -60,7 +60,7 @@ export type ResumeEvent =
     };
 
 export interface ResumableResult {
-  readonly end: 'completed' | 'local-error' | 'gave-up' | 'protocol-error';
+  readonly end: 'completed' | 'local-error' | 'peer-reset' | 'gave-up' | 'protocol-error';
   readonly bytesSent: number;
   readonly bytesReceived: number;
   readonly resumptions: number;
@@ -82,6 +82,14 @@ export interface ResumableBridge {
 }
 
 const defaultReplayBytes = 8 * 1024 * 1024;
+
+/**
+ * The hub refused a resumption for good (the stream ended, the ticket is spent, the device was
+ * disabled): `reconnect` rejects with this, and the stream ends at once instead of retrying.
+ */
+export class ResumeRefusedError extends Error {
+  override readonly name = 'ResumeRefusedError';
+}
 
 /**
  * Bridge `socket` (connected, paused, allowHalfOpen, with an 'error' listener) and the first
@@ -110,6 +118,8 @@ export function resumableBridge(
   let socketWriteEnded = false;
   /** Payload bytes from the peer handed to the socket (what a resume says). */
   let received = 0;
+  /** Of those, bytes the socket has not taken yet. */
+  let undelivered = 0;
   let finished = false;
   let closingNormally = false;
   let ticket: string | undefined;
@@ -201,7 +211,14 @@ export function resumableBridge(
       return finish('protocol-error', 'payload after the peer said it had ended');
     received += data.length;
     const n = data.length;
+    // A peer keeps at most its replay bound unacknowledged, and this end acknowledges only
+    // what the socket took: more than that waiting for the socket means the peer ignores the
+    // acknowledgements. Bounded here, whatever the peer does.
+    undelivered += n;
+    if (undelivered > replayCapacity + high)
+      return finish('protocol-error', 'the peer sent past its replay window');
     socket.write(data, () => {
+      undelivered -= n;
       if (finished) return;
       if (acks.onData(n)) ackNow();
       else ackTimer ??= setTimeout(ackNow, ackIdleMs);
@@ -333,6 +350,10 @@ export function resumableBridge(
         if (!socketWriteEnded) socket.end();
         return finish('completed');
       }
+      // The other end reset the stream on purpose (its local connection failed, or its
+      // process was stopped): nothing to resume.
+      if (code === closeCodes.localError)
+        return finish('peer-reset', 'the other end reset the stream');
       suspend(`stream socket closed (${code})`);
     };
     ws.on('message', onMessage);
@@ -358,8 +379,10 @@ export function resumableBridge(
           resumptions++;
           attach(ws);
         },
-        () => {
+        (error: unknown) => {
           if (finished) return;
+          if (error instanceof ResumeRefusedError)
+            return finish('gave-up', `the hub refused to resume the stream: ${error.message}`);
           const base = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(attempts - 1, 16));
           // Jitter: ends that lost the hub together do not come back in lockstep.
           const delay = base / 2 + Math.random() * (base / 2);

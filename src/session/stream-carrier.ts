@@ -1,9 +1,15 @@
 import type { WebSocket } from 'ws';
 import { bridge, type BridgeableStream, type BridgeResult, type Bridged } from '../net/bridge.js';
-import { openWebSocket, type HubConnectionPool, type HubTrust } from '../net/hub-client.js';
+import {
+  openWebSocket,
+  UpgradeRefusedError,
+  type HubConnectionPool,
+  type HubTrust,
+} from '../net/hub-client.js';
+import { parseIotHubError } from '../protocol/iothub-error.js';
 import { resumableStreamProtocol } from '../protocol/constants.js';
 import type { Logger } from '../log/logger.js';
-import { resumableBridge, type ResumableResult } from './resumable-bridge.js';
+import { ResumeRefusedError, resumableBridge, type ResumableResult } from './resumable-bridge.js';
 
 export interface CarryOptions {
   /** How the hub is verified, for resumptions. */
@@ -67,6 +73,19 @@ export function carryStream(
         headers: { authorization: `Resume ${ticket}` },
         protocols: [resumableStreamProtocol],
         pool: options.pool,
+      }).catch((error: unknown) => {
+        // Refused (not unreachable): the hub will not take this ticket again; retrying would
+        // only count against this address.
+        if (
+          error instanceof UpgradeRefusedError &&
+          error.status >= 400 &&
+          error.status < 500 &&
+          error.status !== 429
+        )
+          throw new ResumeRefusedError(
+            parseIotHubError(error.body).message ?? `answered ${error.status}`,
+          );
+        throw error;
       });
       options.onSocket?.(next);
       return next;

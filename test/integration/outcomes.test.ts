@@ -283,6 +283,25 @@ describe('stream outcomes', () => {
     await echoWorks();
   });
 
+  it("a body over 64 KiB is answered 413 in IoT Hub's shape (PATCH and PUT), and the hub serves on", async () => {
+    const target = hubTarget(t.service);
+    const auth = { authorization: serviceToken(t.service), 'content-type': 'application/json' };
+    const big = JSON.stringify({ status: 'enabled', pad: 'x'.repeat(70 * 1024) });
+    for (const [method, path] of [
+      ['PATCH', '/devices/pi-01'],
+      ['PATCH', '/policies/service'],
+      ['PUT', '/devices/big-one'],
+    ] as const) {
+      const res = await hubRequest(target, { method, path, headers: auth, body: big });
+      expect({ method, path, status: res.status }).toEqual({ method, path, status: 413 });
+      expect(hubError(res)).toEqual({
+        errorCode: 'ArgumentInvalid',
+        message: 'request body larger than 65536 bytes',
+      });
+    }
+    await echoWorks();
+  });
+
   it('stream tokens are single-use and bound to their stream', async () => {
     const res = await hubRequest(hubTarget(t.service), {
       method: 'POST',

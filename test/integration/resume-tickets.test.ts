@@ -5,7 +5,9 @@ import { openWebSocket, UpgradeRefusedError } from '../../src/net/hub-client.js'
 import { resumableStreamProtocol, streamProtocol } from '../../src/protocol/constants.js';
 import { signResumeTicket, type ResumeClaims } from '../../src/session/resume-ticket.js';
 import { hubTarget } from '../../src/service/credentials.js';
+import type { WebSocket } from 'ws';
 import { hubError } from '../helpers/hub-error.js';
+import { waitFor } from '../helpers/net.js';
 import { startTestHub, type TestHub } from '../helpers/hub.js';
 
 // The hub's side of resumption, attacked directly: only a ticket it signed, for that stream
@@ -29,6 +31,21 @@ const claims = (over: Partial<ResumeClaims> = {}): ResumeClaims => ({
   expiresAt: Math.floor(Date.now() / 1000) + 600,
   ...over,
 });
+
+/** An open resumed half (throws when refused). */
+async function openWs(id: string, ticket: string): Promise<WebSocket> {
+  const ws = await openWebSocket(
+    `wss://127.0.0.1:${t.hub.port}/bridges/${id}`,
+    hubTarget(t.service),
+    {
+      headers: { authorization: `Resume ${ticket}` },
+      protocols: [resumableStreamProtocol],
+    },
+  );
+  ws.on('error', () => undefined);
+  ws.resume();
+  return ws;
+}
 
 async function resume(
   id: string,
@@ -56,8 +73,51 @@ describe('resume tickets at the hub', () => {
     if (first.ok) first.close();
     expect(await resume('stream-one', ticket)).toEqual({
       ok: false,
-      status: 401,
+      status: 404,
       message: 'the resume ticket was already used',
+    });
+    // A genuine ticket retried is no guess: forty refusals never throttle the address (the
+    // limit is 30 failed authentications a minute).
+    for (let i = 0; i < 40; i++)
+      expect(await resume('stream-one', ticket)).toMatchObject({ ok: false, status: 404 });
+  });
+
+  it('a stream that ended normally voids its tickets at once, and holds no slot', async () => {
+    const key = t.state.resumeKey;
+    // Other tests' halves still wait here; this stream's slot is what must come and go.
+    const before = t.hub.streams.countFor('rt-dev');
+    const device = await openWs(
+      'done',
+      signResumeTicket(key, claims({ streamId: 'done', side: 'device' })),
+    );
+    const service = await openWs('done', signResumeTicket(key, claims({ streamId: 'done' })));
+    // Paired: each gets its next ticket; then the service side ends the stream normally.
+    const closedDevice = new Promise((resolve) => device.once('close', resolve));
+    closeWebSocket(service, 1000);
+    await closedDevice;
+    await waitFor(() => t.hub.streams.countFor('rt-dev') === before, 10_000, 'the slot freed');
+    expect(
+      await resume('done', signResumeTicket(key, claims({ streamId: 'done', generation: 2 }))),
+    ).toEqual({ ok: false, status: 404, message: 'the stream has ended' });
+    expect(t.hub.streams.countFor('rt-dev')).toBe(before);
+  });
+
+  it('a device disabled and enabled again within the window does not get its suspended streams back', async () => {
+    // Issued a few seconds ago, as the hub issues them (valid for 24 h from then).
+    const ticket = signResumeTicket(
+      t.state.resumeKey,
+      claims({
+        streamId: 's8',
+        side: 'device',
+        expiresAt: Math.floor(Date.now() / 1000) + 86_400 - 5,
+      }),
+    );
+    await t.registry.setStatus('rt-dev', 'disabled');
+    await t.registry.setStatus('rt-dev', 'enabled');
+    expect(await resume('s8', ticket)).toEqual({
+      ok: false,
+      status: 404,
+      message: "device 'rt-dev' was disabled, removed or re-keyed since the stream was suspended",
     });
   });
 
