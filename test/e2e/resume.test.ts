@@ -3,13 +3,13 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { findOpenSsh, startSshd } from '../helpers/openssh.js';
 import { runCli, spawnCli, startCliHub, type CliProcess } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/hub.js';
-import { dial, randomBytes, sha256 } from '../helpers/net.js';
+import { dial, randomBytes, sha256, waitFor } from '../helpers/net.js';
 import { startEchoServer, startServer, type TestServer } from '../helpers/servers.js';
 
 // Resumable streams with the real processes: `dstream proxy --resume` and `dstream agent
@@ -64,6 +64,8 @@ async function startCutter(): Promise<{
   port: number;
   setTarget(port: number): void;
   cut(): void;
+  /** Cut only the flows whose client side is one of `pid`'s sockets (one end's, not both). */
+  cutProcess(pid: number): number;
   close(): Promise<void>;
 }> {
   let target = 0;
@@ -84,12 +86,61 @@ async function startCutter(): Promise<{
     cut: () => {
       for (const s of flows) s.resetAndDestroy();
     },
+    cutProcess: (pid) => {
+      const ports = localPortsOf(pid);
+      let n = 0;
+      for (const s of flows)
+        if (s.remoteAddress === '127.0.0.1' && ports.has(s.remotePort ?? 0)) {
+          n++;
+          s.resetAndDestroy();
+        }
+      return n;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of flows) s.destroy();
         server.close(() => resolve());
       }),
   };
+}
+
+/** The hub's /metrics text. */
+function hubMetrics(s: { readonly hubPort: number; readonly dir: string }): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const req = tlsConnect(
+      {
+        host: '127.0.0.1',
+        port: s.hubPort,
+        ca: readFileSync(join(s.dir, 'hub', 'tls', 'cert.pem')),
+      },
+      () => req.end('GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
+    );
+    let text = '';
+    req.on('data', (d: Buffer) => (text += d.toString()));
+    req.on('end', () => resolve(text));
+    req.on('error', reject);
+  });
+}
+
+/** Local TCP ports of the sockets process `pid` holds (from /proc). */
+function localPortsOf(pid: number): Set<number> {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m?.[1]) inodes.add(m[1]);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  const ports = new Set<number>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6'])
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[9] !== undefined && inodes.has(f[9]))
+        ports.add(parseInt((f[1] ?? '').split(':')[1] ?? '0', 16));
+    }
+  return ports;
 }
 
 function restartHub(dir: string, port: number): Promise<CliProcess> {
@@ -204,25 +255,65 @@ describe('resumable streams through a hub killed with SIGKILL', () => {
     expect(cutAt).toEqual([]);
     expect(s.proxy.output()).toMatch(/stream resumed/);
     // The hub counts each resumption; the cuts' suspensions are audited as such.
-    const metrics = await new Promise<string>((resolve, reject) => {
-      const req = tlsConnect(
-        {
-          host: '127.0.0.1',
-          port: s.hubPort,
-          ca: readFileSync(join(s.dir, 'hub', 'tls', 'cert.pem')),
-        },
-        () => req.end('GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
-      );
-      let text = '';
-      req.on('data', (d: Buffer) => (text += d.toString()));
-      req.on('end', () => resolve(text));
-      req.on('error', reject);
-    });
+    const metrics = await hubMetrics(s);
     expect(metrics).toMatch(/^dstream_streams_resumed_total 2$/m);
     expect(metrics).toMatch(/^dstream_streams_total\{outcome="suspended"\} 2$/m);
     // Usually about 2 s; twice in ten runs 30 s (a resumption that waited on something not yet
     // understood; see the session note), hence the room.
   }, 90_000);
+
+  it("one end's flow cut while the other's stays up: the hub ends the other half too, both resume and pair again, 16 MiB byte-exact", async () => {
+    const echo = await startEchoServer();
+    cleanups.push(() => echo.close());
+    const cutter = await startCutter();
+    cleanups.push(() => cutter.close());
+    const s = await setUp(echo, ['--public-url', `https://127.0.0.1:${cutter.port}`], (port) =>
+      cutter.setTarget(port),
+    );
+    const client = await dial(s.proxyPort);
+    cleanups.push(() => client.destroy());
+    const data = randomBytes(16 * 1024 * 1024);
+    let cut = false;
+    const back = collect(client, data.length, (got) => {
+      if (!cut && got >= 3 * 1024 * 1024) {
+        cut = true;
+        // Only the proxy's side, as a laptop's NAT would: the agent's flow stays up.
+        expect(cutter.cutProcess(s.proxy.child.pid ?? 0)).toBeGreaterThan(0);
+      }
+    });
+    client.write(data);
+    expect(sha256(await back)).toBe(sha256(data));
+    expect(cut).toBe(true);
+    await s.proxy.waitForLine(/stream resumed/);
+  }, 90_000);
+
+  it('a proxy stopped with SIGTERM ends its resumable streams (reset), not suspended: the hub holds nothing', async () => {
+    const echo = await startEchoServer();
+    cleanups.push(() => echo.close());
+    const s = await setUp(echo);
+    const client = await dial(s.proxyPort);
+    cleanups.push(() => client.destroy());
+    const data = randomBytes(64 * 1024);
+    const back = collect(client, data.length, () => undefined);
+    client.write(data);
+    expect(sha256(await back)).toBe(sha256(data));
+    expect(await s.proxy.stop('SIGTERM')).toBe(0);
+    // The audit line says how it ended: a deliberate reset (4001), not a suspension.
+    const audit = join(s.dir, 'hub', 'audit.log');
+    await waitFor(
+      () => existsSync(audit) && readFileSync(audit, 'utf8').includes('"stream":"svc"'),
+      20_000,
+      'the audit line',
+    );
+    const line = readFileSync(audit, 'utf8').trim().split('\n').pop() ?? '';
+    expect(JSON.parse(line)).toMatchObject({
+      outcome: 'completed',
+      reason: 'closed by service (4001)',
+    });
+    const metrics = await hubMetrics(s);
+    expect(metrics).toMatch(/^dstream_active_streams 0$/m);
+    expect(metrics).toMatch(/^dstream_streams_total\{outcome="suspended"\} 0$/m);
+  }, 60_000);
 
   const openssh = findOpenSsh();
   const sshRequired = process.env.DSTREAM_REQUIRE_OPENSSH === '1';
