@@ -191,7 +191,11 @@ describe('dstream connect stopped by a signal', () => {
         DSTREAM_DEVICE_CONNECTION_STRING: added.stdout.trim(),
       });
       await agent.waitForLine(/connected to the hub/);
-      const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+      // Resumable: four rounds, as ssh's ProxyCommand (SIGHUP) would run them one after another;
+      // none may leave a stream suspended.
+      const signals = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).flatMap((sig) =>
+        resume ? [sig, sig, sig, sig] : [sig],
+      );
       for (const [i, signal] of signals.entries()) {
         const connect = spawn(['connect', 'sig-01', '--stream', 'echo', ...resumeFlag], env, {
           stdin: true,
@@ -201,10 +205,10 @@ describe('dstream connect stopped by a signal', () => {
           let got = '';
           connect.child.stdout?.on('data', (d: Buffer) => {
             got += d.toString();
-            if (got === `hello ${signal}`) resolve();
+            if (got === `hello ${signal} ${i}`) resolve();
           });
         });
-        connect.child.stdin?.write(`hello ${signal}`);
+        connect.child.stdin?.write(`hello ${signal} ${i}`);
         await echoed;
         expect(await connect.stop(signal)).toBe(0);
         expect(connect.output()).toBe('');

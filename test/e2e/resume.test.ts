@@ -11,6 +11,9 @@ import { runCli, spawnCli, startCliHub, type CliProcess } from '../helpers/cli.j
 import { makeTempDir } from '../helpers/hub.js';
 import { dial, randomBytes, sha256, waitFor } from '../helpers/net.js';
 import { startEchoServer, startServer, type TestServer } from '../helpers/servers.js';
+import { parseConnectionString } from '../../src/auth/connection-string.js';
+import { hubTarget } from '../../src/service/credentials.js';
+import { openServiceStream } from '../../src/service/stream-client.js';
 
 // Resumable streams with the real processes: `dstream proxy --resume` and `dstream agent
 // --resume` through a `dstream hub` that is killed with SIGKILL mid-transfer and started
@@ -32,6 +35,7 @@ async function setUp(
   hubPort: number;
   proxy: CliProcess;
   proxyPort: number;
+  agent: CliProcess;
   env: Record<string, string>;
 }> {
   const dir = makeTempDir('dstream-resume-');
@@ -53,7 +57,7 @@ async function setUp(
   );
   cleanups.push(() => proxy.stop());
   const proxyPort = Number((await proxy.waitForLine(/proxy listening on 127\.0\.0\.1:(\d+)/))[1]);
-  return { dir, hub: hub.hub, hubPort: hub.hubPort, proxy, proxyPort, env };
+  return { dir, hub: hub.hub, hubPort: hub.hubPort, proxy, proxyPort, agent, env };
 }
 
 /**
@@ -314,6 +318,57 @@ describe('resumable streams through a hub killed with SIGKILL', () => {
     expect(metrics).toMatch(/^dstream_active_streams 0$/m);
     expect(metrics).toMatch(/^dstream_streams_total\{outcome="suspended"\} 0$/m);
   }, 60_000);
+
+  it('a v2 peer that pushes and never acknowledges, toward a target that does not read, is cut at the replay bound; the agent stays small', async () => {
+    // The target accepts and never reads.
+    const stuck = await startServer((socket) => socket.pause());
+    cleanups.push(() => stuck.close());
+    const s = await setUp(stuck);
+    const agentPid = s.agent.child.pid ?? 0;
+    const rssMiB = (): number =>
+      Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${agentPid}/status`, 'utf8'))?.[1]) /
+      1024;
+    const before = rssMiB();
+    const service = parseConnectionString(s.env.DSTREAM_SERVICE_CONNECTION_STRING ?? '');
+    if (service.kind !== 'service') throw new Error('not a service string');
+    const ws = await openServiceStream(service, hubTarget(service), {
+      deviceId: 'pi-r',
+      streamName: 'svc',
+      resume: true,
+    });
+    ws.on('error', () => undefined);
+    const closed = new Promise<number>((resolve) => ws.once('close', resolve));
+    // Speak v2 as far as the handshake, then push without ever acknowledging.
+    const peerResumed = new Promise<void>((resolve) =>
+      ws.on('message', (data: Buffer, isBinary: boolean) => {
+        if (isBinary) return;
+        const frame = JSON.parse(data.toString()) as { type: string };
+        if (frame.type === 'ticket') ws.send(JSON.stringify({ type: 'resume', received: 0 }));
+        if (frame.type === 'resume') resolve();
+      }),
+    );
+    ws.resume();
+    await peerResumed;
+    const chunk = randomBytes(256 * 1024);
+    let sent = 0;
+    let open = true;
+    void closed.then(() => (open = false));
+    let peak = before;
+    // At most 256 MiB, as the attack did; the agent must cut it long before.
+    while (open && sent < 256 * 1024 * 1024) {
+      ws.send(chunk);
+      sent += chunk.length;
+      if (ws.bufferedAmount > 4 * 1024 * 1024)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      if (sent % (16 * 1024 * 1024) === 0) peak = Math.max(peak, rssMiB());
+    }
+    expect(await closed).not.toBe(1000);
+    expect(sent).toBeLessThan(256 * 1024 * 1024);
+    peak = Math.max(peak, rssMiB());
+    // The bound is the replay window (8 MiB) and one in flight, plus the kernel's buffers.
+    expect(peak - before).toBeLessThan(64);
+    await s.agent.waitForLine(/the peer sent past its replay window/, 20_000);
+  }, 120_000);
 
   const openssh = findOpenSsh();
   const sshRequired = process.env.DSTREAM_REQUIRE_OPENSSH === '1';

@@ -82,6 +82,20 @@ describe('resume tickets at the hub', () => {
       expect(await resume('stream-one', ticket)).toMatchObject({ ok: false, status: 404 });
   });
 
+  it('a half waiting for its partner is read: its pings are answered all along, so no heartbeat drops it', async () => {
+    const ws = await openWs(
+      'waiting',
+      signResumeTicket(t.state.resumeKey, claims({ streamId: 'waiting', side: 'device' })),
+    );
+    // Held paused (as a new stream's first side is), it would never see a ping or answer one.
+    for (let i = 0; i < 3; i++) {
+      const pong = new Promise((resolve) => ws.once('pong', resolve));
+      ws.ping();
+      await pong;
+    }
+    closeWebSocket(ws, 1000);
+  });
+
   it('a stream that ended normally voids its tickets at once, and holds no slot', async () => {
     const key = t.state.resumeKey;
     // Other tests' halves still wait here; this stream's slot is what must come and go.
