@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
@@ -7,7 +8,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from '
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { findOpenSsh, startSshd } from '../helpers/openssh.js';
-import { runCli, spawnCli, startCliHub, type CliProcess } from '../helpers/cli.js';
+import { cliPath, runCli, spawnCli, startCliHub, type CliProcess } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/hub.js';
 import { dial, randomBytes, sha256, waitFor } from '../helpers/net.js';
 import { startEchoServer, startServer, type TestServer } from '../helpers/servers.js';
@@ -372,6 +373,37 @@ describe('resumable streams through a hub killed with SIGKILL', () => {
 
   const openssh = findOpenSsh();
   const sshRequired = process.env.DSTREAM_REQUIRE_OPENSSH === '1';
+  it.skipIf(!openssh && !sshRequired)(
+    "ten ssh sessions through ProxyCommand 'dstream connect %h --resume': ssh's SIGHUP ends each stream normally, nothing stays suspended",
+    async () => {
+      if (!openssh) throw new Error('DSTREAM_REQUIRE_OPENSSH=1 but sshd/ssh were not found');
+      const sshDir = makeTempDir('dstream-resume-pc-');
+      cleanups.push(() => rmSync(sshDir, { recursive: true, force: true }));
+      mkdirSync(join(sshDir, 'ssh'));
+      const sshd = await startSshd(openssh.sshd, join(sshDir, 'ssh'));
+      cleanups.push(() => sshd.close());
+      const s = await setUp(sshd);
+      const proxyCommand = `${process.execPath} ${cliPath} connect %h --resume --stream svc`;
+      for (let i = 0; i < 10; i++) {
+        const ssh = spawn(
+          'ssh',
+          ['-o', `ProxyCommand=${proxyCommand}`, ...sshd.sshOptions, `${sshd.user}@pi-r`, 'true'],
+          { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...s.env } },
+        );
+        let stderr = '';
+        ssh.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        const [code] = (await once(ssh, 'close')) as [number];
+        expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+      }
+      // Every stream ended (ssh's SIGHUP is a deliberate end); none waits to be resumed.
+      await expect
+        .poll(() => hubMetrics(s), { timeout: 20_000 })
+        .toMatch(/^dstream_active_streams 0$/m);
+      expect(await hubMetrics(s)).toMatch(/^dstream_streams_total\{outcome="suspended"\} 0$/m);
+    },
+    120_000,
+  );
+
   it.skipIf(!openssh && !sshRequired)(
     'an OpenSSH session streaming output carries on through a kill -9 of the hub; ssh exits 0',
     async () => {
