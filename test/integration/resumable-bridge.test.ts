@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer, type RawData } from 'ws';
 import {
   resumableBridge,
+  ResumeRefusedError,
   type ResumableBridge,
   type ResumableResult,
   type ResumeEvent,
@@ -121,6 +122,9 @@ interface End {
   readonly result: Promise<ResumableResult>;
 }
 
+/** Set by a test: every resumption is refused by the hub, for good. */
+let refuseResumptions = false;
+
 function startEnd(
   socket: Socket,
   relay: Relay,
@@ -133,7 +137,11 @@ function startEnd(
   let done!: (r: ResumableResult) => void;
   const result = new Promise<ResumableResult>((resolve) => (done = resolve));
   const bridge = resumableBridge(socket, ws, {
-    reconnect: () => openWs(relay.port, path),
+    // As stream-carrier.ts does when the hub answers 4xx: the ticket will never be taken.
+    reconnect: () =>
+      refuseResumptions
+        ? Promise.reject(new ResumeRefusedError('the stream has ended'))
+        : openWs(relay.port, path),
     resumeWindowMs: windowMs,
     backoff: { initialMs: 20, maxMs: 200 },
     ...(replayBytes !== undefined && { replayBytes }),
@@ -258,6 +266,24 @@ describe('resumable streams through a relay that is cut and restarted', () => {
     expect(ra).toMatchObject({ end: 'completed', bytesSent: data.length, resumptions: 1 });
     expect(rb).toMatchObject({ end: 'completed', bytesReceived: data.length, resumptions: 1 });
   });
+
+  it('a resumption the hub refuses ends the stream at once, not after the window, and says why', async () => {
+    const relay = await startRelay();
+    const echo = await startEchoServer();
+    cleanups.push(() => echo.close());
+    // A minute's window: a retrying end would outlive the test's timeout.
+    const t = await tunnel(relay, echo, 60_000);
+    cleanups.push(t.close);
+    cleanups.push(() => (refuseResumptions = false));
+    refuseResumptions = true;
+    relay.cut();
+    const [ra, rb] = await Promise.all([t.a.result, t.b.result]);
+    expect(ra).toMatchObject({
+      end: 'gave-up',
+      reason: 'the hub refused to resume the stream: the stream has ended',
+    });
+    expect(rb.end).toBe('gave-up');
+  }, 20_000);
 
   it('past the resume window the stream ends with a reset and says why', async () => {
     const relay = await startRelay();
