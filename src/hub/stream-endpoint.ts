@@ -56,6 +56,12 @@ interface StreamRecord {
   readonly counts: { a: number; b: number };
   /** Set for a stream being resumed: the generation of the tickets its halves presented. */
   readonly resumeGeneration?: number;
+  /**
+   * The tickets its halves presented ("id|side|generation"). They are spent when the halves
+   * pair, not before: an end whose attempt the hub took but whose answer it never saw (a
+   * handshake timed out under load) comes back with the same ticket, and the newer wins.
+   */
+  readonly presented: Map<StreamSide, string>;
 }
 
 export interface CreatedStream {
@@ -113,6 +119,7 @@ function newRecord(
     timer: undefined,
     paired: false,
     counts: { a: 0, b: 0 },
+    presented: new Map(),
   };
 }
 
@@ -453,8 +460,7 @@ export class StreamEndpoint extends EventEmitter {
         closeWebSocket(older, closeCodes.replaced, 'replaced by a newer resumption');
       }
     }
-    if (this.#usedTickets.size > 100_000) this.#usedTickets.clear();
-    this.#usedTickets.add(used);
+    record.presented.set(claims.side, used);
     this.#guard?.markAuthenticated(req.socket);
     this.logger.info('stream resuming', {
       device: claims.deviceId,
@@ -556,6 +562,9 @@ export class StreamEndpoint extends EventEmitter {
 
   #pair(record: StreamRecord, device: WebSocket, service: WebSocket): void {
     record.paired = true;
+    // Paired: the tickets that brought the halves back are spent (new ones follow).
+    if (this.#usedTickets.size > 100_000) this.#usedTickets.clear();
+    for (const used of record.presented.values()) this.#usedTickets.add(used);
     if (record.timer) clearTimeout(record.timer);
     record.timer = undefined;
     for (const [ws, listener] of record.earlyClose) ws.off('close', listener);

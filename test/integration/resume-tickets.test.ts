@@ -66,11 +66,22 @@ async function resume(
 }
 
 describe('resume tickets at the hub', () => {
-  it('a ticket the hub signed takes a half back, once', async () => {
+  it('a ticket the hub signed takes a half back; it is spent once the halves pair', async () => {
     const ticket = signResumeTicket(t.state.resumeKey, claims());
     const first = await resume('stream-one', ticket);
     expect(first.ok).toBe(true);
     if (first.ok) first.close();
+    // Not paired yet: the same end may come again with it (an attempt whose answer it never
+    // saw), and the newer attempt wins.
+    const again = await openWs('stream-one', ticket);
+    const device = await openWs(
+      'stream-one',
+      signResumeTicket(t.state.resumeKey, claims({ side: 'device' })),
+    );
+    // Paired: both tickets are spent.
+    const closedAgain = new Promise((resolve) => again.once('close', resolve));
+    closeWebSocket(device, 1000);
+    await closedAgain;
     expect(await resume('stream-one', ticket)).toEqual({
       ok: false,
       status: 404,
