@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { formatDeviceConnectionString, parseConnectionString } from '../auth/connection-string.js';
 import { DstreamError } from '../errors.js';
 import { withSpinner } from '../log/spinner.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
@@ -23,13 +24,21 @@ interface DeviceFlags extends CredentialFlags {
  * (the C SDK logs "Unknown token" for it at every start) and verify the hub by CA instead.
  */
 function forAzure(cs: string | undefined, ctx: CommandContext): string {
-  const fields = (cs ?? '').split(';');
-  const kept = fields.filter((f) => !f.startsWith('CertificateFingerprint='));
-  if (kept.length !== fields.length)
+  const parsed = parseConnectionString(cs ?? '');
+  if (parsed.kind !== 'device')
+    throw new DstreamError(
+      'ERR_HUB_RESPONSE',
+      'the hub answered without a device connection string',
+    );
+  if (parsed.hub.fingerprint !== undefined)
     ctx.stderr(
       "warning: this hub's certificate is self-signed: a device on Azure's SDKs verifies the hub by CA, so give it the hub's tls/cert.pem as a trusted certificate (C SDK: OPTION_TRUSTED_CERT), or serve a CA-issued --tls-cert (docs/azure.md)\n",
     );
-  return kept.join(';');
+  return formatDeviceConnectionString(
+    { ...parsed.hub, fingerprint: undefined },
+    parsed.deviceId,
+    parsed.sharedAccessKey,
+  );
 }
 
 const azureOption = '--azure';

@@ -16,7 +16,8 @@ export class SampledLog {
     string,
     { count: number; level: LogLevel; message: string; fields: LogFields }
   >();
-  #timer: NodeJS.Timeout | undefined;
+  /** A summary is due at the end of the current interval. */
+  #flushDue = false;
 
   constructor(logger: Logger, options: { intervalMs?: number; maxKeys?: number } = {}) {
     this.#logger = logger;
@@ -45,11 +46,14 @@ export class SampledLog {
     }
     this.#held.set(key, { count: 0, level, message, fields });
     this.#logger[level](message, fields);
-    this.#timer ??= setTimeout(() => this.#flush(), this.#intervalMs).unref();
+    if (!this.#flushDue) {
+      this.#flushDue = true;
+      setTimeout(() => this.#flush(), this.#intervalMs).unref();
+    }
   }
 
   #flush(): void {
-    this.#timer = undefined;
+    this.#flushDue = false;
     const entries = [...this.#held.values()];
     this.#held.clear();
     for (const e of entries)
@@ -58,11 +62,5 @@ export class SampledLog {
           `${e.message} (${e.count} more like it in the last ${Math.round(this.#intervalMs / 1000)} s)`,
           e.fields,
         );
-  }
-
-  /** Write what is held now (at shutdown). */
-  close(): void {
-    clearTimeout(this.#timer);
-    this.#flush();
   }
 }

@@ -44,7 +44,8 @@ function textFrameKind(data: Buffer): 'eof' | 'hub-only' | 'other' {
   if (text === eofFrame) return 'eof';
   // Only the hub hands out tickets and says `plain`: the same frames from an end are forged
   // (an end that took them would resume with a stranger's ticket, or drop to raw bytes).
-  if (!text.includes('"type"')) return 'other';
+  // Acknowledgements, the frames an end sends most, are not parsed.
+  if (!text.includes('"ticket"') && !text.includes('"plain"')) return 'other';
   try {
     const type = (JSON.parse(text) as { type?: unknown } | null)?.type;
     return type === 'ticket' || type === 'plain' ? 'hub-only' : 'other';
@@ -70,16 +71,20 @@ export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): v
   const counts = options.counts ?? { a: 0, b: 0 };
   const lingerMs = options.rawEofLingerMs ?? defaultRawEofLingerMs;
   let ended = false;
-  /** Running once a side half-closed toward a raw peer: restarted by each byte from that peer. */
+  /** Running once a side half-closed toward a raw peer. */
   let linger: NodeJS.Timeout | undefined;
   /** The raw side whose quiet ends the stream. */
   let lingeringFor: WebSocket | undefined;
-  const restartLinger = (): void => {
-    clearTimeout(linger);
-    linger = setTimeout(() => {
-      closeWebSocket(a, closeCodes.normal, 'half-closed toward a peer without half-close');
-      closeWebSocket(b, closeCodes.normal, 'half-closed toward a peer without half-close');
-    }, lingerMs);
+  /** When that side last sent a frame: one timestamp per frame, not a new timer. */
+  let lastFromRaw = 0;
+  const checkQuiet = (): void => {
+    const quietFor = Date.now() - lastFromRaw;
+    if (quietFor < lingerMs) {
+      linger = setTimeout(checkQuiet, lingerMs - quietFor);
+      return;
+    }
+    closeWebSocket(a, closeCodes.normal, 'half-closed toward a peer without half-close');
+    closeWebSocket(b, closeCodes.normal, 'half-closed toward a peer without half-close');
   };
 
   const pipe = (
@@ -105,11 +110,12 @@ export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): v
           // dst cannot take a half-close; its quiet will end the stream instead.
           if (kind === 'eof' && lingeringFor === undefined) {
             lingeringFor = dst;
-            restartLinger();
+            lastFromRaw = Date.now();
+            linger = setTimeout(checkQuiet, lingerMs);
           }
           return;
         }
-      } else if (src === lingeringFor) restartLinger();
+      } else if (src === lingeringFor) lastFromRaw = Date.now();
       if (dst.readyState !== dst.OPEN) return;
       if (isBinary) counts[name] += buf.length;
       const n = buf.length;

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createServer } from 'node:net';
-import { readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConnectionString } from '../../src/auth/connection-string.js';
@@ -14,6 +14,7 @@ import {
   type SpawnOptions,
 } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/hub.js';
+import { tcpSocketsOf } from '../helpers/proc.js';
 import { waitFor } from '../helpers/net.js';
 import { startEchoServer, type TestServer } from '../helpers/servers.js';
 
@@ -81,28 +82,6 @@ describe('quick start step 1: `dstream hub &` and `dstream hub init` at once', (
   }, 240_000);
 });
 
-/** Local addresses (hex, as /proc/net/tcp* shows them) of the TCP sockets `pid` listens on. */
-function listeningAddresses(pid: number): string[] {
-  const inodes = new Set<string>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-      if (m?.[1]) inodes.add(m[1]);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  const found: string[] = [];
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      // sl local_address rem_address st ... inode (field 9)
-      if (f[3] === '0A' && f[9] !== undefined && inodes.has(f[9])) found.push(f[1] ?? '');
-    }
-  }
-  return found;
-}
-
 describe('the MQTT listener follows --listen', () => {
   it('a hub on 127.0.0.1 listens on nothing else; with 8883 taken a second hub starts and says why; an explicit --mqtt-listen that cannot bind is an error', async () => {
     // Another hub (or anything) on 127.0.0.1:8883.
@@ -135,9 +114,9 @@ describe('the MQTT listener follows --listen', () => {
     await hub.waitForLine(
       /mqtt \(Azure's device protocol\) listening on mqtts:\/\/127\.0\.0\.1:8883/,
     );
-    const addresses = listeningAddresses(hub.child.pid ?? 0);
-    expect(addresses.length).toBe(2); // the main port and MQTT's
-    for (const a of addresses) expect(a.split(':')[0]).toBe('0100007F'); // 127.0.0.1
+    const listening = tcpSocketsOf(hub.child.pid ?? 0).filter((t) => t.state === '0A');
+    expect(listening.length).toBe(2); // the main port and MQTT's
+    for (const t of listening) expect(t.address).toBe('0100007F'); // 127.0.0.1
 
     const explicit = await runCli([
       'hub',

@@ -4,12 +4,13 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { findOpenSsh, startSshd } from '../helpers/openssh.js';
 import { cliPath, runCli, spawnCli, startCliHub, type CliProcess } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/hub.js';
+import { tcpSocketsOf } from '../helpers/proc.js';
 import { dial, randomBytes, sha256, waitFor } from '../helpers/net.js';
 import { startEchoServer, startServer, type TestServer } from '../helpers/servers.js';
 import { parseConnectionString } from '../../src/auth/connection-string.js';
@@ -92,7 +93,7 @@ async function startCutter(): Promise<{
       for (const s of flows) s.resetAndDestroy();
     },
     cutProcess: (pid) => {
-      const ports = localPortsOf(pid);
+      const ports = new Set(tcpSocketsOf(pid).map((t) => t.port));
       let n = 0;
       for (const s of flows)
         if (s.remoteAddress === '127.0.0.1' && ports.has(s.remotePort ?? 0)) {
@@ -125,27 +126,6 @@ function hubMetrics(s: { readonly hubPort: number; readonly dir: string }): Prom
     req.on('end', () => resolve(text));
     req.on('error', reject);
   });
-}
-
-/** Local TCP ports of the sockets process `pid` holds (from /proc). */
-function localPortsOf(pid: number): Set<number> {
-  const inodes = new Set<string>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-      if (m?.[1]) inodes.add(m[1]);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  const ports = new Set<number>();
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6'])
-    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f[9] !== undefined && inodes.has(f[9]))
-        ports.add(parseInt((f[1] ?? '').split(':')[1] ?? '0', 16));
-    }
-  return ports;
 }
 
 function restartHub(dir: string, port: number): Promise<CliProcess> {
