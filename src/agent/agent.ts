@@ -1,14 +1,11 @@
 import { EventEmitter } from 'node:events';
-import { carryStream, endProtocols } from '../session/stream-carrier.js';
 import { connect, type Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { DeviceConnectionString } from '../auth/connection-string.js';
 import { formatHostPort } from '../auth/connection-string.js';
 import { expiryIn, signSas } from '../auth/sas.js';
 import { describeError } from '../errors.js';
-import { streamEndFields } from '../log/stream-end.js';
 import type { Logger } from '../log/logger.js';
-import type { BridgeResult } from '../net/bridge.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import {
   HubConnectionPool,
@@ -16,7 +13,10 @@ import {
   UpgradeRefusedError,
   type HubTrust,
 } from '../net/hub-client.js';
-import { closeCodes, controlProtocol, streamProtocol } from '../protocol/constants.js';
+import { closeCodes, controlProtocol } from '../protocol/constants.js';
+import type { BridgeResult } from '../stream/bridge.js';
+import { StreamEnds } from '../stream/stream-ends.js';
+import { WebSocketCarrier } from '../stream/websocket-carrier.js';
 import { parseIotHubError } from '../protocol/iothub-error.js';
 import { parseHubMessage, type StreamRequestMessage } from '../protocol/control-messages.js';
 import type { AllowList, LocalTarget } from './allow-list.js';
@@ -36,7 +36,7 @@ export interface AgentOptions {
   readonly heartbeatMs?: number;
   /** How long to wait for a local target to accept a connection. */
   readonly dialTimeoutMs?: number;
-  /** Resumable streams with resumable agents (default on): they survive a lost hub link. */
+  /** Resumable streams with resumable services (off unless asked): they survive a lost hub link. */
   readonly resume?: boolean | undefined;
   /** How long a suspended stream may take to resume (ms, default 120 s). */
   readonly resumeWindowMs?: number | undefined;
@@ -73,7 +73,14 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
   const minMs = options.reconnectMinMs ?? 500;
   const maxMs = options.reconnectMaxMs ?? 30_000;
   const emitter = new EventEmitter();
-  const streams = new Set<{ socket?: Socket; ws?: WebSocket; carrier?: { close(): void } }>();
+  const ends = new StreamEnds({
+    carrier: new WebSocketCarrier({ trust, pool }),
+    resume: options.resume ?? false,
+    resumeWindowMs: options.resumeWindowMs,
+    heartbeatMs: options.heartbeatMs,
+  });
+  // Local targets being dialled, before their streams are accepted (the ends hold the rest).
+  const dialling = new Set<Socket>();
   let control: WebSocket | undefined;
   let closed = false;
   let attempt = 0;
@@ -207,12 +214,9 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
       );
       return;
     }
-    const entry: { socket?: Socket; ws?: WebSocket; carrier?: { close(): void } } = {};
-    streams.add(entry);
-    const started = Date.now();
     // Dial the target first, so a refused target becomes a rejection with its reason.
     const socket = connect({ host: target.host, port: target.port, allowHalfOpen: true });
-    entry.socket = socket;
+    dialling.add(socket);
     socket.setNoDelay(true);
     const dialTimer = setTimeout(
       () => socket.destroy(new Error('timed out')),
@@ -221,59 +225,34 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
     let accepted = false;
     socket.on('error', (error) => {
       clearTimeout(dialTimer);
-      if (accepted) return; // the bridge (or the stream-socket failure path) handles it
-      streams.delete(entry);
+      if (accepted) return; // the stream's end handles it
+      dialling.delete(socket);
       const reason = `cannot connect to ${formatHostPort(target.host, target.port)}: ${describeError(error)}`;
       log.warn('rejected a stream request', { reason });
       answer(ws, request.requestId, false, reason);
     });
     socket.once('connect', () => {
       clearTimeout(dialTimer);
+      dialling.delete(socket);
       accepted = true;
       answer(ws, request.requestId, true);
-      openWebSocket(request.url, trust, {
-        headers: { authorization: `Bearer ${request.authorizationToken}` },
-        protocols: endProtocols(options.resume ?? false, streamProtocol),
-        pool,
-      }).then(
-        (streamWs) => {
-          entry.ws = streamWs;
-          heartbeat.add(streamWs);
-          if (socket.destroyed || closed) {
-            streams.delete(entry);
-            closeWebSocket(streamWs, closeCodes.localError, 'local connection closed');
-            return;
-          }
-          log.debug('stream open', {
-            target: formatHostPort(target.host, target.port),
-            protocol: streamWs.protocol,
-          });
-          entry.carrier = carryStream(socket, streamWs, {
-            trust,
-            pool,
-            resumeWindowMs: options.resumeWindowMs,
-            logger: log,
-            onSocket: (next) => {
-              entry.ws = next;
-              heartbeat.add(next);
-            },
-            onEnd: (result) => {
-              streams.delete(entry);
-              const end: AgentStreamEnd = {
-                ...result,
-                streamName: request.streamName,
-                target,
-                durationMs: Date.now() - started,
-              };
-              log.info('stream ended', streamEndFields(result, end.durationMs));
-              emitter.emit('stream-end', end);
-            },
-          });
-        },
-        (error: unknown) => {
-          streams.delete(entry);
-          log.warn('cannot open the stream socket', { reason: describeError(error) });
-          socket.destroy();
+      if (closed) return void socket.destroy();
+      ends.start(
+        socket,
+        () => Promise.resolve({ url: request.url, token: request.authorizationToken }),
+        {
+          logger: log,
+          onFailed: (error) => {
+            log.warn('cannot open the stream socket', { reason: describeError(error) });
+            socket.destroy();
+          },
+          onEnd: (result, durationMs) =>
+            emitter.emit('stream-end', {
+              ...result,
+              streamName: request.streamName,
+              target,
+              durationMs,
+            } satisfies AgentStreamEnd),
         },
       );
     });
@@ -289,14 +268,13 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
         return control !== undefined;
       },
       get activeStreams() {
-        return streams.size;
+        return ends.size + dialling.size;
       },
       close: async (): Promise<void> => {
         closed = true;
         if (retryTimer) clearTimeout(retryTimer);
         clearTimeout(healthyTimer);
         heartbeat.stop();
-        pool.close();
         const waits: Promise<unknown>[] = [];
         const c = control;
         if (c) {
@@ -305,11 +283,8 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
           // A hub that does not answer the close (stopped, unreachable) gets 2 s.
           setTimeout(() => c.terminate(), 2000).unref();
         }
-        for (const s of streams) {
-          s.carrier?.close();
-          s.ws?.terminate();
-          s.socket?.destroy();
-        }
+        ends.close();
+        for (const s of dialling) s.destroy();
         await Promise.all(waits);
       },
     }),

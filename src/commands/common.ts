@@ -274,7 +274,7 @@ export function withHeartbeatOption(cmd: Command): Command {
   );
 }
 
-/** --resume and --resume-window: streams that survive a lost hub link (src/session/). */
+/** --resume and --resume-window: streams that survive a lost hub link (src/stream/). */
 export function withResumeOptions(cmd: Command): Command {
   return cmd
     .option(

@@ -3,11 +3,11 @@ import { Duplex } from 'node:stream';
 import { formatHostPort } from '../auth/connection-string.js';
 import { DstreamError } from '../errors.js';
 import { withSpinner } from '../log/spinner.js';
-import { streamEndFields } from '../log/stream-end.js';
-import type { BridgeResult } from '../net/bridge.js';
-import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
+import type { BridgeResult } from '../stream/bridge.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
-import { openServiceStream } from '../service/stream-client.js';
+import { requestStream } from '../service/stream-client.js';
+import { StreamEnds } from '../stream/stream-ends.js';
+import { WebSocketCarrier } from '../stream/websocket-carrier.js';
 import {
   commandLogger,
   streamNameFrom,
@@ -20,7 +20,6 @@ import {
   withResumeOptions,
   resumeFrom,
 } from './common.js';
-import { carryStream } from '../session/stream-carrier.js';
 import { closeCodes } from '../protocol/constants.js';
 
 interface ConnectFlags extends LogFlags, CredentialFlags {
@@ -53,14 +52,13 @@ export async function runConnect(
     void ctx.stopSignal.then(resolve);
     ctx.onHangup(() => resolve('SIGHUP'));
   });
+  const carrier = new WebSocketCarrier({ trust: target });
   // ssh shows nothing until the stream is up; a spinner on the terminal says what is slow.
   const opening = withSpinner(
     `connecting to ${device} through ${formatHostPort(target.host, target.port)}`,
     ctx.stderrIsTty,
-    () =>
-      openServiceStream(credential, target, {
-        deviceId: device,
-        streamName,
+    async () =>
+      carrier.open(await requestStream(credential, target, { deviceId: device, streamName }), {
         resume: resume.resume,
       }),
   );
@@ -76,32 +74,25 @@ export async function runConnect(
       `stopped by ${first.signal} before the stream to '${device}' opened`,
     );
   }
-  const ws = first;
-  // Keeps the hub leg alive through NATs while the SSH session is idle.
-  const heartbeat = new Heartbeat(defaultHeartbeatMs);
-  heartbeat.add(ws);
+  const ends = new StreamEnds({
+    carrier,
+    resume: resume.resume,
+    resumeWindowMs: resume.resumeWindowMs,
+  });
   const stdio = Duplex.from({ readable: ctx.stdio.input, writable: ctx.stdio.output });
   stdio.on('error', () => undefined);
-  const started = Date.now();
   const result = await new Promise<BridgeResult>((resolve) => {
-    const carrier = carryStream(stdio, ws, {
-      trust: target,
-      resumeWindowMs: resume.resumeWindowMs,
-      logger,
-      onSocket: (next) => heartbeat.add(next),
-      onEnd: resolve,
-    });
+    const end = ends.carry(stdio, first, { logger, onEnd: resolve });
     void stopped.then((signal) => {
       logger.info('stopping the stream', { signal });
-      carrier.stop();
+      end.stop();
     });
   });
-  heartbeat.stop();
+  ends.close();
   // stdin may stay open (a terminal, or ssh's pipe) and Duplex.from does not let go of it:
   // stop reading it so the process can exit.
   stdio.destroy();
   ctx.stdio.input.destroy();
-  logger.info('stream ended', streamEndFields(result, Date.now() - started));
   if (result.end !== 'completed')
     throw new DstreamError(
       'ERR_STREAM_CUT',

@@ -10,7 +10,7 @@ import {
 import { AlreadyExistsError, allRights, type PolicyRecord, type Registry } from './registry.js';
 import { SqliteRegistry } from './sqlite-registry.js';
 import { createDirOnce } from '../fs/create-once.js';
-import { loadResumeKey } from '../session/resume-key.js';
+import { loadResumeKey } from './resume-key.js';
 
 /** The TLS identity the hub serves. */
 export interface HubTlsIdentity {
@@ -47,7 +47,7 @@ export interface HubDataDir {
   readonly registry: Registry;
   readonly tls: HubTlsIdentity | null;
   readonly servicePolicy: PolicyRecord;
-  /** Signs resume tickets (session/resume-key.ts). */
+  /** Signs resume tickets (resume-key.ts). */
   readonly resumeKey: Buffer;
   /** True when this call created the registry (first start): its service policy is new. */
   readonly created: boolean;

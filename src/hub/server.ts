@@ -95,7 +95,7 @@ export interface HubOptions {
       }
     | undefined;
   /**
-   * Resumable streams between dstream's ends (src/session/): the data dir's ticket key, and
+   * Resumable streams between dstream's ends (src/stream/): the data dir's ticket key, and
    * how long a suspended stream waits for its halves (default 120 s). Absent: not offered.
    */
   readonly resume?: { readonly key: Buffer; readonly windowMs?: number | undefined } | undefined;

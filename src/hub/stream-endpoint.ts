@@ -12,12 +12,12 @@ import {
   streamProtocol,
   streamTokenTtlMs,
 } from '../protocol/constants.js';
-import { formatControlFrame } from '../session/control-frames.js';
+import { formatStreamFrame } from '../protocol/stream-frames.js';
 import {
   signResumeTicket,
   verifyResumeTicket,
   type ResumeClaims,
-} from '../session/resume-ticket.js';
+} from '../protocol/resume-ticket.js';
 import { relay, type EarlyMessage } from '../net/relay.js';
 import { refuseUpgrade } from './http-util.js';
 import { closeWebSocket } from '../net/close.js';
@@ -589,7 +589,7 @@ export class StreamEndpoint extends EventEmitter {
       ] as const)
         if (v2(ws))
           ws.send(
-            formatControlFrame({
+            formatStreamFrame({
               type: 'plain',
               peer: other.protocol === streamProtocol ? 'v1' : 'raw',
             }),
@@ -674,7 +674,7 @@ export class StreamEndpoint extends EventEmitter {
       ['service', service],
     ] as const)
       ws.send(
-        formatControlFrame({
+        formatStreamFrame({
           type: 'ticket',
           ticket: signResumeTicket(resume.key, {
             streamId: record.id,

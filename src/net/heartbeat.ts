@@ -1,4 +1,4 @@
-import type { WebSocket } from 'ws';
+import type { StreamSocket } from './stream-socket.js';
 
 /**
  * Keeps WebSockets alive through NATs and load balancers that drop idle flows, and finds
@@ -7,13 +7,13 @@ import type { WebSocket } from 'ws';
  * row is terminated, which its owner sees as an abnormal close. One timer serves every socket.
  */
 export class Heartbeat {
-  readonly #missed = new Map<WebSocket, number>();
+  readonly #missed = new Map<StreamSocket, number>();
   readonly #timer: NodeJS.Timeout;
 
   constructor(
     readonly intervalMs: number,
     private readonly maxMissed = 2,
-    private readonly onDead?: (ws: WebSocket) => void,
+    private readonly onDead?: (ws: StreamSocket) => void,
   ) {
     this.#timer = setInterval(() => this.#tick(), intervalMs);
     // A heartbeat alone must not keep a process alive.
@@ -21,7 +21,7 @@ export class Heartbeat {
   }
 
   /** Watch `ws` until it closes. */
-  add(ws: WebSocket): void {
+  add(ws: StreamSocket): void {
     this.#missed.set(ws, 0);
     const heard = (): void => {
       if (this.#missed.has(ws)) this.#missed.set(ws, 0);

@@ -9,7 +9,7 @@ export const controlProtocol = 'dstream.control.v1';
 export const streamProtocol = 'dstream.stream.v1';
 /** v1's half-close: a text frame on a dstream.stream.v1 socket (a v2 end told `plain` too). */
 export const eofFrame = JSON.stringify({ type: 'eof' });
-/** Resumable streams between dstream's own ends (src/session/): acknowledged bytes, replay. */
+/** Resumable streams between dstream's own ends (src/stream/): acknowledged bytes, replay. */
 export const resumableStreamProtocol = 'dstream.stream.v2';
 
 /** Azure IoT Hub's stream-initiation headers. */

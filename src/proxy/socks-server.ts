@@ -1,15 +1,14 @@
 import { EventEmitter } from 'node:events';
-import { carryStream } from '../session/stream-carrier.js';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import type { ServiceConnectionString } from '../auth/connection-string.js';
 import { DstreamError, describeError, isDstreamError, type ErrorCode } from '../errors.js';
-import { streamEndFields } from '../log/stream-end.js';
 import type { Logger } from '../log/logger.js';
 import { listen } from '../net/listen.js';
-import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import { HubConnectionPool, type HubTarget } from '../net/hub-client.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
-import { openServiceStream } from '../service/stream-client.js';
+import { requestStream } from '../service/stream-client.js';
+import { StreamEnds } from '../stream/stream-ends.js';
+import { WebSocketCarrier } from '../stream/websocket-carrier.js';
 
 export interface SocksOptions {
   readonly credential: ServiceConnectionString;
@@ -18,7 +17,7 @@ export interface SocksOptions {
   /** 0 picks a free port. */
   readonly port: number;
   readonly heartbeatMs?: number;
-  /** Resumable streams with resumable agents (default on): they survive a lost hub link. */
+  /** Resumable streams with resumable agents (off unless asked): they survive a lost hub link. */
   readonly resume?: boolean | undefined;
   /** How long a suspended stream may take to resume (ms, default 120 s). */
   readonly resumeWindowMs?: number | undefined;
@@ -122,11 +121,17 @@ export async function startSocksProxy(
   options: SocksOptions,
   logger: Logger,
 ): Promise<{ port: number; close(): Promise<void> } & EventEmitter> {
-  const heartbeat = new Heartbeat(options.heartbeatMs ?? defaultHeartbeatMs);
-  // Stream initiations reuse verified connections to the hub: one TLS handshake per stream.
+  // Stream initiations and stream sockets reuse verified connections to the hub: one TLS
+  // handshake per stream.
   const pool = new HubConnectionPool(options.target);
+  const ends = new StreamEnds({
+    carrier: new WebSocketCarrier({ trust: options.target, pool }),
+    resume: options.resume ?? false,
+    resumeWindowMs: options.resumeWindowMs,
+    heartbeatMs: options.heartbeatMs,
+  });
+  // Connections still in the SOCKS handshake (the stream ends hold the rest).
   const sockets = new Set<Socket>();
-  const carriers = new Set<{ close(): void }>();
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
   server.on('connection', (socket: Socket) => {
     socket.on('error', () => undefined);
@@ -152,38 +157,32 @@ export async function startSocksProxy(
     else return void socket.end(reply(socksReply.addressTypeNotSupported));
     const port = request.readUInt16BE(request.length - 2);
     const log = logger.child({ device: host, stream: String(port) });
-    try {
-      const problem = deviceIdProblem(host);
-      if (problem) throw new DstreamError('ERR_DEVICE_NOT_FOUND', problem);
-      const started = Date.now();
-      const ws = await openServiceStream(options.credential, options.target, {
-        pool,
-        deviceId: host,
-        streamName: String(port),
-        resume: options.resume ?? false,
-      });
-      if (socket.destroyed) return void ws.terminate();
-      heartbeat.add(ws);
-      socket.write(reply(socksReply.succeeded));
-      const carrier = carryStream(socket, ws, {
-        trust: options.target,
-        pool,
-        resumeWindowMs: options.resumeWindowMs,
-        logger: log,
-        onSocket: (next) => heartbeat.add(next),
-        onEnd: (result) => {
-          carriers.delete(carrier);
-          log.info('stream ended', streamEndFields(result, Date.now() - started));
-        },
-      });
-      carriers.add(carrier);
-    } catch (error) {
+    const failed = (error: unknown): void => {
       const code = isDstreamError(error) ? error.code : undefined;
       log.warn('SOCKS request failed', {
         reason: isDstreamError(error) ? error.message : describeError(error),
       });
       socket.end(reply(replyFor(code)));
-    }
+    };
+    const problem = deviceIdProblem(host);
+    if (problem) return failed(new DstreamError('ERR_DEVICE_NOT_FOUND', problem));
+    sockets.delete(socket);
+    ends.start(
+      socket,
+      () =>
+        requestStream(options.credential, options.target, {
+          pool,
+          deviceId: host,
+          streamName: String(port),
+        }),
+      {
+        logger: log,
+        onOpen: () => void socket.write(reply(socksReply.succeeded)),
+        onFailed: (error, abandoned) => {
+          if (!abandoned) failed(error);
+        },
+      },
+    );
   }
 
   await listen(server, options.bindHost, options.port, 'Pick another --socks port.');
@@ -195,11 +194,8 @@ export async function startSocksProxy(
       port: (server.address() as AddressInfo).port,
       close: () =>
         new Promise<void>((resolve) => {
-          heartbeat.stop();
-          pool.close();
           server.close(() => resolve());
-          // A suspended resumable stream would otherwise go on trying to resume.
-          for (const c of carriers) c.close();
+          ends.close();
           for (const s of sockets) s.destroy();
         }),
     }),

@@ -1,17 +1,12 @@
-import type { WebSocket } from 'ws';
 import type { ServiceConnectionString } from '../auth/connection-string.js';
 import { DstreamError } from '../errors.js';
-import {
-  hubRequest,
-  openWebSocket,
-  type HubConnectionPool,
-  UpgradeRefusedError,
-  type HubTarget,
-} from '../net/hub-client.js';
-import { apiVersion, headers as h, streamProtocol } from '../protocol/constants.js';
+import { hubRequest, type HubConnectionPool, type HubTarget } from '../net/hub-client.js';
+import { apiVersion, headers as h } from '../protocol/constants.js';
 import { serviceToken } from './credentials.js';
 import { errorFromResponse } from './hub-errors.js';
-import { endProtocols } from '../session/stream-carrier.js';
+import type { WebSocket } from 'ws';
+import type { StreamGrant } from '../stream/carrier.js';
+import { WebSocketCarrier } from '../stream/websocket-carrier.js';
 
 export interface StreamInitiationOptions {
   readonly deviceId: string;
@@ -21,7 +16,7 @@ export interface StreamInitiationOptions {
   readonly signal?: AbortSignal;
   /** Kept-alive connections for the initiation request (a long-running proxy has one). */
   readonly pool?: HubConnectionPool | undefined;
-  /** Offer a resumable stream socket (dstream.stream.v2; session/stream-carrier.ts). */
+  /** Offer a resumable stream socket (dstream.stream.v2; stream/carry.ts). */
   readonly resume?: boolean | undefined;
 }
 
@@ -41,15 +36,15 @@ function header(value: string | string[] | undefined): string | undefined {
 }
 
 /**
- * Ask the hub for a stream to a device (IoT Hub's POST /twins/{id}/streams/{name}) and,
- * when the device accepts, open the service side's stream WebSocket. Rejections and hub
+ * Ask the hub for a stream to a device (IoT Hub's POST /twins/{id}/streams/{name}): when the
+ * device accepts, the grant that opens the service side's stream socket. Rejections and hub
  * errors are DstreamErrors with the reason.
  */
-export async function openServiceStream(
+export async function requestStream(
   credential: ServiceConnectionString,
   target: HubTarget,
   options: StreamInitiationOptions,
-): Promise<WebSocket> {
+): Promise<StreamGrant> {
   const path = `/twins/${encodeURIComponent(options.deviceId)}/streams/${encodeURIComponent(options.streamName)}?api-version=${apiVersion}`;
   const res = await hubRequest(
     target,
@@ -93,19 +88,22 @@ export async function openServiceStream(
       'ERR_PROTOCOL',
       'the hub accepted the stream but sent no streaming URL or token',
     );
-  try {
-    return await openWebSocket(url, target, {
-      headers: { authorization: `Bearer ${token}` },
-      protocols: endProtocols(options.resume === true, streamProtocol),
-      pool: options.pool,
-    });
-  } catch (error) {
-    if (error instanceof UpgradeRefusedError)
-      throw new DstreamError(
-        'ERR_HUB_RESPONSE',
-        `the streaming endpoint refused the connection (${error.status})`,
-        { cause: error },
-      );
-    throw error;
-  }
+  return { url, token };
+}
+
+/**
+ * Ask the hub for a stream to a device and open the service side's stream socket over the
+ * WebSocket carrier (one-shot callers: tests, `dstream connect`; the proxy and SOCKS keep a
+ * carrier of their own).
+ */
+export async function openServiceStream(
+  credential: ServiceConnectionString,
+  target: HubTarget,
+  options: StreamInitiationOptions,
+): Promise<WebSocket> {
+  const grant = await requestStream(credential, target, options);
+  return new WebSocketCarrier({ trust: target, pool: options.pool }).open(grant, {
+    resume: options.resume === true,
+    signal: options.signal,
+  });
 }

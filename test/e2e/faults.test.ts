@@ -10,7 +10,7 @@ import {
   type ServiceConnectionString,
 } from '../../src/auth/connection-string.js';
 import { silentLogger } from '../../src/log/logger.js';
-import { startProxy, type Proxy, type ProxyStreamEnd } from '../../src/proxy/proxy.js';
+import { startProxy, type PortProxy, type ProxyStreamEnd } from '../../src/proxy/proxy.js';
 import { hubTarget } from '../../src/service/credentials.js';
 import { RegistryClient } from '../../src/service/registry-client.js';
 import { spawnCli, startCliHub, type CliProcess } from '../helpers/cli.js';
@@ -51,7 +51,10 @@ function agentFor(cs: DeviceConnectionString, target: TestServer, heartbeatMs = 
   return agent;
 }
 
-async function proxyFor(service: ServiceConnectionString, heartbeatMs?: number): Promise<Proxy> {
+async function proxyFor(
+  service: ServiceConnectionString,
+  heartbeatMs?: number,
+): Promise<PortProxy> {
   const proxy = await startProxy(
     {
       credential: service,

@@ -2,7 +2,7 @@ import { startAgent, type Agent } from '../../src/agent/agent.js';
 import type { AllowList } from '../../src/agent/allow-list.js';
 import type { DeviceConnectionString } from '../../src/auth/connection-string.js';
 import { silentLogger, type Logger } from '../../src/log/logger.js';
-import { startProxy, type Proxy } from '../../src/proxy/proxy.js';
+import { startProxy, type PortProxy } from '../../src/proxy/proxy.js';
 import { hubTarget } from '../../src/service/credentials.js';
 import { startTestHub, type TestHub } from './hub.js';
 import { waitEvent } from './net.js';
@@ -36,7 +36,7 @@ export function startTestProxy(
   streamName: string,
   logger: Logger = silentLogger,
   heartbeatMs?: number,
-): Promise<Proxy> {
+): Promise<PortProxy> {
   return startProxy(
     {
       credential: t.service,
@@ -57,7 +57,7 @@ export interface TestTunnel {
   readonly t: TestHub;
   readonly target: TestServer;
   readonly agent: Agent;
-  readonly proxy: Proxy;
+  readonly proxy: PortProxy;
   close(): Promise<void>;
 }
 

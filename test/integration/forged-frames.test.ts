@@ -1,12 +1,13 @@
 import { Duplex, PassThrough } from 'node:stream';
 import { afterEach, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../../src/agent/agent.js';
-import type { BridgeResult } from '../../src/net/bridge.js';
+import type { BridgeResult } from '../../src/stream/bridge.js';
 import { createLogger, silentLogger } from '../../src/log/logger.js';
 import { hubTarget } from '../../src/service/credentials.js';
 import { openServiceStream } from '../../src/service/stream-client.js';
-import { carryStream } from '../../src/session/stream-carrier.js';
-import { formatControlFrame } from '../../src/session/control-frames.js';
+import { WebSocketCarrier } from '../../src/stream/websocket-carrier.js';
+import { carryStream } from '../../src/stream/carry.js';
+import { formatStreamFrame } from '../../src/protocol/stream-frames.js';
 import { startTestHub } from '../helpers/hub.js';
 import { randomBytes, sha256, waitEvent } from '../helpers/net.js';
 import { startEchoServer } from '../helpers/servers.js';
@@ -48,9 +49,9 @@ it('forged ticket and plain frames from an end are dropped by the hub, logged on
   expect(ws.protocol).toBe('dstream.stream.v2');
   // Before anything else: a peer that took these would drop to raw bytes or resume with a
   // stranger's ticket.
-  ws.send(formatControlFrame({ type: 'plain', peer: 'raw' }));
-  ws.send(formatControlFrame({ type: 'ticket', ticket: 'v1.forged.forged' }));
-  ws.send(formatControlFrame({ type: 'plain', peer: 'v1' }));
+  ws.send(formatStreamFrame({ type: 'plain', peer: 'raw' }));
+  ws.send(formatStreamFrame({ type: 'ticket', ticket: 'v1.forged.forged' }));
+  ws.send(formatStreamFrame({ type: 'plain', peer: 'v1' }));
 
   const input = new PassThrough();
   const output = new PassThrough();
@@ -60,7 +61,11 @@ it('forged ticket and plain frames from an end are dropped by the hub, logged on
   const chunks: Buffer[] = [];
   output.on('data', (c: Buffer) => chunks.push(c));
   const ended = new Promise<BridgeResult>((resolve) =>
-    carryStream(local, ws, { trust: hubTarget(t.service), logger: silentLogger, onEnd: resolve }),
+    carryStream(local, ws, {
+      carrier: new WebSocketCarrier({ trust: hubTarget(t.service) }),
+      logger: silentLogger,
+      onEnd: resolve,
+    }),
   );
   input.end(payload);
   const result = await ended;

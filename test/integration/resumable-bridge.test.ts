@@ -9,7 +9,7 @@ import {
   type ResumableBridge,
   type ResumableResult,
   type ResumeEvent,
-} from '../../src/session/resumable-bridge.js';
+} from '../../src/stream/resumable-bridge.js';
 import { randomBytes, sha256, waitFor } from '../helpers/net.js';
 import { startDigestServer, startEchoServer, type TestServer } from '../helpers/servers.js';
 

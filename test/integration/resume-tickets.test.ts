@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeWebSocket } from '../../src/net/close.js';
 import { openWebSocket, UpgradeRefusedError } from '../../src/net/hub-client.js';
 import { resumableStreamProtocol, streamProtocol } from '../../src/protocol/constants.js';
-import { signResumeTicket, type ResumeClaims } from '../../src/session/resume-ticket.js';
+import { signResumeTicket, type ResumeClaims } from '../../src/protocol/resume-ticket.js';
 import { hubTarget } from '../../src/service/credentials.js';
 import type { WebSocket } from 'ws';
 import { hubError } from '../helpers/hub-error.js';

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import ssh2 from 'ssh2';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Agent } from '../../src/agent/agent.js';
-import type { Proxy } from '../../src/proxy/proxy.js';
+import type { PortProxy } from '../../src/proxy/proxy.js';
 import { startTestHub, type TestHub } from '../helpers/hub.js';
 import { startConnectedAgent, startTestProxy } from '../helpers/tunnel.js';
 
@@ -13,7 +13,7 @@ describe('an SSH session through the tunnel (ssh2 server and client)', () => {
   let sshServer: InstanceType<typeof Server>;
   let sshPort: number;
   let agent: Agent;
-  let proxy: Proxy;
+  let proxy: PortProxy;
   const clientKeys = utils.generateKeyPairSync('ed25519');
 
   beforeEach(async () => {

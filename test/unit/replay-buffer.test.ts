@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ReplayBuffer, ReplayOffsetError } from '../../src/session/replay-buffer.js';
+import { ReplayBuffer, ReplayOffsetError } from '../../src/stream/replay-buffer.js';
 
 const bytes = (from: number, n: number): Buffer =>
   Buffer.from(Array.from({ length: n }, (_, i) => (from + i) % 251));

@@ -4,7 +4,7 @@ import {
   signResumeTicket,
   verifyResumeTicket,
   type ResumeClaims,
-} from '../../src/session/resume-ticket.js';
+} from '../../src/protocol/resume-ticket.js';
 
 const key = randomBytes(32);
 const claims: ResumeClaims = {

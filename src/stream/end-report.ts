@@ -1,6 +1,6 @@
-import type { BridgeResult } from '../net/bridge.js';
+import type { BridgeResult } from './bridge.js';
 import { closeCodes } from '../protocol/constants.js';
-import type { LogFields } from './logger.js';
+import type { LogFields } from '../log/logger.js';
 
 const peerCloseReasons: Readonly<Record<number, string>> = {
   1001: 'the hub is going away',

@@ -1,7 +1,7 @@
 import { isSafeOffset } from './offsets.js';
 
 /**
- * Control frames of resumable streams (`dstream.stream.v2`, docs/protocol.md). Payload bytes travel as binary WebSocket messages, as in v1;
+ * Stream frames of resumable streams (`dstream.stream.v2`, docs/protocol.md). Payload bytes travel as binary WebSocket messages, as in v1;
  * these travel as text messages, JSON, one object each:
  *
  * - `{"type":"ack","received":N}`: I have received N payload bytes from you (cumulative).
@@ -12,7 +12,7 @@ import { isSafeOffset } from './offsets.js';
  * - `{"type":"plain","peer":"v1"|"raw"}`: from the hub, first: the other side is not
  *   resumable (an older dstream, or an Azure peer); carry on as v1 (or raw bytes).
  */
-export type ControlFrame =
+export type StreamFrame =
   | { readonly type: 'ack'; readonly received: number }
   | { readonly type: 'eof'; readonly sent: number }
   | { readonly type: 'resume'; readonly received: number }
@@ -20,15 +20,15 @@ export type ControlFrame =
   | { readonly type: 'plain'; readonly peer: 'v1' | 'raw' };
 
 /** Control frames are small; anything longer is a protocol violation. */
-export const maxControlFrameBytes = 2048;
+export const maxStreamFrameBytes = 2048;
 
-export function formatControlFrame(frame: ControlFrame): string {
+export function formatStreamFrame(frame: StreamFrame): string {
   return JSON.stringify(frame);
 }
 
 /** Parse a text message; undefined for anything that is not exactly one of the frames. */
-export function parseControlFrame(text: string): ControlFrame | undefined {
-  if (text.length > maxControlFrameBytes) return undefined;
+export function parseStreamFrame(text: string): StreamFrame | undefined {
+  if (text.length > maxStreamFrameBytes) return undefined;
   let o: unknown;
   try {
     o = JSON.parse(text);

@@ -1,20 +1,25 @@
-import type { RawData, WebSocket } from 'ws';
-import type { BridgeableStream } from '../net/bridge.js';
+import type { RawData } from 'ws';
+import type { StreamSocket } from '../net/stream-socket.js';
+import type { BridgeableStream } from './bridge.js';
 import { closeWebSocket } from '../net/close.js';
 import { defaultHighWaterMark } from '../net/flow.js';
 import { closeCodes } from '../protocol/constants.js';
 import { AckTracker } from './ack-tracker.js';
-import { formatControlFrame, parseControlFrame, type ControlFrame } from './control-frames.js';
+import {
+  formatStreamFrame,
+  parseStreamFrame,
+  type StreamFrame,
+} from '../protocol/stream-frames.js';
 import { ReplayBuffer, ReplayOffsetError } from './replay-buffer.js';
 
 /**
- * One end of a resumable stream (`--resume`; chosen by stream-carrier.ts). The local TCP connection stays open while the
+ * One end of a resumable stream (`--resume`; chosen by carry.ts). The local TCP connection stays open while the
  * stream socket in the middle is lost and rebuilt: every byte read from it is kept until the
  * other end acknowledges it; after a reconnection each end says how much it has received
  * (`resume`) and the other sends again from there, so nothing is lost, duplicated or
  * reordered. Half-close travels as `eof` with the byte count, so it survives too.
  *
- * Protocol on each stream socket (docs: control-frames.ts): the hub, once it has paired the
+ * Protocol on each stream socket (docs: protocol/stream-frames.ts): the hub, once it has paired the
  * socket with a resumable peer, sends a `ticket` (or `plain` when the peer is not
  * resumable); on the ticket each end sends `resume{received}`, and payload only after the
  * peer's `resume` arrived; then
@@ -28,7 +33,7 @@ export interface ResumableBridgeOptions {
    * resolves with it open and paused (as net/hub-client's openWebSocket does); rejects to be
    * tried again after a backoff.
    */
-  readonly reconnect: (ticket: string | undefined) => Promise<WebSocket>;
+  readonly reconnect: (ticket: string | undefined) => Promise<StreamSocket>;
   /** How long a suspended stream may take to resume before it ends with a reset. */
   readonly resumeWindowMs: number;
   /** Unacknowledged bytes kept for replay (default 8 MiB); past it the socket is paused. */
@@ -97,7 +102,7 @@ export class ResumeRefusedError extends Error {
  */
 export function resumableBridge(
   socket: BridgeableStream,
-  ws: WebSocket,
+  ws: StreamSocket,
   options: ResumableBridgeOptions,
 ): ResumableBridge {
   const replayCapacity = options.replayBytes ?? defaultReplayBytes;
@@ -109,7 +114,7 @@ export function resumableBridge(
   const ackIdleMs = options.ackIdleMs ?? 50;
   const backoff = options.backoff ?? { initialMs: 100, maxMs: 2000 };
 
-  let current: WebSocket | undefined;
+  let current: StreamSocket | undefined;
   /** The peer's resume arrived on the current socket: payload may flow. */
   let peerResumed = false;
   let inFlight = 0;
@@ -131,8 +136,8 @@ export function resumableBridge(
   let ackTimer: NodeJS.Timeout | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
 
-  const send = (frame: ControlFrame): void => {
-    if (current?.readyState === current?.OPEN) current?.send(formatControlFrame(frame));
+  const send = (frame: StreamFrame): void => {
+    if (current?.readyState === current?.OPEN) current?.send(formatStreamFrame(frame));
   };
 
   /** Read from the socket only while the bytes can go somewhere and the bounds allow it. */
@@ -247,7 +252,7 @@ export function resumableBridge(
     options.onPlain?.(peer);
   };
 
-  const onControl = (frame: ControlFrame): void => {
+  const onControl = (frame: StreamFrame): void => {
     switch (frame.type) {
       case 'plain':
         return;
@@ -318,7 +323,7 @@ export function resumableBridge(
    * with the handshake's answer are emitted at once, before a promise continuation could add
    * a listener), and is resumed once listened to.
    */
-  const attach = (ws: WebSocket): void => {
+  const attach = (ws: StreamSocket): void => {
     current = ws;
     peerResumed = false;
     inFlight = 0;
@@ -330,8 +335,8 @@ export function resumableBridge(
         if (!peerResumed) return finish('protocol-error', 'payload before the peer resumed');
         return onPayload(buf);
       }
-      const frame = parseControlFrame(buf.toString('utf8'));
-      if (!frame) return finish('protocol-error', 'an invalid control frame');
+      const frame = parseStreamFrame(buf.toString('utf8'));
+      if (!frame) return finish('protocol-error', 'an invalid stream frame');
       if (frame.type === 'plain') {
         if (peerResumed || resumptions > 0 || replay.sent > 0 || !options.onPlain)
           return finish('protocol-error', 'an unexpected plain frame');

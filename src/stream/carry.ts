@@ -1,40 +1,28 @@
-import type { WebSocket } from 'ws';
-import { bridge, type BridgeableStream, type BridgeResult, type Bridged } from '../net/bridge.js';
-import {
-  openWebSocket,
-  UpgradeRefusedError,
-  type HubConnectionPool,
-  type HubTrust,
-} from '../net/hub-client.js';
-import { parseIotHubError } from '../protocol/iothub-error.js';
+import { bridge, type BridgeableStream, type BridgeResult, type Bridged } from './bridge.js';
+import type { Carrier, StreamSocket } from './carrier.js';
 import { resumableStreamProtocol } from '../protocol/constants.js';
 import type { Logger } from '../log/logger.js';
-import { ResumeRefusedError, resumableBridge, type ResumableResult } from './resumable-bridge.js';
+import { resumableBridge, type ResumableResult } from './resumable-bridge.js';
 
 export interface CarryOptions {
-  /** How the hub is verified, for resumptions. */
-  readonly trust: HubTrust;
-  readonly pool?: HubConnectionPool | undefined;
+  /** Opens the sockets of resumptions. */
+  readonly carrier: Pick<Carrier, 'resume'>;
   /** How long a suspended stream may take to resume (default 120 s). */
   readonly resumeWindowMs?: number | undefined;
   /** Suspensions and resumptions are logged here. */
   readonly logger: Logger;
   /** Every stream socket opened for a resumption (e.g. to put it under the heartbeat). */
-  readonly onSocket?: ((ws: WebSocket) => void) | undefined;
+  readonly onSocket?: ((socket: StreamSocket) => void) | undefined;
   readonly onEnd: (result: BridgeResult) => void;
 }
 
 /** A carried stream, for its owner. */
-export interface Carrier {
+export interface CarriedStream {
   /** End it now with a reset (the process is shutting down). */
   close(): void;
   /** A deliberate end (the user stopped the process): closed normally, never suspended. */
   stop(): void;
 }
-
-/** The stream socket protocols dstream's ends offer: resumable first, then v1. */
-export const endProtocols = (resume: boolean, v1: string): readonly string[] =>
-  resume ? [resumableStreamProtocol, v1] : [v1];
 
 function asBridgeResult(r: ResumableResult): BridgeResult {
   return {
@@ -54,9 +42,9 @@ function asBridgeResult(r: ResumableResult): BridgeResult {
  */
 export function carryStream(
   socket: BridgeableStream,
-  ws: WebSocket,
+  ws: StreamSocket,
   options: CarryOptions,
-): Carrier {
+): CarriedStream {
   if (ws.protocol !== resumableStreamProtocol) {
     const bridged = bridge(socket, ws, { onEnd: options.onEnd });
     return { close: () => socket.destroy(), stop: () => bridged.stop() };
@@ -69,24 +57,7 @@ export function carryStream(
     resumeWindowMs: options.resumeWindowMs ?? 120_000,
     reconnect: async (ticket) => {
       if (ticket === undefined) throw new Error('no resume ticket from the hub yet');
-      const next = await openWebSocket(url, options.trust, {
-        headers: { authorization: `Resume ${ticket}` },
-        protocols: [resumableStreamProtocol],
-        pool: options.pool,
-      }).catch((error: unknown) => {
-        // Refused (not unreachable): the hub will not take this ticket again; retrying would
-        // only count against this address.
-        if (
-          error instanceof UpgradeRefusedError &&
-          error.status >= 400 &&
-          error.status < 500 &&
-          error.status !== 429
-        )
-          throw new ResumeRefusedError(
-            parseIotHubError(error.body).message ?? `answered ${error.status}`,
-          );
-        throw error;
-      });
+      const next = await options.carrier.resume(url, ticket);
       options.onSocket?.(next);
       return next;
     },

@@ -1,8 +1,9 @@
 import type { Duplex } from 'node:stream';
-import type { RawData, WebSocket } from 'ws';
+import type { RawData } from 'ws';
+import type { StreamSocket } from '../net/stream-socket.js';
 import { closeCodes, eofFrame, streamProtocol } from '../protocol/constants.js';
-import { defaultHighWaterMark, InFlight } from './flow.js';
-import { closeWebSocket } from './close.js';
+import { defaultHighWaterMark, InFlight } from '../net/flow.js';
+import { closeWebSocket } from '../net/close.js';
 
 /** How a bridged stream ended. */
 export type BridgeEnd =
@@ -70,7 +71,7 @@ export interface Bridged {
 
 export function bridge(
   socket: BridgeableStream,
-  ws: WebSocket,
+  ws: StreamSocket,
   options: BridgeOptions = {},
 ): Bridged {
   const high = options.highWaterMark ?? defaultHighWaterMark;
@@ -125,7 +126,7 @@ export function bridge(
 
   ws.on('message', (data: RawData, isBinary: boolean) => {
     if (!isBinary) {
-      // Text frames are control frames; the only one defined is EOF. Others are ignored.
+      // Text frames are stream frames; the only one defined is EOF. Others are ignored.
       if (halfClose && (data as Buffer).toString() === eofFrame && !peerEnded) {
         peerEnded = true;
         socket.end();

@@ -1,21 +1,21 @@
 import { describe, expect, it } from 'vitest';
-import { AckTracker } from '../../src/session/ack-tracker.js';
+import { AckTracker } from '../../src/stream/ack-tracker.js';
 import {
-  formatControlFrame,
-  parseControlFrame,
-  type ControlFrame,
-} from '../../src/session/control-frames.js';
+  formatStreamFrame,
+  parseStreamFrame,
+  type StreamFrame,
+} from '../../src/protocol/stream-frames.js';
 
-describe('v2 control frames', () => {
+describe('v2 stream frames', () => {
   it('round-trip', () => {
-    const frames: ControlFrame[] = [
+    const frames: StreamFrame[] = [
       { type: 'ack', received: 0 },
       { type: 'ack', received: Number.MAX_SAFE_INTEGER },
       { type: 'eof', sent: 12345 },
       { type: 'resume', received: 7 },
       { type: 'ticket', ticket: 'v1.abc.def' },
     ];
-    for (const f of frames) expect(parseControlFrame(formatControlFrame(f))).toEqual(f);
+    for (const f of frames) expect(parseStreamFrame(formatStreamFrame(f))).toEqual(f);
   });
 
   it('refuse anything else exactly', () => {
@@ -36,7 +36,7 @@ describe('v2 control frames', () => {
       '{"type":"reset"}',
       `{"type":"ack","received":1${' '.repeat(3000)}}`,
     ])
-      expect(parseControlFrame(text), text).toBeUndefined();
+      expect(parseStreamFrame(text), text).toBeUndefined();
   });
 });
 

@@ -1,0 +1,168 @@
+import type { Logger } from '../log/logger.js';
+import { closeWebSocket } from '../net/close.js';
+import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
+import { closeCodes, resumableStreamProtocol } from '../protocol/constants.js';
+import type { BridgeableStream, BridgeResult } from './bridge.js';
+import { carryStream, type CarriedStream } from './carry.js';
+import type { Carrier, StreamGrant, StreamSocket } from './carrier.js';
+import { streamEndFields } from './end-report.js';
+
+export interface StreamEndsOptions {
+  /** How stream sockets reach the hub. Closed with the table. */
+  readonly carrier: Carrier;
+  /** Offer resumable streams (dstream.stream.v2). */
+  readonly resume: boolean;
+  /** How long a suspended stream may take to resume (ms, default 120 s). */
+  readonly resumeWindowMs?: number | undefined;
+  /** Ping interval for stream sockets (ms); two missed pings drop one. */
+  readonly heartbeatMs?: number | undefined;
+}
+
+/** How one stream ended, for the owner of its end. */
+export interface StreamEnd extends Partial<BridgeResult> {
+  /** 'failed': the stream never opened (rejected, refused, unreachable, or given up). */
+  readonly outcome: 'completed' | 'local-error' | 'peer-error' | 'failed';
+  readonly reason?: string;
+  readonly durationMs: number;
+}
+
+/** What one stream's owner wants to hear about it. */
+export interface StreamHooks {
+  /** The stream's logger: its one end line ('stream ended') goes here. */
+  readonly logger: Logger;
+  /** The stream socket is open, before a byte is carried (SOCKS sends its reply here). */
+  readonly onOpen?: ((socket: StreamSocket) => void) | undefined;
+  /**
+   * The stream could not be opened; the local connection is the owner's to answer and close.
+   * `abandoned` when the local side left first (nothing worth a warning).
+   */
+  readonly onFailed?: ((error: unknown, abandoned: boolean) => void) | undefined;
+  /** The carried stream ended (once). */
+  readonly onEnd?: ((result: BridgeResult, durationMs: number) => void) | undefined;
+}
+
+/** A stream end in the table, for its owner. */
+export interface StreamEndHandle {
+  /** A deliberate end: closed normally at once, never suspended. */
+  stop(): void;
+}
+
+interface Entry {
+  readonly local: BridgeableStream;
+  readonly abort: AbortController;
+  socket?: StreamSocket;
+  carried?: CarriedStream;
+  /** stop() came before the stream socket opened. */
+  stopped: boolean;
+}
+
+/**
+ * The ends of the streams one process carries, on either side (proxy, SOCKS, connect, agent):
+ * each local connection gets its stream socket from the carrier, goes under the heartbeat,
+ * is carried plainly or resumably, is torn down once, and logs one line when it ends. The
+ * owners keep only where the local bytes come from.
+ */
+export class StreamEnds {
+  readonly #entries = new Set<Entry>();
+  readonly #heartbeat: Heartbeat;
+
+  constructor(private readonly options: StreamEndsOptions) {
+    this.#heartbeat = new Heartbeat(options.heartbeatMs ?? defaultHeartbeatMs);
+  }
+
+  /** Streams being opened or carried right now. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /**
+   * Open a stream for `local` (connected, paused, allowHalfOpen, with an 'error' listener) and
+   * carry it. `grant` asks the hub for the stream (or already has the answer); a local
+   * connection that closes before the stream opened aborts it.
+   */
+  start(
+    local: BridgeableStream,
+    grant: (signal: AbortSignal) => Promise<StreamGrant>,
+    hooks: StreamHooks,
+  ): StreamEndHandle {
+    const entry: Entry = { local, abort: new AbortController(), stopped: false };
+    this.#entries.add(entry);
+    const started = Date.now();
+    const onEarlyClose = (): void => entry.abort.abort();
+    local.once('close', onEarlyClose);
+    const signal = entry.abort.signal;
+    grant(signal)
+      .then((g) => this.options.carrier.open(g, { resume: this.options.resume, signal }))
+      .then(
+        (socket) => {
+          local.off('close', onEarlyClose);
+          // The local side left, the user stopped, or the table closed while the socket opened.
+          if (local.destroyed || signal.aborted) {
+            this.#entries.delete(entry);
+            if (entry.stopped) closeWebSocket(socket, closeCodes.normal, 'stopped');
+            else closeWebSocket(socket, closeCodes.localError, 'local connection closed');
+            return;
+          }
+          this.#carry(entry, socket, hooks, started);
+        },
+        (error: unknown) => {
+          this.#entries.delete(entry);
+          local.off('close', onEarlyClose);
+          hooks.onFailed?.(error, signal.aborted);
+        },
+      );
+    return { stop: () => this.#stop(entry) };
+  }
+
+  /** Carry `local` over a stream socket already open (`dstream connect` opens its own). */
+  carry(local: BridgeableStream, socket: StreamSocket, hooks: StreamHooks): StreamEndHandle {
+    const entry: Entry = { local, abort: new AbortController(), stopped: false };
+    this.#entries.add(entry);
+    this.#carry(entry, socket, hooks, Date.now());
+    return { stop: () => this.#stop(entry) };
+  }
+
+  #carry(entry: Entry, socket: StreamSocket, hooks: StreamHooks, started: number): void {
+    entry.socket = socket;
+    this.#heartbeat.add(socket);
+    const log = hooks.logger;
+    log.debug('stream open', { resumable: socket.protocol === resumableStreamProtocol });
+    hooks.onOpen?.(socket);
+    entry.carried = carryStream(entry.local, socket, {
+      carrier: this.options.carrier,
+      resumeWindowMs: this.options.resumeWindowMs,
+      logger: log,
+      onSocket: (next) => {
+        entry.socket = next;
+        this.#heartbeat.add(next);
+      },
+      onEnd: (result) => {
+        this.#entries.delete(entry);
+        const durationMs = Date.now() - started;
+        log.info('stream ended', streamEndFields(result, durationMs));
+        hooks.onEnd?.(result, durationMs);
+      },
+    });
+  }
+
+  #stop(entry: Entry): void {
+    if (entry.carried) return entry.carried.stop();
+    // Not open yet: the hub drops the unpaired half when its socket never comes (pair timeout).
+    entry.stopped = true;
+    entry.abort.abort();
+  }
+
+  /** End every stream now with a reset (the process is shutting down) and let go of the carrier. */
+  close(): void {
+    this.#heartbeat.stop();
+    this.options.carrier.close();
+    for (const entry of this.#entries) {
+      entry.abort.abort();
+      // A suspended resumable stream would otherwise go on trying to resume.
+      entry.carried?.close();
+      entry.socket?.terminate();
+      entry.local.destroy();
+    }
+    this.#entries.clear();
+  }
+}
