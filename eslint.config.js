@@ -26,6 +26,16 @@ export default tseslint.config(
     ...tseslint.configs.disableTypeChecked,
   },
   {
+    // The layer rules of npm run deps (CommonJS, as dependency-cruiser reads it).
+    files: ['.dependency-cruiser.cjs'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      sourceType: 'commonjs',
+      parserOptions: { projectService: false, project: null },
+      globals: { module: 'writable' },
+    },
+  },
+  {
     // Programs the tests run as child processes, in plain JavaScript as their users write them.
     files: ['test/fixtures/**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SqliteRegistry } from '../../src/hub/sqlite-registry.js';
+import { SqliteRegistry } from '../../src/hub/store/sqlite-registry.js';
 import { spawnChild } from '../child.js';
 import type { BenchConfig } from '../config.js';
 import { rssBytes } from '../proc-stats.js';

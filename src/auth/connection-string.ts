@@ -1,5 +1,5 @@
 import { DstreamError } from '../errors.js';
-import { isCanonicalBase64 } from './base64.js';
+import { isCanonicalBase64 } from '../protocol/base64.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
 
 /** How a client reaches and trusts a hub. */

@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { isCanonicalBase64 } from './base64.js';
+import { isCanonicalBase64 } from '../protocol/base64.js';
 
 /**
  * Shared access signatures in IoT Hub's format:

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { DstreamError, describeError } from '../errors.js';
-import type { HubDataDir } from '../hub/data-dir.js';
+import type { HubDataDir } from '../hub/store/data-dir.js';
 import {
   describeServingTls,
   readServingRecord,
@@ -10,9 +10,9 @@ import {
   type ServingRecord,
   type ServingRequest,
   type ServingTls,
-} from '../hub/serving-record.js';
+} from './hub-serving-record.js';
 import type { Logger } from '../log/logger.js';
-import type { HubSettings } from './hub.js';
+import type { HubSettings } from './hub-settings.js';
 
 // How `dstream hub` records the way it serves, and how `hub init` holds its flags against that
 // record (issue 15: a printed connection string works as printed).

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { HubSettings } from './hub-settings.js';
 import {
   formatFingerprint,
   formatServiceConnectionString,
@@ -6,21 +7,21 @@ import {
   type HubAddress,
 } from '../auth/connection-string.js';
 import { DstreamError, describeError } from '../errors.js';
-import { openHubDataDir, type HubDataDir } from '../hub/data-dir.js';
-import type { Registry } from '../hub/registry.js';
-import type { ClusterNode } from '../cluster/node.js';
-import { parseStoreUrl } from '../cluster/store-url.js';
-import { derivePublicUrl, hostAndPort, parsePublicUrl } from '../hub/public-url.js';
+import { openHubDataDir, type HubDataDir } from '../hub/store/data-dir.js';
+import type { Registry } from '../hub/store/registry.js';
+import type { ClusterNode } from '../hub/cluster/node.js';
+import { parseStoreUrl } from '../hub/cluster/store-url.js';
+import { derivePublicUrl, hostAndPort, parsePublicUrl } from '../hub/http/public-url.js';
 import { startHub } from '../hub/server.js';
-import { parseTrustedSources } from '../hub/proxy-front.js';
-import { maxConnectionsFrom, openFileLimit } from '../hub/fd-limit.js';
-import { createAuditLog, noAuditLog, type AuditLog } from '../hub/audit-log.js';
+import { parseTrustedSources } from '../hub/admission/proxy-protocol-front.js';
+import { maxConnectionsFrom, openFileLimit } from './hub-fd-limit.js';
+import { createAuditLog, noAuditLog, type AuditLog } from '../hub/store/audit-log.js';
 import { join, resolve } from 'node:path';
 import {
   readServingRecord,
   servingContradiction,
   writeServingRecord,
-} from '../hub/serving-record.js';
+} from './hub-serving-record.js';
 import {
   contradiction,
   recordServing,
@@ -76,26 +77,6 @@ interface HubFlags extends LogFlags {
 }
 
 /** Validated hub settings. */
-export interface HubSettings {
-  readonly host: string;
-  readonly port: number;
-  readonly dataDir: string;
-  readonly publicUrl: URL | undefined;
-  readonly tlsCertFile: string | undefined;
-  readonly tlsKeyFile: string | undefined;
-  readonly insecureNoTls: boolean;
-  /** Cluster mode: the shared Redis. */
-  readonly redisUrl: URL | undefined;
-  /** Cluster mode: where clients reach this node itself. */
-  readonly nodeUrl: URL | undefined;
-  /**
-   * Azure's MQTT device protocol: where its TLS listener binds, and whether the user asked
-   * for it (optional: the default, skipped with a warning when the port is taken); undefined
-   * with --no-mqtt.
-   */
-  readonly mqttListen:
-    { readonly host: string; readonly port: number; readonly optional: boolean } | undefined;
-}
 
 const publicUrlSetting = 'public_url';
 const defaultListen = '0.0.0.0:8443';
@@ -181,7 +162,7 @@ async function openDataDir(
   const openRegistry = s.redisUrl
     ? async (): Promise<Registry> => {
         // Loaded only in cluster mode: the Redis client is not needed by anything else.
-        const { ClusterNode } = await import('../cluster/node.js');
+        const { ClusterNode } = await import('../hub/cluster/node.js');
         cluster = await ClusterNode.connect({ redisUrl: s.redisUrl as URL }, logger);
         return cluster.registry;
       }

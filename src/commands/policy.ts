@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { DstreamError } from '../errors.js';
-import { allRights, type Right } from '../hub/registry.js';
+import { allRights, type Right } from '../protocol/rights.js';
 import { PolicyClient } from '../service/policy-client.js';
 import {
   serviceAccess,

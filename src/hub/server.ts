@@ -6,33 +6,39 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, BlockList, Socket } from 'node:net';
-import { createProxyFront } from './proxy-front.js';
-import { createMqttGateway } from '../mqtt/gateway.js';
-import { ConnectionCeiling } from './connection-ceiling.js';
+import { createProxyFront } from './admission/proxy-protocol-front.js';
+import { createMqttGateway } from './devices/mqtt-gateway.js';
+import { ConnectionCeiling } from './admission/connection-ceiling.js';
 import { listen } from '../net/listen.js';
 import type { Duplex } from 'node:stream';
 import { formatHostPort, type HubAddress } from '../auth/connection-string.js';
 import { DstreamError, describeError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { deviceIdProblem, moduleIdProblem, streamNameProblem } from '../protocol/identifiers.js';
-import { defaultGuardOptions, Guard, type GuardOptions } from './guard.js';
-import { ControlEndpoint } from './control-endpoint.js';
-import type { HubTlsIdentity } from './data-dir.js';
-import { closeSoon, parseRequestPath, refuseUpgrade, sendError, sendJson } from './http-util.js';
-import { derivePublicUrl, hostAndPort } from './public-url.js';
-import { handleRegistryApi } from './registry-api.js';
-import { handleTwinApi } from './twin-api.js';
-import { handlePolicyApi } from './policy-api.js';
-import type { Registry } from './registry.js';
-import { handleStreamInitiation } from './stream-initiation.js';
-import { StreamEndpoint, type StreamEndInfo } from './stream-endpoint.js';
-import { noAuditLog, type AuditLog } from './audit-log.js';
-import { defaultLimits, type HubLimits } from './limits.js';
+import { defaultGuardOptions, Guard, type GuardOptions } from './admission/guard.js';
+import { ControlEndpoint } from './devices/control-endpoint.js';
+import type { HubTlsIdentity } from './store/data-dir.js';
+import {
+  closeSoon,
+  parseRequestPath,
+  refuseUpgrade,
+  sendError,
+  sendJson,
+} from './base/http-util.js';
+import { derivePublicUrl, hostAndPort } from './http/public-url.js';
+import { handleRegistryApi } from './http/registry-api.js';
+import { handleTwinApi } from './http/twin-api.js';
+import { handlePolicyApi } from './http/policy-api.js';
+import type { Registry } from './store/registry.js';
+import { handleStreamInitiation } from './streams/stream-initiation.js';
+import { StreamEndpoint, type StreamEndInfo } from './streams/stream-endpoint.js';
+import { noAuditLog, type AuditLog } from './store/audit-log.js';
+import { defaultLimits, type HubLimits } from './streams/limits.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
-import { HubMetrics } from './metrics.js';
-import { forwardedHeader, type HubCluster } from './cluster.js';
-import { offerStream } from './stream-offer.js';
-import { isLoopbackAddress } from './http-util.js';
+import { HubMetrics } from './observe/metrics.js';
+import { forwardedHeader, type HubCluster } from './cluster/hub-cluster.js';
+import { offerStream } from './streams/stream-offer.js';
+import { isLoopbackAddress } from './base/http-util.js';
 
 export interface HubOptions {
   /** Listen address and port (0 picks a free port). */

@@ -1,4 +1,4 @@
-import { isCanonicalBase64 } from '../auth/base64.js';
+import { isCanonicalBase64 } from './base64.js';
 
 /** The parts of a registry device that IoT Hub's device identity JSON is made from. */
 export interface DeviceIdentitySource {

@@ -1,5 +1,5 @@
 import type { ServiceConnectionString } from '../auth/connection-string.js';
-import type { Right } from '../hub/registry.js';
+import type { Right } from '../protocol/rights.js';
 import type { HubTarget } from '../net/hub-client.js';
 import { callHubApi } from './hub-api.js';
 

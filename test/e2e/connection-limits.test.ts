@@ -4,7 +4,7 @@ import { connect as netConnect } from 'node:net';
 import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openFileLimit } from '../../src/hub/fd-limit.js';
+import { openFileLimit } from '../../src/commands/hub-fd-limit.js';
 import { runCli, spawnCli, type CliProcess } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/hub.js';
 import { waitFor } from '../helpers/net.js';

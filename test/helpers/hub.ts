@@ -7,11 +7,11 @@ import {
   type DeviceConnectionString,
   type ServiceConnectionString,
 } from '../../src/auth/connection-string.js';
-import { openHubDataDir, type HubDataDir } from '../../src/hub/data-dir.js';
+import { openHubDataDir, type HubDataDir } from '../../src/hub/store/data-dir.js';
 import { startHub, type RunningHub } from '../../src/hub/server.js';
-import type { HubLimits } from '../../src/hub/limits.js';
-import type { GuardOptions } from '../../src/hub/guard.js';
-import type { AuditLog } from '../../src/hub/audit-log.js';
+import type { HubLimits } from '../../src/hub/streams/limits.js';
+import type { GuardOptions } from '../../src/hub/admission/guard.js';
+import type { AuditLog } from '../../src/hub/store/audit-log.js';
 import { silentLogger, type Logger } from '../../src/log/logger.js';
 import { hubTarget } from '../../src/service/credentials.js';
 import { RegistryClient } from '../../src/service/registry-client.js';

@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { startRedisServer, type RedisServer } from '../../bench/cluster-procs.js';
-import { Store } from '../../src/cluster/store.js';
+import { Store } from '../../src/hub/cluster/store.js';
 import { silentLogger, type Logger } from '../../src/log/logger.js';
 import { makeTempDir } from './hub.js';
 

@@ -3,7 +3,7 @@ import {
   AlreadyExistsError,
   PreconditionFailedError,
   type Registry,
-} from '../../src/hub/registry.js';
+} from '../../src/hub/store/registry.js';
 
 /**
  * What every Registry must do, whatever stands behind it (SQLite, Redis). `open` gives a

@@ -4,7 +4,7 @@ import {
   type ServiceConnectionString,
 } from '../../src/auth/connection-string.js';
 import type { DstreamError } from '../../src/errors.js';
-import { allRights, type Right } from '../../src/hub/registry.js';
+import { allRights, type Right } from '../../src/hub/store/registry.js';
 import { hubTarget } from '../../src/service/credentials.js';
 import { PolicyClient } from '../../src/service/policy-client.js';
 import { runCli } from '../helpers/cli.js';

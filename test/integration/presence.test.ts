@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { keys } from '../../src/cluster/keys.js';
-import { Presence } from '../../src/cluster/presence.js';
-import type { Store } from '../../src/cluster/store.js';
+import { keys } from '../../src/hub/cluster/keys.js';
+import { Presence } from '../../src/hub/cluster/presence.js';
+import type { Store } from '../../src/hub/cluster/store.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { redisForTests } from '../helpers/redis.js';
 

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { RedisRegistry } from '../../src/cluster/redis-registry.js';
-import type { Store } from '../../src/cluster/store.js';
-import type { RegistryChange } from '../../src/hub/registry.js';
+import { RedisRegistry } from '../../src/hub/cluster/redis-registry.js';
+import type { Store } from '../../src/hub/cluster/store.js';
+import type { RegistryChange } from '../../src/hub/store/registry.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { registryContract } from '../helpers/registry-contract.js';
 import { redisForTests } from '../helpers/redis.js';

@@ -12,7 +12,7 @@ import {
 } from '../../src/auth/connection-string.js';
 import { expiryIn, signSas } from '../../src/auth/sas.js';
 import { DstreamError } from '../../src/errors.js';
-import { createAuditLog } from '../../src/hub/audit-log.js';
+import { createAuditLog } from '../../src/hub/store/audit-log.js';
 import { createLogger } from '../../src/log/logger.js';
 import {
   hubRequest,

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createAuditLog, type AuditRecord } from '../../src/hub/audit-log.js';
+import { createAuditLog, type AuditRecord } from '../../src/hub/store/audit-log.js';
 
 const record = (device: string): AuditRecord => ({
   time: '2026-11-27T00:00:00.000Z',

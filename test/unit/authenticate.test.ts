@@ -7,8 +7,8 @@ import {
   authenticateDevice,
   authenticateService,
   clockSkewSeconds,
-} from '../../src/hub/authenticate.js';
-import { SqliteRegistry } from '../../src/hub/sqlite-registry.js';
+} from '../../src/hub/admission/authenticate.js';
+import { SqliteRegistry } from '../../src/hub/store/sqlite-registry.js';
 import { createLogger, redactFields } from '../../src/log/logger.js';
 
 const now = 1_900_000_000;

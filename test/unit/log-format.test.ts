@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger, formatBytes, formatDuration } from '../../src/log/logger.js';
 import { streamEndFields, whyStreamEnded } from '../../src/stream/end-report.js';
-import { isLoopbackAddress } from '../../src/hub/http-util.js';
+import { isLoopbackAddress } from '../../src/hub/base/http-util.js';
 
 describe('human units in text logs', () => {
   it.each([

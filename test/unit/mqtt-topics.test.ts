@@ -4,7 +4,7 @@ import {
   parseStreamResponseTopic,
   streamRequestTopic,
   usernameProblem,
-} from '../../src/mqtt/topics.js';
+} from '../../src/hub/devices/mqtt-topics.js';
 
 describe("IoT Hub's MQTT stream topics", () => {
   it('a request carries name, request id, the URL escaped and the token', () => {

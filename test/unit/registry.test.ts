@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openHubDataDir } from '../../src/hub/data-dir.js';
-import { SqliteRegistry } from '../../src/hub/sqlite-registry.js';
+import { openHubDataDir } from '../../src/hub/store/data-dir.js';
+import { SqliteRegistry } from '../../src/hub/store/sqlite-registry.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { registryContract } from '../helpers/registry-contract.js';
 

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadResumeKey, resumeKeyFile } from '../../src/hub/resume-key.js';
+import { loadResumeKey, resumeKeyFile } from '../../src/hub/store/resume-key.js';
 
 describe('the resume-ticket key in the data dir', () => {
   const dirs: string[] = [];

@@ -9,7 +9,7 @@ import {
   tlsIdentityChanged,
   writeServingRecord,
   type ServingRecord,
-} from '../../src/hub/serving-record.js';
+} from '../../src/commands/hub-serving-record.js';
 
 const fp = (c: string): string => c.repeat(64);
 const selfSigned: ServingRecord = {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseStoreUrl, redactedUrl } from '../../src/cluster/store-url.js';
+import { parseStoreUrl, redactedUrl } from '../../src/hub/cluster/store-url.js';
 
 describe('--redis URL', () => {
   it('takes redis://, rediss:// and unix: with an absolute path', () => {

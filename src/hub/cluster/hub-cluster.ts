@@ -1,0 +1,42 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { HubTrust } from '../../net/hub-client.js';
+import type { ControlEndpoint } from '../devices/control-endpoint.js';
+import type { ClusterStats } from '../observe/metrics.js';
+import type { RouteStream } from '../streams/stream-initiation.js';
+import type { StreamOffer, StreamOfferRequest } from '../streams/stream-offer.js';
+
+/** Set on a stream socket one node passes to another: a forwarded socket is never forwarded again. */
+export const forwardedHeader = 'x-dstream-forwarded-by';
+
+/** What a hub gives its cluster membership once it listens. */
+export interface ClusterAttachment {
+  /** This node's own URL: streaming URLs name it, other nodes forward stream sockets to it. */
+  readonly nodeUrl: URL;
+  /** How to verify another node when passing it a stream socket (nodes share the certificate). */
+  readonly trust: HubTrust;
+  readonly control: ControlEndpoint;
+  /** Offer a stream to a device connected here. */
+  offer(request: StreamOfferRequest, signal: AbortSignal): Promise<StreamOffer>;
+}
+
+/**
+ * A hub node's view of the cluster it belongs to (implemented by cluster/node.ts).
+ * A hub without one is a single node with its own registry.
+ */
+export interface HubCluster {
+  /** Put in front of this node's stream ids. */
+  readonly nodeId: string;
+  /** False while the shared store is unreachable: /readyz answers 503. */
+  ready(): boolean;
+  /** For /metrics. */
+  stats(): ClusterStats;
+  attach(hub: ClusterAttachment): Promise<void>;
+  /** Offer a stream wherever the device is connected. */
+  readonly route: RouteStream;
+  /** Which of these devices are connected to any node. */
+  readonly connectedAmong: (deviceIds: readonly string[]) => Promise<Set<string>>;
+  /** Pass a stream socket for another node's stream to that node. */
+  forward(req: IncomingMessage, socket: Duplex, head: Buffer, streamId: string): void;
+  close(): Promise<void>;
+}

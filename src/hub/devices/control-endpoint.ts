@@ -1,0 +1,305 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { Logger } from '../../log/logger.js';
+import { closeCodes, controlProtocol } from '../../protocol/constants.js';
+import {
+  maxControlMessageBytes,
+  parseAgentMessage,
+  type StreamRequestMessage,
+  type StreamResponseMessage,
+} from '../../protocol/control-messages.js';
+import type { Heartbeat } from '../../net/heartbeat.js';
+import type { Registry } from '../store/registry.js';
+import { closeWebSocket } from '../../net/close.js';
+
+/** The device's answer to a stream request. */
+export type DeviceAnswer =
+  | { readonly kind: 'answered'; readonly response: StreamResponseMessage }
+  | { readonly kind: 'timeout' }
+  | { readonly kind: 'disconnected' };
+
+interface Pending {
+  readonly resolve: (answer: DeviceAnswer) => void;
+  readonly timer: NodeJS.Timeout;
+}
+
+/** Told when a device's control connection starts and ends (cluster presence). */
+export interface ControlPresence {
+  online(deviceId: string): void;
+  offline(deviceId: string): void;
+}
+
+/** How a device holds its control channel: dstream's WebSocket, or Azure's MQTT. */
+export type DeviceProtocol = 'websocket' | 'mqtt';
+
+/**
+ * One device's control link, whatever carries it. The endpoint sends stream requests on it and
+ * closes it; the carrier reports the device's answers and the link's end through the
+ * AttachedLink that attach() returns.
+ */
+export interface DeviceLink {
+  readonly protocol: DeviceProtocol;
+  readonly remote: string | undefined;
+  send(message: StreamRequestMessage): void;
+  /** Close the link; `code` is a WebSocket close code (other carriers just close). */
+  close(code: number, reason: string): void;
+}
+
+/** What a carrier tells the endpoint about its attached link. */
+export interface AttachedLink {
+  /** The device answered a stream request. */
+  answer(message: StreamResponseMessage): void;
+  /** The link ended (the carrier calls this once, however it ended). */
+  closed(detail?: Record<string, unknown>): void;
+}
+
+interface Connection {
+  readonly link: DeviceLink;
+  readonly deviceId: string;
+  readonly pending: Map<string, Pending>;
+}
+
+/** A control WebSocket as a DeviceLink. */
+function webSocketLink(ws: WebSocket, remote: string | undefined): DeviceLink {
+  return {
+    protocol: 'websocket',
+    remote,
+    send: (message) => ws.send(JSON.stringify(message)),
+    close: (code, reason) => closeWebSocket(ws, code, reason),
+  };
+}
+
+/**
+ * The devices' control channel: one WebSocket per online device, on which the hub sends
+ * stream requests and the device answers them.
+ */
+export class ControlEndpoint {
+  readonly #wss = new WebSocketServer({
+    noServer: true,
+    perMessageDeflate: false,
+    // Bigger frames are read (up to a bound) so they can be refused with a policy violation
+    // and a log line, as the protocol says, rather than ws's bare 1009.
+    maxPayload: 1024 * 1024,
+    handleProtocols: (protocols) => (protocols.has(controlProtocol) ? controlProtocol : false),
+  });
+  readonly #online = new Map<string, Connection>();
+  readonly #waiters = new Map<string, Set<() => void>>();
+  #presence: ControlPresence | undefined;
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly logger: Logger,
+    private readonly heartbeat: Heartbeat,
+    private readonly maxMessageBytes: number = maxControlMessageBytes,
+  ) {}
+
+  /** Number of devices online. */
+  get size(): number {
+    return this.#online.size;
+  }
+
+  isOnline(deviceId: string): boolean {
+    return this.#online.has(deviceId);
+  }
+
+  /** Devices online here. */
+  onlineDevices(): string[] {
+    return [...this.#online.keys()];
+  }
+
+  /** Report connections starting and ending (set once, before any device connects). */
+  setPresence(presence: ControlPresence): void {
+    this.#presence = presence;
+  }
+
+  /** Accept an authenticated device's control socket. A newer connection replaces an older one. */
+  accept(req: IncomingMessage, socket: Duplex, head: Buffer, deviceId: string): void {
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('error', (error) =>
+        this.logger.debug('control socket error', { device: deviceId, error: error.message }),
+      );
+      this.heartbeat.add(ws);
+      const attached = this.attach(deviceId, webSocketLink(ws, req.socket.remoteAddress));
+      ws.on('message', (data: RawData, isBinary: boolean) =>
+        this.#onMessage(ws, deviceId, attached, data, isBinary),
+      );
+      ws.on('close', (code: number) => attached.closed({ code }));
+    });
+  }
+
+  /**
+   * Put an authenticated device's link online (any carrier). A newer link for the same device
+   * replaces the older one, which is closed: one control connection per device, as IoT Hub.
+   */
+  attach(deviceId: string, link: DeviceLink): AttachedLink {
+    const previous = this.#online.get(deviceId);
+    if (previous) {
+      this.logger.info('device reconnected; closing its older control connection', {
+        device: deviceId,
+      });
+      this.#drop(previous, 'replaced');
+      previous.link.close(closeCodes.replaced, 'replaced by a newer connection');
+    }
+    const conn: Connection = { link, deviceId, pending: new Map() };
+    this.#online.set(deviceId, conn);
+    this.registry.touchDevice(deviceId, new Date());
+    this.#presence?.online(deviceId);
+    this.logger.info('device connected', {
+      device: deviceId,
+      remote: link.remote,
+      ...(link.protocol !== 'websocket' && { protocol: link.protocol }),
+    });
+    for (const wake of this.#waiters.get(deviceId) ?? []) wake();
+    let ended = false;
+    return {
+      answer: (message) => this.#answer(conn, message),
+      closed: (detail = {}) => {
+        if (ended) return;
+        ended = true;
+        // A replaced or disconnected link is already off the list; only the current one
+        // takes the device offline.
+        if (this.#online.get(deviceId) !== conn) return;
+        this.#online.delete(deviceId);
+        this.#drop(conn, 'disconnected');
+        this.registry.touchDevice(deviceId, new Date());
+        this.#presence?.offline(deviceId);
+        this.logger.info('device disconnected', { device: deviceId, ...detail });
+      },
+    };
+  }
+
+  /** Devices online here by the protocol that carries their control channel (metrics). */
+  countByProtocol(): Record<DeviceProtocol, number> {
+    const counts: Record<DeviceProtocol, number> = { websocket: 0, mqtt: 0 };
+    for (const conn of this.#online.values()) counts[conn.link.protocol]++;
+    return counts;
+  }
+
+  #onMessage(
+    ws: WebSocket,
+    deviceId: string,
+    attached: AttachedLink,
+    data: RawData,
+    isBinary: boolean,
+  ): void {
+    const buf = data as Buffer;
+    const tooBig = buf.length > this.maxMessageBytes;
+    const message = isBinary || tooBig ? undefined : parseAgentMessage(buf.toString());
+    if (!message) {
+      this.logger.warn('device sent an invalid control message; closing its connection', {
+        device: deviceId,
+        bytes: buf.length,
+        reason: isBinary
+          ? 'binary frame'
+          : tooBig
+            ? `over ${this.maxMessageBytes} bytes`
+            : 'not a valid message',
+      });
+      closeWebSocket(ws, closeCodes.policyViolation, 'invalid control message');
+      return;
+    }
+    attached.answer(message);
+  }
+
+  #answer(conn: Connection, message: StreamResponseMessage): void {
+    const pending = conn.pending.get(message.requestId);
+    if (!pending) return; // answered too late: the request already timed out
+    conn.pending.delete(message.requestId);
+    clearTimeout(pending.timer);
+    pending.resolve({ kind: 'answered', response: message });
+  }
+
+  /** Fail every request still waiting on this connection. */
+  #drop(conn: Connection, why: 'replaced' | 'disconnected'): void {
+    for (const pending of conn.pending.values()) {
+      clearTimeout(pending.timer);
+      pending.resolve({ kind: 'disconnected' });
+    }
+    conn.pending.clear();
+    if (why === 'replaced') this.#online.delete(conn.deviceId);
+  }
+
+  /** Wait up to `ms` for a device to come online; true if it is online now. */
+  waitOnline(deviceId: string, ms: number, signal: AbortSignal): Promise<boolean> {
+    if (this.#online.has(deviceId)) return Promise.resolve(true);
+    if (ms <= 0 || signal.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const set = this.#waiters.get(deviceId) ?? new Set();
+      this.#waiters.set(deviceId, set);
+      const finish = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', finish);
+        set.delete(finish);
+        if (set.size === 0) this.#waiters.delete(deviceId);
+        resolve(this.#online.has(deviceId));
+      };
+      const timer = setTimeout(finish, ms);
+      signal.addEventListener('abort', finish);
+      set.add(finish);
+    });
+  }
+
+  /** Stream requests sent to a device and not yet answered. */
+  pendingFor(deviceId: string): number {
+    return this.#online.get(deviceId)?.pending.size ?? 0;
+  }
+
+  /**
+   * Tell every device to go elsewhere (close 1001, going away): agents reconnect at once,
+   * through the load balancer to another node, or back here once the hub is up again.
+   */
+  goAway(reason: string): void {
+    for (const conn of [...this.#online.values()]) {
+      this.#online.delete(conn.deviceId);
+      this.#drop(conn, 'disconnected');
+      this.#presence?.offline(conn.deviceId);
+      conn.link.close(closeCodes.goingAway, reason);
+    }
+  }
+
+  /** Send a stream request and wait up to `timeoutMs` for the device's answer. */
+  request(
+    deviceId: string,
+    message: StreamRequestMessage,
+    timeoutMs: number,
+  ): Promise<DeviceAnswer> {
+    const conn = this.#online.get(deviceId);
+    if (!conn) return Promise.resolve({ kind: 'disconnected' });
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        conn.pending.delete(message.requestId);
+        resolve({ kind: 'timeout' });
+      }, timeoutMs);
+      conn.pending.set(message.requestId, { resolve, timer });
+      conn.link.send(message);
+    });
+  }
+
+  /** Forget a request (the service gave up); a late answer is then ignored. */
+  cancel(deviceId: string, requestId: string): void {
+    const conn = this.#online.get(deviceId);
+    const pending = conn?.pending.get(requestId);
+    if (conn && pending) {
+      clearTimeout(pending.timer);
+      conn.pending.delete(requestId);
+    }
+  }
+
+  /** Close a device's control connection (disabled or removed). */
+  disconnect(deviceId: string, reason: string, code: number = closeCodes.shutdown): void {
+    const conn = this.#online.get(deviceId);
+    if (!conn) return;
+    this.#online.delete(deviceId);
+    this.#drop(conn, 'disconnected');
+    this.#presence?.offline(deviceId);
+    conn.link.close(code, reason);
+  }
+
+  /** Close every control connection. */
+  close(): void {
+    for (const id of [...this.#online.keys()]) this.disconnect(id, 'hub shutting down');
+    for (const client of this.#wss.clients) client.terminate();
+    this.#wss.close();
+  }
+}

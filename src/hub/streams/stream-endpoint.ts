@@ -1,0 +1,721 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { LogFields, Logger } from '../../log/logger.js';
+import type { Heartbeat } from '../../net/heartbeat.js';
+import type { Guard } from '../admission/guard.js';
+import {
+  closeCodes,
+  resumableStreamProtocol,
+  streamProtocol,
+  streamTokenTtlMs,
+} from '../../protocol/constants.js';
+import { formatStreamFrame } from '../../protocol/stream-frames.js';
+import {
+  signResumeTicket,
+  verifyResumeTicket,
+  type ResumeClaims,
+  type StreamSide,
+} from '../../protocol/resume-ticket.js';
+import { relay, type EarlyMessage } from './relay.js';
+import { refuseUpgrade } from '../base/http-util.js';
+import { closeWebSocket } from '../../net/close.js';
+
+export type { StreamSide } from '../../protocol/resume-ticket.js';
+
+/** Who asked for a stream, for the audit log. */
+export interface StreamOrigin {
+  readonly policy: string | undefined;
+  readonly remote: string | undefined;
+}
+
+interface StreamRecord {
+  readonly id: string;
+  readonly origin: StreamOrigin;
+  readonly deviceId: string;
+  readonly name: string;
+  readonly tokens: Readonly<Record<StreamSide, Buffer>>;
+  readonly createdAt: number;
+  readonly sockets: Partial<Record<StreamSide, WebSocket>>;
+  /** Each token is good for one connection. */
+  readonly used: Set<StreamSide>;
+  /** Listeners that end the stream if a side leaves before pairing; removed once paired. */
+  readonly earlyClose: Map<WebSocket, () => void>;
+  /**
+   * Messages a side sent before its partner arrived. pause() stops reading from the socket,
+   * but frames already read are still emitted, so they are kept here (bounded by one read).
+   */
+  readonly early: Map<
+    WebSocket,
+    { readonly messages: EarlyMessage[]; readonly listener: (d: Buffer, b: boolean) => void }
+  >;
+  timer: NodeJS.Timeout | undefined;
+  paired: boolean;
+  /** Bytes relayed so far, service->device (a) and device->service (b); live while paired. */
+  readonly counts: { a: number; b: number };
+  /** Set for a stream being resumed: the generation of the tickets its halves presented. */
+  readonly resumeGeneration?: number;
+  /**
+   * The tickets its halves presented ("id|side|generation"). They are spent when the halves
+   * pair, not before: an end whose attempt the hub took but whose answer it never saw (a
+   * handshake timed out under load) comes back with the same ticket, and the newer wins.
+   */
+  readonly presented: Map<StreamSide, string>;
+}
+
+export interface CreatedStream {
+  readonly id: string;
+  readonly deviceToken: string;
+  readonly serviceToken: string;
+}
+
+export interface StreamEndpointOptions {
+  /** How long tokens are valid and a stream waits for its second side (default 60 s). */
+  readonly pairTimeoutMs?: number | undefined;
+  /** Largest frame a stream socket may send. */
+  readonly maxFrameBytes?: number | undefined;
+  /** How long a raw peer's quiet after the other side's half-close ends a stream (relay.ts). */
+  readonly rawEofLingerMs?: number | undefined;
+  /** Pings stream sockets: keeps idle streams alive through NATs, finds dead peers. */
+  readonly heartbeat?: Heartbeat;
+  /** Counts failed stream tokens per address and marks good ones authenticated. */
+  readonly guard?: Guard;
+  /**
+   * Put in front of every stream id ("<prefix>.<random>"): in a cluster, the node's id, so a
+   * stream socket that reaches another node can be sent on to the one that holds the stream.
+   */
+  readonly idPrefix?: string | undefined;
+  /**
+   * Resumable streams (dstream.stream.v2): the key resume tickets are signed with (the data
+   * dir's), how long a suspended stream waits for its halves, and whether a device may still
+   * have its streams (disabled or removed devices do not get them back).
+   */
+  readonly resume?:
+    | {
+        readonly key: Buffer;
+        readonly windowMs: number;
+        readonly deviceAllowed: (deviceId: string) => boolean;
+      }
+    | undefined;
+}
+
+/** How long a resume ticket is good for; the resume window is enforced beside it. */
+const ticketLifetimeS = 24 * 3600;
+
+const newId = (bytes: number): string => randomBytes(bytes).toString('base64url');
+
+/** A stream's record in its first state: nobody connected, nothing relayed. */
+function newRecord(
+  fields: Pick<StreamRecord, 'id' | 'origin' | 'deviceId' | 'name' | 'tokens' | 'resumeGeneration'>,
+): StreamRecord {
+  return {
+    ...fields,
+    createdAt: Date.now(),
+    sockets: {},
+    used: new Set(),
+    earlyClose: new Map(),
+    early: new Map(),
+    timer: undefined,
+    paired: false,
+    counts: { a: 0, b: 0 },
+    presented: new Map(),
+  };
+}
+
+/** What the hub knows of a stream when it ends ('stream-end' event). */
+export interface StreamEndInfo {
+  readonly id: string;
+  readonly origin: StreamOrigin;
+  /** Cancelled during set-up (rejected, timed out, caller gone): already audited there. */
+  readonly cancelled: boolean;
+  readonly deviceId: string;
+  readonly name: string;
+  readonly paired: boolean;
+  readonly bytesToDevice: number;
+  readonly bytesFromDevice: number;
+  readonly durationMs: number;
+  readonly reason: string;
+  /** A resumable stream whose socket was lost: its ends are resuming it (not an end). */
+  readonly suspended: boolean;
+}
+
+/**
+ * The streaming endpoint: holds streams the devices accepted, takes one WebSocket from each
+ * side (authenticated by that side's single-use token), pairs them and relays bytes.
+ * Emits 'stream-end' (StreamEndInfo) once per stream.
+ */
+export class StreamEndpoint extends EventEmitter {
+  readonly #streams = new Map<string, StreamRecord>();
+  readonly #wss: WebSocketServer;
+  readonly #pairTimeoutMs: number;
+  readonly #heartbeat: Heartbeat | undefined;
+  readonly #guard: Guard | undefined;
+  readonly #idPrefix: string;
+  readonly #resume: StreamEndpointOptions['resume'];
+  readonly #rawEofLingerMs: number | undefined;
+  /** Resume tickets already presented ("id|side|generation"): each is good once. */
+  readonly #usedTickets = new Set<string>();
+  /** Streams that ended for good (completed or reset): their tickets are void. */
+  readonly #finished = new Set<string>();
+  /**
+   * When a device was last disabled, removed or re-keyed (ms): tickets issued before then do
+   * not bring its streams back, even once it is enabled again.
+   */
+  readonly #revokedAt = new Map<string, number>();
+  /** Streams (waiting or relaying) per device, for the per-device limit. */
+  readonly #perDevice = new Map<string, number>();
+  readonly #finishedBytes = { toDevice: 0, fromDevice: 0 };
+
+  constructor(
+    private readonly logger: Logger,
+    options: StreamEndpointOptions = {},
+  ) {
+    super();
+    this.#pairTimeoutMs = options.pairTimeoutMs ?? streamTokenTtlMs;
+    this.#heartbeat = options.heartbeat;
+    this.#guard = options.guard;
+    this.#idPrefix = options.idPrefix === undefined ? '' : `${options.idPrefix}.`;
+    this.#resume = options.resume;
+    this.#rawEofLingerMs = options.rawEofLingerMs;
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: options.maxFrameBytes ?? 4 * 1024 * 1024,
+      clientTracking: false,
+      // Ours when offered (resumable first, when this hub can sign tickets); otherwise the
+      // first one offered, echoed, so that a strict client (Azure's C device sample offers
+      // "MQTT") keeps the socket. Raw bytes follow either way.
+      handleProtocols: (protocols) =>
+        this.#resume && protocols.has(resumableStreamProtocol)
+          ? resumableStreamProtocol
+          : protocols.has(streamProtocol)
+            ? streamProtocol
+            : ([...protocols][0] ?? false),
+    });
+  }
+
+  /** A refusal an outsider can repeat: sampled per address when the hub has a guard. */
+  #noisy(kind: string, remote: string | undefined, message: string, fields: LogFields): void {
+    if (this.#guard) this.#guard.noisy.write('warn', kind, remote, message, fields);
+    else this.logger.warn(message, fields);
+  }
+
+  /** Streams not yet finished (waiting or relaying). */
+  get size(): number {
+    return this.#streams.size;
+  }
+
+  /** Bytes relayed by all streams, finished and running, for metrics. O(open streams). */
+  bytesRelayed(): { toDevice: number; fromDevice: number } {
+    let { toDevice, fromDevice } = this.#finishedBytes;
+    for (const record of this.#streams.values()) {
+      toDevice += record.counts.a;
+      fromDevice += record.counts.b;
+    }
+    return { toDevice, fromDevice };
+  }
+
+  /** True if this endpoint holds (or held) a stream by that id: false for another node's. */
+  isLocal(id: string): boolean {
+    return this.#idPrefix === '' || id.startsWith(this.#idPrefix) || !id.includes('.');
+  }
+
+  /** Streams of one device not yet finished. */
+  countFor(deviceId: string): number {
+    return this.#perDevice.get(deviceId) ?? 0;
+  }
+
+  /** Forget a finished stream; false if it was already gone. */
+  #remove(record: StreamRecord): boolean {
+    // By identity, not id: a resumed stream's new record has the id of the old one, whose
+    // relay may report its end after the new record took its place.
+    if (this.#streams.get(record.id) !== record) return false;
+    this.#streams.delete(record.id);
+    const n = (this.#perDevice.get(record.deviceId) ?? 1) - 1;
+    if (n > 0) this.#perDevice.set(record.deviceId, n);
+    else this.#perDevice.delete(record.deviceId);
+    return true;
+  }
+
+  /** Register a stream and mint its two tokens; it is dropped unless paired in time. */
+  create(
+    deviceId: string,
+    name: string,
+    origin: StreamOrigin = { policy: undefined, remote: undefined },
+  ): CreatedStream {
+    const id = this.#idPrefix + newId(18);
+    const deviceToken = newId(32);
+    const serviceToken = newId(32);
+    const record = newRecord({
+      id,
+      origin,
+      deviceId,
+      name,
+      tokens: { device: Buffer.from(deviceToken), service: Buffer.from(serviceToken) },
+    });
+    record.timer = setTimeout(() => this.#expire(record), this.#pairTimeoutMs);
+    this.#streams.set(id, record);
+    this.#perDevice.set(deviceId, this.countFor(deviceId) + 1);
+    return { id, deviceToken, serviceToken };
+  }
+
+  /** Drop a stream that will not happen (the device rejected it, the service left). */
+  cancel(id: string): void {
+    const record = this.#streams.get(id);
+    if (record && !record.paired) this.#end(record, closeCodes.shutdown, 'stream cancelled', true);
+  }
+
+  #expire(record: StreamRecord): void {
+    record.timer = undefined;
+    if (record.paired) return;
+    this.logger.info('stream dropped: its second side did not arrive in time', {
+      device: record.deviceId,
+      stream: record.name,
+      id: record.id,
+    });
+    this.#end(record, closeCodes.pairTimeout, 'the other side did not connect in time');
+  }
+
+  #end(
+    record: StreamRecord,
+    code: number,
+    reason: string,
+    cancelled = false,
+    suspended = false,
+  ): void {
+    if (record.timer) clearTimeout(record.timer);
+    record.timer = undefined;
+    if (!this.#remove(record)) return;
+    if (!record.paired) this.#emitEnd(record, 0, 0, reason, cancelled, suspended);
+    for (const ws of Object.values(record.sockets)) {
+      // An unpaired side is paused: closeWebSocket resumes it so the handshake can complete.
+      closeWebSocket(ws, code, reason);
+    }
+  }
+
+  /** Close every stream of a device (disabled or removed). */
+  closeDevice(deviceId: string): void {
+    this.revokeResumption(deviceId);
+    for (const record of [...this.#streams.values()])
+      if (record.deviceId === deviceId)
+        this.#end(record, closeCodes.shutdown, 'device disabled or removed');
+  }
+
+  /**
+   * A device was disabled, removed or re-keyed: its suspended streams do not come back, even
+   * if it is enabled again within the resume window.
+   */
+  revokeResumption(deviceId: string): void {
+    if (this.#revokedAt.size > 100_000) this.#revokedAt.clear();
+    this.#revokedAt.set(deviceId, Date.now());
+  }
+
+  /** A stream ended for good: its tickets are void from now on. */
+  #markFinished(id: string): void {
+    if (this.#finished.size > 100_000) this.#finished.clear();
+    this.#finished.add(id);
+  }
+
+  /** Which side a bearer token belongs to, checked in constant time; undefined if neither. */
+  #sideFor(record: StreamRecord, token: string): StreamSide | undefined {
+    const given = Buffer.from(token);
+    for (const side of ['device', 'service'] as const) {
+      const expected = record.tokens[side];
+      if (given.length === expected.length && timingSafeEqual(given, expected)) return side;
+    }
+    return undefined;
+  }
+
+  /**
+   * Handle an upgrade to /bridges/<id> with `Authorization: Bearer <token>` (a new stream's
+   * side), or `Authorization: Resume <ticket>` (a resumable stream's side coming back).
+   */
+  accept(req: IncomingMessage, socket: Duplex, head: Buffer, id: string): void {
+    const header = req.headers.authorization ?? '';
+    const remote = req.socket.remoteAddress;
+    const throttled = this.#guard?.throttled(remote);
+    if (throttled) {
+      refuseUpgrade(socket, 429, throttled.errorCode, throttled.message, {
+        'Retry-After': String(throttled.retryAfterSeconds),
+      });
+      return;
+    }
+    if (header.startsWith('Resume '))
+      return this.#acceptResume(req, socket, head, id, header.slice(7));
+    const record = this.#streams.get(id);
+    const token = header.startsWith('Bearer ') ? header.slice(7) : '';
+    const side = record && token ? this.#sideFor(record, token) : undefined;
+    if (
+      !record ||
+      !side ||
+      record.resumeGeneration !== undefined ||
+      Date.now() - record.createdAt > this.#pairTimeoutMs
+    ) {
+      this.#guard?.recordFailure(remote, 'stream');
+      this.#noisy(
+        'stream-token',
+        remote,
+        'stream connection refused: unknown stream or invalid token',
+        {
+          remote,
+        },
+      );
+      refuseUpgrade(socket, 401, 'IotHubUnauthorizedAccess', 'invalid or expired stream token');
+      return;
+    }
+    if (record.used.has(side)) {
+      this.#guard?.recordFailure(remote, 'stream');
+      this.#noisy('stream-token-used', remote, 'stream connection refused: token already used', {
+        device: record.deviceId,
+        side,
+        remote,
+      });
+      refuseUpgrade(socket, 401, 'IotHubUnauthorizedAccess', 'stream token already used');
+      return;
+    }
+    record.used.add(side);
+    this.#guard?.markAuthenticated(req.socket);
+    this.#attach(record, side, req, socket, head);
+  }
+
+  /**
+   * A resumable stream's side reconnecting with its ticket. The ticket, not this process's
+   * memory, says which stream, device and side it is, so a restarted hub takes it too. Its
+   * halves meet in a record made by whichever comes first, and are paired as a new stream's.
+   */
+  #acceptResume(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    id: string,
+    ticket: string,
+  ): void {
+    const remote = req.socket.remoteAddress;
+    // 401 only for a ticket that does not verify (a guess, counted against the address);
+    // a genuine ticket that can no longer be used is 404 StreamNotFound, not counted: the end
+    // stops trying (as on any refusal, resumable-bridge.ts).
+    const refuse = (status: number, message: string): void => {
+      if (status === 401) this.#guard?.recordFailure(remote, 'stream');
+      this.#noisy('stream-resume', remote, 'stream resumption refused', {
+        id,
+        remote,
+        reason: message,
+      });
+      refuseUpgrade(
+        socket,
+        status,
+        status === 403
+          ? 'DeviceDisabled'
+          : status === 400
+            ? 'ArgumentInvalid'
+            : status === 404
+              ? 'StreamNotFound'
+              : 'IotHubUnauthorizedAccess',
+        message,
+      );
+    };
+    const resume = this.#resume;
+    if (!resume) return refuse(401, 'this hub does not resume streams');
+    const now = Date.now() / 1000;
+    const check = verifyResumeTicket([resume.key], ticket, undefined, now);
+    if (!check.ok) return refuse(401, check.message);
+    const claims: ResumeClaims = check.claims;
+    if (claims.streamId !== id) return refuse(401, 'the resume ticket is for another stream');
+    const used = `${id}|${claims.side}|${claims.generation}`;
+    if (this.#usedTickets.has(used)) return refuse(404, 'the resume ticket was already used');
+    if (this.#finished.has(id)) return refuse(404, 'the stream has ended');
+    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+    if (!offered.includes(resumableStreamProtocol))
+      return refuse(400, `resuming needs the ${resumableStreamProtocol} subprotocol`);
+    // A device disabled or removed meanwhile does not get its streams back.
+    if (!resume.deviceAllowed(claims.deviceId))
+      return refuse(403, `device '${claims.deviceId}' is disabled or no longer registered`);
+    // Enabled again within the window: still not. A disable is meant to end its streams.
+    const revokedAt = this.#revokedAt.get(claims.deviceId);
+    if (revokedAt !== undefined && (claims.expiresAt - ticketLifetimeS) * 1000 <= revokedAt)
+      return refuse(
+        404,
+        `device '${claims.deviceId}' was disabled, removed or re-keyed since the stream was suspended`,
+      );
+    let record = this.#streams.get(id);
+    if (record && record.resumeGeneration === undefined) {
+      // The stream this ticket belongs to still runs here (its other half has not noticed the
+      // loss yet): it ends now, and both halves meet again below.
+      this.#end(record, closeCodes.peerLost, 'a side is resuming', false, true);
+      record = undefined;
+    }
+    if (record && Math.abs((record.resumeGeneration ?? 0) - claims.generation) > 1)
+      return refuse(404, 'the resume ticket does not match its other half');
+    if (!record) {
+      record = this.#resumeRecord(claims, remote);
+    } else {
+      const older = record.sockets[claims.side];
+      if (older) {
+        // The same side again (an attempt whose socket the hub still holds): the newer wins.
+        record.earlyClose.get(older)?.call(undefined);
+        record.earlyClose.delete(older);
+        record.early.delete(older);
+        delete record.sockets[claims.side];
+        closeWebSocket(older, closeCodes.replaced, 'replaced by a newer resumption');
+      }
+    }
+    record.presented.set(claims.side, used);
+    this.#guard?.markAuthenticated(req.socket);
+    this.logger.info('stream resuming', {
+      device: claims.deviceId,
+      stream: claims.streamName,
+      side: claims.side,
+      id,
+    });
+    this.#attach(record, claims.side, req, socket, head);
+  }
+
+  /** The meeting point of a resumable stream's halves, made by the first that comes back. */
+  #resumeRecord(claims: ResumeClaims, remote: string | undefined): StreamRecord {
+    const record = newRecord({
+      id: claims.streamId,
+      origin: { policy: undefined, remote },
+      deviceId: claims.deviceId,
+      name: claims.streamName,
+      // No bearer tokens: its halves come back with tickets only.
+      tokens: { device: Buffer.alloc(0), service: Buffer.alloc(0) },
+      resumeGeneration: claims.generation,
+    });
+    const windowMs = this.#resume?.windowMs ?? this.#pairTimeoutMs;
+    record.timer = setTimeout(() => {
+      record.timer = undefined;
+      if (record.paired) return;
+      this.logger.info('stream not resumed: its other side did not come back in time', {
+        device: record.deviceId,
+        stream: record.name,
+        id: record.id,
+      });
+      this.#end(record, closeCodes.pairTimeout, 'the other side did not resume in time');
+    }, windowMs);
+    this.#streams.set(record.id, record);
+    this.#perDevice.set(record.deviceId, this.countFor(record.deviceId) + 1);
+    return record;
+  }
+
+  /** Take an authenticated side's socket; pair the stream once both are here. */
+  #attach(
+    record: StreamRecord,
+    side: StreamSide,
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+  ): void {
+    const id = record.id;
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('error', (error) =>
+        this.logger.debug('stream socket error', { id, side, error: error.message }),
+      );
+      if (this.#streams.get(id) !== record || record.sockets[side]) {
+        // Cancelled, expired or replaced while the handshake was in progress.
+        closeWebSocket(ws, closeCodes.shutdown, 'stream no longer exists');
+        return;
+      }
+      this.#heartbeat?.add(ws);
+      const messages: EarlyMessage[] = [];
+      let listener = (data: Buffer, isBinary: boolean): void =>
+        void messages.push([data, isBinary]);
+      if (record.resumeGeneration === undefined) {
+        // Hold this side's bytes in the kernel until its partner is here.
+        ws.pause();
+      } else {
+        // A resuming half may wait the whole resume window: it is read (so its pongs arrive
+        // and neither heartbeat drops it), and it sends nothing but its `resume` before its
+        // peer is back. Anything more is a broken or hostile end.
+        let held = 0;
+        listener = (data: Buffer, isBinary: boolean): void => {
+          held += data.length;
+          if (isBinary || messages.length >= 4 || held > 4096)
+            return closeWebSocket(
+              ws,
+              closeCodes.policyViolation,
+              'payload before its peer resumed',
+            );
+          messages.push([data, isBinary]);
+        };
+      }
+      ws.on('message', listener);
+      record.early.set(ws, { messages, listener });
+      record.sockets[side] = ws;
+      const early = (): void => {
+        if (record.paired) return;
+        // A resuming half that leaves is only one attempt: the other may still come.
+        if (record.resumeGeneration !== undefined) {
+          if (record.sockets[side] === ws) delete record.sockets[side];
+          record.early.delete(ws);
+          record.earlyClose.delete(ws);
+          return;
+        }
+        this.#end(record, closeCodes.peerLost, 'the other side left before pairing');
+      };
+      ws.once('close', early);
+      record.earlyClose.set(ws, early);
+      const { device, service } = record.sockets;
+      if (device && service) this.#pair(record, device, service);
+    });
+  }
+
+  #pair(record: StreamRecord, device: WebSocket, service: WebSocket): void {
+    record.paired = true;
+    // Paired: the tickets that brought the halves back are spent (new ones follow).
+    if (this.#usedTickets.size > 100_000) this.#usedTickets.clear();
+    for (const used of record.presented.values()) this.#usedTickets.add(used);
+    if (record.timer) clearTimeout(record.timer);
+    record.timer = undefined;
+    for (const [ws, listener] of record.earlyClose) ws.off('close', listener);
+    record.earlyClose.clear();
+    const backlog = (ws: WebSocket): EarlyMessage[] => {
+      const entry = record.early.get(ws);
+      if (!entry) return [];
+      ws.off('message', entry.listener);
+      return entry.messages;
+    };
+    let fromService = backlog(service);
+    let fromDevice = backlog(device);
+    record.early.clear();
+    const v2 = (ws: WebSocket): boolean => ws.protocol === resumableStreamProtocol;
+    const resumable = v2(service) && v2(device);
+    if (!resumable) {
+      // A resumable end paired with one that is not: it is told first, before any byte, and
+      // carries on as v1 (or raw bytes); what it sent while waiting (its resume) is dropped.
+      for (const [ws, other] of [
+        [service, device],
+        [device, service],
+      ] as const)
+        if (v2(ws))
+          ws.send(
+            formatStreamFrame({
+              type: 'plain',
+              peer: other.protocol === streamProtocol ? 'v1' : 'raw',
+            }),
+          );
+      if (v2(service)) fromService = fromService.filter(([, isBinary]) => isBinary);
+      if (v2(device)) fromDevice = fromDevice.filter(([, isBinary]) => isBinary);
+    }
+    const started = Date.now();
+    this.logger.debug('stream paired', {
+      device: record.deviceId,
+      stream: record.name,
+      id: record.id,
+    });
+    if (resumable && record.resumeGeneration !== undefined) {
+      this.logger.info('stream resumed', {
+        device: record.deviceId,
+        stream: record.name,
+        id: record.id,
+      });
+      this.emit('stream-resumed', { id: record.id, deviceId: record.deviceId, name: record.name });
+    }
+    let forgeryLogged = false;
+    relay(service, device, {
+      backlog: { a: fromService, b: fromDevice },
+      counts: record.counts,
+      rawEofLingerMs: this.#rawEofLingerMs,
+      onForgedFrame: (from) => {
+        if (forgeryLogged) return;
+        forgeryLogged = true;
+        this.logger.warn('dropped a frame only the hub may send (ticket or plain) from an end', {
+          device: record.deviceId,
+          stream: record.name,
+          id: record.id,
+          side: from === 'a' ? 'service' : 'device',
+        });
+      },
+      onEnd: (result) => {
+        this.#remove(record);
+        // A resumable stream ends for good with a normal close, or with an end's deliberate
+        // reset (4001: its local connection failed, or its process stopped); anything else (a
+        // lost socket, the hub going away) is a suspension that its ends may resume.
+        const suspended =
+          resumable &&
+          result.closeCode !== closeCodes.normal &&
+          result.closeCode !== closeCodes.localError;
+        if (!suspended) this.#markFinished(record.id);
+        // Live bytes are summed over #streams; once a record leaves it, its bytes count here.
+        this.#finishedBytes.toDevice += result.bytesAtoB;
+        this.#finishedBytes.fromDevice += result.bytesBtoA;
+        this.#emitEnd(
+          record,
+          result.bytesAtoB,
+          result.bytesBtoA,
+          `closed by ${result.closedBy === 'a' ? 'service' : 'device'} (${result.closeCode})`,
+          false,
+          suspended,
+        );
+        // debug: the audit log already has a line per stream, and at hundreds of streams a
+        // second a second line per stream on stderr costs the hub several percent of its CPU.
+        this.logger.debug('stream ended', {
+          device: record.deviceId,
+          stream: record.name,
+          toDeviceBytes: result.bytesAtoB,
+          fromDeviceBytes: result.bytesBtoA,
+          durationMs: Date.now() - started,
+          closedBy: result.closedBy === 'a' ? 'service' : 'device',
+          code: result.closeCode,
+        });
+      },
+    });
+    if (resumable) this.#sendTickets(record, device, service);
+  }
+
+  /** Hand both halves of a resumable stream their tickets for the next resumption. */
+  #sendTickets(record: StreamRecord, device: WebSocket, service: WebSocket): void {
+    const resume = this.#resume;
+    if (!resume) return;
+    const generation = (record.resumeGeneration ?? 0) + 1;
+    const expiresAt = Math.floor(Date.now() / 1000) + ticketLifetimeS;
+    for (const [side, ws] of [
+      ['device', device],
+      ['service', service],
+    ] as const)
+      ws.send(
+        formatStreamFrame({
+          type: 'ticket',
+          ticket: signResumeTicket(resume.key, {
+            streamId: record.id,
+            deviceId: record.deviceId,
+            streamName: record.name,
+            side,
+            generation,
+            expiresAt,
+          }),
+        }),
+      );
+  }
+
+  #emitEnd(
+    record: StreamRecord,
+    toDevice: number,
+    fromDevice: number,
+    reason: string,
+    cancelled = false,
+    suspended = false,
+  ): void {
+    this.emit('stream-end', {
+      id: record.id,
+      origin: record.origin,
+      cancelled,
+      deviceId: record.deviceId,
+      name: record.name,
+      paired: record.paired,
+      bytesToDevice: toDevice,
+      bytesFromDevice: fromDevice,
+      durationMs: Date.now() - record.createdAt,
+      reason,
+      suspended,
+    } satisfies StreamEndInfo);
+  }
+
+  /** Close all streams. */
+  close(): void {
+    for (const record of [...this.#streams.values()])
+      this.#end(record, closeCodes.shutdown, 'hub shutting down');
+    this.#wss.close();
+  }
+}
