@@ -5,6 +5,7 @@ import type { IConnectPacket, IPublishPacket, ISubscribePacket, Packet } from 'm
 import type { Logger } from '../../log/logger.js';
 import type { SampledLog } from '../../log/sampled-log.js';
 import type { AttachedLink, DeviceLink } from './control-endpoint.js';
+import type { AuditLog } from '../store/audit-log.js';
 import type { DeviceRecord } from '../store/registry.js';
 import type { AuthResult } from '../admission/authenticate.js';
 import type { Throttled } from '../admission/guard.js';
@@ -27,8 +28,8 @@ const connack = {
   notAuthorized: 5,
 } as const;
 
-/** What a session needs from the hub. */
-export interface DeviceSessionContext {
+/** What an MQTT device link needs from the hub. */
+export interface MqttLinkContext {
   readonly logger: Logger;
   /** Check a device's SAS token (the control WebSocket's check), counted per address. */
   readonly authenticate: (
@@ -40,8 +41,8 @@ export interface DeviceSessionContext {
   readonly attach: (deviceId: string, link: DeviceLink) => AttachedLink;
   /** False while the hub drains: new devices are refused (server unavailable). */
   readonly accepting: () => boolean;
-  /** Each refused CONNECT, for the audit log (a line with an empty stream name). */
-  readonly audit?: ((refusal: MqttRefusal) => void) | undefined;
+  /** Each refused CONNECT goes here (a line with an empty stream name). */
+  readonly audit?: AuditLog | undefined;
   /** The longest packet read, in bytes; bigger ones close the connection. */
   readonly maxPacketBytes: number;
   /** How long a new connection may take to send CONNECT. */
@@ -72,13 +73,8 @@ const maxPacketsPerSecond = 1000;
 /** How long a device may leave the hub's answers unread before it is closed. */
 const stalledWriteMs = 30_000;
 
-/** A refused MQTT CONNECT, as the audit log records it. */
-export interface MqttRefusal {
-  readonly device: string | undefined;
-  readonly outcome: 'unauthorized' | 'disabled' | 'throttled' | 'invalid' | 'unavailable';
-  readonly reason: string;
-  readonly remote: string | undefined;
-}
+/** How a refused MQTT CONNECT is recorded in the audit log. */
+type MqttRefusalOutcome = 'unauthorized' | 'disabled' | 'throttled' | 'invalid' | 'unavailable';
 
 /** IoT Hub's longest keep-alive; 0 (none) or more is served as this. */
 const maxKeepAliveS = 1177;
@@ -92,8 +88,8 @@ const maxKeepAliveS = 1177;
  * and their publishes dropped (acknowledged at QoS 1, so the device does not resend); QoS 2
  * closes the connection, as on IoT Hub.
  */
-export function serveDeviceSession(
-  ctx: DeviceSessionContext,
+export function serveMqttLink(
+  ctx: MqttLinkContext,
   stream: Duplex,
   socket: Socket,
   protocol: 'mqtt' | 'mqtt-ws',
@@ -183,7 +179,7 @@ export function serveDeviceSession(
     code: number,
     reason: string,
     device?: string,
-    outcome: MqttRefusal['outcome'] = 'invalid',
+    outcome: MqttRefusalOutcome = 'invalid',
   ): void => {
     const fields = { device, reason };
     if (ctx.noisy)
@@ -192,7 +188,18 @@ export function serveDeviceSession(
         remote,
       });
     else log.warn('mqtt device connection refused', fields);
-    ctx.audit?.({ device, outcome, reason, remote });
+    ctx.audit?.write({
+      time: new Date().toISOString(),
+      policy: undefined,
+      device: device ?? '',
+      stream: '',
+      outcome,
+      reason: `mqtt connect refused: ${reason}`,
+      bytesToDevice: 0,
+      bytesFromDevice: 0,
+      durationMs: 0,
+      remote,
+    });
     write({ cmd: 'connack', returnCode: code, sessionPresent: false });
     end(reason);
   };

@@ -10,11 +10,12 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { HubTlsIdentity } from '../store/data-dir.js';
 import type { Logger } from '../../log/logger.js';
+import { formatHostPort } from '../../auth/connection-string.js';
 import { listen } from '../../net/listen.js';
-import { serveDeviceSession, type DeviceSessionContext } from './mqtt-device-link.js';
+import { serveMqttLink, type MqttLinkContext } from './mqtt-device-link.js';
 
 export interface MqttGatewayOptions {
-  readonly session: Omit<DeviceSessionContext, 'maxPacketBytes' | 'connectTimeoutMs' | 'claim'>;
+  readonly link: Omit<MqttLinkContext, 'maxPacketBytes' | 'connectTimeoutMs' | 'claim'>;
   /** null: plain TCP (a hub run with --insecure-no-tls). */
   readonly tls: HubTlsIdentity | null;
   /** Count a new TCP connection against the hub's ceilings; false: drop it. */
@@ -39,8 +40,8 @@ const maxPacketBytes = 16 * 1024;
 export function createMqttGateway(options: MqttGatewayOptions): MqttGateway {
   /** The connection of each client id; a newer CONNECT with the same id closes the older. */
   const byClientId = new Map<string, (reason: string) => void>();
-  const session: DeviceSessionContext = {
-    ...options.session,
+  const link: MqttLinkContext = {
+    ...options.link,
     maxPacketBytes,
     connectTimeoutMs: options.timeoutMs,
     claim: (deviceId, close) => {
@@ -74,15 +75,14 @@ export function createMqttGateway(options: MqttGatewayOptions): MqttGateway {
           options.logger.debug('mqtt websocket error', { error: error.message }),
         );
         const stream = createWebSocketStream(ws);
-        // The stream re-emits the socket's errors; serveDeviceSession listens from here on.
+        // The stream re-emits the socket's errors; serveMqttLink listens from here on.
         stream.on('error', () => undefined);
-        serveDeviceSession(session, stream, req.socket, 'mqtt-ws');
+        serveMqttLink(link, stream, req.socket, 'mqtt-ws');
       });
     },
 
     async listen(host, port) {
-      const onSession = (socket: Socket): void =>
-        serveDeviceSession(session, socket, socket, 'mqtt');
+      const onConnection = (socket: Socket): void => serveMqttLink(link, socket, socket, 'mqtt');
       const srv: Server = options.tls
         ? createTlsServer(
             {
@@ -91,9 +91,9 @@ export function createMqttGateway(options: MqttGatewayOptions): MqttGateway {
               minVersion: 'TLSv1.2',
               handshakeTimeout: options.timeoutMs,
             },
-            (socket: TLSSocket) => onSession(socket),
+            (socket: TLSSocket) => onConnection(socket),
           )
-        : createNetServer((socket) => onSession(socket));
+        : createNetServer((socket) => onConnection(socket));
       srv.on('connection', (socket: Socket) => {
         socket.on('error', () => undefined);
         if (!options.admit(socket)) {
@@ -127,4 +127,27 @@ export function createMqttGateway(options: MqttGatewayOptions): MqttGateway {
       wss.close();
     },
   };
+}
+
+/**
+ * Start the gateway's MQTT over TLS listener; resolves with its port, or undefined when the
+ * user did not ask for it (`optional`) and its port is taken or not allowed: a second hub on
+ * the machine (or anything else on 8883) must not stop this one.
+ */
+export async function listenMqtt(
+  gateway: MqttGateway,
+  where: { readonly host: string; readonly port: number; readonly optional?: boolean | undefined },
+  logger: Logger,
+): Promise<number | undefined> {
+  try {
+    return await gateway.listen(where.host, where.port);
+  } catch (error) {
+    const errno = error instanceof Error && (error.cause as NodeJS.ErrnoException | undefined);
+    if (!where.optional || !errno || !['EADDRINUSE', 'EACCES'].includes(errno.code ?? ''))
+      throw error;
+    logger.warn(
+      `mqtt over TLS not started: ${formatHostPort(where.host, where.port)} ${errno.code === 'EADDRINUSE' ? 'is in use' : 'is not allowed'}; devices on Azure's SDKs can still use MQTT over WebSockets (/$iothub/websocket). Pick a port with --mqtt-listen, or --no-mqtt`,
+    );
+    return undefined;
+  }
 }

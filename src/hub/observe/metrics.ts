@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { AuditOutcome } from '../store/audit-log.js';
+import type { AuditLog, AuditOutcome } from '../store/audit-log.js';
 import type { AuthFailureKind } from '../admission/guard.js';
 
 /** What the metrics read from the running hub at scrape time. */
@@ -166,6 +166,20 @@ export class HubMetrics {
       registers,
     });
     for (const kind of failureKinds) this.#authFailures.inc({ kind }, 0);
+  }
+
+  /**
+   * The audit log, counting each record's outcome on its way: every stream attempt yields
+   * exactly one audit record, so the outcome counter and the log always agree.
+   */
+  counting(audit: AuditLog): AuditLog {
+    return {
+      ...audit,
+      write: (record) => {
+        this.streamEnded(record.outcome);
+        audit.write(record);
+      },
+    };
   }
 
   /** One stream request ended (refused, rejected, or relayed and closed). */

@@ -207,6 +207,23 @@ export class StreamEndpoint extends EventEmitter {
     return this.#streams.size;
   }
 
+  /** Resolves once no stream is left, or after `timeoutMs` (a drain's wait). */
+  whenEmpty(timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.off('stream-end', check);
+        resolve();
+      };
+      const check = (): void => {
+        if (this.size === 0) done();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.on('stream-end', check);
+      check();
+    });
+  }
+
   /** Bytes relayed by all streams, finished and running, for metrics. O(open streams). */
   bytesRelayed(): { toDevice: number; fromDevice: number } {
     let { toDevice, fromDevice } = this.#finishedBytes;
