@@ -13,12 +13,9 @@ import {
   streamTokenTtlMs,
 } from '../../protocol/constants.js';
 import { formatStreamFrame } from '../../protocol/stream-frames.js';
-import {
-  signResumeTicket,
-  verifyResumeTicket,
-  type ResumeClaims,
-  type StreamSide,
-} from '../../protocol/resume-ticket.js';
+import type { ResumeClaims, StreamSide } from '../../protocol/resume-ticket.js';
+import { ResumeDesk } from './resume-desk.js';
+import { StreamTable } from './stream-table.js';
 import { relay, type EarlyMessage } from './relay.js';
 import { refuseUpgrade } from '../base/http-util.js';
 import { closeWebSocket } from '../../net/close.js';
@@ -31,16 +28,14 @@ export interface StreamOrigin {
   readonly remote: string | undefined;
 }
 
-interface StreamRecord {
+/** What every stream record has, fresh or resuming. */
+interface RecordBase {
   readonly id: string;
   readonly origin: StreamOrigin;
   readonly deviceId: string;
   readonly name: string;
-  readonly tokens: Readonly<Record<StreamSide, Buffer>>;
   readonly createdAt: number;
   readonly sockets: Partial<Record<StreamSide, WebSocket>>;
-  /** Each token is good for one connection. */
-  readonly used: Set<StreamSide>;
   /** Listeners that end the stream if a side leaves before pairing; removed once paired. */
   readonly earlyClose: Map<WebSocket, () => void>;
   /**
@@ -55,15 +50,39 @@ interface StreamRecord {
   paired: boolean;
   /** Bytes relayed so far, service->device (a) and device->service (b); live while paired. */
   readonly counts: { a: number; b: number };
-  /** Set for a stream being resumed: the generation of the tickets its halves presented. */
-  readonly resumeGeneration?: number;
+}
+
+/** A new stream: its halves come with the single-use tokens the hub minted for it. */
+interface FreshRecord extends RecordBase {
+  readonly kind: 'fresh';
+  readonly tokens: Readonly<Record<StreamSide, Buffer>>;
+  /** Each token is good for one connection. */
+  readonly used: Set<StreamSide>;
+}
+
+/** The meeting point of a suspended stream's halves, which come back with tickets. */
+interface ResumingRecord extends RecordBase {
+  readonly kind: 'resuming';
+  /** The generation of the tickets its halves presented. */
+  readonly generation: number;
   /**
-   * The tickets its halves presented ("id|side|generation"). They are spent when the halves
-   * pair, not before: an end whose attempt the hub took but whose answer it never saw (a
-   * handshake timed out under load) comes back with the same ticket, and the newer wins.
+   * The tickets its halves presented (ResumeDesk keys). They are spent when the halves pair,
+   * not before: an end whose attempt the hub took but whose answer it never saw (a handshake
+   * timed out under load) comes back with the same ticket, and the newer wins.
    */
   readonly presented: Map<StreamSide, string>;
 }
+
+type StreamRecord = FreshRecord | ResumingRecord;
+
+/** How a stream that is ended by the hub is reported ('stream-end'). */
+type EndKind =
+  /** An end: the stream is over. */
+  | 'ended'
+  /** Cancelled during set-up (rejected, timed out, caller gone): already audited there. */
+  | 'cancelled'
+  /** A resumable stream whose halves are coming back: not an end. */
+  | 'suspended';
 
 export interface CreatedStream {
   readonly id: string;
@@ -101,26 +120,19 @@ export interface StreamEndpointOptions {
     | undefined;
 }
 
-/** How long a resume ticket is good for; the resume window is enforced beside it. */
-const ticketLifetimeS = 24 * 3600;
-
 const newId = (bytes: number): string => randomBytes(bytes).toString('base64url');
 
-/** A stream's record in its first state: nobody connected, nothing relayed. */
-function newRecord(
-  fields: Pick<StreamRecord, 'id' | 'origin' | 'deviceId' | 'name' | 'tokens' | 'resumeGeneration'>,
-): StreamRecord {
+/** The fields of a record in its first state: nobody connected, nothing relayed. */
+function emptyRecord(fields: Pick<RecordBase, 'id' | 'origin' | 'deviceId' | 'name'>): RecordBase {
   return {
     ...fields,
     createdAt: Date.now(),
     sockets: {},
-    used: new Set(),
     earlyClose: new Map(),
     early: new Map(),
     timer: undefined,
     paired: false,
     counts: { a: 0, b: 0 },
-    presented: new Map(),
   };
 }
 
@@ -141,32 +153,29 @@ export interface StreamEndInfo {
   readonly suspended: boolean;
 }
 
+/** The events of a StreamEndpoint. */
+export interface StreamEndpointEvents {
+  /** Once per stream record: it ended, was cancelled, or was suspended. */
+  'stream-end': [StreamEndInfo];
+  /** A suspended stream's halves met again. */
+  'stream-resumed': [{ readonly id: string; readonly deviceId: string; readonly name: string }];
+}
+
 /**
  * The streaming endpoint: holds streams the devices accepted, takes one WebSocket from each
- * side (authenticated by that side's single-use token), pairs them and relays bytes.
- * Emits 'stream-end' (StreamEndInfo) once per stream.
+ * side (authenticated by that side's single-use token, or by a resume ticket that the resume
+ * desk admits), pairs them and relays bytes.
  */
-export class StreamEndpoint extends EventEmitter {
-  readonly #streams = new Map<string, StreamRecord>();
+export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
+  readonly #streams = new StreamTable<StreamRecord>();
   readonly #wss: WebSocketServer;
   readonly #pairTimeoutMs: number;
   readonly #heartbeat: Heartbeat | undefined;
   readonly #guard: Guard | undefined;
   readonly #idPrefix: string;
-  readonly #resume: StreamEndpointOptions['resume'];
+  /** Resumable streams: absent when this hub does not offer them. */
+  readonly #desk: ResumeDesk | undefined;
   readonly #rawEofLingerMs: number | undefined;
-  /** Resume tickets already presented ("id|side|generation"): each is good once. */
-  readonly #usedTickets = new Set<string>();
-  /** Streams that ended for good (completed or reset): their tickets are void. */
-  readonly #finished = new Set<string>();
-  /**
-   * When a device was last disabled, removed or re-keyed (ms): tickets issued before then do
-   * not bring its streams back, even once it is enabled again.
-   */
-  readonly #revokedAt = new Map<string, number>();
-  /** Streams (waiting or relaying) per device, for the per-device limit. */
-  readonly #perDevice = new Map<string, number>();
-  readonly #finishedBytes = { toDevice: 0, fromDevice: 0 };
 
   constructor(
     private readonly logger: Logger,
@@ -177,7 +186,7 @@ export class StreamEndpoint extends EventEmitter {
     this.#heartbeat = options.heartbeat;
     this.#guard = options.guard;
     this.#idPrefix = options.idPrefix === undefined ? '' : `${options.idPrefix}.`;
-    this.#resume = options.resume;
+    this.#desk = options.resume && new ResumeDesk(options.resume);
     this.#rawEofLingerMs = options.rawEofLingerMs;
     this.#wss = new WebSocketServer({
       noServer: true,
@@ -188,7 +197,7 @@ export class StreamEndpoint extends EventEmitter {
       // first one offered, echoed, so that a strict client (Azure's C device sample offers
       // "MQTT") keeps the socket. Raw bytes follow either way.
       handleProtocols: (protocols) =>
-        this.#resume && protocols.has(resumableStreamProtocol)
+        this.#desk && protocols.has(resumableStreamProtocol)
           ? resumableStreamProtocol
           : protocols.has(streamProtocol)
             ? streamProtocol
@@ -226,12 +235,7 @@ export class StreamEndpoint extends EventEmitter {
 
   /** Bytes relayed by all streams, finished and running, for metrics. O(open streams). */
   bytesRelayed(): { toDevice: number; fromDevice: number } {
-    let { toDevice, fromDevice } = this.#finishedBytes;
-    for (const record of this.#streams.values()) {
-      toDevice += record.counts.a;
-      fromDevice += record.counts.b;
-    }
-    return { toDevice, fromDevice };
+    return this.#streams.bytesRelayed();
   }
 
   /** True if this endpoint holds (or held) a stream by that id: false for another node's. */
@@ -241,19 +245,7 @@ export class StreamEndpoint extends EventEmitter {
 
   /** Streams of one device not yet finished. */
   countFor(deviceId: string): number {
-    return this.#perDevice.get(deviceId) ?? 0;
-  }
-
-  /** Forget a finished stream; false if it was already gone. */
-  #remove(record: StreamRecord): boolean {
-    // By identity, not id: a resumed stream's new record has the id of the old one, whose
-    // relay may report its end after the new record took its place.
-    if (this.#streams.get(record.id) !== record) return false;
-    this.#streams.delete(record.id);
-    const n = (this.#perDevice.get(record.deviceId) ?? 1) - 1;
-    if (n > 0) this.#perDevice.set(record.deviceId, n);
-    else this.#perDevice.delete(record.deviceId);
-    return true;
+    return this.#streams.countFor(deviceId);
   }
 
   /** Register a stream and mint its two tokens; it is dropped unless paired in time. */
@@ -265,23 +257,26 @@ export class StreamEndpoint extends EventEmitter {
     const id = this.#idPrefix + newId(18);
     const deviceToken = newId(32);
     const serviceToken = newId(32);
-    const record = newRecord({
-      id,
-      origin,
-      deviceId,
-      name,
+    const record: FreshRecord = {
+      ...emptyRecord({ id, origin, deviceId, name }),
+      kind: 'fresh',
       tokens: { device: Buffer.from(deviceToken), service: Buffer.from(serviceToken) },
-    });
+      used: new Set(),
+    };
     record.timer = setTimeout(() => this.#expire(record), this.#pairTimeoutMs);
-    this.#streams.set(id, record);
-    this.#perDevice.set(deviceId, this.countFor(deviceId) + 1);
+    this.#streams.add(record);
     return { id, deviceToken, serviceToken };
   }
 
   /** Drop a stream that will not happen (the device rejected it, the service left). */
   cancel(id: string): void {
     const record = this.#streams.get(id);
-    if (record && !record.paired) this.#end(record, closeCodes.shutdown, 'stream cancelled', true);
+    if (record && !record.paired)
+      this.#end(record, {
+        code: closeCodes.shutdown,
+        reason: 'stream cancelled',
+        kind: 'cancelled',
+      });
   }
 
   #expire(record: StreamRecord): void {
@@ -292,32 +287,35 @@ export class StreamEndpoint extends EventEmitter {
       stream: record.name,
       id: record.id,
     });
-    this.#end(record, closeCodes.pairTimeout, 'the other side did not connect in time');
+    this.#end(record, {
+      code: closeCodes.pairTimeout,
+      reason: 'the other side did not connect in time',
+    });
   }
 
+  /** End a stream from the hub's side: its sockets are closed with `code` and `reason`. */
   #end(
     record: StreamRecord,
-    code: number,
-    reason: string,
-    cancelled = false,
-    suspended = false,
+    how: { readonly code: number; readonly reason: string; readonly kind?: EndKind },
   ): void {
     if (record.timer) clearTimeout(record.timer);
     record.timer = undefined;
-    if (!this.#remove(record)) return;
-    if (!record.paired) this.#emitEnd(record, 0, 0, reason, cancelled, suspended);
+    if (!this.#streams.remove(record)) return;
+    // A paired stream reports its end when its relay ends (with the byte counts).
+    if (!record.paired)
+      this.#emitEnd(record, { toDevice: 0, fromDevice: 0, reason: how.reason, kind: how.kind });
     for (const ws of Object.values(record.sockets)) {
       // An unpaired side is paused: closeWebSocket resumes it so the handshake can complete.
-      closeWebSocket(ws, code, reason);
+      closeWebSocket(ws, how.code, how.reason);
     }
   }
 
   /** Close every stream of a device (disabled or removed). */
   closeDevice(deviceId: string): void {
     this.revokeResumption(deviceId);
-    for (const record of [...this.#streams.values()])
+    for (const record of this.#streams.all())
       if (record.deviceId === deviceId)
-        this.#end(record, closeCodes.shutdown, 'device disabled or removed');
+        this.#end(record, { code: closeCodes.shutdown, reason: 'device disabled or removed' });
   }
 
   /**
@@ -325,18 +323,11 @@ export class StreamEndpoint extends EventEmitter {
    * if it is enabled again within the resume window.
    */
   revokeResumption(deviceId: string): void {
-    if (this.#revokedAt.size > 100_000) this.#revokedAt.clear();
-    this.#revokedAt.set(deviceId, Date.now());
-  }
-
-  /** A stream ended for good: its tickets are void from now on. */
-  #markFinished(id: string): void {
-    if (this.#finished.size > 100_000) this.#finished.clear();
-    this.#finished.add(id);
+    this.#desk?.revoke(deviceId);
   }
 
   /** Which side a bearer token belongs to, checked in constant time; undefined if neither. */
-  #sideFor(record: StreamRecord, token: string): StreamSide | undefined {
+  #sideFor(record: FreshRecord, token: string): StreamSide | undefined {
     const given = Buffer.from(token);
     for (const side of ['device', 'service'] as const) {
       const expected = record.tokens[side];
@@ -361,15 +352,12 @@ export class StreamEndpoint extends EventEmitter {
     }
     if (header.startsWith('Resume '))
       return this.#acceptResume(req, socket, head, id, header.slice(7));
-    const record = this.#streams.get(id);
+    const found = this.#streams.get(id);
+    // A resuming record has no tokens: its halves come back with tickets only.
+    const record = found?.kind === 'fresh' ? found : undefined;
     const token = header.startsWith('Bearer ') ? header.slice(7) : '';
     const side = record && token ? this.#sideFor(record, token) : undefined;
-    if (
-      !record ||
-      !side ||
-      record.resumeGeneration !== undefined ||
-      Date.now() - record.createdAt > this.#pairTimeoutMs
-    ) {
+    if (!record || !side || Date.now() - record.createdAt > this.#pairTimeoutMs) {
       this.#guard?.recordFailure(remote, 'stream');
       this.#noisy(
         'stream-token',
@@ -413,58 +401,46 @@ export class StreamEndpoint extends EventEmitter {
     // 401 only for a ticket that does not verify (a guess, counted against the address);
     // a genuine ticket that can no longer be used is 404 StreamNotFound, not counted: the end
     // stops trying (as on any refusal, resumable-bridge.ts).
-    const refuse = (status: number, message: string): void => {
-      if (status === 401) this.#guard?.recordFailure(remote, 'stream');
+    const desk = this.#desk;
+    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+    const verdict = desk
+      ? desk.admit(id, ticket, offered)
+      : ({
+          ok: false,
+          status: 401,
+          errorCode: 'IotHubUnauthorizedAccess',
+          message: 'this hub does not resume streams',
+        } as const);
+    if (!verdict.ok) {
+      if (verdict.status === 401) this.#guard?.recordFailure(remote, 'stream');
+      this.#noisy('stream-resume', remote, 'stream resumption refused', {
+        id,
+        remote,
+        reason: verdict.message,
+      });
+      return refuseUpgrade(socket, verdict.status, verdict.errorCode, verdict.message);
+    }
+    const { claims, ticketKey } = verdict;
+    const running = this.#streams.get(id);
+    if (running?.kind === 'fresh') {
+      // The stream this ticket belongs to still runs here (its other half has not noticed the
+      // loss yet): it ends now, and both halves meet again below.
+      this.#end(running, {
+        code: closeCodes.peerLost,
+        reason: 'a side is resuming',
+        kind: 'suspended',
+      });
+    }
+    let record = running?.kind === 'resuming' ? running : undefined;
+    if (record && Math.abs(record.generation - claims.generation) > 1) {
+      const message = 'the resume ticket does not match its other half';
       this.#noisy('stream-resume', remote, 'stream resumption refused', {
         id,
         remote,
         reason: message,
       });
-      refuseUpgrade(
-        socket,
-        status,
-        status === 403
-          ? 'DeviceDisabled'
-          : status === 400
-            ? 'ArgumentInvalid'
-            : status === 404
-              ? 'StreamNotFound'
-              : 'IotHubUnauthorizedAccess',
-        message,
-      );
-    };
-    const resume = this.#resume;
-    if (!resume) return refuse(401, 'this hub does not resume streams');
-    const now = Date.now() / 1000;
-    const check = verifyResumeTicket([resume.key], ticket, undefined, now);
-    if (!check.ok) return refuse(401, check.message);
-    const claims: ResumeClaims = check.claims;
-    if (claims.streamId !== id) return refuse(401, 'the resume ticket is for another stream');
-    const used = `${id}|${claims.side}|${claims.generation}`;
-    if (this.#usedTickets.has(used)) return refuse(404, 'the resume ticket was already used');
-    if (this.#finished.has(id)) return refuse(404, 'the stream has ended');
-    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
-    if (!offered.includes(resumableStreamProtocol))
-      return refuse(400, `resuming needs the ${resumableStreamProtocol} subprotocol`);
-    // A device disabled or removed meanwhile does not get its streams back.
-    if (!resume.deviceAllowed(claims.deviceId))
-      return refuse(403, `device '${claims.deviceId}' is disabled or no longer registered`);
-    // Enabled again within the window: still not. A disable is meant to end its streams.
-    const revokedAt = this.#revokedAt.get(claims.deviceId);
-    if (revokedAt !== undefined && (claims.expiresAt - ticketLifetimeS) * 1000 <= revokedAt)
-      return refuse(
-        404,
-        `device '${claims.deviceId}' was disabled, removed or re-keyed since the stream was suspended`,
-      );
-    let record = this.#streams.get(id);
-    if (record && record.resumeGeneration === undefined) {
-      // The stream this ticket belongs to still runs here (its other half has not noticed the
-      // loss yet): it ends now, and both halves meet again below.
-      this.#end(record, closeCodes.peerLost, 'a side is resuming', false, true);
-      record = undefined;
+      return refuseUpgrade(socket, 404, 'StreamNotFound', message);
     }
-    if (record && Math.abs((record.resumeGeneration ?? 0) - claims.generation) > 1)
-      return refuse(404, 'the resume ticket does not match its other half');
     if (!record) {
       record = this.#resumeRecord(claims, remote);
     } else {
@@ -478,7 +454,7 @@ export class StreamEndpoint extends EventEmitter {
         closeWebSocket(older, closeCodes.replaced, 'replaced by a newer resumption');
       }
     }
-    record.presented.set(claims.side, used);
+    record.presented.set(claims.side, ticketKey);
     this.#guard?.markAuthenticated(req.socket);
     this.logger.info('stream resuming', {
       device: claims.deviceId,
@@ -490,17 +466,19 @@ export class StreamEndpoint extends EventEmitter {
   }
 
   /** The meeting point of a resumable stream's halves, made by the first that comes back. */
-  #resumeRecord(claims: ResumeClaims, remote: string | undefined): StreamRecord {
-    const record = newRecord({
-      id: claims.streamId,
-      origin: { policy: undefined, remote },
-      deviceId: claims.deviceId,
-      name: claims.streamName,
-      // No bearer tokens: its halves come back with tickets only.
-      tokens: { device: Buffer.alloc(0), service: Buffer.alloc(0) },
-      resumeGeneration: claims.generation,
-    });
-    const windowMs = this.#resume?.windowMs ?? this.#pairTimeoutMs;
+  #resumeRecord(claims: ResumeClaims, remote: string | undefined): ResumingRecord {
+    const record: ResumingRecord = {
+      ...emptyRecord({
+        id: claims.streamId,
+        origin: { policy: undefined, remote },
+        deviceId: claims.deviceId,
+        name: claims.streamName,
+      }),
+      kind: 'resuming',
+      generation: claims.generation,
+      presented: new Map(),
+    };
+    const windowMs = this.#desk?.windowMs ?? this.#pairTimeoutMs;
     record.timer = setTimeout(() => {
       record.timer = undefined;
       if (record.paired) return;
@@ -509,10 +487,12 @@ export class StreamEndpoint extends EventEmitter {
         stream: record.name,
         id: record.id,
       });
-      this.#end(record, closeCodes.pairTimeout, 'the other side did not resume in time');
+      this.#end(record, {
+        code: closeCodes.pairTimeout,
+        reason: 'the other side did not resume in time',
+      });
     }, windowMs);
-    this.#streams.set(record.id, record);
-    this.#perDevice.set(record.deviceId, this.countFor(record.deviceId) + 1);
+    this.#streams.add(record);
     return record;
   }
 
@@ -538,7 +518,7 @@ export class StreamEndpoint extends EventEmitter {
       const messages: EarlyMessage[] = [];
       let listener = (data: Buffer, isBinary: boolean): void =>
         void messages.push([data, isBinary]);
-      if (record.resumeGeneration === undefined) {
+      if (record.kind === 'fresh') {
         // Hold this side's bytes in the kernel until its partner is here.
         ws.pause();
       } else {
@@ -563,13 +543,16 @@ export class StreamEndpoint extends EventEmitter {
       const early = (): void => {
         if (record.paired) return;
         // A resuming half that leaves is only one attempt: the other may still come.
-        if (record.resumeGeneration !== undefined) {
+        if (record.kind === 'resuming') {
           if (record.sockets[side] === ws) delete record.sockets[side];
           record.early.delete(ws);
           record.earlyClose.delete(ws);
           return;
         }
-        this.#end(record, closeCodes.peerLost, 'the other side left before pairing');
+        this.#end(record, {
+          code: closeCodes.peerLost,
+          reason: 'the other side left before pairing',
+        });
       };
       ws.once('close', early);
       record.earlyClose.set(ws, early);
@@ -581,8 +564,7 @@ export class StreamEndpoint extends EventEmitter {
   #pair(record: StreamRecord, device: WebSocket, service: WebSocket): void {
     record.paired = true;
     // Paired: the tickets that brought the halves back are spent (new ones follow).
-    if (this.#usedTickets.size > 100_000) this.#usedTickets.clear();
-    for (const used of record.presented.values()) this.#usedTickets.add(used);
+    if (record.kind === 'resuming') this.#desk?.spend(record.presented.values());
     if (record.timer) clearTimeout(record.timer);
     record.timer = undefined;
     for (const [ws, listener] of record.earlyClose) ws.off('close', listener);
@@ -621,7 +603,7 @@ export class StreamEndpoint extends EventEmitter {
       stream: record.name,
       id: record.id,
     });
-    if (resumable && record.resumeGeneration !== undefined) {
+    if (resumable && record.kind === 'resuming') {
       this.logger.info('stream resumed', {
         device: record.deviceId,
         stream: record.name,
@@ -645,7 +627,7 @@ export class StreamEndpoint extends EventEmitter {
         });
       },
       onEnd: (result) => {
-        this.#remove(record);
+        this.#streams.remove(record);
         // A resumable stream ends for good with a normal close, or with an end's deliberate
         // reset (4001: its local connection failed, or its process stopped); anything else (a
         // lost socket, the hub going away) is a suspension that its ends may resume.
@@ -653,18 +635,15 @@ export class StreamEndpoint extends EventEmitter {
           resumable &&
           result.closeCode !== closeCodes.normal &&
           result.closeCode !== closeCodes.localError;
-        if (!suspended) this.#markFinished(record.id);
-        // Live bytes are summed over #streams; once a record leaves it, its bytes count here.
-        this.#finishedBytes.toDevice += result.bytesAtoB;
-        this.#finishedBytes.fromDevice += result.bytesBtoA;
-        this.#emitEnd(
-          record,
-          result.bytesAtoB,
-          result.bytesBtoA,
-          `closed by ${result.closedBy === 'a' ? 'service' : 'device'} (${result.closeCode})`,
-          false,
-          suspended,
-        );
+        if (!suspended) this.#desk?.finished(record.id);
+        // Live bytes are summed over the table; once a record leaves it, its bytes count here.
+        this.#streams.addFinishedBytes(result.bytesAtoB, result.bytesBtoA);
+        this.#emitEnd(record, {
+          toDevice: result.bytesAtoB,
+          fromDevice: result.bytesBtoA,
+          reason: `closed by ${result.closedBy === 'a' ? 'service' : 'device'} (${result.closeCode})`,
+          kind: suspended ? 'suspended' : 'ended',
+        });
         // debug: the audit log already has a line per stream, and at hundreds of streams a
         // second a second line per stream on stderr costs the hub several percent of its CPU.
         this.logger.debug('stream ended', {
@@ -683,56 +662,44 @@ export class StreamEndpoint extends EventEmitter {
 
   /** Hand both halves of a resumable stream their tickets for the next resumption. */
   #sendTickets(record: StreamRecord, device: WebSocket, service: WebSocket): void {
-    const resume = this.#resume;
-    if (!resume) return;
-    const generation = (record.resumeGeneration ?? 0) + 1;
-    const expiresAt = Math.floor(Date.now() / 1000) + ticketLifetimeS;
+    const desk = this.#desk;
+    if (!desk) return;
+    const generation = (record.kind === 'resuming' ? record.generation : 0) + 1;
     for (const [side, ws] of [
       ['device', device],
       ['service', service],
     ] as const)
-      ws.send(
-        formatStreamFrame({
-          type: 'ticket',
-          ticket: signResumeTicket(resume.key, {
-            streamId: record.id,
-            deviceId: record.deviceId,
-            streamName: record.name,
-            side,
-            generation,
-            expiresAt,
-          }),
-        }),
-      );
+      ws.send(formatStreamFrame({ type: 'ticket', ticket: desk.issue(record, side, generation) }));
   }
 
   #emitEnd(
     record: StreamRecord,
-    toDevice: number,
-    fromDevice: number,
-    reason: string,
-    cancelled = false,
-    suspended = false,
+    end: {
+      readonly toDevice: number;
+      readonly fromDevice: number;
+      readonly reason: string;
+      readonly kind?: EndKind | undefined;
+    },
   ): void {
     this.emit('stream-end', {
       id: record.id,
       origin: record.origin,
-      cancelled,
+      cancelled: end.kind === 'cancelled',
       deviceId: record.deviceId,
       name: record.name,
       paired: record.paired,
-      bytesToDevice: toDevice,
-      bytesFromDevice: fromDevice,
+      bytesToDevice: end.toDevice,
+      bytesFromDevice: end.fromDevice,
       durationMs: Date.now() - record.createdAt,
-      reason,
-      suspended,
-    } satisfies StreamEndInfo);
+      reason: end.reason,
+      suspended: end.kind === 'suspended',
+    });
   }
 
   /** Close all streams. */
   close(): void {
-    for (const record of [...this.#streams.values()])
-      this.#end(record, closeCodes.shutdown, 'hub shutting down');
+    for (const record of this.#streams.all())
+      this.#end(record, { code: closeCodes.shutdown, reason: 'hub shutting down' });
     this.#wss.close();
   }
 }
