@@ -477,7 +477,7 @@ describe('CLI hub settings', () => {
   });
 
   it('--tls-cert/--tls-key: the given certificate is served and pinned', async () => {
-    const made = createSelfSignedCertificate('my hub', ['127.0.0.1']);
+    const made = await createSelfSignedCertificate('my hub', ['127.0.0.1']);
     writeFileSync(join(dir, 'cert.pem'), made.cert);
     writeFileSync(join(dir, 'key.pem'), made.key);
     const dataDir = join(dir, 'own-cert');

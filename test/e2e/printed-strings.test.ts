@@ -200,7 +200,7 @@ describe('printed connection strings work as printed', () => {
       stdout: '',
       stderr: `error: --listen 127.0.0.1:8443 contradicts the data dir: the hub listens on 127.0.0.1:${port}\n${hint}`,
     });
-    const made = createSelfSignedCertificate('another', ['127.0.0.1']);
+    const made = await createSelfSignedCertificate('another', ['127.0.0.1']);
     writeFileSync(join(dir, 'other-cert.pem'), made.cert);
     writeFileSync(join(dir, 'other-key.pem'), made.key);
     const cert = await runCli([

@@ -11,7 +11,11 @@ import {
 
 describe('self-signed certificate', () => {
   it('is a valid X.509 certificate naming the hosts, and serves TLS', async () => {
-    const made = createSelfSignedCertificate('dstream hub', ['localhost', '127.0.0.1', '::1']);
+    const made = await createSelfSignedCertificate('dstream hub', [
+      'localhost',
+      '127.0.0.1',
+      '::1',
+    ]);
     const cert = new X509Certificate(made.cert);
     expect(cert.subject).toBe('CN=dstream hub');
     expect(cert.subjectAltName).toBe(

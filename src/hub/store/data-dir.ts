@@ -83,7 +83,7 @@ function readPem(file: string, what: string): string {
   }
 }
 
-function loadTls(options: HubDataDirOptions, logger: Logger): HubTlsIdentity | null {
+async function loadTls(options: HubDataDirOptions, logger: Logger): Promise<HubTlsIdentity | null> {
   if (options.insecureNoTls) return null;
   if (options.tlsCertFile || options.tlsKeyFile) {
     if (!options.tlsCertFile || !options.tlsKeyFile)
@@ -112,7 +112,7 @@ function loadTls(options: HubDataDirOptions, logger: Logger): HubTlsIdentity | n
         hint: 'Cluster nodes must all serve one certificate: run `dstream hub init --redis <url>` once, copy its data dir to every node (or give --tls-cert and --tls-key).',
       });
     // `hub` and `hub init` may both get here on a fresh data dir: one certificate wins.
-    const made = createSelfSignedCertificate('dstream hub', options.certificateNames);
+    const made = await createSelfSignedCertificate('dstream hub', options.certificateNames);
     const created = createDirOnce(tlsDir, (temp) => {
       writeFileSync(join(temp, 'key.pem'), made.key, { mode: 0o600 });
       writeFileSync(join(temp, 'cert.pem'), made.cert, { mode: 0o644 });
@@ -141,7 +141,7 @@ export async function openHubDataDir(
     ? await options.openRegistry()
     : openSqliteRegistry(join(options.dataDir, 'registry.db'));
   try {
-    const tls = loadTls(options, logger);
+    const tls = await loadTls(options, logger);
     const existing = registry.getPolicy(defaultPolicyName);
     const servicePolicy = existing
       ? await grantPolicyWrite(registry, existing, logger)
