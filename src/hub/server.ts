@@ -8,7 +8,8 @@ import { ConnectionCeiling } from './admission/connection-ceiling.js';
 import { defaultGuardOptions, Guard, type GuardOptions } from './admission/guard.js';
 import { createProxyFront } from './admission/proxy-protocol-front.js';
 import type { HubCluster } from './cluster/hub-cluster.js';
-import { ControlEndpoint } from './devices/control-endpoint.js';
+import { ControlWebSocketGateway } from './devices/control-websocket.js';
+import { DeviceLinks } from './devices/device-links.js';
 import { createMqttGateway, listenMqtt } from './devices/mqtt-gateway.js';
 import type { MetricsAccess } from './http/health.js';
 import { createHubServer } from './http/http-server.js';
@@ -100,7 +101,8 @@ export interface RunningHub {
   readonly publicUrl: URL;
   /** Host, port and trust data for the connection strings this hub hands out. */
   readonly address: HubAddress;
-  readonly control: ControlEndpoint;
+  /** The devices online on this hub (node), by their links. */
+  readonly devices: DeviceLinks;
   readonly streams: StreamEndpoint;
   readonly guard: Guard;
   readonly metrics: HubMetrics;
@@ -135,7 +137,13 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   const guard = new Guard(registry, logger, { ...defaultGuardOptions, ...options.guard }, (kind) =>
     metrics.authFailure(kind),
   );
-  const control = new ControlEndpoint(registry, logger, heartbeat, options.maxControlMessageBytes);
+  const control = new DeviceLinks(registry, logger);
+  const controlSockets = new ControlWebSocketGateway(
+    control,
+    heartbeat,
+    logger,
+    options.maxControlMessageBytes,
+  );
   const streams = new StreamEndpoint(logger, {
     pairTimeoutMs: options.pairTimeoutMs,
     maxFrameBytes: options.maxFrameBytes,
@@ -192,6 +200,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   const parts = {
     registry,
     control,
+    controlSockets,
     streams,
     guard,
     metrics,
@@ -242,6 +251,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       if (listener !== server) listener.close();
       server.close(done);
       control.close();
+      controlSockets.close();
       mqtt?.close();
       streams.close();
       server.closeAllConnections();
@@ -277,7 +287,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
           tls: options.tls !== null,
           fingerprint: options.tls?.selfSigned ? options.tls.fingerprint : undefined,
         },
-        control,
+        devices: control,
         offer: (request, signal) => offerStream(offerContext, request, signal),
       });
     }
@@ -306,7 +316,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     mqttPort,
     publicUrl: addresses.publicUrl,
     address: addresses.address,
-    control,
+    devices: control,
     streams,
     guard,
     metrics,

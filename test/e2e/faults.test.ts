@@ -183,9 +183,9 @@ describe('faults, with real processes', () => {
     await freed;
     expect(t.hub.streams.size).toBe(0);
     expect(t.hub.streams.countFor('dev')).toBe(0);
-    await waitFor(() => !t.hub.control.isOnline('dev'), 5000, 'the device to go offline');
-    expect(t.hub.control.isOnline('dev')).toBe(false);
-    expect(t.hub.control.pendingFor('dev')).toBe(0);
+    await waitFor(() => !t.hub.devices.isOnline('dev'), 5000, 'the device to go offline');
+    expect(t.hub.devices.isOnline('dev')).toBe(false);
+    expect(t.hub.devices.pendingFor('dev')).toBe(0);
   }, 60_000);
 
   it('SIGSTOP the agent mid-stream: the hub finds the silent stream socket and closes the client', async () => {
@@ -211,7 +211,7 @@ describe('faults, with real processes', () => {
     const result = await closed(client, 5000);
     expect(Date.now() - stoppedAt).toBeLessThan(1500);
     expect(result.hadError).toBe(true);
-    expect(t.hub.control.isOnline('dev')).toBe(false);
+    expect(t.hub.devices.isOnline('dev')).toBe(false);
   }, 60_000);
 
   it('graceful drain: an active stream finishes byte-exact, a new one is refused, the hub exits 0', async () => {

@@ -51,7 +51,7 @@ describe('reliability (in-process)', () => {
     const second = await agent(t, echo);
     expect(await replaced).toBe('replaced by a newer connection');
     expect(second.connected).toBe(true);
-    expect(t.hub.control.isOnline('dev')).toBe(true);
+    expect(t.hub.devices.isOnline('dev')).toBe(true);
     const proxy = await startTestProxy(t, 'dev', 'e');
     cleanups.push(() => proxy.close());
     const client = await dial(proxy.port);

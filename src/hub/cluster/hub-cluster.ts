@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { HubTrust } from '../../net/hub-client.js';
-import type { ControlEndpoint } from '../devices/control-endpoint.js';
+import type { DeviceLinks } from '../devices/device-links.js';
 import type { ClusterStats } from '../observe/metrics.js';
 import type { RouteStream } from '../streams/stream-initiation.js';
 import type { StreamOffer, StreamOfferRequest } from '../streams/stream-offer.js';
@@ -15,7 +15,7 @@ export interface ClusterAttachment {
   readonly nodeUrl: URL;
   /** How to verify another node when passing it a stream socket (nodes share the certificate). */
   readonly trust: HubTrust;
-  readonly control: ControlEndpoint;
+  readonly devices: DeviceLinks;
   /** Offer a stream to a device connected here. */
   offer(request: StreamOfferRequest, signal: AbortSignal): Promise<StreamOffer>;
 }

@@ -77,16 +77,16 @@ export class ClusterNode implements HubCluster {
     this.#trust = hub.trust;
     const presence = new Presence(this.store, this.nodeId, hub.nodeUrl.origin, this.logger);
     presence.attach(
-      () => hub.control.onlineDevices(),
+      () => hub.devices.onlineDevices(),
       (deviceId) =>
-        hub.control.disconnect(deviceId, 'registered on another node', closeCodes.replaced),
+        hub.devices.disconnect(deviceId, 'registered on another node', closeCodes.replaced),
     );
     const router = new StreamRouter(this.store, presence, this.nodeId, this.logger);
     this.#presence = presence;
     this.#router = router;
-    hub.control.setPresence(presence);
+    hub.devices.setPresence(presence);
     await router.start({
-      isOnline: (deviceId) => hub.control.isOnline(deviceId),
+      isOnline: (deviceId) => hub.devices.isOnline(deviceId),
       offer: (request, signal) => hub.offer(request, signal),
     });
     await presence.start();

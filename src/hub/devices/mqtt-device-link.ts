@@ -4,7 +4,7 @@ import mqtt from 'mqtt-packet';
 import type { IConnectPacket, IPublishPacket, ISubscribePacket, Packet } from 'mqtt-packet';
 import type { Logger } from '../../log/logger.js';
 import type { SampledLog } from '../../log/sampled-log.js';
-import type { AttachedLink, DeviceLink } from './control-endpoint.js';
+import type { AttachedLink, DeviceLink } from './device-link.js';
 import type { AuditLog } from '../store/audit-log.js';
 import type { DeviceRecord } from '../store/registry.js';
 import type { AuthResult } from '../admission/authenticate.js';

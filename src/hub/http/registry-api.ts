@@ -3,7 +3,7 @@ import { formatDeviceConnectionString, type HubAddress } from '../../auth/connec
 import type { Logger } from '../../log/logger.js';
 import { deviceIdProblem } from '../../protocol/identifiers.js';
 import type { Guard } from '../admission/guard.js';
-import type { ControlEndpoint } from '../devices/control-endpoint.js';
+import type { DeviceLinks } from '../devices/device-links.js';
 import {
   deviceIdentityJson,
   etagOf,
@@ -23,7 +23,7 @@ import type { StreamEndpoint } from '../streams/stream-endpoint.js';
 
 export interface RegistryApiContext {
   readonly registry: Registry;
-  readonly control: ControlEndpoint;
+  readonly control: DeviceLinks;
   readonly streams: StreamEndpoint;
   /** How devices reach this hub; goes into the connection strings handed out. */
   readonly hubAddress: HubAddress;

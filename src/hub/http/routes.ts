@@ -6,7 +6,8 @@ import { deviceIdProblem, moduleIdProblem, streamNameProblem } from '../../proto
 import type { Guard } from '../admission/guard.js';
 import { refuseUpgrade, sendError } from '../base/http-util.js';
 import { forwardedHeader, type HubCluster } from '../cluster/hub-cluster.js';
-import type { ControlEndpoint } from '../devices/control-endpoint.js';
+import type { ControlWebSocketGateway } from '../devices/control-websocket.js';
+import type { DeviceLinks } from '../devices/device-links.js';
 import type { MqttGateway } from '../devices/mqtt-gateway.js';
 import type { HubMetrics } from '../observe/metrics.js';
 import type { AuditLog } from '../store/audit-log.js';
@@ -32,7 +33,8 @@ export interface HubAddresses {
 /** The parts of a hub its routes serve from (built by server.ts). */
 export interface HubParts {
   readonly registry: Registry;
-  readonly control: ControlEndpoint;
+  readonly control: DeviceLinks;
+  readonly controlSockets: ControlWebSocketGateway;
   readonly streams: StreamEndpoint;
   readonly guard: Guard;
   readonly metrics: HubMetrics;
@@ -177,7 +179,7 @@ export function upgradeRoutes(parts: HubParts): RouteTable<UpgradeHandler> {
           auth.status === 429 ? { 'Retry-After': String(auth.retryAfterSeconds) } : {},
         );
       }
-      parts.control.accept(req, socket, head, deviceId);
+      parts.controlSockets.accept(req, socket, head, deviceId);
     },
   );
   if (mqtt)

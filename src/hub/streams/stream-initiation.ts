@@ -5,7 +5,7 @@ import { headers as h } from '../../protocol/constants.js';
 import type { HubMetrics } from '../observe/metrics.js';
 import type { Guard } from '../admission/guard.js';
 import type { AuditLog, AuditOutcome } from '../store/audit-log.js';
-import type { ControlEndpoint } from '../devices/control-endpoint.js';
+import type { DeviceLinks } from '../devices/device-links.js';
 import { remoteOf, sendError, sendJson } from '../base/http-util.js';
 import type { HubLimits } from './limits.js';
 import type { Registry } from '../store/registry.js';
@@ -20,7 +20,7 @@ import {
 
 export interface StreamInitiationContext {
   readonly registry: Registry;
-  readonly control: ControlEndpoint;
+  readonly control: DeviceLinks;
   readonly streams: StreamEndpoint;
   /** Base for streaming URLs: the hub's public URL, or in a cluster this node's URL. */
   readonly streamBaseUrl: URL;

@@ -2,7 +2,7 @@ import type { IotHubErrorName } from '../../protocol/iothub-error.js';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../log/logger.js';
 import type { AuditOutcome } from '../store/audit-log.js';
-import type { ControlEndpoint } from '../devices/control-endpoint.js';
+import type { DeviceLinks } from '../devices/device-links.js';
 import type { HubLimits } from './limits.js';
 import type { StreamEndpoint, StreamOrigin } from './stream-endpoint.js';
 
@@ -29,7 +29,7 @@ export type StreamOffer =
     };
 
 export interface StreamOfferContext {
-  readonly control: ControlEndpoint;
+  readonly control: DeviceLinks;
   readonly streams: StreamEndpoint;
   /** Base of the streaming URLs: this node's own URL, where both sides will connect. */
   readonly streamBaseUrl: URL;

@@ -1,57 +1,21 @@
-import type { IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from '../../log/logger.js';
-import { closeCodes, controlProtocol } from '../../protocol/constants.js';
-import {
-  maxControlMessageBytes,
-  parseAgentMessage,
-  type StreamRequestMessage,
-  type StreamResponseMessage,
+import { closeCodes } from '../../protocol/constants.js';
+import type {
+  StreamRequestMessage,
+  StreamResponseMessage,
 } from '../../protocol/control-messages.js';
-import type { Heartbeat } from '../../net/heartbeat.js';
 import type { Registry } from '../store/registry.js';
-import { closeWebSocket } from '../../net/close.js';
-
-/** The device's answer to a stream request. */
-export type DeviceAnswer =
-  | { readonly kind: 'answered'; readonly response: StreamResponseMessage }
-  | { readonly kind: 'timeout' }
-  | { readonly kind: 'disconnected' };
+import type {
+  AttachedLink,
+  DeviceAnswer,
+  DeviceLink,
+  DevicePresence,
+  DeviceProtocol,
+} from './device-link.js';
 
 interface Pending {
   readonly resolve: (answer: DeviceAnswer) => void;
   readonly timer: NodeJS.Timeout;
-}
-
-/** Told when a device's control connection starts and ends (cluster presence). */
-export interface ControlPresence {
-  online(deviceId: string): void;
-  offline(deviceId: string): void;
-}
-
-/** How a device holds its control channel: dstream's WebSocket, or Azure's MQTT. */
-export type DeviceProtocol = 'websocket' | 'mqtt';
-
-/**
- * One device's control link, whatever carries it. The endpoint sends stream requests on it and
- * closes it; the carrier reports the device's answers and the link's end through the
- * AttachedLink that attach() returns.
- */
-export interface DeviceLink {
-  readonly protocol: DeviceProtocol;
-  readonly remote: string | undefined;
-  send(message: StreamRequestMessage): void;
-  /** Close the link; `code` is a WebSocket close code (other carriers just close). */
-  close(code: number, reason: string): void;
-}
-
-/** What a carrier tells the endpoint about its attached link. */
-export interface AttachedLink {
-  /** The device answered a stream request. */
-  answer(message: StreamResponseMessage): void;
-  /** The link ended (the carrier calls this once, however it ended). */
-  closed(detail?: Record<string, unknown>): void;
 }
 
 interface Connection {
@@ -60,38 +24,18 @@ interface Connection {
   readonly pending: Map<string, Pending>;
 }
 
-/** A control WebSocket as a DeviceLink. */
-function webSocketLink(ws: WebSocket, remote: string | undefined): DeviceLink {
-  return {
-    protocol: 'websocket',
-    remote,
-    send: (message) => ws.send(JSON.stringify(message)),
-    close: (code, reason) => closeWebSocket(ws, code, reason),
-  };
-}
-
 /**
- * The devices' control channel: one WebSocket per online device, on which the hub sends
- * stream requests and the device answers them.
+ * The devices online here, one link each (the control WebSocket or MQTT): the hub sends
+ * stream requests on a device's link and waits for its answer.
  */
-export class ControlEndpoint {
-  readonly #wss = new WebSocketServer({
-    noServer: true,
-    perMessageDeflate: false,
-    // Bigger frames are read (up to a bound) so they can be refused with a policy violation
-    // and a log line, as the protocol says, rather than ws's bare 1009.
-    maxPayload: 1024 * 1024,
-    handleProtocols: (protocols) => (protocols.has(controlProtocol) ? controlProtocol : false),
-  });
+export class DeviceLinks {
   readonly #online = new Map<string, Connection>();
   readonly #waiters = new Map<string, Set<() => void>>();
-  #presence: ControlPresence | undefined;
+  #presence: DevicePresence | undefined;
 
   constructor(
     private readonly registry: Registry,
     private readonly logger: Logger,
-    private readonly heartbeat: Heartbeat,
-    private readonly maxMessageBytes: number = maxControlMessageBytes,
   ) {}
 
   /** Number of devices online. */
@@ -109,23 +53,8 @@ export class ControlEndpoint {
   }
 
   /** Report connections starting and ending (set once, before any device connects). */
-  setPresence(presence: ControlPresence): void {
+  setPresence(presence: DevicePresence): void {
     this.#presence = presence;
-  }
-
-  /** Accept an authenticated device's control socket. A newer connection replaces an older one. */
-  accept(req: IncomingMessage, socket: Duplex, head: Buffer, deviceId: string): void {
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      ws.on('error', (error) =>
-        this.logger.debug('control socket error', { device: deviceId, error: error.message }),
-      );
-      this.heartbeat.add(ws);
-      const attached = this.attach(deviceId, webSocketLink(ws, req.socket.remoteAddress));
-      ws.on('message', (data: RawData, isBinary: boolean) =>
-        this.#onMessage(ws, deviceId, attached, data, isBinary),
-      );
-      ws.on('close', (code: number) => attached.closed({ code }));
-    });
   }
 
   /**
@@ -174,32 +103,6 @@ export class ControlEndpoint {
     const counts: Record<DeviceProtocol, number> = { websocket: 0, mqtt: 0 };
     for (const conn of this.#online.values()) counts[conn.link.protocol]++;
     return counts;
-  }
-
-  #onMessage(
-    ws: WebSocket,
-    deviceId: string,
-    attached: AttachedLink,
-    data: RawData,
-    isBinary: boolean,
-  ): void {
-    const buf = data as Buffer;
-    const tooBig = buf.length > this.maxMessageBytes;
-    const message = isBinary || tooBig ? undefined : parseAgentMessage(buf.toString());
-    if (!message) {
-      this.logger.warn('device sent an invalid control message; closing its connection', {
-        device: deviceId,
-        bytes: buf.length,
-        reason: isBinary
-          ? 'binary frame'
-          : tooBig
-            ? `over ${this.maxMessageBytes} bytes`
-            : 'not a valid message',
-      });
-      closeWebSocket(ws, closeCodes.policyViolation, 'invalid control message');
-      return;
-    }
-    attached.answer(message);
   }
 
   #answer(conn: Connection, message: StreamResponseMessage): void {
@@ -299,7 +202,5 @@ export class ControlEndpoint {
   /** Close every control connection. */
   close(): void {
     for (const id of [...this.#online.keys()]) this.disconnect(id, 'hub shutting down');
-    for (const client of this.#wss.clients) client.terminate();
-    this.#wss.close();
   }
 }
