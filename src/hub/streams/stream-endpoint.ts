@@ -1,4 +1,4 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -16,6 +16,8 @@ import { formatStreamFrame } from '../../protocol/stream-frames.js';
 import type { ResumeClaims, StreamSide } from '../../protocol/resume-ticket.js';
 import { ResumeDesk } from './resume-desk.js';
 import { StreamTable } from './stream-table.js';
+import { negotiate } from './negotiation.js';
+import { mintStreamTokens, sideOfToken } from './stream-tokens.js';
 import { relay, type EarlyMessage } from './relay.js';
 import { refuseUpgrade } from '../base/http-util.js';
 import { closeWebSocket } from '../../net/close.js';
@@ -255,17 +257,16 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     origin: StreamOrigin = { policy: undefined, remote: undefined },
   ): CreatedStream {
     const id = this.#idPrefix + newId(18);
-    const deviceToken = newId(32);
-    const serviceToken = newId(32);
+    const tokens = mintStreamTokens();
     const record: FreshRecord = {
       ...emptyRecord({ id, origin, deviceId, name }),
       kind: 'fresh',
-      tokens: { device: Buffer.from(deviceToken), service: Buffer.from(serviceToken) },
+      tokens: tokens.expected,
       used: new Set(),
     };
     record.timer = setTimeout(() => this.#expire(record), this.#pairTimeoutMs);
     this.#streams.add(record);
-    return { id, deviceToken, serviceToken };
+    return { id, deviceToken: tokens.device, serviceToken: tokens.service };
   }
 
   /** Drop a stream that will not happen (the device rejected it, the service left). */
@@ -327,14 +328,6 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
   }
 
   /** Which side a bearer token belongs to, checked in constant time; undefined if neither. */
-  #sideFor(record: FreshRecord, token: string): StreamSide | undefined {
-    const given = Buffer.from(token);
-    for (const side of ['device', 'service'] as const) {
-      const expected = record.tokens[side];
-      if (given.length === expected.length && timingSafeEqual(given, expected)) return side;
-    }
-    return undefined;
-  }
 
   /**
    * Handle an upgrade to /bridges/<id> with `Authorization: Bearer <token>` (a new stream's
@@ -356,7 +349,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     // A resuming record has no tokens: its halves come back with tickets only.
     const record = found?.kind === 'fresh' ? found : undefined;
     const token = header.startsWith('Bearer ') ? header.slice(7) : '';
-    const side = record && token ? this.#sideFor(record, token) : undefined;
+    const side = record && token ? sideOfToken(record.tokens, token) : undefined;
     if (!record || !side || Date.now() - record.createdAt > this.#pairTimeoutMs) {
       this.#guard?.recordFailure(remote, 'stream');
       this.#noisy(
@@ -575,28 +568,11 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
       ws.off('message', entry.listener);
       return entry.messages;
     };
-    let fromService = backlog(service);
-    let fromDevice = backlog(device);
+    const { resumable, fromService, fromDevice } = negotiate(
+      { socket: service, backlog: backlog(service) },
+      { socket: device, backlog: backlog(device) },
+    );
     record.early.clear();
-    const v2 = (ws: WebSocket): boolean => ws.protocol === resumableStreamProtocol;
-    const resumable = v2(service) && v2(device);
-    if (!resumable) {
-      // A resumable end paired with one that is not: it is told first, before any byte, and
-      // carries on as v1 (or raw bytes); what it sent while waiting (its resume) is dropped.
-      for (const [ws, other] of [
-        [service, device],
-        [device, service],
-      ] as const)
-        if (v2(ws))
-          ws.send(
-            formatStreamFrame({
-              type: 'plain',
-              peer: other.protocol === streamProtocol ? 'v1' : 'raw',
-            }),
-          );
-      if (v2(service)) fromService = fromService.filter(([, isBinary]) => isBinary);
-      if (v2(device)) fromDevice = fromDevice.filter(([, isBinary]) => isBinary);
-    }
     const started = Date.now();
     this.logger.debug('stream paired', {
       device: record.deviceId,
