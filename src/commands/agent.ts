@@ -16,6 +16,7 @@ import {
   withHeartbeatOption,
   withResumeOptions,
   resumeFrom,
+  describeResume,
 } from './common.js';
 
 interface AgentFlags extends LogFlags, CredentialFlags {
@@ -37,14 +38,19 @@ export async function runAgent(flags: AgentFlags, ctx: CommandContext): Promise<
   const allowed = [...allow]
     .map(([name, t]) => `${name}->${formatHostPort(t.host, t.port)}`)
     .join(', ');
-  logger.info('agent starting', { device: credential.deviceId, allow: allowed });
+  const resume = resumeFrom(flags);
+  logger.info('agent starting', {
+    device: credential.deviceId,
+    allow: allowed,
+    streams: describeResume(resume),
+  });
   const agent = startAgent(
     {
       credential,
       allow,
       ca,
       heartbeatMs: parseSeconds(flags.heartbeatInterval, '--heartbeat-interval'),
-      ...resumeFrom(flags),
+      ...resume,
     },
     logger,
   );

@@ -274,13 +274,14 @@ export function withHeartbeatOption(cmd: Command): Command {
   );
 }
 
-/** --resume and --resume-window: streams that survive a lost hub link (src/stream/). */
+/** --no-resume and --resume-window: streams that survive a lost hub link (src/stream/). */
 export function withResumeOptions(cmd: Command): Command {
   return cmd
     .option(
-      '--resume',
-      'resumable streams (preview): when both ends ask for it, a stream survives a lost hub link or a hub restart',
+      '--no-resume',
+      'plain streams: a lost hub link or a hub restart ends them (resumable streams are the default when both ends offer them)',
     )
+    .option('--resume', 'resumable streams (the default; kept for older command lines)')
     .option(
       '--resume-window <seconds>',
       'how long a stream whose hub link was lost may take to resume before it is reset',
@@ -288,15 +289,25 @@ export function withResumeOptions(cmd: Command): Command {
     );
 }
 
-/** The resume settings from those options. */
+/** The resume settings from those options: on unless --no-resume. */
 export function resumeFrom(flags: { readonly resume?: boolean; readonly resumeWindow?: string }): {
   readonly resume: boolean;
   readonly resumeWindowMs: number;
 } {
   return {
-    resume: flags.resume === true,
+    resume: flags.resume !== false,
     resumeWindowMs: parseSeconds(flags.resumeWindow ?? '120', '--resume-window'),
   };
+}
+
+/** The start-up line's words for the resume settings. */
+export function describeResume(settings: {
+  readonly resume: boolean;
+  readonly resumeWindowMs: number;
+}): string {
+  return settings.resume
+    ? `resumable streams on (window ${Math.round(settings.resumeWindowMs / 1000)} s)`
+    : 'resumable streams off (--no-resume)';
 }
 
 /** The stream name from --remote-port (default 22) or --stream, which exclude each other. */

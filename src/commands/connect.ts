@@ -100,7 +100,7 @@ export async function runConnect(
       {
         hint: resume.resume
           ? undefined
-          : 'The link to the hub or the device was lost. Run the agent and connect with --resume, and a stream survives a lost link or a hub restart.',
+          : 'The link to the hub or the device was lost. Without --no-resume (on the agent too), a stream survives a lost link or a hub restart.',
       },
     );
 }

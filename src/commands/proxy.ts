@@ -26,6 +26,7 @@ import {
   streamNameFrom,
   withResumeOptions,
   resumeFrom,
+  describeResume,
 } from './common.js';
 
 interface ProxyFlags extends LogFlags, CredentialFlags {
@@ -174,6 +175,7 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
         port: proxy.port,
         device: f.deviceId,
         stream: f.streamName,
+        streams: describeResume(resume),
       });
     }
     if (socks) {
@@ -182,7 +184,10 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
         logger,
       );
       proxies.push(server);
-      logger.info(`SOCKS5 proxy listening on ${socks.bind}:${server.port}`, { port: server.port });
+      logger.info(`SOCKS5 proxy listening on ${socks.bind}:${server.port}`, {
+        port: server.port,
+        streams: describeResume(resume),
+      });
     }
   } catch (error) {
     await closeAll();

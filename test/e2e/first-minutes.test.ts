@@ -165,7 +165,8 @@ describe('dstream connect stopped by a signal', () => {
       const env = { DSTREAM_SERVICE_CONNECTION_STRING: hub.serviceString };
       const added = await runCli(['device', 'add', 'sig-01'], env);
       expect(added.code).toBe(0);
-      const resumeFlag = resume ? ['--resume'] : [];
+      // Resumable is the default; plain needs --no-resume.
+      const resumeFlag = resume ? [] : ['--no-resume'];
       const agent = spawn(['agent', ...resumeFlag, '--target', `echo=127.0.0.1:${echo.port}`], {
         DSTREAM_DEVICE_CONNECTION_STRING: added.stdout.trim(),
       });
@@ -272,7 +273,7 @@ describe('messages a new user meets', () => {
     });
   });
 
-  it('a cut stream says resumption would have carried it; a disabled agent says when it retries and is back soon after enable', async () => {
+  it('a cut stream with --no-resume says resumption would have carried it; a disabled agent says when it retries and is back soon after enable', async () => {
     const echo = await startEchoServer();
     try {
       const hub = await startCliHub(join(dir, 'cut-hub'));
@@ -282,7 +283,9 @@ describe('messages a new user meets', () => {
       const deviceEnv = { DSTREAM_DEVICE_CONNECTION_STRING: added.stdout.trim() };
       const agent = spawn(['agent', '--target', `echo=127.0.0.1:${echo.port}`], deviceEnv);
       await agent.waitForLine(/connected to the hub/);
-      const connect = spawn(['connect', 'cut-01', '--stream', 'echo'], env, { stdin: true });
+      const connect = spawn(['connect', 'cut-01', '--stream', 'echo', '--no-resume'], env, {
+        stdin: true,
+      });
       const echoed = new Promise<void>((resolve) =>
         connect.child.stdout?.once('data', () => resolve()),
       );
@@ -292,7 +295,7 @@ describe('messages a new user meets', () => {
       const code = connect.child.exitCode ?? ((await once(connect.child, 'exit')) as [number])[0];
       expect(code).toBe(1);
       expect(connect.output()).toMatch(
-        /^error: the stream to 'cut-01' was cut \(peer-error, code 4000\)\nhint: The link to the hub or the device was lost\. Run the agent and connect with --resume, and a stream survives a lost link or a hub restart\.\n$/,
+        /^error: the stream to 'cut-01' was cut \(peer-error, code 4000\)\nhint: The link to the hub or the device was lost\. Without --no-resume \(on the agent too\), a stream survives a lost link or a hub restart\.\n$/,
       );
 
       const again = spawn(['agent', '--target', `echo=127.0.0.1:${echo.port}`], deviceEnv);

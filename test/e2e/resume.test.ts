@@ -17,9 +17,9 @@ import { parseConnectionString } from '../../src/auth/connection-string.js';
 import { hubTarget } from '../../src/service/credentials.js';
 import { openServiceStream } from '../../src/service/stream-client.js';
 
-// Resumable streams with the real processes: `dstream proxy --resume` and `dstream agent
-// --resume` through a `dstream hub` that is killed with SIGKILL mid-transfer and started
-// again on its port and data dir. The local TCP connections stay open; the bytes arrive
+// Resumable streams with the real processes, started as the quick start starts them (no flag:
+// resumption is the default): `dstream proxy` and `dstream agent` through a `dstream hub` that
+// is killed with SIGKILL mid-transfer and started again on its port and data dir. The local TCP connections stay open; the bytes arrive
 // complete and in order.
 
 const cleanups: (() => unknown)[] = [];
@@ -48,17 +48,22 @@ async function setUp(
   const env = { DSTREAM_SERVICE_CONNECTION_STRING: hub.serviceString };
   const added = await runCli(['device', 'add', 'pi-r'], env);
   expect(added.code).toBe(0);
-  const agent = spawnCli(['agent', '--resume', '--target', `svc=127.0.0.1:${target.port}`], {
+  const agent = spawnCli(['agent', '--target', `svc=127.0.0.1:${target.port}`], {
     DSTREAM_DEVICE_CONNECTION_STRING: added.stdout.trim(),
   });
   cleanups.push(() => agent.stop());
   await agent.waitForLine(/connected to the hub/);
+  expect(agent.output()).toMatch(
+    /agent starting .*streams="resumable streams on \(window 120 s\)"/,
+  );
   const proxy = spawnCli(
-    ['proxy', '--resume', '--device', 'pi-r', '--local-port', '0', '--stream', 'svc'],
+    ['proxy', '--device', 'pi-r', '--local-port', '0', '--stream', 'svc'],
     env,
   );
   cleanups.push(() => proxy.stop());
-  const proxyPort = Number((await proxy.waitForLine(/proxy listening on 127\.0\.0\.1:(\d+)/))[1]);
+  const listening = await proxy.waitForLine(/proxy listening on 127\.0\.0\.1:(\d+).*/);
+  expect(listening[0]).toContain('streams="resumable streams on (window 120 s)"');
+  const proxyPort = Number(listening[1]);
   return { dir, hub: hub.hub, hubPort: hub.hubPort, proxy, proxyPort, agent, env };
 }
 
@@ -354,7 +359,7 @@ describe('resumable streams through a hub killed with SIGKILL', () => {
   const openssh = findOpenSsh();
   const sshRequired = process.env.DSTREAM_REQUIRE_OPENSSH === '1';
   it.skipIf(!openssh && !sshRequired)(
-    "ten ssh sessions through ProxyCommand 'dstream connect %h --resume': ssh's SIGHUP ends each stream normally, nothing stays suspended",
+    "ten ssh sessions through ProxyCommand 'dstream connect %h' (resumable by default): ssh's SIGHUP ends each stream normally, nothing stays suspended",
     async () => {
       if (!openssh) throw new Error('DSTREAM_REQUIRE_OPENSSH=1 but sshd/ssh were not found');
       const sshDir = makeTempDir('dstream-resume-pc-');
@@ -363,7 +368,7 @@ describe('resumable streams through a hub killed with SIGKILL', () => {
       const sshd = await startSshd(openssh.sshd, join(sshDir, 'ssh'));
       cleanups.push(() => sshd.close());
       const s = await setUp(sshd);
-      const proxyCommand = `${process.execPath} ${cliPath} connect %h --resume --stream svc`;
+      const proxyCommand = `${process.execPath} ${cliPath} connect %h --stream svc`;
       for (let i = 0; i < 10; i++) {
         const ssh = spawn(
           'ssh',
