@@ -77,12 +77,19 @@ async function startCutter(): Promise<{
   cut(): void;
   /** Cut only the flows whose client side is one of `pid`'s sockets (one end's, not both). */
   cutProcess(pid: number): number;
+  /** Make new flows reach the hub from this loopback address (the laptop changed networks). */
+  setSource(address: string): void;
+  /** Flows made so far, by the source address the hub saw. */
+  readonly madeFrom: Map<string, number>;
   close(): Promise<void>;
 }> {
   let target = 0;
+  let source = '127.0.0.1';
+  const madeFrom = new Map<string, number>();
   const flows = new Set<Socket>();
   const server = createServer((inbound) => {
-    const outbound = connect({ host: '127.0.0.1', port: target });
+    const outbound = connect({ host: '127.0.0.1', port: target, localAddress: source });
+    madeFrom.set(source, (madeFrom.get(source) ?? 0) + 1);
     for (const s of [inbound, outbound]) {
       s.on('error', () => undefined);
       flows.add(s);
@@ -107,6 +114,8 @@ async function startCutter(): Promise<{
         }
       return n;
     },
+    setSource: (address) => (source = address),
+    madeFrom,
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of flows) s.destroy();
@@ -275,6 +284,37 @@ describe('resumable streams through a hub killed with SIGKILL', () => {
     expect(sha256(await back)).toBe(sha256(data));
     expect(cut).toBe(true);
     await s.proxy.waitForLine(/stream resumed/);
+  }, 90_000);
+
+  it('roaming: the proxy comes back from another source address (127.0.0.2) after its flow is cut, and the stream resumes byte-exact', async () => {
+    const echo = await startEchoServer();
+    cleanups.push(() => echo.close());
+    const cutter = await startCutter();
+    cleanups.push(() => cutter.close());
+    const s = await setUp(echo, ['--public-url', `https://127.0.0.1:${cutter.port}`], (port) =>
+      cutter.setTarget(port),
+    );
+    const client = await dial(s.proxyPort);
+    cleanups.push(() => client.destroy());
+    const data = randomBytes(16 * 1024 * 1024);
+    let cut = false;
+    const back = collect(client, data.length, (got) => {
+      if (!cut && got >= 3 * 1024 * 1024) {
+        cut = true;
+        // The laptop moved from Wi-Fi to a hotspot: its old flow is gone, and everything it
+        // opens from now on reaches the hub from another address.
+        cutter.setSource('127.0.0.2');
+        expect(cutter.cutProcess(s.proxy.child.pid ?? 0)).toBeGreaterThan(0);
+      }
+    });
+    client.write(data);
+    expect(sha256(await back)).toBe(sha256(data));
+    expect(cut).toBe(true);
+    await s.proxy.waitForLine(/stream resumed/);
+    // The resumed halves can only have come from the new address.
+    expect(cutter.madeFrom.get('127.0.0.2') ?? 0).toBeGreaterThan(0);
+    const metrics = await hubMetrics(s);
+    expect(metrics).toMatch(/^dstream_streams_resumed_total 1$/m);
   }, 90_000);
 
   it('a proxy stopped with SIGTERM ends its resumable streams (reset), not suspended: the hub holds nothing', async () => {
