@@ -257,6 +257,7 @@ describe('resumable streams through a hub killed with SIGKILL', () => {
     const metrics = await hubMetrics(s);
     expect(metrics).toMatch(/^dstream_streams_resumed_total 2$/m);
     expect(metrics).toMatch(/^dstream_streams_total\{outcome="suspended"\} 2$/m);
+    expect(metrics).toMatch(/^dstream_streams_total\{outcome="resumed"\} 2$/m);
     // Usually about 2 s; twice in ten runs 30 s (a resumption that waited on something not yet
     // understood; see the session note), hence the room.
   }, 90_000);

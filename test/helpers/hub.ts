@@ -44,6 +44,8 @@ export interface TestHubOptions {
   readonly headersTimeoutMs?: number;
   /** What the hub's strings name (default: the bound address). */
   readonly publicUrl?: URL;
+  /** How long a suspended stream waits for its halves (default 120 s). */
+  readonly resumeWindowMs?: number;
 }
 
 export function makeTempDir(prefix = 'dstream-test-'): string {
@@ -71,7 +73,7 @@ export async function startTestHub(options: TestHubOptions = {}): Promise<TestHu
       audit: options.audit,
       headersTimeoutMs: options.headersTimeoutMs,
       publicUrl: options.publicUrl,
-      resume: { key: state.resumeKey },
+      resume: { key: state.resumeKey, windowMs: options.resumeWindowMs },
     },
     logger,
   );

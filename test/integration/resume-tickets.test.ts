@@ -2,7 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeWebSocket } from '../../src/net/close.js';
 import { openWebSocket, UpgradeRefusedError } from '../../src/net/hub-client.js';
-import { resumableStreamProtocol, streamProtocol } from '../../src/protocol/constants.js';
+import {
+  closeCodes,
+  resumableStreamProtocol,
+  streamProtocol,
+} from '../../src/protocol/constants.js';
+import type { AuditRecord } from '../../src/hub/store/audit-log.js';
 import { signResumeTicket, type ResumeClaims } from '../../src/protocol/resume-ticket.js';
 import { hubTarget } from '../../src/service/credentials.js';
 import type { WebSocket } from 'ws';
@@ -194,4 +199,75 @@ describe('resume tickets at the hub', () => {
       await t.registry.setStatus('rt-dev', 'enabled');
     }
   });
+});
+
+describe('resumptions in the audit log and the metrics', () => {
+  let h: TestHub;
+  const records: AuditRecord[] = [];
+  beforeAll(async () => {
+    h = await startTestHub({
+      resumeWindowMs: 500,
+      audit: { write: (r) => void records.push(r), reopen: () => undefined, close: async () => {} },
+    });
+    await h.addDevice('au-dev');
+  });
+  afterAll(async () => {
+    await h.cleanup();
+  });
+
+  const ticketFor = (id: string, side: 'service' | 'device'): string =>
+    signResumeTicket(
+      h.state.resumeKey,
+      claims({ streamId: id, deviceId: 'au-dev', side, generation: 3 }),
+    );
+  const half = async (id: string, side: 'service' | 'device'): Promise<WebSocket> => {
+    const ws = await openWebSocket(
+      `wss://127.0.0.1:${h.hub.port}/bridges/${id}`,
+      hubTarget(h.service),
+      {
+        headers: { authorization: `Resume ${ticketFor(id, side)}` },
+        protocols: [resumableStreamProtocol],
+      },
+    );
+    ws.on('error', () => undefined);
+    ws.resume();
+    return ws;
+  };
+  const counted = async (outcome: string): Promise<number> => {
+    const text = await h.hub.metrics.render();
+    const m = new RegExp(`^dstream_streams_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec(
+      text,
+    );
+    return Number(m?.[1] ?? NaN);
+  };
+
+  it('halves that meet again write one "resumed" line; a half left alone past the window writes "gave-up"', async () => {
+    const service = await half('au-met', 'service');
+    const device = await half('au-met', 'device');
+    await waitFor(() => records.some((r) => r.outcome === 'resumed'), 10_000, 'the resumed line');
+    const resumed = records.filter((r) => r.outcome === 'resumed');
+    expect(resumed).toHaveLength(1);
+    expect(resumed[0]).toMatchObject({
+      device: 'au-dev',
+      stream: '22',
+      reason: 'resumed (generation 3)',
+      remote: '127.0.0.1',
+    });
+    expect(await counted('resumed')).toBe(1);
+    closeWebSocket(service, 1000);
+    closeWebSocket(device, 1000);
+
+    const alone = await half('au-alone', 'service');
+    const closed = new Promise<number>((resolve) => alone.once('close', (code) => resolve(code)));
+    expect(await closed).toBe(closeCodes.pairTimeout);
+    await waitFor(() => records.some((r) => r.outcome === 'gave-up'), 10_000, 'the gave-up line');
+    expect(records.filter((r) => r.outcome === 'gave-up')).toEqual([
+      expect.objectContaining({
+        device: 'au-dev',
+        stream: '22',
+        reason: 'the other side did not resume in time',
+      }),
+    ]);
+    expect(await counted('gave-up')).toBe(1);
+  }, 30_000);
 });

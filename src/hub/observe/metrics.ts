@@ -25,6 +25,8 @@ export interface ClusterStats {
 const outcomes: readonly AuditOutcome[] = [
   'completed',
   'suspended',
+  'resumed',
+  'gave-up',
   'dropped',
   'rejected',
   'unauthorized',

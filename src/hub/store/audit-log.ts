@@ -5,6 +5,10 @@ export type AuditOutcome =
   | 'completed'
   /** A resumable stream lost its socket; its ends are resuming it (another line follows). */
   | 'suspended'
+  /** A suspended stream's halves met again (its end is another line). */
+  | 'resumed'
+  /** A suspended stream whose other half did not come back within the resume window. */
+  | 'gave-up'
   | 'dropped'
   | 'rejected'
   | 'unauthorized'

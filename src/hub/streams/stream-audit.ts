@@ -1,12 +1,27 @@
 import type { AuditLog } from '../store/audit-log.js';
-import type { StreamEndInfo, StreamEndpoint } from './stream-endpoint.js';
+import type { StreamEndInfo, StreamEndpoint, StreamResumedInfo } from './stream-endpoint.js';
 
 /**
  * One audit line per accepted stream, when it ends, with its byte counts and duration
- * (refusals are audited where they are decided: stream-initiation.ts). A stream the service
- * cancelled before it was offered has no line.
+ * (refusals are audited where they are decided: stream-initiation.ts); a resumable stream
+ * also has one per suspension, per resumption, and one when a suspension gave up. A stream the
+ * service cancelled before it was offered has no line.
  */
 export function auditStreamEnds(streams: StreamEndpoint, audit: AuditLog): void {
+  streams.on('stream-resumed', (info: StreamResumedInfo) =>
+    audit.write({
+      time: new Date().toISOString(),
+      policy: undefined,
+      device: info.deviceId,
+      stream: info.name,
+      outcome: 'resumed',
+      reason: `resumed (generation ${info.generation})`,
+      bytesToDevice: 0,
+      bytesFromDevice: 0,
+      durationMs: info.waitedMs,
+      remote: info.remote,
+    }),
+  );
   streams.on('stream-end', (info: StreamEndInfo) => {
     if (info.cancelled) return;
     audit.write({
@@ -14,7 +29,13 @@ export function auditStreamEnds(streams: StreamEndpoint, audit: AuditLog): void 
       policy: info.origin.policy,
       device: info.deviceId,
       stream: info.name,
-      outcome: info.suspended ? 'suspended' : info.paired ? 'completed' : 'dropped',
+      outcome: info.suspended
+        ? 'suspended'
+        : info.gaveUp
+          ? 'gave-up'
+          : info.paired
+            ? 'completed'
+            : 'dropped',
       reason: info.reason,
       bytesToDevice: info.bytesToDevice,
       bytesFromDevice: info.bytesFromDevice,

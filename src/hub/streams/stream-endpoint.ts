@@ -84,7 +84,9 @@ type EndKind =
   /** Cancelled during set-up (rejected, timed out, caller gone): already audited there. */
   | 'cancelled'
   /** A resumable stream whose halves are coming back: not an end. */
-  | 'suspended';
+  | 'suspended'
+  /** A suspended stream whose other half did not come back in time. */
+  | 'gave-up';
 
 export interface CreatedStream {
   readonly id: string;
@@ -153,6 +155,21 @@ export interface StreamEndInfo {
   readonly reason: string;
   /** A resumable stream whose socket was lost: its ends are resuming it (not an end). */
   readonly suspended: boolean;
+  /** A suspended stream whose other half did not come back within the resume window. */
+  readonly gaveUp: boolean;
+}
+
+/** A suspended stream whose halves met again ('stream-resumed' event). */
+export interface StreamResumedInfo {
+  readonly id: string;
+  readonly deviceId: string;
+  readonly name: string;
+  /** The generation of the tickets its halves came back with. */
+  readonly generation: number;
+  /** How long the first half to come back waited for the second. */
+  readonly waitedMs: number;
+  /** Where the first half to come back came from. */
+  readonly remote: string | undefined;
 }
 
 /** The events of a StreamEndpoint. */
@@ -160,7 +177,7 @@ export interface StreamEndpointEvents {
   /** Once per stream record: it ended, was cancelled, or was suspended. */
   'stream-end': [StreamEndInfo];
   /** A suspended stream's halves met again. */
-  'stream-resumed': [{ readonly id: string; readonly deviceId: string; readonly name: string }];
+  'stream-resumed': [StreamResumedInfo];
 }
 
 /**
@@ -483,6 +500,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
       this.#end(record, {
         code: closeCodes.pairTimeout,
         reason: 'the other side did not resume in time',
+        kind: 'gave-up',
       });
     }, windowMs);
     this.#streams.add(record);
@@ -585,7 +603,14 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
         stream: record.name,
         id: record.id,
       });
-      this.emit('stream-resumed', { id: record.id, deviceId: record.deviceId, name: record.name });
+      this.emit('stream-resumed', {
+        id: record.id,
+        deviceId: record.deviceId,
+        name: record.name,
+        generation: record.generation,
+        waitedMs: Date.now() - record.createdAt,
+        remote: record.origin.remote,
+      });
     }
     let forgeryLogged = false;
     relay(service, device, {
@@ -669,6 +694,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
       durationMs: Date.now() - record.createdAt,
       reason: end.reason,
       suspended: end.kind === 'suspended',
+      gaveUp: end.kind === 'gave-up',
     });
   }
 
