@@ -31,6 +31,8 @@ async function setUp(
   target: TestServer,
   hubFlags: readonly string[] = [],
   onHub: (port: number) => void = () => undefined,
+  /** Flags for both the agent and the proxy. */
+  endFlags: readonly string[] = [],
 ): Promise<{
   dir: string;
   hub: CliProcess;
@@ -48,21 +50,24 @@ async function setUp(
   const env = { DSTREAM_SERVICE_CONNECTION_STRING: hub.serviceString };
   const added = await runCli(['device', 'add', 'pi-r'], env);
   expect(added.code).toBe(0);
-  const agent = spawnCli(['agent', '--target', `svc=127.0.0.1:${target.port}`], {
+  const agent = spawnCli(['agent', ...endFlags, '--target', `svc=127.0.0.1:${target.port}`], {
     DSTREAM_DEVICE_CONNECTION_STRING: added.stdout.trim(),
   });
   cleanups.push(() => agent.stop());
   await agent.waitForLine(/connected to the hub/);
+  const window = endFlags.includes('--resume-window')
+    ? (endFlags[endFlags.indexOf('--resume-window') + 1] ?? '')
+    : '120';
   expect(agent.output()).toMatch(
-    /agent starting .*streams="resumable streams on \(window 120 s\)"/,
+    new RegExp(`agent starting .*streams="resumable streams on \\(window ${window} s\\)"`),
   );
   const proxy = spawnCli(
-    ['proxy', '--device', 'pi-r', '--local-port', '0', '--stream', 'svc'],
+    ['proxy', ...endFlags, '--device', 'pi-r', '--local-port', '0', '--stream', 'svc'],
     env,
   );
   cleanups.push(() => proxy.stop());
   const listening = await proxy.waitForLine(/proxy listening on 127\.0\.0\.1:(\d+).*/);
-  expect(listening[0]).toContain('streams="resumable streams on (window 120 s)"');
+  expect(listening[0]).toContain(`streams="resumable streams on (window ${window} s)"`);
   const proxyPort = Number(listening[1]);
   return { dir, hub: hub.hub, hubPort: hub.hubPort, proxy, proxyPort, agent, env };
 }
@@ -317,6 +322,28 @@ describe('resumable streams through a hub killed with SIGKILL', () => {
     const metrics = await hubMetrics(s);
     expect(metrics).toMatch(/^dstream_streams_resumed_total 1$/m);
   }, 90_000);
+
+  it('a cut longer than the resume window: the client is reset and each end says why in one line', async () => {
+    const echo = await startEchoServer();
+    cleanups.push(() => echo.close());
+    const s = await setUp(echo, [], undefined, ['--resume-window', '2']);
+    const client = await dial(s.proxyPort);
+    cleanups.push(() => client.destroy());
+    const ended = new Promise<string>((resolve) => {
+      client.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+      client.on('close', () => resolve('closed without an error'));
+    });
+    client.write('hello');
+    await once(client, 'data');
+    await s.hub.stop('SIGKILL');
+    // Nobody restarts the hub: both ends give up at their window and reset the stream.
+    expect(await ended).toBe('ECONNRESET');
+    const why = /stream ended: it could not be resumed[^\n]*reason="did not resume within 2 s"/g;
+    await s.proxy.waitForLine(why, 30_000);
+    await s.agent.waitForLine(why, 30_000);
+    expect(s.proxy.output().match(why)).toHaveLength(1);
+    expect(s.agent.output().match(why)).toHaveLength(1);
+  }, 60_000);
 
   it('a proxy stopped with SIGTERM ends its resumable streams (reset), not suspended: the hub holds nothing', async () => {
     const echo = await startEchoServer();
