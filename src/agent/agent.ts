@@ -36,7 +36,7 @@ export interface AgentOptions {
   readonly heartbeatMs?: number;
   /** How long to wait for a local target to accept a connection. */
   readonly dialTimeoutMs?: number;
-  /** Resumable streams with resumable services (off unless asked): they survive a lost hub link. */
+  /** Resumable streams with resumable services: they survive a lost hub link. Absent: off (the commands turn them on unless --no-resume). */
   readonly resume?: boolean | undefined;
   /** How long a suspended stream may take to resume (ms, default 120 s). */
   readonly resumeWindowMs?: number | undefined;

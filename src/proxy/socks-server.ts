@@ -17,7 +17,7 @@ export interface SocksOptions {
   /** 0 picks a free port. */
   readonly port: number;
   readonly heartbeatMs?: number;
-  /** Resumable streams with resumable agents (off unless asked): they survive a lost hub link. */
+  /** Resumable streams with resumable agents: they survive a lost hub link. Absent: off (the commands turn them on unless --no-resume). */
   readonly resume?: boolean | undefined;
   /** How long a suspended stream may take to resume (ms, default 120 s). */
   readonly resumeWindowMs?: number | undefined;
