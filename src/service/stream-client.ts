@@ -104,6 +104,5 @@ export async function openServiceStream(
   const grant = await requestStream(credential, target, options);
   return new WebSocketCarrier({ trust: target, pool: options.pool }).open(grant, {
     resume: options.resume === true,
-    signal: options.signal,
   });
 }

@@ -48,5 +48,4 @@ export interface Carrier {
 export interface OpenOptions {
   /** Offer dstream.stream.v2 (resumable) before dstream.stream.v1. */
   readonly resume: boolean;
-  readonly signal?: AbortSignal | undefined;
 }

@@ -92,7 +92,7 @@ export class StreamEnds {
     local.once('close', onEarlyClose);
     const signal = entry.abort.signal;
     grant(signal)
-      .then((g) => this.options.carrier.open(g, { resume: this.options.resume, signal }))
+      .then((g) => this.options.carrier.open(g, { resume: this.options.resume }))
       .then(
         (socket) => {
           local.off('close', onEarlyClose);

@@ -12,7 +12,7 @@ import type { Carrier, OpenOptions, StreamGrant } from './carrier.js';
 import { ResumeRefusedError } from './resumable-bridge.js';
 
 /** The stream socket protocols dstream's ends offer: resumable first, then v1. */
-export const endProtocols = (resume: boolean): readonly string[] =>
+const endProtocols = (resume: boolean): readonly string[] =>
   resume ? [resumableStreamProtocol, streamProtocol] : [streamProtocol];
 
 export interface WebSocketCarrierOptions {

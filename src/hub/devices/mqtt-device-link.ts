@@ -5,7 +5,7 @@ import type { IConnectPacket, IPublishPacket, ISubscribePacket, Packet } from 'm
 import type { Logger } from '../../log/logger.js';
 import type { SampledLog } from '../../log/sampled-log.js';
 import type { AttachedLink, DeviceLink } from './device-link.js';
-import type { AuditLog } from '../store/audit-log.js';
+import { auditEvent, type AuditLog } from '../store/audit-log.js';
 import type { DeviceRecord } from '../store/registry.js';
 import type { AuthResult } from '../admission/authenticate.js';
 import type { Throttled } from '../admission/guard.js';
@@ -188,18 +188,16 @@ export function serveMqttLink(
         remote,
       });
     else log.warn('mqtt device connection refused', fields);
-    ctx.audit?.write({
-      time: new Date().toISOString(),
-      policy: undefined,
-      device: device ?? '',
-      stream: '',
-      outcome,
-      reason: `mqtt connect refused: ${reason}`,
-      bytesToDevice: 0,
-      bytesFromDevice: 0,
-      durationMs: 0,
-      remote,
-    });
+    ctx.audit?.write(
+      auditEvent({
+        policy: undefined,
+        device: device ?? '',
+        stream: '',
+        outcome,
+        reason: `mqtt connect refused: ${reason}`,
+        remote,
+      }),
+    );
     write({ cmd: 'connack', returnCode: code, sessionPresent: false });
     end(reason);
   };

@@ -35,6 +35,31 @@ export interface AuditRecord {
   readonly remote: string | undefined;
 }
 
+/**
+ * A record for what moved no bytes: a refusal, a rejection, a resumption. `durationMs` counts
+ * from `startedAt` (default: now, for an instant event).
+ */
+export function auditEvent(
+  fields: Pick<AuditRecord, 'policy' | 'device' | 'stream' | 'outcome' | 'reason' | 'remote'> & {
+    readonly startedAt?: number;
+  },
+): AuditRecord {
+  const now = Date.now();
+  const startedAt = fields.startedAt ?? now;
+  return {
+    time: new Date(startedAt).toISOString(),
+    policy: fields.policy,
+    device: fields.device,
+    stream: fields.stream,
+    outcome: fields.outcome,
+    reason: fields.reason,
+    bytesToDevice: 0,
+    bytesFromDevice: 0,
+    durationMs: now - startedAt,
+    remote: fields.remote,
+  };
+}
+
 export interface AuditLog {
   write(record: AuditRecord): void;
   /** Reopen the file (after logrotate moved it; the hub does this on SIGHUP). */

@@ -1,4 +1,4 @@
-import type { AuditLog } from '../store/audit-log.js';
+import { auditEvent, type AuditLog } from '../store/audit-log.js';
 import type { StreamEndInfo, StreamEndpoint, StreamResumedInfo } from './stream-endpoint.js';
 
 /**
@@ -10,16 +10,16 @@ import type { StreamEndInfo, StreamEndpoint, StreamResumedInfo } from './stream-
 export function auditStreamEnds(streams: StreamEndpoint, audit: AuditLog): void {
   streams.on('stream-resumed', (info: StreamResumedInfo) =>
     audit.write({
-      time: new Date().toISOString(),
-      policy: undefined,
-      device: info.deviceId,
-      stream: info.name,
-      outcome: 'resumed',
-      reason: `resumed (generation ${info.generation})`,
-      bytesToDevice: 0,
-      bytesFromDevice: 0,
+      ...auditEvent({
+        policy: undefined,
+        device: info.deviceId,
+        stream: info.name,
+        outcome: 'resumed',
+        reason: `resumed (generation ${info.generation})`,
+        remote: info.remote,
+      }),
+      // How long the first half to come back waited for the second.
       durationMs: info.waitedMs,
-      remote: info.remote,
     }),
   );
   streams.on('stream-end', (info: StreamEndInfo) => {

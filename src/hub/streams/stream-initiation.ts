@@ -4,7 +4,7 @@ import type { Logger } from '../../log/logger.js';
 import { headers as h } from '../../protocol/constants.js';
 import type { HubMetrics } from '../observe/metrics.js';
 import type { Guard } from '../admission/guard.js';
-import type { AuditLog, AuditOutcome } from '../store/audit-log.js';
+import { auditEvent, type AuditLog, type AuditOutcome } from '../store/audit-log.js';
 import type { DeviceLinks } from '../devices/device-links.js';
 import { remoteOf, sendError, sendJson } from '../base/http-util.js';
 import type { HubLimits } from './limits.js';
@@ -89,18 +89,17 @@ export async function handleStreamInitiation(
     message: string,
     retryAfter?: number,
   ): void => {
-    ctx.audit.write({
-      time: new Date(started).toISOString(),
-      policy: caller.policy,
-      device: deviceId,
-      stream: streamName,
-      outcome,
-      reason: message,
-      bytesToDevice: 0,
-      bytesFromDevice: 0,
-      durationMs: Date.now() - started,
-      remote,
-    });
+    ctx.audit.write(
+      auditEvent({
+        policy: caller.policy,
+        device: deviceId,
+        stream: streamName,
+        outcome,
+        reason: message,
+        remote,
+        startedAt: started,
+      }),
+    );
     if (retryAfter !== undefined) res.setHeader('retry-after', String(retryAfter));
     sendError(res, status, errorCode, message);
   };
@@ -160,18 +159,17 @@ export async function handleStreamInitiation(
     case 'refused':
       return refuse(offer.outcome, offer.status, offer.errorCode, offer.message, offer.retryAfter);
     case 'rejected':
-      ctx.audit.write({
-        time: new Date(started).toISOString(),
-        policy,
-        device: deviceId,
-        stream: streamName,
-        outcome: 'rejected',
-        reason: offer.reason,
-        bytesToDevice: 0,
-        bytesFromDevice: 0,
-        durationMs: Date.now() - started,
-        remote,
-      });
+      ctx.audit.write(
+        auditEvent({
+          policy,
+          device: deviceId,
+          stream: streamName,
+          outcome: 'rejected',
+          reason: offer.reason,
+          remote,
+          startedAt: started,
+        }),
+      );
       return sendJson(
         res,
         200,
