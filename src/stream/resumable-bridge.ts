@@ -125,6 +125,11 @@ export function resumableBridge(
   let received = 0;
   /** Of those, bytes the socket has not taken yet. */
   let undelivered = 0;
+  /**
+   * Bytes the peer sends again after a resumption that this end had received already: the
+   * resume asked from what the socket had taken, not from what had arrived (see 'ticket').
+   */
+  let duplicates = 0;
   let finished = false;
   let closingNormally = false;
   let ticket: string | undefined;
@@ -171,8 +176,16 @@ export function resumableBridge(
       // A stream that could not be completed must not look complete to the application.
       socket.resetAndDestroy();
     } else socket.destroy();
+    // An end this side chose (its local connection failed, or the peer broke the protocol) is
+    // a deliberate reset: the hub and the other end end the stream too, rather than holding
+    // it for a resumption that this end will never make.
     if (current && end !== 'completed')
-      closeWebSocket(current, end === 'local-error' ? closeCodes.localError : closeCodes.peerLost);
+      closeWebSocket(
+        current,
+        end === 'local-error' || end === 'protocol-error'
+          ? closeCodes.localError
+          : closeCodes.peerLost,
+      );
     options.onEnd?.({
       end,
       bytesSent: replay.sent,
@@ -211,7 +224,14 @@ export function resumableBridge(
    * The stream socket is never paused for the application, so acknowledgements and control
    * frames keep flowing both ways (pausing it would also stall the acks this end needs).
    */
-  const onPayload = (data: Buffer): void => {
+  const onPayload = (payload: Buffer): void => {
+    let data = payload;
+    if (duplicates > 0) {
+      const skip = Math.min(duplicates, data.length);
+      duplicates -= skip;
+      if (skip === data.length) return;
+      data = data.subarray(skip);
+    }
     if (peerEof !== undefined && received + data.length > peerEof)
       return finish('protocol-error', 'payload after the peer said it had ended');
     received += data.length;
@@ -312,7 +332,13 @@ export function resumableBridge(
         // only then is it safe to speak v2 (a v1 or raw peer would take a resume frame for data).
         if (!helloSent) {
           helloSent = true;
-          send({ type: 'resume', received });
+          // From what the socket has taken, not from what has arrived: the peer drops what a
+          // resume names, and its replay bound (the window this end's memory relies on) starts
+          // again from there. Resuming from `received` with bytes still queued for a slow
+          // reader would let the peer send a whole window more on top of them. The bytes in
+          // between come again and are dropped here (`duplicates`).
+          duplicates = undelivered;
+          send({ type: 'resume', received: received - undelivered });
         }
         return;
     }

@@ -56,6 +56,11 @@ export async function startSshd(sshd: string, dir: string): Promise<TestSshd> {
       'PermitRootLogin prohibit-password',
       'Subsystem sftp internal-sftp',
       'LogLevel ERROR',
+      // bash sources ~/.bashrc for a command run over ssh only at shell level 1: from 2 on
+      // it does not. The tests check ssh's and dstream's own stderr, which the user's start-up
+      // files (this machine's runs `pyenv init`, whose rehash races between two sessions and
+      // complains) must not add to.
+      'SetEnv SHLVL=1',
       '',
     ].join('\n'),
   );

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { connect, createServer as createTcpServer, type Socket } from 'node:net';
@@ -11,7 +12,12 @@ import {
   type ResumeEvent,
 } from '../../src/stream/resumable-bridge.js';
 import { randomBytes, sha256, waitFor } from '../helpers/net.js';
-import { startDigestServer, startEchoServer, type TestServer } from '../helpers/servers.js';
+import {
+  startDigestServer,
+  startEchoServer,
+  startServer,
+  type TestServer,
+} from '../helpers/servers.js';
 
 // Two ends of a resumable stream through a real relay (a WebSocket server pairing the two
 // sockets of a path and passing every message on), whose connections the test cuts, and
@@ -160,7 +166,15 @@ async function tunnel(
   target: TestServer,
   windowMs?: number,
   replayBytes?: number,
-): Promise<{ client: Socket; sideA: Socket; a: End; b: End; close: () => void }> {
+): Promise<{
+  client: Socket;
+  sideA: Socket;
+  /** End B's connection to the target. */
+  sideB: Socket;
+  a: End;
+  b: End;
+  close: () => void;
+}> {
   const path = `/s/${Math.random().toString(36).slice(2)}`;
   const listener = createTcpServer({ allowHalfOpen: true, pauseOnConnect: true });
   await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
@@ -180,7 +194,7 @@ async function tunnel(
   const [wsA, wsB] = await Promise.all([openWs(relay.port, path), openWs(relay.port, path)]);
   const a = startEnd(sideA, relay, path, wsA, windowMs, replayBytes);
   const b = startEnd(device, relay, path, wsB, windowMs, replayBytes);
-  return { client, sideA, a, b, close: () => listener.close() };
+  return { client, sideA, sideB: device, a, b, close: () => listener.close() };
 }
 
 /** Read from `socket` until `n` bytes arrived (or the end); the hash and count. */
@@ -306,21 +320,7 @@ describe('resumable streams through a relay that is cut and restarted', () => {
   it('a reader that stops while the link is cut does not grow the replay past its bound', async () => {
     const relay = await startRelay();
     // A device-side service that accepts and never reads.
-    const held = new Set<Socket>();
-    const sink = createTcpServer((s) => {
-      s.on('error', () => undefined);
-      s.pause();
-      held.add(s);
-    });
-    await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve));
-    const sinkServer: TestServer = {
-      port: (sink.address() as AddressInfo).port,
-      close: () =>
-        new Promise<void>((resolve) => {
-          for (const s of held) s.destroy();
-          sink.close(() => resolve());
-        }),
-    } as TestServer;
+    const sinkServer = await startServer((s) => s.pause());
     cleanups.push(
       () => relay.stop(),
       () => sinkServer.close(),
@@ -344,5 +344,65 @@ describe('resumable streams through a relay that is cut and restarted', () => {
     // One read's worth of slack over the bound at most (a TCP read is at most 64 KiB here).
     expect(t.a.bridge.replayBytes()).toBeLessThanOrEqual(bound + 64 * 1024);
     expect(t.client.writableLength).toBeGreaterThan(16 * 1024 * 1024);
+  });
+});
+
+describe('a resumption while the receiving application reads slowly', () => {
+  it('the peer resends from what the application took, not from what arrived: no window overrun, byte-exact', async () => {
+    const relay = await startRelay();
+    // A device-side service that reads nothing until released, then hashes everything.
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const digests: Promise<{ bytes: number; sha: string }>[] = [];
+    const slowServer = await startServer((s) => {
+      s.pause();
+      digests.push(
+        new Promise((resolve) => {
+          const hash = createHash('sha256');
+          let bytes = 0;
+          s.on('data', (d: Buffer) => {
+            bytes += d.length;
+            hash.update(d);
+          });
+          s.on('end', () => {
+            resolve({ bytes, sha: hash.digest('hex') });
+            s.end();
+          });
+          // Reset before its end: what arrived, marked incomplete.
+          s.on('close', () => resolve({ bytes, sha: 'reset before the end' }));
+          void released.then(() => s.resume());
+        }),
+      );
+    });
+    cleanups.push(
+      () => relay.stop(),
+      () => slowServer.close(),
+    );
+    const bound = 2 * 1024 * 1024;
+    const t = await tunnel(relay, slowServer, 20_000, bound);
+    cleanups.push(t.close, () => t.client.destroy());
+    const data = randomBytes(48 * 1024 * 1024);
+    t.client.end(data);
+    // The kernel's buffers toward the reader are full, and end B holds what they would not
+    // take (about a window, 256 KiB of acknowledgement lag aside) for the reader.
+    const holding = (): boolean =>
+      t.a.bridge.replayBytes() >= bound && t.sideB.writableLength >= bound - 256 * 1024;
+    await waitFor(holding, 20_000, 'end B holding a window');
+    relay.cut();
+    const resumed = (end: End): Promise<void> =>
+      waitFor(() => end.events.some((e) => e.type === 'resumed'), 20_000, 'a resumption');
+    await Promise.all([resumed(t.a), resumed(t.b)]);
+    // A sends until its window is full again, and B holds a window again, not more. Had B
+    // resumed from what had arrived, A would have taken B's queued bytes off its window and
+    // sent a whole window on top of them: B ends the stream then (the peer overran it).
+    let ended: ResumableResult | undefined;
+    void t.b.result.then((r) => (ended = r));
+    await waitFor(() => ended !== undefined || holding(), 20_000, 'the window again, or an end');
+    expect(ended).toBeUndefined();
+    expect(t.sideB.writableLength).toBeLessThanOrEqual(bound + 64 * 1024);
+    release();
+    await waitFor(() => digests.length === 1, 10_000, 'the connection');
+    expect(await digests[0]).toEqual({ bytes: data.length, sha: sha256(data) });
+    expect((await t.b.result).end).toBe('completed');
   });
 });
