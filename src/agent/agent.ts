@@ -74,7 +74,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
   const maxMs = options.reconnectMaxMs ?? 30_000;
   const emitter = new EventEmitter();
   const ends = new StreamEnds({
-    carrier: new WebSocketCarrier({ trust, pool }),
+    carrier: new WebSocketCarrier({ trust, pool, hub: cs.hub }),
     resume: options.resume ?? false,
     resumeWindowMs: options.resumeWindowMs,
     heartbeatMs: options.heartbeatMs,

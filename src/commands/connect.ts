@@ -52,7 +52,7 @@ export async function runConnect(
     void ctx.stopSignal.then(resolve);
     ctx.onHangup(() => resolve('SIGHUP'));
   });
-  const carrier = new WebSocketCarrier({ trust: target });
+  const carrier = new WebSocketCarrier({ trust: target, hub: target });
   // ssh shows nothing until the stream is up; a spinner on the terminal says what is slow.
   const opening = withSpinner(
     `connecting to ${device} through ${formatHostPort(target.host, target.port)}`,

@@ -1,3 +1,4 @@
+import { describeError } from '../errors.js';
 import type { Server } from 'node:http';
 import type { AddressInfo, BlockList, Socket } from 'node:net';
 import type { HubAddress } from '../auth/connection-string.js';
@@ -288,6 +289,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
           fingerprint: options.tls?.selfSigned ? options.tls.fingerprint : undefined,
         },
         devices: control,
+        resumeWindowMs: options.resume ? (options.resume.windowMs ?? 120_000) : undefined,
         offer: (request, signal) => offerStream(offerContext, request, signal),
       });
     }
@@ -299,6 +301,20 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
 
   const drain = async (timeoutMs: number): Promise<void> => {
     draining = true;
+    if (cluster) {
+      // Out of the cluster's routing first, so that the halves of the streams handed over
+      // below meet on a node that stays, and devices register there.
+      await cluster
+        .withdraw()
+        .catch((error: unknown) =>
+          logger.warn('cannot withdraw from the cluster', { error: describeError(error) }),
+        );
+      const handed = streams.handOver();
+      if (handed > 0)
+        logger.info('draining: resumable streams handed over to the other nodes', {
+          streams: handed,
+        });
+    }
     control.goAway('hub shutting down');
     if (streams.size > 0) {
       logger.info('draining: waiting for active streams to finish', {

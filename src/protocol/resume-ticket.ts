@@ -21,6 +21,11 @@ export interface ResumeClaims {
   readonly generation: number;
   /** Unix seconds; past it the stream is not resumed (the resume window). */
   readonly expiresAt: number;
+  /**
+   * In a cluster, the node the stream ran on when the ticket was issued: its halves meet
+   * there again while it lives (hub/cluster/meeting.ts). Absent on a single hub.
+   */
+  readonly node?: string | undefined;
 }
 
 export type TicketProblem = 'malformed' | 'bad-signature' | 'expired' | 'wrong-side';
@@ -49,6 +54,7 @@ export function signResumeTicket(key: Buffer, claims: ResumeClaims): string {
       w: claims.side,
       g: claims.generation,
       e: claims.expiresAt,
+      ...(claims.node === undefined ? {} : { o: claims.node }),
     }),
   ).toString('base64url');
   return `${prefix}${payload}.${mac(key, payload).toString('base64url')}`;
@@ -89,14 +95,15 @@ export function verifyResumeTicket(
   } catch {
     return bad('malformed', 'not a resume ticket');
   }
-  const { s, d, n, w, g, e } = o;
+  const { s, d, n, w, g, e, o: node } = o;
   if (
     typeof s !== 'string' ||
     typeof d !== 'string' ||
     typeof n !== 'string' ||
     (w !== 'service' && w !== 'device') ||
     !isSafeOffset(g) ||
-    !isSafeOffset(e)
+    !isSafeOffset(e) ||
+    (node !== undefined && typeof node !== 'string')
   )
     return bad('malformed', 'not a resume ticket');
   if (side !== undefined && w !== side)
@@ -104,6 +111,14 @@ export function verifyResumeTicket(
   if (e < nowSeconds) return bad('expired', 'the resume window has passed');
   return {
     ok: true,
-    claims: { streamId: s, deviceId: d, streamName: n, side: w, generation: g, expiresAt: e },
+    claims: {
+      streamId: s,
+      deviceId: d,
+      streamName: n,
+      side: w,
+      generation: g,
+      expiresAt: e,
+      ...(node === undefined ? {} : { node }),
+    },
   };
 }

@@ -125,7 +125,7 @@ export async function startSocksProxy(
   // handshake per stream.
   const pool = new HubConnectionPool(options.target);
   const ends = new StreamEnds({
-    carrier: new WebSocketCarrier({ trust: options.target, pool }),
+    carrier: new WebSocketCarrier({ trust: options.target, pool, hub: options.target }),
     resume: options.resume ?? false,
     resumeWindowMs: options.resumeWindowMs,
     heartbeatMs: options.heartbeatMs,

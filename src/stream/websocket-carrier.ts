@@ -20,6 +20,12 @@ export interface WebSocketCarrierOptions {
   readonly trust: HubTrust;
   /** Verified connections made in advance, so the TLS handshake leaves a stream's setup. */
   readonly pool?: HubConnectionPool | undefined;
+  /**
+   * The hub's own address (the connection string's): a resumption that cannot reach the
+   * node its stream ran on tries here next, so that in a cluster the balancer takes it to a
+   * node that lives (the node it reaches finds where the stream's halves meet).
+   */
+  readonly hub?: { readonly host: string; readonly port: number } | undefined;
 }
 
 /**
@@ -51,6 +57,32 @@ export class WebSocketCarrier implements Carrier {
   }
 
   async resume(url: string, ticket: string): Promise<WebSocket> {
+    try {
+      return await this.#resumeAt(url, ticket);
+    } catch (error) {
+      const viaHub = this.#viaHub(url);
+      // Refused for good, or the stream already runs through the hub's address: no second try.
+      if (error instanceof ResumeRefusedError || viaHub === undefined) throw error;
+      return this.#resumeAt(viaHub, ticket);
+    }
+  }
+
+  /** `url`'s path on the hub's own address, when that is another address. */
+  #viaHub(url: string): string | undefined {
+    const hub = this.options.hub;
+    if (!hub) return undefined;
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      return undefined;
+    }
+    const moved = new URL(parsed.href);
+    moved.host = hub.host.includes(':') ? `[${hub.host}]:${hub.port}` : `${hub.host}:${hub.port}`;
+    return moved.origin === parsed.origin ? undefined : moved.href;
+  }
+
+  async #resumeAt(url: string, ticket: string): Promise<WebSocket> {
     try {
       return await openWebSocket(url, this.options.trust, {
         headers: { authorization: `Resume ${ticket}` },

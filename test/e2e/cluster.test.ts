@@ -76,20 +76,8 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
   }
 
   /** The node holding a device's control connection: exactly one node reports it. */
-  async function ownerOf(cluster: TestCluster, live = cluster.nodes): Promise<ClusterNodeProcess> {
-    let holders: ClusterNodeProcess[] = [];
-    await expect
-      .poll(
-        async () => {
-          const counts = await Promise.all(live.map((n) => cluster.connectedDevices(n)));
-          holders = live.filter((_, i) => (counts[i] ?? 0) > 0);
-          return counts.reduce((a, b) => a + b, 0);
-        },
-        { timeout: 15_000 },
-      )
-      .toBe(1);
-    return holders[0] as ClusterNodeProcess;
-  }
+  const ownerOf = (cluster: TestCluster, live = cluster.nodes): Promise<ClusterNodeProcess> =>
+    cluster.ownerOf(live);
 
   function others(cluster: TestCluster, node: ClusterNodeProcess): ClusterNodeProcess[] {
     return cluster.nodes.filter((n) => n !== node);

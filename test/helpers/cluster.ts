@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { cpSync, readFileSync, rmSync } from 'node:fs';
 import { behindBalancerFlags, listenForBalancer, startHaproxy } from '../../bench/cluster-procs.js';
 import { join } from 'node:path';
+import { expect } from 'vitest';
 import {
   parseConnectionString,
   type ServiceConnectionString,
@@ -35,6 +36,11 @@ export interface TestCluster {
   addNode(name: string): Promise<ClusterNodeProcess>;
   /** Control connections a node holds, from its /metrics. */
   connectedDevices(node: ClusterNodeProcess): Promise<number>;
+  /**
+   * The node holding the one connected device's control connection (and so its streams):
+   * waits until exactly one of `live` (default: all) reports one.
+   */
+  ownerOf(live?: readonly ClusterNodeProcess[]): Promise<ClusterNodeProcess>;
   stop(): Promise<void>;
 }
 
@@ -128,6 +134,12 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
     rmSync(dir, { recursive: true, force: true });
     throw error;
   }
+  const connectedDevices = async (node: ClusterNodeProcess): Promise<number> => {
+    const res = await hubRequest(node.target, { method: 'GET', path: '/metrics' });
+    const m = /^dstream_connected_devices (\d+)$/m.exec(res.body);
+    if (!m) throw new Error(`no dstream_connected_devices in /metrics of ${node.name}`);
+    return Number(m[1]);
+  };
   return {
     dir,
     redis,
@@ -137,11 +149,20 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
     service,
     ca,
     addNode,
-    connectedDevices: async (node) => {
-      const res = await hubRequest(node.target, { method: 'GET', path: '/metrics' });
-      const m = /^dstream_connected_devices (\d+)$/m.exec(res.body);
-      if (!m) throw new Error(`no dstream_connected_devices in /metrics of ${node.name}`);
-      return Number(m[1]);
+    connectedDevices,
+    ownerOf: async (live = nodes) => {
+      let holders: ClusterNodeProcess[] = [];
+      await expect
+        .poll(
+          async () => {
+            const counts = await Promise.all(live.map((n) => connectedDevices(n)));
+            holders = live.filter((_, i) => (counts[i] ?? 0) > 0);
+            return counts.reduce((a, b) => a + b, 0);
+          },
+          { timeout: 15_000 },
+        )
+        .toBe(1);
+      return holders[0] as ClusterNodeProcess;
     },
     stop: async () => {
       balancer?.kill('SIGTERM');

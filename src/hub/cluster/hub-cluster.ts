@@ -5,6 +5,7 @@ import type { DeviceLinks } from '../devices/device-links.js';
 import type { ClusterStats } from '../observe/metrics.js';
 import type { RouteStream } from '../streams/stream-initiation.js';
 import type { StreamOffer, StreamOfferRequest } from '../streams/stream-offer.js';
+import type { ResumeClaims } from '../../protocol/resume-ticket.js';
 
 /** Set on a stream socket one node passes to another: a forwarded socket is never forwarded again. */
 export const forwardedHeader = 'x-dstream-forwarded-by';
@@ -16,6 +17,8 @@ export interface ClusterAttachment {
   /** How to verify another node when passing it a stream socket (nodes share the certificate). */
   readonly trust: HubTrust;
   readonly devices: DeviceLinks;
+  /** How long a suspended stream waits for its halves (ms), when this hub resumes streams. */
+  readonly resumeWindowMs?: number | undefined;
   /** Offer a stream to a device connected here. */
   offer(request: StreamOfferRequest, signal: AbortSignal): Promise<StreamOffer>;
 }
@@ -38,5 +41,21 @@ export interface HubCluster {
   readonly connectedAmong: (deviceIds: readonly string[]) => Promise<Set<string>>;
   /** Pass a stream socket for another node's stream to that node. */
   forward(req: IncomingMessage, socket: Duplex, head: Buffer, streamId: string): void;
+  /**
+   * A resuming half with a valid ticket reached this node: find where its stream's halves
+   * meet (cluster/meeting.ts). Resolves 'here' when this node is the place; otherwise the
+   * socket was forwarded there, or refused (503) when no node can take it yet.
+   */
+  meet(
+    claims: ResumeClaims,
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+  ): Promise<'here' | 'elsewhere'>;
+  /**
+   * Leave the cluster's routing before a drain: the lease and device registrations go, so
+   * other nodes take this node's devices and its suspended streams' halves; the store stays.
+   */
+  withdraw(): Promise<void>;
   close(): Promise<void>;
 }

@@ -18,4 +18,6 @@ export const keys = {
   owner: (deviceId: string): string => `${prefix}owner:${deviceId}`,
   /** Counter the epochs of device registrations are drawn from. */
   epoch: `${prefix}epoch`,
+  /** Where a suspended stream's halves meet again: a node id, kept for the resume window. */
+  meeting: (streamId: string): string => `${prefix}meet:${streamId}`,
 } as const;

@@ -10,6 +10,8 @@ import type { Logger } from '../../log/logger.js';
 import type { HubTrust } from '../../net/hub-client.js';
 import { closeCodes } from '../../protocol/constants.js';
 import { forwardUpgrade } from './forward.js';
+import { meetingPlace, type MeetingPlace } from './meeting.js';
+import type { ResumeClaims } from '../../protocol/resume-ticket.js';
 import { Presence } from './presence.js';
 import { RedisRegistry } from './redis-registry.js';
 import { StreamRouter } from './router.js';
@@ -30,6 +32,10 @@ export class ClusterNode implements HubCluster {
   #router: StreamRouter | undefined;
   #url: URL | undefined;
   #trust: HubTrust = { tls: true };
+  /** How long a meeting place is kept: a suspended stream's resume window. */
+  #resumeWindowMs = 120_000;
+  /** Withdrawn for a drain: never the meeting place of a suspended stream. */
+  #withdrawn = false;
 
   private constructor(
     private readonly store: Store,
@@ -75,6 +81,7 @@ export class ClusterNode implements HubCluster {
   async attach(hub: ClusterAttachment): Promise<void> {
     this.#url = hub.nodeUrl;
     this.#trust = hub.trust;
+    this.#resumeWindowMs = hub.resumeWindowMs ?? this.#resumeWindowMs;
     const presence = new Presence(this.store, this.nodeId, hub.nodeUrl.origin, this.logger);
     presence.attach(
       () => hub.devices.onlineDevices(),
@@ -141,6 +148,68 @@ export class ClusterNode implements HubCluster {
         );
       },
     );
+  }
+
+  async meet(
+    claims: ResumeClaims,
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+  ): Promise<'here' | 'elsewhere'> {
+    const ticketNode =
+      claims.node ?? claims.streamId.slice(0, Math.max(0, claims.streamId.indexOf('.')));
+    if (!this.store.up) {
+      // Without Redis no node can agree on a place: the node the ticket names takes it (it
+      // may be where the other half is), any other asks the end to come back later.
+      if (ticketNode === this.nodeId && !this.#withdrawn) return 'here';
+      refuseUpgrade(socket, 503, 'ServiceUnavailable', 'the cluster store (redis) is unreachable', {
+        'Retry-After': '1',
+      });
+      return 'elsewhere';
+    }
+    // Until the answer, bytes the end sends wait in the kernel.
+    socket.pause();
+    let place: MeetingPlace;
+    try {
+      place = await meetingPlace(
+        this.store,
+        { streamId: claims.streamId, ticketNode },
+        { nodeId: this.nodeId, url: this.#withdrawn ? undefined : this.#url?.origin },
+        this.#resumeWindowMs + 10_000,
+      );
+    } catch (error) {
+      this.logger.warn('cannot pick where a stream resumes', { error: describeError(error) });
+      refuseUpgrade(socket, 503, 'ServiceUnavailable', 'the cluster store (redis) is unreachable', {
+        'Retry-After': '1',
+      });
+      return 'elsewhere';
+    }
+    if (place.at === 'here') return 'here';
+    if (place.at === 'none') {
+      refuseUpgrade(socket, 503, 'ServiceUnavailable', 'this hub node is draining', {
+        'Retry-After': '1',
+      });
+      return 'elsewhere';
+    }
+    this.logger.debug('forwarding a resuming stream socket to where its halves meet', {
+      node: place.nodeId,
+      id: claims.streamId,
+      side: claims.side,
+    });
+    forwardUpgrade(
+      req,
+      socket,
+      head,
+      { url: new URL(place.url), trust: this.#trust },
+      this.nodeId,
+      this.logger,
+    );
+    return 'elsewhere';
+  }
+
+  async withdraw(): Promise<void> {
+    this.#withdrawn = true;
+    await this.#presence?.stop();
   }
 
   async close(): Promise<void> {

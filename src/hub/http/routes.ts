@@ -48,6 +48,10 @@ export interface HubParts {
   readonly addresses: () => HubAddresses;
 }
 
+/** A stream socket that brings a resume ticket (`Authorization: Resume ...`). */
+const isResumption = (req: IncomingMessage): boolean =>
+  req.headers.authorization?.startsWith('Resume ') === true;
+
 export type RequestHandler = (
   req: IncomingMessage,
   res: ServerResponse,
@@ -186,9 +190,21 @@ export function upgradeRoutes(parts: HubParts): RouteTable<UpgradeHandler> {
     table.add('*', '/$iothub/websocket', (req, socket, head) => mqtt.upgrade(req, socket, head));
   return table.add('*', '/bridges/:streamId', (req, socket, head, p) => {
     const id = p.streamId ?? '';
+    // One hop at most: a socket another node forwarded here is not sent on again.
+    const forwarded = req.headers[forwardedHeader] !== undefined;
+    if (cluster && isResumption(req)) {
+      // A suspended stream's half: its halves meet on the node the cluster picks, which need
+      // not be the one that set the stream up (it may be gone). The ticket is checked first.
+      return streams.accept(
+        req,
+        socket,
+        head,
+        id,
+        forwarded ? undefined : (claims) => cluster.meet(claims, req, socket, head),
+      );
+    }
     if (cluster && !streams.isLocal(id)) {
-      // One hop at most: a socket another node forwarded here is not sent on again.
-      if (req.headers[forwardedHeader] !== undefined)
+      if (forwarded)
         return refuseUpgrade(socket, 404, 'StreamNotFound', 'no such stream on this node');
       return cluster.forward(req, socket, head, id);
     }

@@ -25,6 +25,8 @@ export interface ResumeDeskOptions {
   readonly deviceAllowed: (deviceId: string) => boolean;
   /** Entries per memory (default resumeMemoryBound). */
   readonly memoryBound?: number | undefined;
+  /** In a cluster, this node's id: written into the tickets it issues (where to meet again). */
+  readonly nodeId?: string | undefined;
 }
 
 /** A resumption the desk lets through: whose ticket it is, and its key for spending it. */
@@ -170,6 +172,7 @@ export class ResumeDesk {
       side,
       generation,
       expiresAt: Math.floor(nowMs / 1000) + ticketLifetimeS,
+      node: this.options.nodeId,
     });
   }
 }

@@ -14,7 +14,7 @@ import {
 } from '../../protocol/constants.js';
 import { formatStreamFrame } from '../../protocol/stream-frames.js';
 import type { ResumeClaims, StreamSide } from '../../protocol/resume-ticket.js';
-import { ResumeDesk } from './resume-desk.js';
+import { ResumeDesk, type ResumeAdmitted } from './resume-desk.js';
 import { StreamTable } from './stream-table.js';
 import { negotiate } from './negotiation.js';
 import { mintStreamTokens, sideOfToken } from './stream-tokens.js';
@@ -29,6 +29,13 @@ export interface StreamOrigin {
   readonly policy: string | undefined;
   readonly remote: string | undefined;
 }
+
+/**
+ * In a cluster, where a resuming half whose ticket the desk admitted goes: 'here', or
+ * 'elsewhere' once the cluster has forwarded it to the node where its halves meet (or
+ * refused it for now).
+ */
+export type ResumeMeeting = (claims: ResumeClaims) => Promise<'here' | 'elsewhere'>;
 
 /** What every stream record has, fresh or resuming. */
 interface RecordBase {
@@ -50,6 +57,8 @@ interface RecordBase {
   >;
   timer: NodeJS.Timeout | undefined;
   paired: boolean;
+  /** Paired as a resumable stream (both ends speak dstream.stream.v2). */
+  resumable: boolean;
   /** Bytes relayed so far, service->device (a) and device->service (b); live while paired. */
   readonly counts: { a: number; b: number };
 }
@@ -136,6 +145,7 @@ function emptyRecord(fields: Pick<RecordBase, 'id' | 'origin' | 'deviceId' | 'na
     early: new Map(),
     timer: undefined,
     paired: false,
+    resumable: false,
     counts: { a: 0, b: 0 },
   };
 }
@@ -205,7 +215,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     this.#heartbeat = options.heartbeat;
     this.#guard = options.guard;
     this.#idPrefix = options.idPrefix === undefined ? '' : `${options.idPrefix}.`;
-    this.#desk = options.resume && new ResumeDesk(options.resume);
+    this.#desk = options.resume && new ResumeDesk({ ...options.resume, nodeId: options.idPrefix });
     this.#rawEofLingerMs = options.rawEofLingerMs;
     this.#wss = new WebSocketServer({
       noServer: true,
@@ -350,7 +360,13 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
    * Handle an upgrade to /bridges/<id> with `Authorization: Bearer <token>` (a new stream's
    * side), or `Authorization: Resume <ticket>` (a resumable stream's side coming back).
    */
-  accept(req: IncomingMessage, socket: Duplex, head: Buffer, id: string): void {
+  accept(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    id: string,
+    meet?: ResumeMeeting,
+  ): void {
     const header = req.headers.authorization ?? '';
     const remote = req.socket.remoteAddress;
     const throttled = this.#guard?.throttled(remote);
@@ -361,7 +377,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
       return;
     }
     if (header.startsWith('Resume '))
-      return this.#acceptResume(req, socket, head, id, header.slice(7));
+      return this.#acceptResume(req, socket, head, id, header.slice(7), meet);
     const found = this.#streams.get(id);
     // A resuming record has no tokens: its halves come back with tickets only.
     const record = found?.kind === 'fresh' ? found : undefined;
@@ -406,6 +422,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     head: Buffer,
     id: string,
     ticket: string,
+    meet: ResumeMeeting | undefined,
   ): void {
     const remote = req.socket.remoteAddress;
     // 401 only for a ticket that does not verify (a guess, counted against the address);
@@ -430,7 +447,28 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
       });
       return refuseUpgrade(socket, verdict.status, verdict.errorCode, verdict.message);
     }
+    if (!meet) return this.#admitResume(req, socket, head, verdict);
+    meet(verdict.claims).then(
+      (place) => {
+        if (place === 'here') this.#admitResume(req, socket, head, verdict);
+      },
+      (error: unknown) => {
+        this.logger.warn('cannot place a resuming stream socket', {
+          id,
+          error: error instanceof Error ? error.message : String(error),
+        });
+        refuseUpgrade(socket, 503, 'ServiceUnavailable', 'cannot resume the stream here now', {
+          'Retry-After': '1',
+        });
+      },
+    );
+  }
+
+  /** A resuming half admitted by the desk, on the node where its stream's halves meet. */
+  #admitResume(req: IncomingMessage, socket: Duplex, head: Buffer, verdict: ResumeAdmitted): void {
+    const remote = req.socket.remoteAddress;
     const { claims, ticketKey } = verdict;
+    const id = claims.streamId;
     const running = this.#streams.get(id);
     if (running?.kind === 'fresh') {
       // The stream this ticket belongs to still runs here (its other half has not noticed the
@@ -591,6 +629,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
       { socket: device, backlog: backlog(device) },
     );
     record.early.clear();
+    record.resumable = resumable;
     const started = Date.now();
     this.logger.debug('stream paired', {
       device: record.deviceId,
@@ -696,6 +735,33 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
       suspended: end.kind === 'suspended',
       gaveUp: end.kind === 'gave-up',
     });
+  }
+
+  /**
+   * A drained cluster node hands its resumable streams over: their sockets close as lost
+   * (1001), so both ends resume them, through the balancer, on a node that stays. Resuming
+   * halves waiting here are sent away the same way. Other streams are left to finish.
+   * Returns how many streams were handed over.
+   */
+  handOver(): number {
+    let handed = 0;
+    for (const record of this.#streams.all()) {
+      if (record.kind === 'fresh' && !(record.paired && record.resumable)) continue;
+      handed++;
+      if (!record.paired) {
+        // Not an end: its halves try again elsewhere (no audit line; the suspension had one).
+        this.#end(record, {
+          code: closeCodes.goingAway,
+          reason: 'hub node draining',
+          kind: 'cancelled',
+        });
+        continue;
+      }
+      // The relay reports the end (suspended: closed with neither 1000 nor 4001).
+      for (const ws of Object.values(record.sockets))
+        closeWebSocket(ws, closeCodes.goingAway, 'hub node draining');
+    }
+    return handed;
   }
 
   /** Close all streams. */
