@@ -270,4 +270,26 @@ describe('resumptions in the audit log and the metrics', () => {
     ]);
     expect(await counted('gave-up')).toBe(1);
   }, 30_000);
+
+  it('a suspended stream neither of whose halves comes back writes "gave-up" once the window has passed', async () => {
+    const service = await half('au-gone', 'service');
+    const device = await half('au-gone', 'device');
+    await waitFor(
+      () => records.filter((r) => r.outcome === 'resumed').length === 2,
+      10_000,
+      'the pairing',
+    );
+    // Both ends vanish at once (say, the laptop and the device both lost power): lost, not
+    // ended, so the stream is suspended; nobody comes back.
+    service.terminate();
+    device.terminate();
+    const gone = (): AuditRecord | undefined =>
+      records.find((r) => r.outcome === 'gave-up' && r.reason === 'neither side resumed in time');
+    await waitFor(() => gone() !== undefined, 10_000, 'the gave-up line');
+    expect(records.filter((r) => r.outcome === 'suspended')).toEqual([
+      expect.objectContaining({ device: 'au-dev', stream: '22' }),
+    ]);
+    expect(gone()).toMatchObject({ device: 'au-dev', stream: '22' });
+    expect(await counted('gave-up')).toBe(2);
+  }, 30_000);
 });

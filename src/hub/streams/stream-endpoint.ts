@@ -14,7 +14,7 @@ import {
 } from '../../protocol/constants.js';
 import { formatStreamFrame } from '../../protocol/stream-frames.js';
 import type { ResumeClaims, StreamSide } from '../../protocol/resume-ticket.js';
-import { ResumeDesk, type ResumeAdmitted } from './resume-desk.js';
+import { ResumeDesk, resumeMemoryBound, type ResumeAdmitted } from './resume-desk.js';
 import { StreamTable } from './stream-table.js';
 import { negotiate } from './negotiation.js';
 import { mintStreamTokens, sideOfToken } from './stream-tokens.js';
@@ -205,6 +205,8 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
   /** Resumable streams: absent when this hub does not offer them. */
   readonly #desk: ResumeDesk | undefined;
   readonly #rawEofLingerMs: number | undefined;
+  /** Suspended streams none of whose halves has come back yet: their give-up timers. */
+  readonly #returning = new Map<string, NodeJS.Timeout>();
 
   constructor(
     private readonly logger: Logger,
@@ -469,6 +471,8 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     const remote = req.socket.remoteAddress;
     const { claims, ticketKey } = verdict;
     const id = claims.streamId;
+    // A half is back: the record it meets in reports the stream's fate from now on.
+    this.#clearReturn(id);
     const running = this.#streams.get(id);
     if (running?.kind === 'fresh') {
       // The stream this ticket belongs to still runs here (its other half has not noticed the
@@ -613,7 +617,10 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
   #pair(record: StreamRecord, device: WebSocket, service: WebSocket): void {
     record.paired = true;
     // Paired: the tickets that brought the halves back are spent (new ones follow).
-    if (record.kind === 'resuming') this.#desk?.spend(record.presented.values());
+    if (record.kind === 'resuming') {
+      this.#desk?.spend(record.presented.values());
+      this.#clearReturn(record.id);
+    }
     if (record.timer) clearTimeout(record.timer);
     record.timer = undefined;
     for (const [ws, listener] of record.earlyClose) ws.off('close', listener);
@@ -676,6 +683,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
           result.closeCode !== closeCodes.normal &&
           result.closeCode !== closeCodes.localError;
         if (!suspended) this.#desk?.finished(record.id);
+        else this.#awaitReturn(record);
         // Live bytes are summed over the table; once a record leaves it, its bytes count here.
         this.#streams.addFinishedBytes(result.bytesAtoB, result.bytesBtoA);
         this.#emitEnd(record, {
@@ -764,8 +772,50 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     return handed;
   }
 
+  /**
+   * A suspended stream whose halves may never come back (both ends gone, the agent killed):
+   * unless one returns within the resume window, it is reported as given up, so the audit
+   * log and the metrics close its account. (A half that returns hands over to the record its
+   * return makes, which reports its own end.)
+   */
+  #awaitReturn(record: StreamRecord): void {
+    const windowMs = this.#desk?.windowMs;
+    this.#clearReturn(record.id);
+    // A half is already back (it is what ended this record: one end's link alone was lost).
+    if (windowMs === undefined || this.#streams.get(record.id)) return;
+    const timer = setTimeout(() => {
+      this.#returning.delete(record.id);
+      if (this.#streams.get(record.id)) return;
+      this.logger.info('stream not resumed: neither side came back in time', {
+        device: record.deviceId,
+        stream: record.name,
+        id: record.id,
+      });
+      this.#emitEnd(record, {
+        toDevice: 0,
+        fromDevice: 0,
+        reason: 'neither side resumed in time',
+        kind: 'gave-up',
+      });
+    }, windowMs);
+    timer.unref();
+    this.#returning.set(record.id, timer);
+    // Bounded like the desk's memories: past it the oldest wait is forgotten (not reported).
+    if (this.#returning.size > resumeMemoryBound) {
+      const oldest = this.#returning.keys().next();
+      if (!oldest.done) this.#clearReturn(oldest.value);
+    }
+  }
+
+  #clearReturn(id: string): void {
+    clearTimeout(this.#returning.get(id));
+    this.#returning.delete(id);
+  }
+
   /** Close all streams. */
   close(): void {
+    for (const timer of this.#returning.values()) clearTimeout(timer);
+    this.#returning.clear();
     for (const record of this.#streams.all())
       this.#end(record, { code: closeCodes.shutdown, reason: 'hub shutting down' });
     this.#wss.close();
