@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +13,7 @@ import {
   type CliTunnel,
 } from '../helpers/cli.js';
 import { findOpenSsh, hasSocksNetcat, startSshd, type TestSshd } from '../helpers/openssh.js';
+import { sha256File } from '../helpers/net.js';
 
 const openssh = findOpenSsh();
 const socksNetcat = hasSocksNetcat();
@@ -42,16 +42,6 @@ function run(
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
-  });
-}
-
-function sha256File(file: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    createReadStream(file)
-      .on('data', (d) => hash.update(d))
-      .on('end', () => resolve(hash.digest('hex')))
-      .on('error', reject);
   });
 }
 

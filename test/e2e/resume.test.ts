@@ -4,14 +4,14 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { findOpenSsh, startSshd } from '../helpers/openssh.js';
 import { cliPath, runCli, spawnCli, startCliHub, type CliProcess } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/hub.js';
 import { tcpSocketsOf } from '../helpers/proc.js';
-import { dial, randomBytes, sha256, waitFor } from '../helpers/net.js';
+import { dial, randomBytes, sha256, sha256File, waitFor } from '../helpers/net.js';
 import { startEchoServer, startServer, type TestServer } from '../helpers/servers.js';
 import { parseConnectionString } from '../../src/auth/connection-string.js';
 import { hubTarget } from '../../src/service/credentials.js';
@@ -543,5 +543,52 @@ describe('resumable streams through a hub killed with SIGKILL', () => {
       expect(s.proxy.output()).toMatch(/stream resumed/);
     },
     90_000,
+  );
+
+  it.skipIf(!openssh && !sshRequired)(
+    'scp of 256 MiB through proxy, hub and agent while the hub is killed (kill -9) and restarted three times: same SHA-256, scp exits 0',
+    async () => {
+      if (!openssh) throw new Error('DSTREAM_REQUIRE_OPENSSH=1 but sshd/ssh were not found');
+      const sshDir = makeTempDir('dstream-resume-scp-');
+      cleanups.push(() => rmSync(sshDir, { recursive: true, force: true }));
+      mkdirSync(join(sshDir, 'ssh'));
+      const sshd = await startSshd(openssh.sshd, join(sshDir, 'ssh'));
+      cleanups.push(() => sshd.close());
+      // The quick start's processes, no flag beyond it.
+      const s = await setUp(sshd);
+      const src = join(sshDir, 'big.bin');
+      const dst = join(sshDir, 'big.copy');
+      const size = 256 * 1024 * 1024;
+      const out = createWriteStream(src);
+      for (let i = 0; i < size / (4 * 1024 * 1024); i++)
+        if (!out.write(randomBytes(4 * 1024 * 1024))) await once(out, 'drain');
+      await new Promise<void>((resolve, reject) =>
+        out.end((e?: Error | null) => (e ? reject(e) : resolve())),
+      );
+      const scp = spawn(
+        'scp',
+        ['-P', String(s.proxyPort), ...sshd.sshOptions, src, `${sshd.user}@127.0.0.1:${dst}`],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      cleanups.push(() => scp.kill('SIGKILL'));
+      let err = '';
+      scp.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const exited = new Promise<number | null>((resolve) => scp.once('close', resolve));
+      const copied = (): number => (existsSync(dst) ? statSync(dst).size : 0);
+      let hub = s.hub;
+      // Three kills, each once the copy has moved on by a quarter, each hub started again on
+      // its port and data dir as a supervisor would.
+      for (const quarter of [1, 2, 3]) {
+        await waitFor(() => copied() >= (quarter * size) / 4, 120_000, `${quarter}/4 copied`);
+        await hub.stop('SIGKILL');
+        hub = await restartHub(s.dir, s.hubPort);
+      }
+      const code = await exited;
+      if (code !== 0) throw new Error(`scp exited ${code}: ${err}\n${logsOf({ ...s, hub })}`);
+      expect(err).toBe('');
+      expect(await sha256File(dst)).toBe(await sha256File(src));
+      expect(s.proxy.output().match(/stream resumed/g)).toHaveLength(3);
+    },
+    240_000,
   );
 });

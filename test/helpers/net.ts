@@ -1,8 +1,20 @@
+import { createReadStream } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 
 export const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** A file's SHA-256 (hex), read as a stream. */
+export function sha256File(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    createReadStream(file)
+      .on('data', (d) => hash.update(d))
+      .on('end', () => resolve(hash.digest('hex')))
+      .on('error', reject);
+  });
+}
 export { randomBytes };
 
 /** Connect to 127.0.0.1:port with half-open allowed. */
