@@ -40,6 +40,8 @@ export interface AgentOptions {
   readonly resume?: boolean | undefined;
   /** How long a suspended stream may take to resume (ms, default 120 s). */
   readonly resumeWindowMs?: number | undefined;
+  /** What all this process's resumable streams keep for replay, together (default 128 MiB). */
+  readonly replayBudgetBytes?: number | undefined;
 }
 
 export interface AgentStreamEnd extends BridgeResult {
@@ -77,6 +79,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
     carrier: new WebSocketCarrier({ trust, pool, hub: cs.hub }),
     resume: options.resume ?? false,
     resumeWindowMs: options.resumeWindowMs,
+    replayBudgetBytes: options.replayBudgetBytes,
     heartbeatMs: options.heartbeatMs,
   });
   // Local targets being dialled, before their streams are accepted (the ends hold the rest).

@@ -25,6 +25,7 @@ interface AgentFlags extends LogFlags, CredentialFlags {
   readonly heartbeatInterval: string;
   readonly resume?: boolean;
   readonly resumeWindow?: string;
+  readonly replayMemory?: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];

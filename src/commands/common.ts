@@ -286,17 +286,28 @@ export function withResumeOptions(cmd: Command): Command {
       '--resume-window <seconds>',
       'how long a stream whose hub link was lost may take to resume before it is reset',
       '120',
+    )
+    .option(
+      '--replay-memory <MiB>',
+      'most memory all resumable streams together keep for replay; past it they read more slowly',
+      '128',
     );
 }
 
 /** The resume settings from those options: on unless --no-resume. */
-export function resumeFrom(flags: { readonly resume?: boolean; readonly resumeWindow?: string }): {
+export function resumeFrom(flags: {
+  readonly resume?: boolean;
+  readonly resumeWindow?: string;
+  readonly replayMemory?: string;
+}): {
   readonly resume: boolean;
   readonly resumeWindowMs: number;
+  readonly replayBudgetBytes: number;
 } {
   return {
     resume: flags.resume !== false,
     resumeWindowMs: parseSeconds(flags.resumeWindow ?? '120', '--resume-window'),
+    replayBudgetBytes: parseCount(flags.replayMemory ?? '128', '--replay-memory') * 1024 * 1024,
   };
 }
 

@@ -27,6 +27,7 @@ interface ConnectFlags extends LogFlags, CredentialFlags {
   readonly stream?: string;
   readonly resume?: boolean;
   readonly resumeWindow?: string;
+  readonly replayMemory?: string;
 }
 
 /**

@@ -40,6 +40,7 @@ interface ProxyFlags extends LogFlags, CredentialFlags {
   readonly heartbeatInterval: string;
   readonly resume?: boolean;
   readonly resumeWindow?: string;
+  readonly replayMemory?: string;
 }
 
 /** `--socks [BIND:]PORT`. */

@@ -165,6 +165,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   });
   const audit = metrics.counting(options.audit ?? noAuditLog);
   streams.on('stream-resumed', () => metrics.streamResumed());
+  streams.on('stream-replayed', (info) => metrics.streamReplayed(info.bytes));
   auditStreamEnds(streams, audit);
   let draining = false;
 

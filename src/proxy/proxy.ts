@@ -26,6 +26,8 @@ export interface ProxyOptions {
   readonly resume?: boolean | undefined;
   /** How long a suspended stream may take to resume (ms, default 120 s). */
   readonly resumeWindowMs?: number | undefined;
+  /** What all this process's resumable streams keep for replay, together (default 128 MiB). */
+  readonly replayBudgetBytes?: number | undefined;
 }
 
 /** How one of the proxy's streams ended. */
@@ -51,6 +53,7 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
     carrier: new WebSocketCarrier({ trust: options.target, pool, hub: options.target }),
     resume: options.resume ?? false,
     resumeWindowMs: options.resumeWindowMs,
+    replayBudgetBytes: options.replayBudgetBytes,
     heartbeatMs: options.heartbeatMs,
   });
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });

@@ -21,6 +21,8 @@ export interface SocksOptions {
   readonly resume?: boolean | undefined;
   /** How long a suspended stream may take to resume (ms, default 120 s). */
   readonly resumeWindowMs?: number | undefined;
+  /** What all this process's resumable streams keep for replay, together (default 128 MiB). */
+  readonly replayBudgetBytes?: number | undefined;
 }
 
 /** SOCKS5 reply codes (RFC 1928 6). */
@@ -128,6 +130,7 @@ export async function startSocksProxy(
     carrier: new WebSocketCarrier({ trust: options.target, pool, hub: options.target }),
     resume: options.resume ?? false,
     resumeWindowMs: options.resumeWindowMs,
+    replayBudgetBytes: options.replayBudgetBytes,
     heartbeatMs: options.heartbeatMs,
   });
   // Connections still in the SOCKS handshake (the stream ends hold the rest).

@@ -3,12 +3,15 @@ import type { Carrier, StreamSocket } from './carrier.js';
 import { resumableStreamProtocol } from '../protocol/constants.js';
 import type { Logger } from '../log/logger.js';
 import { resumableBridge, type ResumableResult } from './resumable-bridge.js';
+import type { ReplayBudget } from './replay-budget.js';
 
 export interface CarryOptions {
   /** Opens the sockets of resumptions. */
   readonly carrier: Pick<Carrier, 'resume'>;
   /** How long a suspended stream may take to resume (default 120 s). */
   readonly resumeWindowMs?: number | undefined;
+  /** What the process's resumable streams keep for replay, together. */
+  readonly budget?: ReplayBudget | undefined;
   /** Suspensions and resumptions are logged here. */
   readonly logger: Logger;
   /** Every stream socket opened for a resumption (e.g. to put it under the heartbeat). */
@@ -55,6 +58,7 @@ export function carryStream(
   let plain: Bridged | undefined;
   const resumable = resumableBridge(socket, ws, {
     resumeWindowMs: options.resumeWindowMs ?? 120_000,
+    budget: options.budget,
     reconnect: async (ticket) => {
       if (ticket === undefined) throw new Error('no resume ticket from the hub yet');
       const next = await options.carrier.resume(url, ticket);

@@ -73,6 +73,9 @@ export class ReplayBuffer {
     while (drop > 0) {
       const head = this.#chunks[this.#head] as Buffer;
       if (head.length <= drop) {
+        // Let go of the chunk now, not at the next compaction: until then the array would keep
+        // up to a thousand acknowledged chunks (64 MiB of reads) alive per stream.
+        this.#chunks[this.#head] = released;
         this.#head++;
         drop -= head.length;
       } else {
@@ -101,6 +104,9 @@ export class ReplayBuffer {
     return this.#chunks.slice(this.#head);
   }
 }
+
+/** What an acknowledged chunk's slot holds until the array is compacted. */
+const released = Buffer.alloc(0);
 
 /** An acknowledgement or resume offset that cannot be right: the stream must end. */
 export class ReplayOffsetError extends Error {

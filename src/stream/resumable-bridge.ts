@@ -11,6 +11,7 @@ import {
   type StreamFrame,
 } from '../protocol/stream-frames.js';
 import { ReplayBuffer, ReplayOffsetError } from './replay-buffer.js';
+import type { ReplayBudget } from './replay-budget.js';
 
 /**
  * One end of a resumable stream (`--resume`; chosen by carry.ts). The local TCP connection stays open while the
@@ -45,6 +46,8 @@ export interface ResumableBridgeOptions {
   /** Jittered exponential backoff between reconnection attempts. */
   readonly backoff?: { readonly initialMs: number; readonly maxMs: number };
   readonly highWaterMark?: number;
+  /** What the process keeps for replay across all its streams; past it, reading waits. */
+  readonly budget?: ReplayBudget | undefined;
   readonly onEvent?: (event: ResumeEvent) => void;
   readonly onEnd?: (result: ResumableResult) => void;
   /**
@@ -113,6 +116,7 @@ export function resumableBridge(
   const high = options.highWaterMark ?? defaultHighWaterMark;
   const ackIdleMs = options.ackIdleMs ?? 50;
   const backoff = options.backoff ?? { initialMs: 100, maxMs: 2000 };
+  const budget = options.budget;
 
   let current: StreamSocket | undefined;
   /** The peer's resume arrived on the current socket: payload may flow. */
@@ -149,8 +153,22 @@ export function resumableBridge(
   const updateFlow = (): void => {
     if (finished || localEnded) return;
     const canRead = current !== undefined && peerResumed && !replay.full && inFlight < high;
-    if (canRead) socket.resume();
+    if (canRead && budget?.full) {
+      // Other streams hold the process's replay memory: wait for them to give some back.
+      budget.wait(updateFlow);
+      socket.pause();
+    } else if (canRead) socket.resume();
     else socket.pause();
+  };
+
+  /** Acknowledge up to `offset` (an ack, or a resume), giving the memory back to the budget. */
+  const ackReplay = (offset: number, andReplay: boolean): Buffer[] => {
+    const before = replay.size;
+    try {
+      return andReplay ? replay.replayFrom(offset) : (replay.ack(offset), []);
+    } finally {
+      budget?.give(before - replay.size);
+    }
   };
 
   const sendPayload = (chunk: Buffer): void => {
@@ -168,6 +186,9 @@ export function resumableBridge(
   const finish = (end: ResumableResult['end'], reason?: string): void => {
     if (finished) return;
     finished = true;
+    budget?.forget(updateFlow);
+    // What this stream kept is let go of with it.
+    budget?.give(replay.size);
     clearTimeout(ackTimer);
     clearTimeout(retryTimer);
     if (end === 'completed') {
@@ -281,7 +302,7 @@ export function resumableBridge(
         peerResumed = true;
         let chunks: Buffer[];
         try {
-          chunks = replay.replayFrom(frame.received);
+          chunks = ackReplay(frame.received, true);
         } catch (error) {
           if (error instanceof ReplayOffsetError) return finish('protocol-error', error.message);
           throw error;
@@ -311,7 +332,7 @@ export function resumableBridge(
         // what it has since passed on and acknowledges now: an older count changes nothing.
         if (frame.received <= replay.acked) return checkDone();
         try {
-          replay.ack(frame.received);
+          ackReplay(frame.received, false);
         } catch (error) {
           if (error instanceof ReplayOffsetError) return finish('protocol-error', error.message);
           throw error;
@@ -432,6 +453,7 @@ export function resumableBridge(
   const onSocketData = (chunk: Buffer): void => {
     if (finished) return;
     replay.push(chunk);
+    budget?.take(chunk.length);
     if (peerResumed) sendPayload(chunk);
     updateFlow();
   };

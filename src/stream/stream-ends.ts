@@ -6,6 +6,7 @@ import type { BridgeableStream, BridgeResult } from './bridge.js';
 import { carryStream, type CarriedStream } from './carry.js';
 import type { Carrier, StreamGrant, StreamSocket } from './carrier.js';
 import { streamEndFields } from './end-report.js';
+import { ReplayBudget } from './replay-budget.js';
 
 export interface StreamEndsOptions {
   /** How stream sockets reach the hub. Closed with the table. */
@@ -16,6 +17,8 @@ export interface StreamEndsOptions {
   readonly resumeWindowMs?: number | undefined;
   /** Ping interval for stream sockets (ms); two missed pings drop one. */
   readonly heartbeatMs?: number | undefined;
+  /** What all resumable streams keep for replay, together (default 128 MiB: replay-budget.ts). */
+  readonly replayBudgetBytes?: number | undefined;
 }
 
 /** How one stream ended, for the owner of its end. */
@@ -65,14 +68,21 @@ interface Entry {
 export class StreamEnds {
   readonly #entries = new Set<Entry>();
   readonly #heartbeat: Heartbeat;
+  readonly #budget: ReplayBudget;
 
   constructor(private readonly options: StreamEndsOptions) {
     this.#heartbeat = new Heartbeat(options.heartbeatMs ?? defaultHeartbeatMs);
+    this.#budget = new ReplayBudget(options.replayBudgetBytes);
   }
 
   /** Streams being opened or carried right now. */
   get size(): number {
     return this.#entries.size;
+  }
+
+  /** Bytes all resumable streams keep for replay now (for tests and metrics). */
+  get replayBytes(): number {
+    return this.#budget.used;
   }
 
   /**
@@ -131,6 +141,7 @@ export class StreamEnds {
     entry.carried = carryStream(entry.local, socket, {
       carrier: this.options.carrier,
       resumeWindowMs: this.options.resumeWindowMs,
+      budget: this.#budget,
       logger: log,
       onSocket: (next) => {
         entry.socket = next;

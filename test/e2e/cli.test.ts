@@ -141,6 +141,13 @@ describe('CLI: bad input is one clear line and a non-zero exit', () => {
     expect(badOption.code).toBe(2);
     expect(badOption.stderr).toContain("error: unknown option '--no-such-option'");
     expectNoStack(missing.stderr + unknown.stderr + badOption.stderr);
+    const noMemory = await runCli(['agent', '--port', '22', '--replay-memory', '0'], {
+      DSTREAM_DEVICE_CONNECTION_STRING: `HostName=h;DeviceId=d;SharedAccessKey=${key}`,
+    });
+    expect(noMemory.code).toBe(2);
+    expect(noMemory.stderr.split('\n')[0]).toBe(
+      'error: --replay-memory 0: expected a whole number from 1',
+    );
   });
 
   it('a reader that stops early (| head) ends the CLI quietly, exit 0', async () => {

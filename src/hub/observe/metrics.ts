@@ -81,6 +81,7 @@ export class HubMetrics {
   readonly #setup: Histogram;
   readonly #authFailures: Counter<'kind'>;
   readonly #resumed: Counter;
+  readonly #replayed: Counter;
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -155,6 +156,11 @@ export class HubMetrics {
       help: 'Resumable streams whose two halves met again after their socket was lost.',
       registers,
     });
+    this.#replayed = new Counter({
+      name: 'dstream_stream_replayed_bytes_total',
+      help: 'Bytes resumed streams sent again that this hub had relayed before their socket was lost.',
+      registers,
+    });
     this.#setup = new Histogram({
       name: 'dstream_stream_setup_seconds',
       help: "Time from a stream request's arrival to the device's acceptance.",
@@ -197,6 +203,11 @@ export class HubMetrics {
   /** A resumable stream's halves were paired again. */
   streamResumed(): void {
     this.#resumed.inc();
+  }
+
+  /** A resumed stream's end sends again `bytes` this hub had relayed before the loss. */
+  streamReplayed(bytes: number): void {
+    this.#replayed.inc(bytes);
   }
 
   authFailure(kind: AuthFailureKind): void {

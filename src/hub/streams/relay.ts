@@ -1,3 +1,4 @@
+import { parseStreamFrame } from '../../protocol/stream-frames.js';
 import type { RawData, WebSocket } from 'ws';
 import {
   closeCodes,
@@ -36,12 +37,16 @@ export interface RelayOptions {
   readonly rawEofLingerMs?: number;
   /** A frame only the hub may send (`ticket`, `plain`) came from an end and was dropped. */
   readonly onForgedFrame?: (from: 'a' | 'b') => void;
+  /** An end's `resume`: how many bytes it holds from the other side (it is relayed too). */
+  readonly onResume?: (from: 'a' | 'b', received: number) => void;
 }
 
 /** What a text frame from an end is, to the relay. */
-function textFrameKind(data: Buffer): 'eof' | 'hub-only' | 'other' {
+function textFrameKind(data: Buffer): 'eof' | 'hub-only' | 'resume' | 'other' {
   const text = data.toString('utf8');
   if (text === eofFrame) return 'eof';
+  // Once per socket: where the other end must send from (replayed bytes are counted by it).
+  if (text.startsWith('{"type":"resume"')) return 'resume';
   // Only the hub hands out tickets and says `plain`: the same frames from an end are forged
   // (an end that took them would resume with a stranger's ticket, or drop to raw bytes).
   // Acknowledgements, the frames an end sends most, are not parsed.
@@ -106,6 +111,10 @@ export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): v
       if (!isBinary) {
         const kind = textFrameKind(buf);
         if (kind === 'hub-only') return options.onForgedFrame?.(name);
+        if (kind === 'resume') {
+          const frame = parseStreamFrame(buf.toString('utf8'));
+          if (frame?.type === 'resume') options.onResume?.(name, frame.received);
+        }
         if (!dstTakesText) {
           // dst cannot take a half-close; its quiet will end the stream instead.
           if (kind === 'eof' && lingeringFor === undefined) {

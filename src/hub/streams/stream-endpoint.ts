@@ -182,8 +182,18 @@ export interface StreamResumedInfo {
   readonly remote: string | undefined;
 }
 
+/** Bytes a resumed stream's end sends again that this hub had relayed before. */
+export interface StreamReplayedInfo {
+  readonly id: string;
+  readonly deviceId: string;
+  readonly name: string;
+  readonly bytes: number;
+}
+
 /** The events of a StreamEndpoint. */
 export interface StreamEndpointEvents {
+  /** A resumed stream's end is sending again bytes this hub had relayed before the loss. */
+  'stream-replayed': [StreamReplayedInfo];
   /** Once per stream record: it ended, was cancelled, or was suspended. */
   'stream-end': [StreamEndInfo];
   /** A suspended stream's halves met again. */
@@ -207,6 +217,12 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
   readonly #rawEofLingerMs: number | undefined;
   /** Suspended streams none of whose halves has come back yet: their give-up timers. */
   readonly #returning = new Map<string, NodeJS.Timeout>();
+  /**
+   * How far this hub relayed each direction of a suspended stream (stream offsets), so that
+   * the resumption's `resume` frames tell how much is sent again. Bounded as the desk's
+   * memories; a restarted hub has none and counts no replay for streams it did not relay.
+   */
+  readonly #relayedUpTo = new Map<string, { readonly service: number; readonly device: number }>();
 
   constructor(
     private readonly logger: Logger,
@@ -659,7 +675,25 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
       });
     }
     let forgeryLogged = false;
+    // Stream offsets where this pairing started, from each end's `resume` (what it holds).
+    const start: { a?: number; b?: number } = {};
+    const before = this.#relayedUpTo.get(record.id);
+    this.#relayedUpTo.delete(record.id);
     relay(service, device, {
+      onResume: (from, received) => {
+        // The device's resume says where the service side sends from, and the other way.
+        const sender = from === 'b' ? 'a' : 'b';
+        if (start[sender] !== undefined) return;
+        start[sender] = received;
+        const relayedBefore = before?.[sender === 'a' ? 'service' : 'device'] ?? received;
+        if (relayedBefore > received)
+          this.emit('stream-replayed', {
+            id: record.id,
+            deviceId: record.deviceId,
+            name: record.name,
+            bytes: relayedBefore - received,
+          });
+      },
       backlog: { a: fromService, b: fromDevice },
       counts: record.counts,
       rawEofLingerMs: this.#rawEofLingerMs,
@@ -683,7 +717,19 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
           result.closeCode !== closeCodes.normal &&
           result.closeCode !== closeCodes.localError;
         if (!suspended) this.#desk?.finished(record.id);
-        else this.#awaitReturn(record);
+        else {
+          this.#awaitReturn(record);
+          if (start.a !== undefined && start.b !== undefined) {
+            this.#relayedUpTo.set(record.id, {
+              service: start.a + result.bytesAtoB,
+              device: start.b + result.bytesBtoA,
+            });
+            if (this.#relayedUpTo.size > resumeMemoryBound) {
+              const oldest = this.#relayedUpTo.keys().next();
+              if (!oldest.done) this.#relayedUpTo.delete(oldest.value);
+            }
+          }
+        }
         // Live bytes are summed over the table; once a record leaves it, its bytes count here.
         this.#streams.addFinishedBytes(result.bytesAtoB, result.bytesBtoA);
         this.#emitEnd(record, {
