@@ -17,6 +17,7 @@ import { runIdleDevices } from './scenarios/idle-devices.js';
 import { runRoundTrip } from './scenarios/round-trip.js';
 import { runSetupLatency, runSetupRate } from './scenarios/setup.js';
 import { runThroughput } from './scenarios/throughput.js';
+import { runResumption } from './scenarios/resume.js';
 import { startStack, startTargets, stopTargets, type Stack, type Targets } from './stack.js';
 
 const usage = `usage: npm run bench -- [--quick] [--scenario 1,2,...] [--out FILE]
@@ -25,7 +26,8 @@ const usage = `usage: npm run bench -- [--quick] [--scenario 1,2,...] [--out FIL
 
 Scenarios: 1 throughput, 2 round trip, 3 setup latency, 4 setup rate, 5 concurrency,
 6 idle devices, 7 hub CPU per GB (TLS and --insecure-no-tls), 8 setup rate against a
-cluster of 1 and of 3 nodes (needs redis-server and haproxy).`;
+cluster of 1 and of 3 nodes (needs redis-server and haproxy), 9 resumption (throughput and
+setup with resumption on beside --no-resume; a hub killed mid-transfer).`;
 
 function parse(): {
   cfg: BenchConfig;
@@ -50,11 +52,11 @@ function parse(): {
     process.exit(0);
   }
   const scenarios = new Set(
-    (values.scenario ?? '1,2,3,4,5,6,7,8').split(',').map((s) => Number(s.trim())),
+    (values.scenario ?? '1,2,3,4,5,6,7,8,9').split(',').map((s) => Number(s.trim())),
   );
   for (const s of scenarios)
-    if (!(Number.isInteger(s) && s >= 1 && s <= 8)) {
-      console.error(`--scenario: expected numbers from 1 to 8\n${usage}`);
+    if (!(Number.isInteger(s) && s >= 1 && s <= 9)) {
+      console.error(`--scenario: expected numbers from 1 to 9\n${usage}`);
       process.exit(2);
     }
   const cfg = values.quick ? quickConfig : fullConfig;
@@ -137,6 +139,10 @@ async function main(): Promise<void> {
     }
     if (scenarios.has(8))
       await step('8 setup rate, cluster of 1 and 3 nodes', () => runClusterSetupRate(cfg, targets));
+    if (scenarios.has(9))
+      await step('9 resumption: cost, and a hub killed mid-transfer', () =>
+        runResumption(cfg, targets),
+      );
     if (compare)
       await step(`compare: ${compare.name}`, () =>
         runCompare(cfg, targets, compare.name, compare.command),

@@ -6,10 +6,16 @@ function num(v: number | undefined, unit: string): string {
   return `${v.toFixed(digits)}${unit ? ' ' + unit : ''}`;
 }
 
-/** The results table: figure, value, direct baseline, ratio, target, met/missed. */
+/** "and >= N% of the baseline", from the note figure() writes for a ratio target. */
+function ratioTargetText(f: Figure): string {
+  const m = /ratio target >= ([\d.]+)/.exec(f.note ?? '');
+  return m ? `and >= ${Math.round(Number(m[1]) * 100)}% of the baseline` : '';
+}
+
+/** The results table: figure, value, baseline (direct, or as named), ratio, target, met/missed. */
 export function formatTable(figures: readonly Figure[]): string {
   const rows = [
-    ['#', 'figure', 'dstream', 'direct', 'ratio', 'target', 'result'],
+    ['#', 'figure', 'dstream', 'baseline', 'ratio', 'target', 'result'],
     ...figures.map((f) => [
       String(f.scenario),
       f.name,
@@ -18,7 +24,7 @@ export function formatTable(figures: readonly Figure[]): string {
       f.ratio === undefined ? '' : `${(f.ratio * 100).toFixed(f.ratio < 0.1 ? 1 : 0)}%`,
       [
         f.target ? `${f.target.op} ${f.target.value}${f.unit ? ' ' + f.unit : ''}` : '',
-        f.note?.includes('ratio target') ? 'and >= 20% of direct' : '',
+        ratioTargetText(f),
       ]
         .filter(Boolean)
         .join(' '),

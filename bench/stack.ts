@@ -66,6 +66,8 @@ export interface StackOptions {
   readonly tls: boolean;
   /** Write a V8 CPU profile of each process here (--profile DIR). */
   readonly profileDir?: string | undefined;
+  /** More flags for the agent and the proxy (e.g. --no-resume). */
+  readonly endFlags?: readonly string[] | undefined;
 }
 
 export async function startStack(targets: Targets, options: StackOptions): Promise<Stack> {
@@ -113,6 +115,7 @@ export async function startStack(targets: Targets, options: StackOptions): Promi
       ...nodeArgs,
       cliPath,
       'agent',
+      ...(options.endFlags ?? []),
       '--connection-string',
       deviceString,
       ...Object.entries(targets).flatMap(([name, t]) => [
@@ -129,6 +132,7 @@ export async function startStack(targets: Targets, options: StackOptions): Promi
         ...nodeArgs,
         cliPath,
         'proxy',
+        ...(options.endFlags ?? []),
         '--json',
         ...names.flatMap((n) => ['-L', `0:${benchDevice}:${n}`]),
       ],

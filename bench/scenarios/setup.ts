@@ -16,7 +16,7 @@ function closeGracefully(socket: Socket): Promise<void> {
 }
 
 /** One connection: ms from connect() to the first byte from the device-side greeter. */
-async function openOnce(port: number): Promise<number> {
+export async function openOnce(port: number): Promise<number> {
   const start = process.hrtime.bigint();
   const socket = await dial(port);
   await firstData(socket);

@@ -115,7 +115,10 @@ export function resumableBridge(
   );
   const high = options.highWaterMark ?? defaultHighWaterMark;
   const ackIdleMs = options.ackIdleMs ?? 50;
-  const backoff = options.backoff ?? { initialMs: 100, maxMs: 2000 };
+  // At most a second between attempts (half to a whole, jittered): a hub that restarts is
+  // found within about a second of listening, at the cost of one refused connection a second
+  // per suspended stream while it is away.
+  const backoff = options.backoff ?? { initialMs: 100, maxMs: 1000 };
   const budget = options.budget;
 
   let current: StreamSocket | undefined;

@@ -533,10 +533,19 @@ describe('resumable streams through a hub killed with SIGKILL', () => {
       last = now;
     }
     await s.hub.stop('SIGKILL');
-    await waitFor(
-      () => (s.proxy.output().match(/stream suspended; resuming/g) ?? []).length === streams,
-      30_000,
-      'every stream suspended',
+    const suspendedCount = (): number =>
+      (s.proxy.output().match(/stream suspended; resuming/g) ?? []).length;
+    await waitFor(() => suspendedCount() === streams, 60_000, 'every stream suspended').catch(
+      (e: unknown) => {
+        const other = s.proxy
+          .output()
+          .split('\n')
+          .filter((l) => !l.includes('stream suspended; resuming'))
+          .slice(-20);
+        throw new Error(
+          `${String(e)}: ${suspendedCount()} of ${streams}; the proxy's other lines:\n${other.join('\n')}\nagent:\n${s.agent.output().split('\n').slice(-20).join('\n')}`,
+        );
+      },
     );
     sample();
     clearInterval(sampler);
