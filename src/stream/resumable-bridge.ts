@@ -164,11 +164,11 @@ export function resumableBridge(
     else socket.pause();
   };
 
-  /** Acknowledge up to `offset` (an ack, or a resume), giving the memory back to the budget. */
-  const ackReplay = (offset: number, andReplay: boolean): Buffer[] => {
+  /** Run an acknowledging operation on the replay, giving what it frees back to the budget. */
+  const freeing = <T>(op: () => T): T => {
     const before = replay.size;
     try {
-      return andReplay ? replay.replayFrom(offset) : (replay.ack(offset), []);
+      return op();
     } finally {
       budget?.give(before - replay.size);
     }
@@ -305,7 +305,7 @@ export function resumableBridge(
         peerResumed = true;
         let chunks: Buffer[];
         try {
-          chunks = ackReplay(frame.received, true);
+          chunks = freeing(() => replay.replayFrom(frame.received));
         } catch (error) {
           if (error instanceof ReplayOffsetError) return finish('protocol-error', error.message);
           throw error;
@@ -335,7 +335,7 @@ export function resumableBridge(
         // what it has since passed on and acknowledges now: an older count changes nothing.
         if (frame.received <= replay.acked) return checkDone();
         try {
-          ackReplay(frame.received, false);
+          freeing(() => replay.ack(frame.received));
         } catch (error) {
           if (error instanceof ReplayOffsetError) return finish('protocol-error', error.message);
           throw error;

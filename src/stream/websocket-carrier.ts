@@ -1,4 +1,5 @@
 import type { WebSocket } from 'ws';
+import { formatHostPort } from '../auth/connection-string.js';
 import { DstreamError } from '../errors.js';
 import {
   openWebSocket,
@@ -71,15 +72,15 @@ export class WebSocketCarrier implements Carrier {
   #viaHub(url: string): string | undefined {
     const hub = this.options.hub;
     if (!hub) return undefined;
-    let parsed: URL;
+    let moved: URL;
     try {
-      parsed = new URL(url);
+      moved = new URL(url);
     } catch {
       return undefined;
     }
-    const moved = new URL(parsed.href);
-    moved.host = hub.host.includes(':') ? `[${hub.host}]:${hub.port}` : `${hub.host}:${hub.port}`;
-    return moved.origin === parsed.origin ? undefined : moved.href;
+    const origin = moved.origin;
+    moved.host = formatHostPort(hub.host, hub.port);
+    return moved.origin === origin ? undefined : moved.href;
   }
 
   async #resumeAt(url: string, ticket: string): Promise<WebSocket> {

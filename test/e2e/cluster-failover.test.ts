@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli, spawnCli, type CliProcess } from '../helpers/cli.js';
@@ -12,9 +11,8 @@ import { openWebSocket, UpgradeRefusedError } from '../../src/net/hub-client.js'
 import { resumableStreamProtocol } from '../../src/protocol/constants.js';
 import { signResumeTicket, type ResumeClaims } from '../../src/protocol/resume-ticket.js';
 import { loadResumeKey } from '../../src/hub/store/resume-key.js';
-import { makeTempDir } from '../helpers/hub.js';
 import { sha256 } from '../helpers/net.js';
-import { findOpenSsh, startSshd, type TestSshd } from '../helpers/openssh.js';
+import { findOpenSsh, numberedOutput, startTempSshd, type TestSshd } from '../helpers/openssh.js';
 
 /**
  * Resumable streams through a cluster's failures: redis-server, three `dstream hub --redis`
@@ -44,11 +42,8 @@ interface Running {
 async function setUp(sshdPath: string): Promise<Running> {
   const cluster = await startTestCluster();
   cleanups.push(() => cluster.stop());
-  const sshDir = makeTempDir('dstream-failover-ssh-');
-  cleanups.push(() => rmSync(sshDir, { recursive: true, force: true }));
-  mkdirSync(join(sshDir, 'ssh'));
-  const sshd = await startSshd(sshdPath, join(sshDir, 'ssh'));
-  cleanups.push(() => sshd.close());
+  const { sshd, dispose } = await startTempSshd(sshdPath, 'dstream-failover-ssh-');
+  cleanups.push(dispose);
   const env = { DSTREAM_SERVICE_CONNECTION_STRING: cluster.serviceString };
   const added = await runCli(['device', 'add', 'pi-f'], env);
   expect(added.code).toBe(0);
@@ -84,11 +79,7 @@ describe('cluster failover: a resumable stream outlives the node that held it', 
         const r = await setUp(openssh.sshd);
         // The device's control connection is where its streams are set up and relayed.
         const holder = await r.cluster.ownerOf();
-        // 40 batches of 10,000 numbers, 50 ms apart: about 2.7 MB over two seconds and more.
-        const command =
-          'for i in $(seq 0 39); do seq $((i*10000)) $((i*10000+9999)); sleep 0.05; done';
-        let expected = '';
-        for (let i = 0; i < 400_000; i++) expected += `${i}\n`;
+        const { command, expected } = numberedOutput();
         const ssh = spawn(
           'ssh',
           ['-p', String(r.proxyPort), ...r.sshd.sshOptions, `${r.sshd.user}@127.0.0.1`, command],

@@ -4,10 +4,10 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
-import { findOpenSsh, startSshd } from '../helpers/openssh.js';
+import { findOpenSsh, numberedOutput, startTempSshd } from '../helpers/openssh.js';
 import { cliPath, runCli, spawnCli, startCliHub, type CliProcess } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/hub.js';
 import { tcpSocketsOf } from '../helpers/proc.js';
@@ -585,11 +585,8 @@ describe('resumable streams through a hub killed with SIGKILL', () => {
     "fifty ssh sessions through ProxyCommand 'dstream connect %h' (resumable by default): ssh's SIGHUP ends each stream normally, nothing stays open or suspended",
     async () => {
       if (!openssh) throw new Error('DSTREAM_REQUIRE_OPENSSH=1 but sshd/ssh were not found');
-      const sshDir = makeTempDir('dstream-resume-pc-');
-      cleanups.push(() => rmSync(sshDir, { recursive: true, force: true }));
-      mkdirSync(join(sshDir, 'ssh'));
-      const sshd = await startSshd(openssh.sshd, join(sshDir, 'ssh'));
-      cleanups.push(() => sshd.close());
+      const { sshd, dispose } = await startTempSshd(openssh.sshd, 'dstream-resume-pc-');
+      cleanups.push(dispose);
       const s = await setUp(sshd);
       const proxyCommand = `${process.execPath} ${cliPath} connect %h --stream svc`;
       const session = async (): Promise<void> => {
@@ -622,17 +619,10 @@ describe('resumable streams through a hub killed with SIGKILL', () => {
     'an OpenSSH session streaming output carries on through a kill -9 of the hub; ssh exits 0',
     async () => {
       if (!openssh) throw new Error('DSTREAM_REQUIRE_OPENSSH=1 but sshd/ssh were not found');
-      const sshDir = makeTempDir('dstream-resume-ssh-');
-      cleanups.push(() => rmSync(sshDir, { recursive: true, force: true }));
-      mkdirSync(join(sshDir, 'ssh'));
-      const sshd = await startSshd(openssh.sshd, join(sshDir, 'ssh'));
-      cleanups.push(() => sshd.close());
+      const { sshd, dispose } = await startTempSshd(openssh.sshd, 'dstream-resume-ssh-');
+      cleanups.push(dispose);
       const s = await setUp(sshd);
-      // 40 batches of 10,000 numbers, 50 ms apart: about 2.7 MB over two seconds and more.
-      const command =
-        'for i in $(seq 0 39); do seq $((i*10000)) $((i*10000+9999)); sleep 0.05; done';
-      let expected = '';
-      for (let i = 0; i < 400_000; i++) expected += `${i}\n`;
+      const { command, expected } = numberedOutput();
       const ssh = spawn(
         'ssh',
         ['-p', String(s.proxyPort), ...sshd.sshOptions, `${sshd.user}@127.0.0.1`, command],
@@ -665,11 +655,12 @@ describe('resumable streams through a hub killed with SIGKILL', () => {
     'scp of 256 MiB through proxy, hub and agent while the hub is killed (kill -9) and restarted three times: same SHA-256, scp exits 0',
     async () => {
       if (!openssh) throw new Error('DSTREAM_REQUIRE_OPENSSH=1 but sshd/ssh were not found');
-      const sshDir = makeTempDir('dstream-resume-scp-');
-      cleanups.push(() => rmSync(sshDir, { recursive: true, force: true }));
-      mkdirSync(join(sshDir, 'ssh'));
-      const sshd = await startSshd(openssh.sshd, join(sshDir, 'ssh'));
-      cleanups.push(() => sshd.close());
+      const {
+        sshd,
+        dir: sshDir,
+        dispose,
+      } = await startTempSshd(openssh.sshd, 'dstream-resume-scp-');
+      cleanups.push(dispose);
       // The quick start's processes, no flag beyond it.
       const s = await setUp(sshd);
       const src = join(sshDir, 'big.bin');

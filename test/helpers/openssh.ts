@@ -1,7 +1,8 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
+import { makeTempDir } from './hub.js';
 import { startServer, type TestServer } from './servers.js';
 
 const sshdCandidates = ['/usr/sbin/sshd', '/usr/local/sbin/sshd', '/usr/bin/sshd'];
@@ -95,5 +96,39 @@ export async function startSshd(sshd: string, dir: string): Promise<TestSshd> {
       '-o',
       'ConnectTimeout=20',
     ],
+  };
+}
+
+/** startSshd in a fresh temporary directory; `dispose` stops it and removes the directory. */
+export async function startTempSshd(
+  sshd: string,
+  prefix: string,
+): Promise<{ sshd: TestSshd; dir: string; dispose: () => Promise<void> }> {
+  const dir = makeTempDir(prefix);
+  mkdirSync(join(dir, 'ssh'));
+  const server = await startSshd(sshd, join(dir, 'ssh')).catch((error: unknown) => {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  });
+  return {
+    sshd: server,
+    dir,
+    dispose: async () => {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A remote command whose output streams for two seconds and more (40 batches of 10,000
+ * numbers, 50 ms apart: about 2.7 MB), and exactly what it prints.
+ */
+export function numberedOutput(): { command: string; expected: string } {
+  let expected = '';
+  for (let i = 0; i < 400_000; i++) expected += `${i}\n`;
+  return {
+    command: 'for i in $(seq 0 39); do seq $((i*10000)) $((i*10000+9999)); sleep 0.05; done',
+    expected,
   };
 }

@@ -42,8 +42,7 @@ export interface RelayOptions {
 }
 
 /** What a text frame from an end is, to the relay. */
-function textFrameKind(data: Buffer): 'eof' | 'hub-only' | 'resume' | 'other' {
-  const text = data.toString('utf8');
+function textFrameKind(text: string): 'eof' | 'hub-only' | 'resume' | 'other' {
   if (text === eofFrame) return 'eof';
   // Once per socket: where the other end must send from (replayed bytes are counted by it).
   if (text.startsWith('{"type":"resume"')) return 'resume';
@@ -109,10 +108,11 @@ export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): v
     const forward = (data: RawData, isBinary: boolean): void => {
       const buf = data as Buffer;
       if (!isBinary) {
-        const kind = textFrameKind(buf);
+        const text = buf.toString('utf8');
+        const kind = textFrameKind(text);
         if (kind === 'hub-only') return options.onForgedFrame?.(name);
         if (kind === 'resume') {
-          const frame = parseStreamFrame(buf.toString('utf8'));
+          const frame = parseStreamFrame(text);
           if (frame?.type === 'resume') options.onResume?.(name, frame.received);
         }
         if (!dstTakesText) {

@@ -6,6 +6,7 @@ import {
   type StreamSide,
 } from '../../protocol/resume-ticket.js';
 import type { IotHubErrorName } from '../../protocol/iothub-error.js';
+import { BoundedMemory } from './bounded-memory.js';
 
 /** How long a resume ticket is good for; the resume window is enforced beside it. */
 const ticketLifetimeS = 24 * 3600;
@@ -44,30 +45,6 @@ export interface ResumeRefused {
   readonly status: 400 | 401 | 403 | 404;
   readonly errorCode: IotHubErrorName;
   readonly message: string;
-}
-
-/** A set that forgets its oldest entries past a bound (insertion order). */
-class BoundedMemory<V> {
-  readonly #entries = new Map<string, V>();
-  constructor(private readonly bound: number) {}
-  get(key: string): V | undefined {
-    return this.#entries.get(key);
-  }
-  has(key: string): boolean {
-    return this.#entries.has(key);
-  }
-  set(key: string, value: V): void {
-    // Re-inserted, so that a refreshed entry is the newest.
-    this.#entries.delete(key);
-    this.#entries.set(key, value);
-    if (this.#entries.size > this.bound) {
-      const oldest = this.#entries.keys().next();
-      if (!oldest.done) this.#entries.delete(oldest.value);
-    }
-  }
-  get size(): number {
-    return this.#entries.size;
-  }
 }
 
 const refused = (status: ResumeRefused['status'], message: string): ResumeRefused => ({

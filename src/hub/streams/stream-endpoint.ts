@@ -14,6 +14,7 @@ import {
 } from '../../protocol/constants.js';
 import { formatStreamFrame } from '../../protocol/stream-frames.js';
 import type { ResumeClaims, StreamSide } from '../../protocol/resume-ticket.js';
+import { BoundedMemory } from './bounded-memory.js';
 import { ResumeDesk, resumeMemoryBound, type ResumeAdmitted } from './resume-desk.js';
 import { StreamTable } from './stream-table.js';
 import { negotiate } from './negotiation.js';
@@ -216,13 +217,15 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
   readonly #desk: ResumeDesk | undefined;
   readonly #rawEofLingerMs: number | undefined;
   /** Suspended streams none of whose halves has come back yet: their give-up timers. */
-  readonly #returning = new Map<string, NodeJS.Timeout>();
+  readonly #returning = new BoundedMemory<NodeJS.Timeout>(resumeMemoryBound, clearTimeout);
   /**
    * How far this hub relayed each direction of a suspended stream (stream offsets), so that
    * the resumption's `resume` frames tell how much is sent again. Bounded as the desk's
    * memories; a restarted hub has none and counts no replay for streams it did not relay.
    */
-  readonly #relayedUpTo = new Map<string, { readonly service: number; readonly device: number }>();
+  readonly #relayedUpTo = new BoundedMemory<{ readonly service: number; readonly device: number }>(
+    resumeMemoryBound,
+  );
 
   constructor(
     private readonly logger: Logger,
@@ -724,10 +727,6 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
               service: start.a + result.bytesAtoB,
               device: start.b + result.bytesBtoA,
             });
-            if (this.#relayedUpTo.size > resumeMemoryBound) {
-              const oldest = this.#relayedUpTo.keys().next();
-              if (!oldest.done) this.#relayedUpTo.delete(oldest.value);
-            }
           }
         }
         // Live bytes are summed over the table; once a record leaves it, its bytes count here.
@@ -845,12 +844,8 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
       });
     }, windowMs);
     timer.unref();
-    this.#returning.set(record.id, timer);
     // Bounded like the desk's memories: past it the oldest wait is forgotten (not reported).
-    if (this.#returning.size > resumeMemoryBound) {
-      const oldest = this.#returning.keys().next();
-      if (!oldest.done) this.#clearReturn(oldest.value);
-    }
+    this.#returning.set(record.id, timer);
   }
 
   #clearReturn(id: string): void {
