@@ -58,8 +58,9 @@ export const hubTuning = [
   '--max-unauthenticated-per-ip',
   '100000',
   // The bench measures dstream's own control channel; several hubs may run at once, and
-  // MQTT's default port (8883) is one port.
+  // MQTT's default port (8883) is one port, as is the console's (8444).
   '--no-mqtt',
+  '--no-console',
 ];
 
 export interface StackOptions {

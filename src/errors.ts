@@ -29,6 +29,7 @@ export type ErrorCode =
   | 'ERR_PROTOCOL'
   | 'ERR_PROFILE_NOT_FOUND'
   | 'ERR_PROFILE_STORE'
+  | 'ERR_CONSOLE'
   /** Stopped by a signal before there was anything to end cleanly. */
   | 'ERR_INTERRUPTED';
 

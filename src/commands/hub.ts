@@ -15,7 +15,13 @@ import { derivePublicUrl, hostAndPort, parsePublicUrl } from '../hub/http/public
 import { startHub } from '../hub/server.js';
 import { parseTrustedSources } from '../hub/admission/proxy-protocol-front.js';
 import { maxConnectionsFrom, openFileLimit } from './hub-fd-limit.js';
-import { createAuditLog, noAuditLog, type AuditLog } from '../hub/store/audit-log.js';
+import {
+  createAuditLog,
+  noAuditLog,
+  readAuditTail,
+  type AuditLog,
+} from '../hub/store/audit-log.js';
+import { AuditTrail } from '../hub/store/audit-trail.js';
 import { join, resolve } from 'node:path';
 import {
   readServingRecord,
@@ -74,12 +80,17 @@ interface HubFlags extends LogFlags {
   readonly resumeWindow?: string;
   /** false with --no-mqtt. */
   readonly mqtt?: boolean;
+  readonly consoleListen?: string;
+  /** false with --no-console. */
+  readonly console?: boolean;
 }
 
 /** Validated hub settings. */
 
 const publicUrlSetting = 'public_url';
 const defaultListen = '0.0.0.0:8443';
+/** The operator console's own listener, on loopback unless --console-listen says otherwise. */
+const defaultConsoleListen = '127.0.0.1:8444';
 /** IoT Hub's MQTT over TLS port, where Azure's device SDKs connect. */
 const defaultMqttPort = 8883;
 
@@ -111,6 +122,26 @@ function mqttListenFrom(flags: HubFlags, listenHost: string): HubSettings['mqttL
     return { host: listenHost, port: defaultMqttPort, optional: true };
   const example = `0.0.0.0:${defaultMqttPort}`;
   return { ...parseListen(flags.mqttListen, '--mqtt-listen', example), optional: false };
+}
+
+/** The console's listener: --console-listen, else loopback 8444 (skipped with a warning when taken). */
+function consoleListenFrom(
+  flags: HubFlags,
+): { host: string; port: number; optional: boolean } | undefined {
+  if (flags.console === false) {
+    if (flags.consoleListen !== undefined)
+      throw new DstreamError(
+        'ERR_USAGE',
+        '--console-listen and --no-console contradict each other',
+      );
+    return undefined;
+  }
+  if (flags.consoleListen === undefined)
+    return { ...parseListen(defaultConsoleListen), optional: true };
+  return {
+    ...parseListen(flags.consoleListen, '--console-listen', defaultConsoleListen),
+    optional: false,
+  };
 }
 
 function settingsFrom(flags: HubFlags, ctx: CommandContext): HubSettings {
@@ -255,9 +286,14 @@ export async function runHubInit(flags: HubFlags, ctx: CommandContext): Promise<
 }
 
 /** `dstream hub`: initialise on first start, then serve until SIGINT/SIGTERM. */
-export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void> {
+export async function runHub(
+  flags: HubFlags,
+  ctx: CommandContext,
+  version = 'unknown',
+): Promise<void> {
   const logger = commandLogger(ctx, flags);
   const s = settingsFrom(flags, ctx);
+  const consoleListen = consoleListenFrom(flags);
   // Validate every option before touching the data dir.
   const drainTimeoutMs = parseSeconds(flags.drainTimeout ?? '30', '--drain-timeout', 0);
   const tuning = {
@@ -344,6 +380,18 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
     });
   }
   ctx.onHangup(() => audit.reopen());
+  // GET /audit and the console show the newest records, from before a restart too.
+  const auditTrail = new AuditTrail();
+  if (auditWhere === 'file' || auditWhere === 'both') {
+    try {
+      for (const record of readAuditTail(join(s.dataDir, 'audit.log'), auditTrail.size))
+        auditTrail.add(record);
+    } catch (error) {
+      logger.warn('cannot read the audit log back; GET /audit starts empty', {
+        error: describeError(error),
+      });
+    }
+  }
   if (state.created) logger.info('initialised a new hub', { dataDir: s.dataDir });
   if (s.insecureNoTls)
     logger.warn(
@@ -360,6 +408,9 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
         tls: state.tls,
         publicUrl,
         audit,
+        auditTrail,
+        version,
+        console: consoleListen,
         metrics,
         cluster: state.cluster,
         nodeUrl: s.nodeUrl,
@@ -402,6 +453,10 @@ export async function runHub(flags: HubFlags, ctx: CommandContext): Promise<void
       { port: hub.mqttPort },
     );
   }
+  if (hub.consoleUrl)
+    logger.info(`console at ${hub.consoleUrl.href} (sign in with a service connection string)`, {
+      consoleUrl: hub.consoleUrl.href,
+    });
   if (state.tls)
     logger.info(`TLS certificate SHA-256 fingerprint ${formatFingerprint(state.tls.fingerprint)}`);
   // The data dir records how this hub serves, so init needs only where to find the registry;
@@ -508,7 +563,12 @@ export function registerHubCommand(program: Command, ctx: CommandContext): void 
       '\nExamples:\n  dstream hub --listen 0.0.0.0:8443 --data-dir /var/lib/dstream\n' +
         '  dstream hub --listen 10.0.0.5:8443 --redis redis://10.0.0.2:6379 --node-url wss://node1.example.com:8443',
     )
-    .action((flags: HubFlags) => runHub(flags, ctx));
+    .option(
+      '--console-listen <host:port>',
+      `the operator console (/console/) and the REST API on their own listener (default: ${defaultConsoleListen}; skipped with a warning when that port is taken)`,
+    )
+    .option('--no-console', 'no operator console and no listener for it')
+    .action((flags: HubFlags) => runHub(flags, ctx, program.version()));
   hubOptions(hub.command('init'))
     .description('create the hub data dir and print the service connection string on stdout')
     .option('-v, --verbose', 'log what is created')

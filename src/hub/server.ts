@@ -15,9 +15,21 @@ import { createMqttGateway, listenMqtt } from './devices/mqtt-gateway.js';
 import type { MetricsAccess } from './http/health.js';
 import { createHubServer } from './http/http-server.js';
 import { derivePublicUrl, hostAndPort } from './http/public-url.js';
-import { requestRoutes, upgradeRoutes, type HubAddresses } from './http/routes.js';
+import {
+  requestRoutes,
+  upgradeRoutes,
+  type HubAddresses,
+  type RequestHandler,
+  type UpgradeHandler,
+} from './http/routes.js';
+import { loadConsoleAssets, redirectToConsole, serveConsoleAsset } from './http/console-assets.js';
+import { EventFeed } from './http/event-feed.js';
+import type { HubIdentity } from './http/hub-api.js';
+import { RouteTable } from './http/route-table.js';
+import { HubActivity } from './observe/activity.js';
 import { HubMetrics } from './observe/metrics.js';
 import { noAuditLog, type AuditLog } from './store/audit-log.js';
+import { AuditTrail } from './store/audit-trail.js';
 import type { HubTlsIdentity } from './store/data-dir.js';
 import type { Registry } from './store/registry.js';
 import { defaultLimits, type HubLimits } from './streams/limits.js';
@@ -92,6 +104,20 @@ export interface HubOptions {
    * how long a suspended stream waits for its halves (default 120 s). Absent: not offered.
    */
   readonly resume?: { readonly key: Buffer; readonly windowMs?: number | undefined } | undefined;
+  /**
+   * The operator console (/console) and the REST API on a listener of their own (TLS as the
+   * hub's). `optional`: the user did not ask for this address (the default), so a port that
+   * is taken is a warning, not a failure. Absent: no console (--no-console).
+   */
+  readonly console?:
+    | { readonly host: string; readonly port: number; readonly optional?: boolean | undefined }
+    | undefined;
+  /** The newest audit records, for GET /audit (a command preloads it from the audit file). */
+  readonly auditTrail?: AuditTrail | undefined;
+  /** What GET /hub reports as the version. */
+  readonly version?: string | undefined;
+  /** How often the hub samples its activity for GET /hub's history (default 5 s). */
+  readonly activitySampleMs?: number | undefined;
 }
 
 export interface RunningHub {
@@ -99,6 +125,8 @@ export interface RunningHub {
   readonly port: number;
   /** The MQTT over TLS listener's bound port, when there is one. */
   readonly mqttPort: number | undefined;
+  /** The console listener's URL (…/console/), when there is one. */
+  readonly consoleUrl: URL | undefined;
   readonly publicUrl: URL;
   /** Host, port and trust data for the connection strings this hub hands out. */
   readonly address: HubAddress;
@@ -107,6 +135,10 @@ export interface RunningHub {
   readonly streams: StreamEndpoint;
   readonly guard: Guard;
   readonly metrics: HubMetrics;
+  /** The last hour's samples (GET /hub) and per-device bytes. */
+  readonly activity: HubActivity;
+  /** The clients of GET /events. */
+  readonly feed: EventFeed;
   /**
    * Graceful shutdown: take no new streams or devices, tell devices to go elsewhere, let the
    * active streams finish for up to `timeoutMs`, then close. Resolves when closed.
@@ -163,7 +195,48 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     control.disconnect(change.deviceId, change.kind.replace('device-', 'device '));
     if (change.kind !== 'device-key-changed') streams.closeDevice(change.deviceId);
   });
-  const audit = metrics.counting(options.audit ?? noAuditLog);
+  const trail = options.auditTrail ?? new AuditTrail();
+  const audit = metrics.counting(trail.tee(options.audit ?? noAuditLog));
+  const activity = new HubActivity(streams, options.activitySampleMs);
+  const feed = new EventFeed(guard, logger);
+  const startedAt = Date.now();
+  // What a page or script watching GET /events learns without polling.
+  control.watch((deviceId) =>
+    feed.publish({ type: 'device', data: { deviceId, online: control.isOnline(deviceId) } }),
+  );
+  trail.watch((entry) =>
+    feed.publish({ type: 'audit', data: { seq: entry.seq, ...entry.record } }),
+  );
+  streams.on('stream-end', (info) => {
+    activity.ended(info);
+    feed.publish({
+      type: 'stream',
+      data: {
+        id: info.id,
+        deviceId: info.deviceId,
+        change: info.suspended ? 'suspended' : info.gaveUp ? 'gave-up' : 'ended',
+      },
+    });
+  });
+  streams.on('stream-resumed', (info) =>
+    feed.publish({
+      type: 'stream',
+      data: { id: info.id, deviceId: info.deviceId, change: 'resumed' },
+    }),
+  );
+  const ticker = setInterval(
+    () =>
+      feed.publish({
+        type: 'tick',
+        data: {
+          time: new Date().toISOString(),
+          openStreams: streams.size,
+          devicesOnline: control.size,
+        },
+      }),
+    2_000,
+  );
+  ticker.unref();
   streams.on('stream-resumed', () => metrics.streamResumed());
   streams.on('stream-replayed', (info) => metrics.streamReplayed(info.bytes));
   auditStreamEnds(streams, audit);
@@ -208,6 +281,21 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     metrics,
     metricsAccess: options.metrics ?? 'local',
     audit,
+    trail,
+    activity,
+    feed,
+    identity: (): HubIdentity => ({
+      version: options.version ?? 'unknown',
+      startedAt,
+      node: cluster?.nodeId,
+      listeners: {
+        api: known.addresses?.publicUrl.href ?? '',
+        ...(cluster && known.addresses && { node: known.addresses.nodeUrl.href }),
+        ...(consoleUrl && { console: consoleUrl.href }),
+        ...(mqttPort !== undefined && { mqtt: String(mqttPort) }),
+      },
+      resumeWindowMs: options.resume ? (options.resume.windowMs ?? 120_000) : undefined,
+    }),
     limits,
     logger,
     cluster,
@@ -218,17 +306,47 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       return known.addresses;
     },
   };
+  const requests = requestRoutes(parts);
   const server: Server = createHubServer({
     tls: options.tls,
     headersTimeoutMs,
     keepAliveTimeoutMs: options.keepAliveTimeoutMs ?? 5_000,
-    requests: requestRoutes(parts),
+    requests,
     upgrades: upgradeRoutes(parts),
     logger,
   });
   server.on('connection', (socket: Socket) => {
     if (!admit(socket)) socket.destroy();
   });
+  // The console's own listener: its page and files, then the same REST API (the page's
+  // requests stay on its origin), no WebSocket endpoints. Files are read now: a hub whose
+  // console cannot be served says so at start, not at the first page load.
+  let consoleServer: Server | undefined;
+  if (options.console) {
+    const assets = loadConsoleAssets();
+    const consoleRoutes = new RouteTable<RequestHandler>()
+      .add('*', '/console', redirectToConsole)
+      .add('*', '/', redirectToConsole)
+      .add('*', '/console/:file', (req, res, p) =>
+        serveConsoleAsset(assets, req, res, p.file ?? ''),
+      )
+      .add('*', '/console/vendor/:file', (req, res, p) =>
+        serveConsoleAsset(assets, req, res, `vendor/${p.file ?? ''}`),
+      )
+      .addAll(requests);
+    consoleServer = createHubServer({
+      tls: options.tls,
+      headersTimeoutMs,
+      keepAliveTimeoutMs: options.keepAliveTimeoutMs ?? 5_000,
+      requests: consoleRoutes,
+      upgrades: new RouteTable<UpgradeHandler>(),
+      logger,
+    });
+    consoleServer.on('connection', (socket: Socket) => {
+      if (!admit(socket)) socket.destroy();
+    });
+  }
+  let consoleUrl: URL | undefined;
   // Behind a balancer that speaks the PROXY protocol, a TCP listener in front reads its header
   // first and hands each connection on; otherwise the HTTP(S) server listens itself.
   const listener = options.proxyProtocolFrom
@@ -246,6 +364,11 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   const shutdown = (leaveCluster: boolean): Promise<void> =>
     (closing ??= new Promise<void>((resolve) => {
       heartbeat.stop();
+      clearInterval(ticker);
+      activity.close();
+      feed.close();
+      consoleServer?.close();
+      consoleServer?.closeAllConnections();
       let pending = leaveCluster && cluster ? 2 : 1;
       const done = (): void => void (--pending === 0 && resolve());
       // Give up the lease and registrations first, so other nodes stop routing here.
@@ -274,6 +397,13 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   try {
     if (mqtt && options.mqtt?.listen)
       mqttPort = await listenMqtt(mqtt, options.mqtt.listen, logger);
+    if (consoleServer && options.console)
+      consoleUrl = await listenConsole(
+        consoleServer,
+        options.console,
+        options.tls !== null,
+        logger,
+      );
     if (cluster) {
       const offerContext = {
         control,
@@ -292,6 +422,12 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
         devices: control,
         resumeWindowMs: options.resume ? (options.resume.windowMs ?? 120_000) : undefined,
         offer: (request, signal) => offerStream(offerContext, request, signal),
+        view: {
+          devices: () => control.describe(),
+          streams: () => streams.list(),
+          bytesLastHour: () => activity.bytesLastHour(),
+          endStream: (id, reason) => streams.terminate(id, reason) !== undefined,
+        },
       });
     }
   } catch (error) {
@@ -331,15 +467,52 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   return {
     port,
     mqttPort,
+    consoleUrl,
     publicUrl: addresses.publicUrl,
     address: addresses.address,
     devices: control,
     streams,
     guard,
     metrics,
+    activity,
+    feed,
     drain,
     close,
   };
+}
+
+/**
+ * Listen for the console; its URL, or undefined when an address the user did not ask for (the
+ * default) is taken or not allowed: the hub then serves without a console and says so.
+ */
+async function listenConsole(
+  server: Server,
+  where: NonNullable<HubOptions['console']>,
+  tls: boolean,
+  logger: Logger,
+): Promise<URL | undefined> {
+  try {
+    await listen(
+      server,
+      where.host,
+      where.port,
+      'Another process uses that port; pick another with --console-listen, or --no-console.',
+    );
+  } catch (error) {
+    if (!where.optional) throw error;
+    logger.warn('console not started: its default address is not available', {
+      address: `${where.host}:${where.port}`,
+      error: describeError(error),
+      hint: 'pick an address with --console-listen, or turn it off with --no-console',
+    });
+    return undefined;
+  }
+  server.on('error', (error) => logger.error('console server error', { error: error.message }));
+  const port = (server.address() as AddressInfo).port;
+  const host = where.host === '0.0.0.0' || where.host === '::' ? 'localhost' : where.host;
+  return new URL(
+    `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}/console/`,
+  );
 }
 
 /** Where clients reach a hub bound to `port`, and where its streaming URLs point. */

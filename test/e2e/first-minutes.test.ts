@@ -115,7 +115,7 @@ describe('the MQTT listener follows --listen', () => {
       /mqtt \(Azure's device protocol\) listening on mqtts:\/\/127\.0\.0\.1:8883/,
     );
     const listening = tcpSocketsOf(hub.child.pid ?? 0).filter((t) => t.state === '0A');
-    expect(listening.length).toBe(2); // the main port and MQTT's
+    expect(listening.length).toBe(3); // the main port, MQTT's and the console's
     for (const t of listening) expect(t.address).toBe('0100007F'); // 127.0.0.1
 
     const explicit = await runCli([
@@ -145,7 +145,8 @@ function auditLines(dataDir: string): { outcome: string; reason: string; stream:
   return text
     .split('\n')
     .filter(Boolean)
-    .map((l) => JSON.parse(l) as { outcome: string; reason: string; stream: string });
+    .map((l) => JSON.parse(l) as { outcome: string; reason: string; stream: string })
+    .filter((r) => !r.outcome.startsWith('device-')); // streams only, not `device add`'s line
 }
 
 describe('dstream connect stopped by a signal', () => {

@@ -205,22 +205,25 @@ describe('observability: /metrics, audit log, one line per stream', () => {
   it('the audit log has one JSON line per stream attempt, in the data dir and on stderr', async () => {
     const file = join(hub.dataDir, 'audit.log');
     await waitFor(
-      () => readFileSync(file, 'utf8').trim().split('\n').length >= 5,
+      () => readFileSync(file, 'utf8').trim().split('\n').length >= 6,
       10_000,
-      'five audit lines',
+      'six audit lines',
     );
     const records = readFileSync(file, 'utf8')
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l) as Record<string, unknown>);
+    // Five stream attempts and the `device add` before them (an operator action, issue 27).
     expect(records.map((r) => r.outcome).sort()).toEqual([
       'completed',
       'completed',
       'completed',
       'completed',
+      'device-added',
       'rejected',
     ]);
-    expect(records[2]).toMatchObject({
+    expect(records[0]).toMatchObject({ outcome: 'device-added', device: 'pi-01', stream: '' });
+    expect(records[3]).toMatchObject({
       device: 'pi-01',
       stream: 'echo',
       policy: 'service',

@@ -31,13 +31,17 @@ export interface CliResult {
 }
 
 /**
- * Tests start many hubs at once: a hub's MQTT listener gets a free port (as --listen does,
- * port 0) unless the test chose one, or none.
+ * Tests start many hubs at once: a hub's MQTT and console listeners get free ports (as
+ * --listen does, port 0) unless the test chose one, or none.
  */
 function withTestPorts(args: readonly string[]): readonly string[] {
   if (args[0] !== 'hub' || args[1] === 'init') return args;
-  if (args.includes('--mqtt-listen') || args.includes('--no-mqtt')) return args;
-  return [...args, '--mqtt-listen', '127.0.0.1:0'];
+  const extra: string[] = [];
+  if (!args.includes('--mqtt-listen') && !args.includes('--no-mqtt'))
+    extra.push('--mqtt-listen', '127.0.0.1:0');
+  if (!args.includes('--console-listen') && !args.includes('--no-console'))
+    extra.push('--console-listen', '127.0.0.1:0');
+  return [...args, ...extra];
 }
 
 /** Run `dstream args...` to completion. */

@@ -417,6 +417,14 @@ describe('audit log', () => {
         .split('\n')
         .map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(lines).toEqual([
+        // The operator's action first (issue 27), then one line per stream attempt.
+        expect.objectContaining({
+          policy: 'service',
+          device: 'pi',
+          stream: '',
+          outcome: 'device-added',
+          remote: '127.0.0.1',
+        }),
         expect.objectContaining({
           policy: 'service',
           device: 'pi',

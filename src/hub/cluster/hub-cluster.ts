@@ -1,3 +1,4 @@
+import type { LocalView, NodeView } from './cluster-view.js';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { HubTrust } from '../../net/hub-client.js';
@@ -21,6 +22,8 @@ export interface ClusterAttachment {
   readonly resumeWindowMs?: number | undefined;
   /** Offer a stream to a device connected here. */
   offer(request: StreamOfferRequest, signal: AbortSignal): Promise<StreamOffer>;
+  /** What this node holds, for the other nodes' operator API (cluster-view.ts). */
+  readonly view: LocalView;
 }
 
 /**
@@ -57,5 +60,11 @@ export interface HubCluster {
    * other nodes take this node's devices and its suspended streams' halves; the store stays.
    */
   withdraw(): Promise<void>;
+  /** The other live nodes' devices and streams, for the operator API (cluster-view.ts). */
+  otherViews(): Promise<NodeView[]>;
+  /** The ids of the nodes whose lease is alive, this one included. */
+  liveNodes(): Promise<string[]>;
+  /** Ask another node to end one of its streams; false if no node heard it. */
+  endStreamOn(nodeId: string, streamId: string, reason: string): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -20,4 +20,12 @@ export const keys = {
   epoch: `${prefix}epoch`,
   /** Where a suspended stream's halves meet again: a node id, kept for the resume window. */
   meeting: (streamId: string): string => `${prefix}meet:${streamId}`,
+  /** What a node holds (devices online, open streams), for the operator API: short-lived JSON. */
+  view: (nodeId: string): string => `${prefix}view:${nodeId}`,
+  /** Set (30 s) while someone reads the cluster-wide view: nodes keep their views fresh. */
+  viewWanted: `${prefix}view-wanted`,
+  /** Published by the first cluster-wide read after a quiet spell: every node writes its view. */
+  viewWantedChannel: `${prefix}view-wanted-now`,
+  /** A node's channel for operator commands (end one of its streams). */
+  viewChannel: (nodeId: string): string => `${prefix}view-to:${nodeId}`,
 } as const;

@@ -13,6 +13,7 @@ import { forwardUpgrade } from './forward.js';
 import { meetingPlace, type MeetingPlace } from './meeting.js';
 import type { ResumeClaims } from '../../protocol/resume-ticket.js';
 import { Presence } from './presence.js';
+import { ClusterView, type NodeView } from './cluster-view.js';
 import { RedisRegistry } from './redis-registry.js';
 import { StreamRouter } from './router.js';
 import { Store } from './store.js';
@@ -36,6 +37,7 @@ export class ClusterNode implements HubCluster {
   #resumeWindowMs = 120_000;
   /** Withdrawn for a drain: never the meeting place of a suspended stream. */
   #withdrawn = false;
+  #view: ClusterView | undefined;
 
   private constructor(
     private readonly store: Store,
@@ -97,6 +99,9 @@ export class ClusterNode implements HubCluster {
       offer: (request, signal) => hub.offer(request, signal),
     });
     await presence.start();
+    const view = new ClusterView(this.store, this.nodeId, hub.nodeUrl.origin, this.logger);
+    await view.start(hub.view);
+    this.#view = view;
     this.logger.info('joined the cluster', { node: this.nodeId, url: hub.nodeUrl.origin });
   }
 
@@ -207,12 +212,31 @@ export class ClusterNode implements HubCluster {
     return 'elsewhere';
   }
 
+  otherViews(): Promise<NodeView[]> {
+    if (!this.#view || !this.store.up)
+      return Promise.reject(new Error('the cluster store (redis) is unreachable'));
+    return this.#view.others();
+  }
+
+  liveNodes(): Promise<string[]> {
+    if (!this.#view || !this.store.up)
+      return Promise.reject(new Error('the cluster store (redis) is unreachable'));
+    return this.#view.nodes();
+  }
+
+  endStreamOn(nodeId: string, streamId: string, reason: string): Promise<boolean> {
+    if (!this.#view || !this.store.up)
+      return Promise.reject(new Error('the cluster store (redis) is unreachable'));
+    return this.#view.endStream(nodeId, streamId, reason);
+  }
+
   async withdraw(): Promise<void> {
     this.#withdrawn = true;
     await this.#presence?.stop();
   }
 
   async close(): Promise<void> {
+    await this.#view?.stop();
     this.#router?.close();
     await this.#presence?.stop();
     this.registry.close();

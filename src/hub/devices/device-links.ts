@@ -22,6 +22,17 @@ interface Connection {
   readonly link: DeviceLink;
   readonly deviceId: string;
   readonly pending: Map<string, Pending>;
+  /** When this link came online (ms). */
+  readonly since: number;
+}
+
+/** A device online here, as the REST API and the console show it. */
+export interface OnlineDevice {
+  readonly deviceId: string;
+  readonly protocol: DeviceProtocol;
+  readonly remote: string | undefined;
+  /** When its current link came online (ms). */
+  readonly since: number;
 }
 
 /**
@@ -31,6 +42,7 @@ interface Connection {
 export class DeviceLinks {
   readonly #online = new Map<string, Connection>();
   readonly #waiters = new Map<string, Set<() => void>>();
+  readonly #watchers = new Set<(deviceId: string) => void>();
   #presence: DevicePresence | undefined;
 
   constructor(
@@ -52,6 +64,26 @@ export class DeviceLinks {
     return [...this.#online.keys()];
   }
 
+  /** The devices online here with how and since when they are connected. O(devices online). */
+  describe(): OnlineDevice[] {
+    return [...this.#online.values()].map((conn) => ({
+      deviceId: conn.deviceId,
+      protocol: conn.link.protocol,
+      remote: conn.link.remote,
+      since: conn.since,
+    }));
+  }
+
+  /** Call `listener` whenever a device comes online or goes offline here; returns an unwatch. */
+  watch(listener: (deviceId: string) => void): () => void {
+    this.#watchers.add(listener);
+    return () => this.#watchers.delete(listener);
+  }
+
+  #changed(deviceId: string): void {
+    for (const listener of this.#watchers) listener(deviceId);
+  }
+
   /** Report connections starting and ending (set once, before any device connects). */
   setPresence(presence: DevicePresence): void {
     this.#presence = presence;
@@ -70,10 +102,11 @@ export class DeviceLinks {
       this.#drop(previous, 'replaced');
       previous.link.close(closeCodes.replaced, 'replaced by a newer connection');
     }
-    const conn: Connection = { link, deviceId, pending: new Map() };
+    const conn: Connection = { link, deviceId, pending: new Map(), since: Date.now() };
     this.#online.set(deviceId, conn);
     this.registry.touchDevice(deviceId, new Date());
     this.#presence?.online(deviceId);
+    this.#changed(deviceId);
     this.logger.info('device connected', {
       device: deviceId,
       remote: link.remote,
@@ -93,6 +126,7 @@ export class DeviceLinks {
         this.#drop(conn, 'disconnected');
         this.registry.touchDevice(deviceId, new Date());
         this.#presence?.offline(deviceId);
+        this.#changed(deviceId);
         this.logger.info('device disconnected', { device: deviceId, ...detail });
       },
     };
@@ -157,6 +191,7 @@ export class DeviceLinks {
       this.#online.delete(conn.deviceId);
       this.#drop(conn, 'disconnected');
       this.#presence?.offline(conn.deviceId);
+      this.#changed(conn.deviceId);
       conn.link.close(closeCodes.goingAway, reason);
     }
   }
@@ -196,6 +231,7 @@ export class DeviceLinks {
     this.#online.delete(deviceId);
     this.#drop(conn, 'disconnected');
     this.#presence?.offline(deviceId);
+    this.#changed(deviceId);
     conn.link.close(code, reason);
   }
 

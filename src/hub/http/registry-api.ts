@@ -11,7 +11,8 @@ import {
   parseDeviceIdentity,
   parseIfMatch,
 } from '../../protocol/iothub-device.js';
-import { readBody, readBodyField, sendError, sendJson } from '../base/http-util.js';
+import { readBody, readBodyField, remoteOf, sendError, sendJson } from '../base/http-util.js';
+import { auditEvent, type AuditLog, type OperatorAction } from '../store/audit-log.js';
 import {
   AlreadyExistsError,
   PreconditionFailedError,
@@ -29,6 +30,8 @@ export interface RegistryApiContext {
   readonly hubAddress: HubAddress;
   readonly logger: Logger;
   readonly guard: Guard;
+  /** Each change (added, enabled, disabled, re-keyed, removed) is one line here. */
+  readonly audit: AuditLog;
   /** In a cluster: which of these devices are connected to any node. */
   readonly connectedAmong?: ((deviceIds: readonly string[]) => Promise<Set<string>>) | undefined;
 }
@@ -108,6 +111,29 @@ const changedSinceRead = (res: ServerResponse, deviceId: string): void =>
     `device '${deviceId}' has another etag than If-Match names: it changed since it was read`,
   );
 
+/** One audit line for a change an operator made (`policy` from `req`'s address). */
+function audited(
+  ctx: RegistryApiContext,
+  req: IncomingMessage,
+  policy: string,
+  deviceId: string,
+  outcome: OperatorAction,
+  reason?: string,
+): void {
+  // Every line has a reason, in words: "device disabled by policy 'ops'".
+  const what = `${outcome.replace(/-/g, ' ')} by policy '${policy}'`;
+  ctx.audit.write(
+    auditEvent({
+      policy,
+      device: deviceId,
+      stream: '',
+      outcome,
+      reason: reason === undefined ? what : `${what}: ${reason}`,
+      remote: remoteOf(req),
+    }),
+  );
+}
+
 /** Close what a change revokes: a disabled device's connection, one made with an old key. */
 function revoke(ctx: RegistryApiContext, before: DeviceRecord, after: DeviceRecord): void {
   if (after.status === 'disabled' && before.status === 'enabled') {
@@ -140,6 +166,7 @@ async function putDevice(
   if (ifMatch.kind === 'none') {
     try {
       const device = await ctx.registry.addDevice(deviceId, new Date(), wanted);
+      audited(ctx, req, policy, deviceId, 'device-added');
       ctx.logger.info('device added', {
         device: deviceId,
         policy,
@@ -165,6 +192,16 @@ async function putDevice(
   }
   if (!after) return notRegistered(res, deviceId);
   revoke(ctx, before, after);
+  audited(
+    ctx,
+    req,
+    policy,
+    deviceId,
+    after.status !== before.status ? `device-${after.status}` : 'device-updated',
+    after.primaryKey !== before.primaryKey || after.secondaryKey !== before.secondaryKey
+      ? 'keys replaced'
+      : undefined,
+  );
   ctx.logger.info('device updated', { device: deviceId, policy, status: after.status });
   const connected =
     after.status === 'enabled' && (await connectedSet(ctx, [deviceId])).has(deviceId);
@@ -193,6 +230,7 @@ async function deleteDevice(
   }
   ctx.control.disconnect(deviceId, 'device removed');
   ctx.streams.closeDevice(deviceId);
+  audited(ctx, req, policy, deviceId, 'device-removed');
   ctx.logger.info('device removed', { device: deviceId, policy });
   res.writeHead(204).end();
 }
@@ -219,6 +257,7 @@ async function regenerateKey(
   if (!device) return notRegistered(res, deviceId);
   // A connection made with the old key must not outlive it: the agent reconnects with its key.
   ctx.control.disconnect(deviceId, `${which} key regenerated`);
+  audited(ctx, req, policy, deviceId, 'device-key-regenerated', `${which} key`);
   ctx.logger.info('device key regenerated', { device: deviceId, which, policy });
   return sendDevice(ctx, res, device, true, false);
 }
@@ -291,6 +330,7 @@ export async function handleRegistryApi(
         ctx.control.disconnect(deviceId, 'device disabled');
         ctx.streams.closeDevice(deviceId);
       }
+      audited(ctx, req, caller.name, deviceId, `device-${status}`);
       ctx.logger.info(`device ${status}`, { device: deviceId, policy: caller.name });
       const connected = status === 'enabled' && (await connectedSet(ctx, [deviceId])).has(deviceId);
       return sendDevice(ctx, res, device, false, connected);

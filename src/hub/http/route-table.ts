@@ -26,6 +26,12 @@ export class RouteTable<H> {
     return this;
   }
 
+  /** Add every route of `other`, after this table's own (which win where both match). */
+  addAll(other: RouteTable<H>): this {
+    this.#routes.push(...other.#routes);
+    return this;
+  }
+
   /** The handler for `method` and `segments`, with its parameters, or undefined. */
   match(
     method: string,

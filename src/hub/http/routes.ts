@@ -9,8 +9,14 @@ import { forwardedHeader, type HubCluster } from '../cluster/hub-cluster.js';
 import type { ControlWebSocketGateway } from '../devices/control-websocket.js';
 import type { DeviceLinks } from '../devices/device-links.js';
 import type { MqttGateway } from '../devices/mqtt-gateway.js';
+import type { HubActivity } from '../observe/activity.js';
 import type { HubMetrics } from '../observe/metrics.js';
 import type { AuditLog } from '../store/audit-log.js';
+import type { AuditTrail } from '../store/audit-trail.js';
+import { handleAuditApi } from './audit-api.js';
+import type { EventFeed } from './event-feed.js';
+import { handleDeviceActivity, handleHubInfo, type HubIdentity } from './hub-api.js';
+import { handleStreamApi } from './stream-api.js';
 import type { Registry } from '../store/registry.js';
 import type { HubLimits } from '../streams/limits.js';
 import type { StreamEndpoint } from '../streams/stream-endpoint.js';
@@ -40,6 +46,13 @@ export interface HubParts {
   readonly metrics: HubMetrics;
   readonly metricsAccess: MetricsAccess;
   readonly audit: AuditLog;
+  /** The newest audit records, for GET /audit. */
+  readonly trail: AuditTrail;
+  /** The last hour's samples and per-device bytes. */
+  readonly activity: HubActivity;
+  /** GET /events' clients. */
+  readonly feed: EventFeed;
+  readonly identity: () => HubIdentity;
   readonly limits: HubLimits;
   readonly logger: Logger;
   readonly cluster: HubCluster | undefined;
@@ -68,7 +81,10 @@ export type UpgradeHandler = (
 /** An empty trailing segment (`/devices/`) names no item. */
 const item = (value: string | undefined): string | undefined => (value === '' ? undefined : value);
 
-/** The hub's HTTP API: health, metrics, IoT Hub's registry, twins, policies and stream initiation. */
+/**
+ * The hub's HTTP API: health, metrics, IoT Hub's registry, twins, policies and stream
+ * initiation, and dstream's operator reads (open streams, audit, live events, the hub itself).
+ */
 export function requestRoutes(parts: HubParts): RouteTable<RequestHandler> {
   const registryContext = (): RegistryApiContext => ({
     registry: parts.registry,
@@ -77,6 +93,7 @@ export function requestRoutes(parts: HubParts): RouteTable<RequestHandler> {
     hubAddress: parts.addresses().address,
     logger: parts.logger,
     guard: parts.guard,
+    audit: parts.audit,
     connectedAmong: parts.cluster?.connectedAmong,
   });
   const registryApi: RequestHandler = (req, res, p) =>
@@ -128,6 +145,19 @@ export function requestRoutes(parts: HubParts): RouteTable<RequestHandler> {
     );
   };
 
+  const streamApi: RequestHandler = (req, res, p) => handleStreamApi(parts, req, res, item(p.id));
+  const hubContext = () => ({
+    registry: parts.registry,
+    guard: parts.guard,
+    devices: parts.control,
+    streams: parts.streams,
+    activity: parts.activity,
+    identity: parts.identity,
+    logger: parts.logger,
+    connectedAmong: parts.cluster?.connectedAmong,
+    cluster: parts.cluster,
+  });
+
   const table = new RouteTable<RequestHandler>()
     .add('GET', '/healthz', handleHealth)
     .add('GET', '/readyz', (_req, res) =>
@@ -151,7 +181,13 @@ export function requestRoutes(parts: HubParts): RouteTable<RequestHandler> {
       handleTwinApi(registryContext(), req, res, p.deviceId ?? ''),
     )
     .add('*', '/twins/:deviceId/streams/:streamName', initiation)
-    .add('*', '/twins/:deviceId/modules/:moduleId/streams/:streamName', initiation);
+    .add('*', '/twins/:deviceId/modules/:moduleId/streams/:streamName', initiation)
+    .add('*', '/streams', streamApi)
+    .add('*', '/streams/:id', streamApi)
+    .add('*', '/audit', (req, res) => handleAuditApi(parts, req, res))
+    .add('*', '/events', (req, res) => parts.feed.serve(req, res))
+    .add('*', '/hub', (req, res) => handleHubInfo(hubContext(), req, res))
+    .add('*', '/hub/devices', (req, res) => handleDeviceActivity(hubContext(), req, res));
 }
 
 /** The hub's WebSocket endpoints: device control connections, MQTT over WebSockets, stream sockets. */

@@ -1,5 +1,10 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { AuditLog, AuditOutcome } from '../store/audit-log.js';
+import {
+  isStreamOutcome,
+  streamOutcomes as outcomes,
+  type AuditLog,
+  type StreamOutcome,
+} from '../store/audit-log.js';
 import type { AuthFailureKind } from '../admission/guard.js';
 
 /** What the metrics read from the running hub at scrape time. */
@@ -22,23 +27,6 @@ export interface ClusterStats {
   readonly unreachable: number;
 }
 
-const outcomes: readonly AuditOutcome[] = [
-  'completed',
-  'suspended',
-  'resumed',
-  'gave-up',
-  'dropped',
-  'rejected',
-  'unauthorized',
-  'forbidden',
-  'not-found',
-  'offline',
-  'disabled',
-  'timeout',
-  'throttled',
-  'unavailable',
-  'invalid',
-];
 const failureKinds: readonly AuthFailureKind[] = ['device', 'service', 'stream'];
 
 /**
@@ -184,14 +172,14 @@ export class HubMetrics {
     return {
       ...audit,
       write: (record) => {
-        this.streamEnded(record.outcome);
+        if (isStreamOutcome(record.outcome)) this.streamEnded(record.outcome);
         audit.write(record);
       },
     };
   }
 
   /** One stream request ended (refused, rejected, or relayed and closed). */
-  streamEnded(outcome: AuditOutcome): void {
+  streamEnded(outcome: StreamOutcome): void {
     this.#streams.inc({ outcome });
   }
 

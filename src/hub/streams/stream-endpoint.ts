@@ -62,6 +62,11 @@ interface RecordBase {
   resumable: boolean;
   /** Bytes relayed so far, service->device (a) and device->service (b); live while paired. */
   readonly counts: { a: number; b: number };
+  /**
+   * Why the hub itself ended it for good (an operator; its device disabled or removed): its
+   * end is then an end, not a suspension, whatever code its sockets closed with.
+   */
+  endedBecause: string | undefined;
 }
 
 /** A new stream: its halves come with the single-use tokens the hub minted for it. */
@@ -134,6 +139,23 @@ export interface StreamEndpointOptions {
     | undefined;
 }
 
+/** The public view of a record. */
+function openStreamOf(record: StreamRecord): OpenStream {
+  return {
+    id: record.id,
+    deviceId: record.deviceId,
+    name: record.name,
+    policy: record.origin.policy,
+    remote: record.origin.remote,
+    state: record.paired ? 'open' : record.kind === 'resuming' ? 'resuming' : 'pairing',
+    resumable: record.resumable || record.kind === 'resuming',
+    resumptions: record.kind === 'resuming' ? record.generation : 0,
+    since: record.createdAt,
+    bytesToDevice: record.counts.a,
+    bytesFromDevice: record.counts.b,
+  };
+}
+
 const newId = (bytes: number): string => randomBytes(bytes).toString('base64url');
 
 /** The fields of a record in its first state: nobody connected, nothing relayed. */
@@ -148,6 +170,7 @@ function emptyRecord(fields: Pick<RecordBase, 'id' | 'origin' | 'deviceId' | 'na
     paired: false,
     resumable: false,
     counts: { a: 0, b: 0 },
+    endedBecause: undefined,
   };
 }
 
@@ -191,6 +214,27 @@ export interface StreamReplayedInfo {
   readonly bytes: number;
 }
 
+/** A stream not yet finished, as the REST API and the console show it (`GET /streams`). */
+export interface OpenStream {
+  readonly id: string;
+  readonly deviceId: string;
+  /** The stream name the service asked for (the agent maps it to a target). */
+  readonly name: string;
+  /** The policy that opened it (unknown for a stream this hub only saw resumed). */
+  readonly policy: string | undefined;
+  /** The address the service side asked from (or, once resumed, came back from). */
+  readonly remote: string | undefined;
+  /** Waiting for its halves, relaying, or a suspended stream whose halves are coming back. */
+  readonly state: 'pairing' | 'open' | 'resuming';
+  readonly resumable: boolean;
+  /** Times its halves resumed it (0 for a stream never suspended). */
+  readonly resumptions: number;
+  /** When this hub made the record (for a resumed stream: when it came back). */
+  readonly since: number;
+  readonly bytesToDevice: number;
+  readonly bytesFromDevice: number;
+}
+
 /** The events of a StreamEndpoint. */
 export interface StreamEndpointEvents {
   /** A resumed stream's end is sending again bytes this hub had relayed before the loss. */
@@ -216,6 +260,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
   /** Resumable streams: absent when this hub does not offer them. */
   readonly #desk: ResumeDesk | undefined;
   readonly #rawEofLingerMs: number | undefined;
+  #created = 0;
   /** Suspended streams none of whose halves has come back yet: their give-up timers. */
   readonly #returning = new BoundedMemory<NodeJS.Timeout>(resumeMemoryBound, clearTimeout);
   /**
@@ -266,6 +311,41 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     return this.#streams.size;
   }
 
+  /** Streams this endpoint created since it started (the console's new-streams rate). */
+  get createdTotal(): number {
+    return this.#created;
+  }
+
+  /** The streams not yet finished, as the REST API shows them. O(open streams). */
+  list(): OpenStream[] {
+    return this.#streams.all().map(openStreamOf);
+  }
+
+  /** One stream not yet finished, or undefined. */
+  find(id: string): OpenStream | undefined {
+    const record = this.#streams.get(id);
+    return record && openStreamOf(record);
+  }
+
+  /**
+   * End a stream on an operator's request. Its sockets close with 4001, the code with which
+   * an end resets a stream on purpose, so resumable ends end too instead of resuming it.
+   * Returns what the stream was, or undefined if there is no such stream here.
+   */
+  terminate(id: string, reason: string): OpenStream | undefined {
+    const record = this.#streams.get(id);
+    if (!record) return undefined;
+    const before = openStreamOf(record);
+    this.#desk?.finished(id);
+    if (record.paired) {
+      // The relay sees the close and reports the end with its byte counts.
+      record.endedBecause = reason;
+      for (const ws of Object.values(record.sockets))
+        closeWebSocket(ws, closeCodes.localError, reason);
+    } else this.#end(record, { code: closeCodes.localError, reason });
+    return before;
+  }
+
   /** Resolves once no stream is left, or after `timeoutMs` (a drain's wait). */
   whenEmpty(timeoutMs: number): Promise<void> {
     return new Promise<void>((resolve) => {
@@ -305,6 +385,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     origin: StreamOrigin = { policy: undefined, remote: undefined },
   ): CreatedStream {
     const id = this.#idPrefix + newId(18);
+    this.#created++;
     const tokens = mintStreamTokens();
     const record: FreshRecord = {
       ...emptyRecord({ id, origin, deviceId, name }),
@@ -362,9 +443,13 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
   /** Close every stream of a device (disabled or removed). */
   closeDevice(deviceId: string): void {
     this.revokeResumption(deviceId);
+    const reason = 'device disabled or removed';
     for (const record of this.#streams.all())
-      if (record.deviceId === deviceId)
-        this.#end(record, { code: closeCodes.shutdown, reason: 'device disabled or removed' });
+      if (record.deviceId === deviceId) {
+        // An end, not a suspension: its ends cannot resume it (the desk refuses them now).
+        record.endedBecause = reason;
+        this.#end(record, { code: closeCodes.shutdown, reason });
+      }
   }
 
   /**
@@ -717,6 +802,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
         // lost socket, the hub going away) is a suspension that its ends may resume.
         const suspended =
           resumable &&
+          record.endedBecause === undefined &&
           result.closeCode !== closeCodes.normal &&
           result.closeCode !== closeCodes.localError;
         if (!suspended) this.#desk?.finished(record.id);
@@ -734,7 +820,9 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
         this.#emitEnd(record, {
           toDevice: result.bytesAtoB,
           fromDevice: result.bytesBtoA,
-          reason: `closed by ${result.closedBy === 'a' ? 'service' : 'device'} (${result.closeCode})`,
+          reason:
+            record.endedBecause ??
+            `closed by ${result.closedBy === 'a' ? 'service' : 'device'} (${result.closeCode})`,
           kind: suspended ? 'suspended' : 'ended',
         });
         // debug: the audit log already has a line per stream, and at hundreds of streams a

@@ -4,7 +4,7 @@ import type { Logger } from '../../log/logger.js';
 import { headers as h } from '../../protocol/constants.js';
 import type { HubMetrics } from '../observe/metrics.js';
 import type { Guard } from '../admission/guard.js';
-import { auditEvent, type AuditLog, type AuditOutcome } from '../store/audit-log.js';
+import { auditEvent, type AuditLog, type StreamOutcome } from '../store/audit-log.js';
 import type { DeviceLinks } from '../devices/device-links.js';
 import { remoteOf, sendError, sendJson } from '../base/http-util.js';
 import type { HubLimits } from './limits.js';
@@ -83,7 +83,7 @@ export async function handleStreamInitiation(
   const caller: { policy?: string } = {};
   /** Answer with an error and write the attempt to the audit log. */
   const refuse = (
-    outcome: AuditOutcome,
+    outcome: StreamOutcome,
     status: number,
     errorCode: IotHubErrorName,
     message: string,

@@ -1,7 +1,7 @@
 import type { IotHubErrorName } from '../../protocol/iothub-error.js';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../log/logger.js';
-import type { AuditOutcome } from '../store/audit-log.js';
+import type { StreamOutcome } from '../store/audit-log.js';
 import type { DeviceLinks } from '../devices/device-links.js';
 import type { HubLimits } from './limits.js';
 import type { StreamEndpoint, StreamOrigin } from './stream-endpoint.js';
@@ -21,7 +21,7 @@ export type StreamOffer =
   | { readonly kind: 'rejected'; readonly reason: string }
   | {
       readonly kind: 'refused';
-      readonly outcome: AuditOutcome;
+      readonly outcome: StreamOutcome;
       readonly status: number;
       readonly errorCode: IotHubErrorName;
       readonly message: string;
@@ -42,7 +42,7 @@ export const drainingMessage = 'the hub is shutting down and takes no new stream
 
 /** A refusal, with IoT Hub's status and error code. */
 export function refused(
-  outcome: AuditOutcome,
+  outcome: StreamOutcome,
   status: number,
   errorCode: IotHubErrorName,
   message: string,
