@@ -36,12 +36,12 @@ export default tseslint.config(
     },
   },
   {
-    // Programs the tests run as child processes, in plain JavaScript as their users write them.
-    files: ['test/fixtures/**/*.mjs'],
+    // Programs the tests run as child processes, and build scripts: plain JavaScript.
+    files: ['test/fixtures/**/*.mjs', 'scripts/**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
     languageOptions: {
       parserOptions: { projectService: false, project: null },
-      globals: { process: 'readonly' },
+      globals: { process: 'readonly', URL: 'readonly' },
     },
   },
 );

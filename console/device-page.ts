@@ -51,6 +51,7 @@ export function devicePage(ctx: PageContext, deviceId: string): Page {
             secondaryConnectionString: string;
           }>('POST', `${path}/regenerate-key`, { key: which });
           showNewCredentials(
+            ctx.api,
             secret,
             deviceId,
             which === 'primary' ? device.connectionString : device.secondaryConnectionString,

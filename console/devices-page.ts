@@ -55,7 +55,7 @@ export function devicesPage(ctx: PageContext): Page {
               )
               .then(async (device) => {
                 input.value = '';
-                showNewCredentials(added, deviceId, device.connectionString, 'added');
+                showNewCredentials(ctx.api, added, deviceId, device.connectionString, 'added');
                 ctx.notify(`Device ${deviceId} added.`);
                 await refresh();
               })

@@ -165,7 +165,12 @@ export function deviceAccess(
 export function serviceAccess(
   flags: CredentialFlags,
   ctx: CommandContext,
-): { readonly credential: ServiceConnectionString; readonly target: HubTarget } {
+): {
+  readonly credential: ServiceConnectionString;
+  readonly target: HubTarget;
+  /** The --ca file (or the profile's), if any. */
+  readonly caFile: string | undefined;
+} {
   const { raw, caFile, source } = resolveRaw(flags, ctx, serviceEnvVar, 'service');
   const cs = parseConnectionString(raw);
   if (cs.kind !== 'service')
@@ -176,7 +181,7 @@ export function serviceAccess(
         hint: 'Print the service connection string with `dstream hub init` on the hub.',
       },
     );
-  return { credential: cs, target: hubTarget(cs, readCa(caFile)) };
+  return { credential: cs, target: hubTarget(cs, readCa(caFile)), caFile };
 }
 
 /** --connection-string, --profile and --ca, worded for a device or a service credential. */

@@ -10,6 +10,7 @@ import {
   type CommandContext,
   type CredentialFlags,
 } from './common.js';
+import { agentInstallLines } from './agent-install.js';
 import { formatTable } from './table.js';
 
 interface DeviceFlags extends CredentialFlags {
@@ -98,7 +99,10 @@ export function registerDeviceCommands(program: Command, ctx: CommandContext): v
     .description("manage the hub's device registry (needs the service connection string)")
     .addHelpText('after', '\nExample:\n  dstream device add pi-01 > pi-01.connection-string');
   const common = (cmd: Command): Command =>
-    withCredentialOptions(cmd, 'service').option('-q, --quiet', 'no spinner');
+    withCredentialOptions(cmd, 'service').option(
+      '-q, --quiet',
+      'no spinner (and for add, no install lines)',
+    );
 
   common(device.command('add <id>'))
     .description('register a device and print its connection string on stdout')
@@ -111,6 +115,12 @@ export function registerDeviceCommands(program: Command, ctx: CommandContext): v
       ctx.stdout(
         `${flags.azure ? forAzure(info.connectionString, ctx) : (info.connectionString ?? '')}\n`,
       );
+      if (flags.quiet || flags.azure) return;
+      // How the device gets its agent: from this hub, over the TLS it will use (stderr, so
+      // stdout stays the string alone). The device is added either way.
+      const { target, caFile } = serviceAccess(flags, ctx);
+      const lines = await agentInstallLines(target, id, caFile).catch(() => undefined);
+      if (lines) ctx.stderr(lines);
     });
 
   common(device.command('list'))

@@ -457,6 +457,10 @@ export async function runHub(
     logger.info(`console at ${hub.consoleUrl.href} (sign in with a service connection string)`, {
       consoleUrl: hub.consoleUrl.href,
     });
+  if (hub.agentFile.file())
+    logger.info(
+      `agent for devices at ${new URL('/agent/dstream-agent.mjs', hub.publicUrl).href} (\`dstream device add\` prints how to fetch and run it)`,
+    );
   if (state.tls)
     logger.info(`TLS certificate SHA-256 fingerprint ${formatFingerprint(state.tls.fingerprint)}`);
   // The data dir records how this hub serves, so init needs only where to find the registry;
@@ -574,7 +578,9 @@ export function registerHubCommand(program: Command, ctx: CommandContext): void 
     .option('-v, --verbose', 'log what is created')
     .addHelpText(
       'after',
-      '\nExample:\n  export DSTREAM_SERVICE_CONNECTION_STRING="$(dstream hub init)"',
+      '\nExample:\n  export DSTREAM_SERVICE_CONNECTION_STRING="$(dstream hub init)"\n\n' +
+        'Devices get the agent from the hub itself, as one file: https://<hub>/agent/dstream-agent.mjs\n' +
+        '(`dstream device add` prints the two lines that fetch, check and run it).',
     )
     .action((flags: HubFlags) => runHubInit(flags, ctx));
 }

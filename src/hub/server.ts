@@ -23,6 +23,7 @@ import {
   type UpgradeHandler,
 } from './http/routes.js';
 import { loadConsoleAssets, redirectToConsole, serveConsoleAsset } from './http/console-assets.js';
+import { AgentFileServer, publicKeyPin } from './http/agent-file.js';
 import { EventFeed } from './http/event-feed.js';
 import type { HubIdentity } from './http/hub-api.js';
 import { RouteTable } from './http/route-table.js';
@@ -139,6 +140,8 @@ export interface RunningHub {
   readonly activity: HubActivity;
   /** The clients of GET /events. */
   readonly feed: EventFeed;
+  /** The single-file agent served at /agent/. */
+  readonly agentFile: AgentFileServer;
   /**
    * Graceful shutdown: take no new streams or devices, tell devices to go elsewhere, let the
    * active streams finish for up to `timeoutMs`, then close. Resolves when closed.
@@ -199,6 +202,10 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
   const audit = metrics.counting(trail.tee(options.audit ?? noAuditLog));
   const activity = new HubActivity(streams, options.activitySampleMs);
   const feed = new EventFeed(guard, logger);
+  const agentFile = new AgentFileServer(
+    undefined,
+    options.tls?.selfSigned ? publicKeyPin(options.tls.cert) : undefined,
+  );
   const startedAt = Date.now();
   // What a page or script watching GET /events learns without polling.
   control.watch((deviceId) =>
@@ -284,6 +291,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     trail,
     activity,
     feed,
+    agentFile,
     identity: (): HubIdentity => ({
       version: options.version ?? 'unknown',
       startedAt,
@@ -476,6 +484,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     metrics,
     activity,
     feed,
+    agentFile,
     drain,
     close,
   };

@@ -13,7 +13,13 @@ import { closeWebSocket } from '../../src/net/close.js';
 import { openWebSocket } from '../../src/net/hub-client.js';
 import { controlProtocol } from '../../src/protocol/constants.js';
 import { makeTestCa } from '../helpers/ca.js';
-import { runCli, runPrintedInit, spawnCli, type CliProcess } from '../helpers/cli.js';
+import {
+  runCli,
+  runPrintedInit,
+  spawnCli,
+  type CliProcess,
+  withoutInstallLines,
+} from '../helpers/cli.js';
 import { hubError } from '../helpers/hub-error.js';
 import { makeTempDir } from '../helpers/hub.js';
 import { startEchoServer, type TestServer } from '../helpers/servers.js';
@@ -116,7 +122,7 @@ beforeAll(async () => {
   expect(init.code).toBe(0);
   serviceString = init.stdout.trim();
   const added = await runCli(['device', 'add', 'sdk-dev'], env());
-  expect(added.stderr).toBe('');
+  expect(withoutInstallLines(added.stderr)).toBe('');
   deviceString = added.stdout.trim();
   agent = spawnCli(['agent', '--target', `echo=127.0.0.1:${echo.port}`], {
     NODE_EXTRA_CA_CERTS: ca.caFile,

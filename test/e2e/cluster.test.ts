@@ -8,7 +8,13 @@ import { serviceToken } from '../../src/service/credentials.js';
 import { openServiceStream } from '../../src/service/stream-client.js';
 import { hubRequest, openWebSocket, type HubTarget } from '../../src/net/hub-client.js';
 import { apiVersion, headers as h, streamProtocol } from '../../src/protocol/constants.js';
-import { runCli, runCliWithInput, spawnCli, type CliProcess } from '../helpers/cli.js';
+import {
+  runCli,
+  runCliWithInput,
+  spawnCli,
+  type CliProcess,
+  withoutInstallLines,
+} from '../helpers/cli.js';
 import { startTestCluster, type ClusterNodeProcess, type TestCluster } from '../helpers/cluster.js';
 import { randomBytes, sha256 } from '../helpers/net.js';
 import { startEchoServer, type TestServer } from '../helpers/servers.js';
@@ -47,7 +53,7 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     const added = await runCli(['device', 'add', deviceId], {
       DSTREAM_SERVICE_CONNECTION_STRING: cluster.serviceString,
     });
-    expect(added.stderr).toBe('');
+    expect(withoutInstallLines(added.stderr)).toBe('');
     expect(added.code).toBe(0);
     const deviceString = added.stdout.trim();
     expect(deviceString).toContain(`HostName=127.0.0.1:${cluster.lbPort};`);

@@ -1,3 +1,4 @@
+import { spawn as spawnChild, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
@@ -39,6 +40,7 @@ let consoleUrl: URL;
 let serviceString: string;
 let browser: Browser;
 const running: CliProcess[] = [];
+const children: ChildProcess[] = [];
 
 /** Every request each page made, and every console error or uncaught exception. */
 interface Watched {
@@ -46,6 +48,31 @@ interface Watched {
   readonly page: Page;
   readonly requests: string[];
   readonly errors: string[];
+}
+
+/** A shell line run in `cwd`, its stderr waited on as a CLI process's is. */
+function startLine(
+  line: string,
+  cwd: string,
+): { waitForLine(p: RegExp, ms: number): Promise<void> } {
+  const child = spawnChild('bash', ['-c', `exec ${line}`], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '', HOME: cwd },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  children.push(child);
+  let log = '';
+  child.stderr?.on('data', (d: Buffer) => (log += d.toString()));
+  return {
+    waitForLine: async (pattern, ms) => {
+      const deadline = Date.now() + ms;
+      while (!pattern.test(log)) {
+        if (Date.now() > deadline || child.exitCode !== null)
+          throw new Error(`no line matching ${pattern}; stderr:\n${log}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+  };
 }
 
 function spawn(args: readonly string[], env: Record<string, string> = {}): CliProcess {
@@ -201,6 +228,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await Promise.all(running.splice(0).map((p) => p.stop('SIGKILL')));
+  for (const child of children) child.kill('SIGKILL');
   await hub?.stop();
   await echo?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -273,19 +301,30 @@ describe('the operator console in Chromium', () => {
     expect(await page.locator('#agent-command').textContent()).toBe(
       `dstream agent --connection-string '${shown}' --port 22`,
     );
+    // And the two lines for a device with only Node.js: fetch the single-file agent, run it.
+    const fetchBlock = page.locator('#agent-fetch');
+    await expect
+      .poll(() => fetchBlock.textContent(), { timeout: 15_000 })
+      .toContain('sha256sum -c -');
+    const [fetchLine = '', runLine = ''] = ((await fetchBlock.textContent()) ?? '').split('\n');
     await shoot(page, 'device-added');
     await page.getByRole('button', { name: 'Done' }).click();
     const row = page.locator('#device-list tr', { hasText: 'pi-01' });
     await expect.poll(() => row.textContent(), { timeout: 15_000 }).toContain('offline');
 
-    // The real agent with the string the page showed: the row turns online without a reload.
-    const agent = spawn([
-      'agent',
-      '--connection-string',
-      shown,
-      '--target',
-      `echo=127.0.0.1:${echo.port}`,
-    ]);
+    // The real agent, fetched and started with the lines the page showed (its targets instead
+    // of port 22) in a directory of its own: the row turns online without a reload.
+    const deviceDir = join(dir, 'device');
+    mkdirSync(deviceDir);
+    const fetched = spawnSync('bash', ['-c', fetchLine], { cwd: deviceDir, encoding: 'utf8' });
+    expect(fetched.stdout).toBe('dstream-agent.mjs: OK\n');
+    expect(runLine).toBe(`node dstream-agent.mjs agent --connection-string '${shown}' --port 22`);
+    const agent = startLine(
+      runLine
+        .replace(/^node /, `${process.execPath} `)
+        .replace('--port 22', `--target echo=127.0.0.1:${echo.port}`),
+      deviceDir,
+    );
     await agent.waitForLine(/connected to the hub/, 30_000);
     await expect
       .poll(() => row.textContent(), { timeout: 15_000 })

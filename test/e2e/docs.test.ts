@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { cliPath } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/hub.js';
@@ -11,6 +12,8 @@ const units = [
   ...operations.matchAll(/`\/etc\/systemd\/system\/([\w-]+\.service)`:\s*```ini\n([\s\S]*?)```/g),
 ].map((m) => ({ name: m[1] ?? '', text: m[2] ?? '' }));
 const systemdAnalyze = hasCommand('systemd-analyze');
+/** The single-file agent as `npm run build` bundles it. */
+const agentFile = fileURLToPath(new URL('../../dist/device/dstream-agent.mjs', import.meta.url));
 
 describe('docs/operations.md: the systemd units', () => {
   it('has a unit for the hub and one for the agent', () => {
@@ -37,7 +40,15 @@ describe('docs/operations.md: the systemd units', () => {
       try {
         // The documented path is where `npm install -g .` puts the CLI; here it is the checkout's.
         const file = join(dir, name);
-        writeFileSync(file, text.replaceAll('/usr/local/bin/dstream', cliPath));
+        writeFileSync(
+          file,
+          text
+            .replaceAll('/usr/local/bin/dstream', cliPath)
+            .replaceAll(
+              '/usr/bin/node /opt/dstream/dstream-agent.mjs',
+              `${process.execPath} ${agentFile}`,
+            ),
+        );
         const r = spawnSync('systemd-analyze', ['verify', file], {
           encoding: 'utf8',
           timeout: 30_000,
@@ -52,10 +63,15 @@ describe('docs/operations.md: the systemd units', () => {
 
   it('the ExecStart command lines use real subcommands and options', () => {
     for (const u of units) {
-      const exec = /^ExecStart=\/usr\/local\/bin\/dstream (\w+) (.+)$/m.exec(u.text);
+      // The hub runs the installed CLI; the agent, the single file the hub serves.
+      const exec =
+        /^ExecStart=(\/usr\/local\/bin\/dstream|\/usr\/bin\/node \/opt\/dstream\/dstream-agent\.mjs) (\w+) (.+)$/m.exec(
+          u.text,
+        );
       expect(exec, u.name).not.toBeNull();
-      const [, command = '', args = ''] = exec ?? [];
-      const help = spawnSync(process.execPath, [cliPath, command, '--help'], { encoding: 'utf8' });
+      const [, program = '', command = '', args = ''] = exec ?? [];
+      const file = program.endsWith('.mjs') ? agentFile : cliPath;
+      const help = spawnSync(process.execPath, [file, command, '--help'], { encoding: 'utf8' });
       expect(help.status).toBe(0);
       const options = args.split(' ').filter((a) => a.startsWith('--'));
       expect(options.length).toBeGreaterThan(0);

@@ -3,7 +3,7 @@ import {
   parseConnectionString,
   type DeviceConnectionString,
 } from '../../src/auth/connection-string.js';
-import { runCli, runCliWithInput } from '../helpers/cli.js';
+import { runCli, runCliWithInput, withoutInstallLines } from '../helpers/cli.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { startMqttDevice, type MqttDevice } from '../helpers/mqtt-device.js';
 import { startServer, type TestServer } from '../helpers/servers.js';
@@ -26,7 +26,7 @@ beforeAll(async () => {
   );
   const env = { DSTREAM_SERVICE_CONNECTION_STRING: cluster.serviceString };
   const added = await runCli(['device', 'add', 'mq-c'], env);
-  expect(added.stderr).toBe('');
+  expect(withoutInstallLines(added.stderr)).toBe('');
   const cs = parseConnectionString(added.stdout.trim()) as DeviceConnectionString;
   device = await startMqttDevice({
     url: `mqtts://127.0.0.1:${mqttPort}`,

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +11,7 @@ import {
   runPrintedInit,
   spawnCli,
   type CliProcess,
+  withoutInstallLines,
 } from '../helpers/cli.js';
 import { startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { makeTempDir } from '../helpers/hub.js';
@@ -61,8 +63,22 @@ async function useStrings(
 ): Promise<void> {
   const service = ['--connection-string', serviceString, ...trust];
   const added = await runCli(['device', 'add', deviceId, ...service], env);
-  expect(added.stderr).toBe('');
+  expect(withoutInstallLines(added.stderr)).toBe('');
   expect(added.code).toBe(0);
+  // The line that fetches the single-file agent works as printed, for every kind of hub whose
+  // trust it can carry: a pinned key, --cacert, or plain HTTP behind --insecure-no-tls.
+  const fetchLine = /^ {2}(curl [^\n]*)$/m.exec(added.stderr)?.[1] ?? '';
+  expect(fetchLine).toMatch(/^curl -fsS /);
+  if (/--pinnedpubkey|--cacert|'http:/.test(fetchLine)) {
+    const deviceDir = makeTempDir('dstream-printed-device-');
+    try {
+      const r = spawnSync('bash', ['-c', fetchLine], { cwd: deviceDir, encoding: 'utf8' });
+      expect(r.stdout).toBe('dstream-agent.mjs: OK\n');
+      expect(r.status).toBe(0);
+    } finally {
+      rmSync(deviceDir, { recursive: true, force: true });
+    }
+  }
   const deviceString = added.stdout.trim();
   const agent = spawn(
     [

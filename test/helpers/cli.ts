@@ -243,3 +243,11 @@ export async function startCliEchoDevice(
     },
   };
 }
+
+/**
+ * `device add`'s stderr without the lines it prints for the device (how to fetch and start the
+ * single-file agent): what is left should be empty (no warning, no error).
+ */
+export function withoutInstallLines(stderr: string): string {
+  return stderr.replace(/^On the device [^\n]*\n(?: {2}[^\n]*\n){2}/, '');
+}

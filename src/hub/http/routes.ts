@@ -13,6 +13,7 @@ import type { HubActivity } from '../observe/activity.js';
 import type { HubMetrics } from '../observe/metrics.js';
 import type { AuditLog } from '../store/audit-log.js';
 import type { AuditTrail } from '../store/audit-trail.js';
+import type { AgentFileServer } from './agent-file.js';
 import { handleAuditApi } from './audit-api.js';
 import type { EventFeed } from './event-feed.js';
 import { handleDeviceActivity, handleHubInfo, type HubIdentity } from './hub-api.js';
@@ -53,6 +54,8 @@ export interface HubParts {
   /** GET /events' clients. */
   readonly feed: EventFeed;
   readonly identity: () => HubIdentity;
+  /** The single-file agent, served to devices at /agent/. */
+  readonly agentFile: AgentFileServer;
   readonly limits: HubLimits;
   readonly logger: Logger;
   readonly cluster: HubCluster | undefined;
@@ -187,7 +190,8 @@ export function requestRoutes(parts: HubParts): RouteTable<RequestHandler> {
     .add('*', '/audit', (req, res) => handleAuditApi(parts, req, res))
     .add('*', '/events', (req, res) => parts.feed.serve(req, res))
     .add('*', '/hub', (req, res) => handleHubInfo(hubContext(), req, res))
-    .add('*', '/hub/devices', (req, res) => handleDeviceActivity(hubContext(), req, res));
+    .add('*', '/hub/devices', (req, res) => handleDeviceActivity(hubContext(), req, res))
+    .add('*', '/agent/:name', (req, res, p) => parts.agentFile.serve(req, res, p.name ?? ''));
 }
 
 /** The hub's WebSocket endpoints: device control connections, MQTT over WebSockets, stream sockets. */
