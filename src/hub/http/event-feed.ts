@@ -75,7 +75,11 @@ export class EventFeed {
     const client: Client = {
       res,
       behindSince: undefined,
-      expiry: setTimeout(() => res.end(line('expired', {})), Math.max(0, expiresInMs)),
+      // Capped at what a timer holds (24.8 days): a longer one would fire at once.
+      expiry: setTimeout(
+        () => res.end(line('expired', {})),
+        Math.min(Math.max(0, expiresInMs), 2 ** 31 - 1),
+      ),
     };
     this.#clients.add(client);
     res.on('drain', () => {
