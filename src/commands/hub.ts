@@ -280,6 +280,12 @@ export async function runHubInit(flags: HubFlags, ctx: CommandContext): Promise<
       formatServiceConnectionString(address, state.servicePolicy.name, state.servicePolicy.key) +
         '\n',
     );
+    // Where devices get their agent, for a person at a terminal; scripts that read stderr
+    // (or capture stdout only) see nothing more than the string.
+    if (ctx.stderrIsTty)
+      ctx.stderr(
+        `devices get the agent from ${new URL('/agent/dstream-agent.mjs', publicUrl).href} (\`dstream device add\` prints the lines to fetch and run it)\n`,
+      );
   } finally {
     await closeState(state);
   }

@@ -110,6 +110,16 @@ describe('the single-file agent, fetched from the hub', () => {
     expect(readdirSync(deviceDir).sort()).toEqual(['dstream-agent.mjs', 'pi-1.cs']);
   });
 
+  it('hub init, at a terminal, says where the file is (and a script reading stdout gets only the string)', () => {
+    // `script` gives the command a terminal, as a person running it has.
+    const command = `${process.execPath} ${cliPath} hub init --data-dir ${join(dir, 'hub')}`;
+    const r = spawnSync('script', ['-qc', command, '/dev/null'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(
+      `devices get the agent from https://127.0.0.1:${hubPort}/agent/dstream-agent.mjs (`,
+    );
+  });
+
   it('a wrong pin or a wrong hash stops the line: curl (or sha256sum) fails', () => {
     const other = makeTempDir('dstream-device-bad-');
     try {
