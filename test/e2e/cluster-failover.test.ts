@@ -150,12 +150,25 @@ describe('cluster: resume tickets are judged the same on a node that did not iss
       node: aId,
       ...over,
     });
+    const firstMessages = new Map<WebSocket, Promise<string>>();
     const open = (node: ClusterNodeProcess, id: string, ticket: string): Promise<WebSocket> =>
       openWebSocket(`wss://127.0.0.1:${node.port}/bridges/${id}`, node.target, {
         headers: { authorization: `Resume ${ticket}` },
         protocols: [resumableStreamProtocol],
       }).then((ws) => {
         ws.on('error', () => undefined);
+        // Listening before the socket flows: a half's ticket may arrive while the test is
+        // still opening the other half (the pairing happens as soon as both reach the node).
+        firstMessages.set(
+          ws,
+          new Promise<string>((resolve, reject) => {
+            ws.once('message', (d: Buffer) => resolve(d.toString()));
+            ws.once('close', (code: number, reason: Buffer) =>
+              reject(new Error(`closed (${code} ${reason.toString()}) before a message`)),
+            );
+          }),
+        );
+        firstMessages.get(ws)?.catch(() => undefined);
         ws.resume();
         return ws;
       });
@@ -190,9 +203,30 @@ describe('cluster: resume tickets are judged the same on a node that did not iss
     // A good pair through two other nodes meets on A, the node its tickets name.
     const service = await open(b, t1, signResumeTicket(key, claims()));
     const device = await open(c, t1, signResumeTicket(key, claims({ side: 'device' })));
-    const firstFrame = (ws: WebSocket): Promise<string> =>
-      new Promise((resolve) => ws.once('message', (d: Buffer) => resolve(d.toString())));
-    const [sf, df] = await Promise.all([firstFrame(service), firstFrame(device)]);
+    // Bounded, with the nodes' logs: a pairing that never happens says where it stopped.
+    const tails = (): string =>
+      [a, b, c].map((n) => `--- ${n.name}:\n${n.proc.output().slice(-3000)}`).join('\n');
+    const firstFrame = (ws: WebSocket, side: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`the ${side} half got no ticket within 30 s\n${tails()}`)),
+          30_000,
+        );
+        (firstMessages.get(ws) ?? Promise.reject(new Error('not opened here'))).then(
+          (text) => {
+            clearTimeout(timer);
+            resolve(text);
+          },
+          (error: Error) => {
+            clearTimeout(timer);
+            reject(new Error(`the ${side} half: ${error.message}\n${tails()}`));
+          },
+        );
+      });
+    const [sf, df] = await Promise.all([
+      firstFrame(service, 'service'),
+      firstFrame(device, 'device'),
+    ]);
     // Paired: each half gets its next ticket, issued by A.
     for (const frame of [sf, df]) expect(JSON.parse(frame)).toMatchObject({ type: 'ticket' });
     await a.proc.waitForLine(/stream resumed device=pi-t stream=ssh/);
