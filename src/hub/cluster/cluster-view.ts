@@ -15,8 +15,6 @@ export interface NodeView {
   readonly streams: readonly OpenStream[];
   /** Bytes per device in the last hour, of the streams this node relayed. */
   readonly bytesLastHour: readonly (readonly [string, number])[];
-  /** More devices or streams than a view carries ({@link viewLimits}): the lists are cut. */
-  readonly truncated: boolean;
 }
 
 /** What a node gives its view from: its live tables. */
@@ -28,8 +26,8 @@ export interface LocalView {
   endStream(id: string, reason: string): boolean;
 }
 
-/** The most a view carries; past them it says `truncated`. */
-export const viewLimits = { devices: 20_000, streams: 5_000 } as const;
+/** The most a view carries (a bigger node's lists are cut, docs/cluster.md). */
+const viewLimits = { devices: 20_000, streams: 5_000 } as const;
 
 /** How often a wanted view is written, and how long it lives in Redis. */
 const everyMs = 2_000;
@@ -94,16 +92,13 @@ export class ClusterView {
   async #write(): Promise<void> {
     const local = this.#local;
     if (!local || !this.store.up) return;
-    const devices = local.devices();
-    const streams = local.streams();
     const view: NodeView = {
       node: this.nodeId,
       url: this.url,
       at: Date.now(),
-      devices: devices.slice(0, viewLimits.devices),
-      streams: streams.slice(0, viewLimits.streams),
+      devices: local.devices().slice(0, viewLimits.devices),
+      streams: local.streams().slice(0, viewLimits.streams),
       bytesLastHour: [...local.bytesLastHour()],
-      truncated: devices.length > viewLimits.devices || streams.length > viewLimits.streams,
     };
     await this.store.call('SET', keys.view(this.nodeId), JSON.stringify(view), 'PX', lifetimeMs);
   }
@@ -141,14 +136,17 @@ export class ClusterView {
       wantedForMs,
       'NX',
     );
-    if (first !== 'OK') await this.store.call('PEXPIRE', keys.viewWanted, wantedForMs);
-    else await this.store.publish(keys.viewWantedChannel, this.nodeId);
+    if (first !== 'OK') {
+      // The nodes are writing already: their views are at most 2 s old.
+      await this.store.call('PEXPIRE', keys.viewWanted, wantedForMs);
+      return this.#read((await this.nodes()).filter((id) => id !== this.nodeId));
+    }
+    await this.store.publish(keys.viewWantedChannel, this.nodeId);
     for (;;) {
       const ids = (await this.nodes()).filter((id) => id !== this.nodeId);
       const views = await this.#read(ids);
-      const complete = views.length === ids.length;
-      const fresh = first !== 'OK' || views.every((v) => v.at >= started);
-      if ((complete && fresh) || Date.now() - started >= waitMs) return views;
+      const fresh = views.length === ids.length && views.every((v) => v.at >= started);
+      if (fresh || Date.now() - started >= waitMs) return views;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }

@@ -9,6 +9,7 @@ import type { Registry } from '../store/registry.js';
 import type { StreamEndpoint } from '../streams/stream-endpoint.js';
 import type { NodeView } from '../cluster/cluster-view.js';
 import type { HubCluster } from '../cluster/hub-cluster.js';
+import { connectedSet } from './registry-api.js';
 import { otherNodes } from './stream-api.js';
 
 /** What a hub says about itself on `GET /hub`, fixed once it listens. */
@@ -143,17 +144,11 @@ export async function handleDeviceActivity(
     for (const s of view.streams) open.set(s.deviceId, (open.get(s.deviceId) ?? 0) + 1);
     for (const [id, n] of view.bytesLastHour) bytes.set(id, (bytes.get(id) ?? 0) + n);
   }
-  let anywhere = new Set(here.keys());
-  if (ctx.connectedAmong) {
-    try {
-      anywhere = await ctx.connectedAmong(devices.map((d) => d.deviceId));
-      for (const id of here.keys()) anywhere.add(id);
-    } catch (error) {
-      ctx.logger.debug('cannot ask the cluster which devices are connected', {
-        error: (error as Error).message,
-      });
-    }
-  }
+  const anywhere = await connectedSet(
+    { control: ctx.devices, connectedAmong: ctx.connectedAmong, logger: ctx.logger },
+    devices.map((d) => d.deviceId),
+  );
+  for (const id of here.keys()) anywhere.add(id);
   sendJson(
     res,
     200,

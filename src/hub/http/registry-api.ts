@@ -41,7 +41,7 @@ export interface RegistryApiContext {
  * cannot say (Redis away), this node's own connections are the best answer there is.
  */
 export async function connectedSet(
-  ctx: RegistryApiContext,
+  ctx: Pick<RegistryApiContext, 'control' | 'connectedAmong' | 'logger'>,
   deviceIds: readonly string[],
 ): Promise<Set<string>> {
   const local = new Set(deviceIds.filter((id) => ctx.control.isOnline(id)));

@@ -321,12 +321,6 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     return this.#streams.all().map(openStreamOf);
   }
 
-  /** One stream not yet finished, or undefined. */
-  find(id: string): OpenStream | undefined {
-    const record = this.#streams.get(id);
-    return record && openStreamOf(record);
-  }
-
   /**
    * End a stream on an operator's request. Its sockets close with 4001, the code with which
    * an end resets a stream on purpose, so resumable ends end too instead of resuming it.
@@ -337,13 +331,17 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     if (!record) return undefined;
     const before = openStreamOf(record);
     this.#desk?.finished(id);
-    if (record.paired) {
-      // The relay sees the close and reports the end with its byte counts.
-      record.endedBecause = reason;
-      for (const ws of Object.values(record.sockets))
-        closeWebSocket(ws, closeCodes.localError, reason);
-    } else this.#end(record, { code: closeCodes.localError, reason });
+    this.#endForGood(record, closeCodes.localError, reason);
     return before;
+  }
+
+  /**
+   * The hub ends a stream that must not resume (an operator ended it, its device was disabled
+   * or removed): a paired one's relay then reports an end, whatever code its sockets close with.
+   */
+  #endForGood(record: StreamRecord, code: number, reason: string): void {
+    record.endedBecause = reason;
+    this.#end(record, { code, reason });
   }
 
   /** Resolves once no stream is left, or after `timeoutMs` (a drain's wait). */
@@ -445,11 +443,8 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     this.revokeResumption(deviceId);
     const reason = 'device disabled or removed';
     for (const record of this.#streams.all())
-      if (record.deviceId === deviceId) {
-        // An end, not a suspension: its ends cannot resume it (the desk refuses them now).
-        record.endedBecause = reason;
-        this.#end(record, { code: closeCodes.shutdown, reason });
-      }
+      // An end, not a suspension: its ends cannot resume it (the desk refuses them now).
+      if (record.deviceId === deviceId) this.#endForGood(record, closeCodes.shutdown, reason);
   }
 
   /**
