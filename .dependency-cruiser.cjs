@@ -8,6 +8,7 @@ const layers = [
   { name: 'service', path: '^src/service/' },
   { name: 'hub', path: '^src/hub/' },
   { name: 'stream', path: '^src/stream/' },
+  { name: 'mux', path: '^src/mux/' },
   { name: 'net', path: '^src/net/' },
   { name: 'credentials', path: '^src/(auth|tls)/' },
   { name: 'basics', path: '^src/(protocol|log|fs)/' },

@@ -1,0 +1,352 @@
+import { EventEmitter } from 'node:events';
+import type { RawData, WebSocket } from 'ws';
+import {
+  MuxFrameType,
+  MuxProtocolError,
+  muxHeaderBytes,
+  muxInitialWindow,
+  parseMuxFrames,
+  parseOpenRequest,
+  windowPayload,
+  writeMuxHeader,
+  type MuxOpenRequest,
+} from '../protocol/mux-frames.js';
+import { MuxStream, type MuxLink, type OutFrame } from './mux-stream.js';
+
+export interface MuxSessionOptions {
+  /**
+   * 'dialler' on the side that opened the carrier WebSocket (its streams have odd ids),
+   * 'listener' on the side that accepted it (even ids).
+   */
+  readonly role: 'dialler' | 'listener';
+  /** Credit this side grants each stream, per direction (default 1 MiB). */
+  readonly receiveWindow?: number | undefined;
+  /**
+   * Bytes received on all streams together and not yet taken by their owners above which the
+   * connection is not read until they fall below half (default 16 MiB). Each stream is bounded
+   * by its window already; this bounds a connection with many stalled streams.
+   */
+  readonly receiveBuffer?: number | undefined;
+  /** Streams open at once on this connection, opened by either side (default 65,536). */
+  readonly maxStreams?: number | undefined;
+  /** More frames than this in one second from the peer is a flood: the connection closes. */
+  readonly maxFramesPerSecond?: number | undefined;
+  /** Bytes handed to the WebSocket and not yet written out, above which no more is sent. */
+  readonly sendHighWater?: number | undefined;
+}
+
+/** The events of a MuxSession. */
+export interface MuxSessionEvents {
+  /**
+   * The peer opens a stream. The listener answers with `stream.accept(protocol)` or
+   * `stream.refuse(status, body)`, now or later; without a listener streams are refused.
+   */
+  'open-request': [stream: MuxStream, request: MuxOpenRequest];
+  /** The peer broke the framing: the connection is being closed (1002). */
+  'protocol-error': [message: string];
+  /** The carrier connection closed; every stream on it has closed as lost. */
+  close: [code: number, reason: string];
+}
+
+/** Default credit per stream and direction: as smux, and half of OpenSSH's channel window. */
+export const defaultMuxReceiveWindow = 1024 * 1024;
+
+/** What one WebSocket message carries at most: several small frames, or one full data frame. */
+const batchBytes = 64 * 1024;
+
+/**
+ * A carrier connection: one WebSocket carrying many streams (MuxStream), in the framing of
+ * protocol/mux-frames.ts. It sends the streams' frames in turn, one frame per stream per turn
+ * (so an interactive stream waits behind at most one frame of each busy one), only while the
+ * WebSocket keeps up, and checks everything the peer sends: a frame that breaks the rules
+ * closes the connection with 1002, and every stream on it closes as lost.
+ */
+export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLink {
+  readonly #streams = new Map<number, MuxStream>();
+  /** Streams with a frame they may send, in turn. */
+  readonly #turns: MuxStream[] = [];
+  #turnHead = 0;
+  /** `window` frames, sent ahead of every turn. */
+  readonly #grants: Array<{ stream: number; increment: number }> = [];
+  readonly #receiveWindow: number;
+  readonly #receiveBuffer: number;
+  readonly #maxStreams: number;
+  readonly #maxFrames: number;
+  readonly #sendHighWater: number;
+  #nextId: number;
+  /** id % 2 of the streams the peer opens. */
+  readonly #peerParity: 0 | 1;
+  #inFlight = 0;
+  #buffered = 0;
+  #readPaused = false;
+  #pumpQueued = false;
+  #closed = false;
+  #frames = 0;
+  #framesSince = 0;
+  /** Streams that asked for a pong (the heartbeat), answered by the connection's next pong. */
+  readonly #pings = new Set<MuxStream>();
+
+  constructor(
+    private readonly ws: WebSocket,
+    options: MuxSessionOptions,
+  ) {
+    super();
+    this.#nextId = options.role === 'dialler' ? 1 : 2;
+    this.#peerParity = options.role === 'dialler' ? 0 : 1;
+    this.#receiveWindow = Math.max(
+      muxInitialWindow,
+      options.receiveWindow ?? defaultMuxReceiveWindow,
+    );
+    this.#receiveBuffer = options.receiveBuffer ?? 16 * 1024 * 1024;
+    this.#maxStreams = options.maxStreams ?? 65_536;
+    this.#maxFrames = options.maxFramesPerSecond ?? 200_000;
+    this.#sendHighWater = options.sendHighWater ?? 64 * 1024;
+    ws.binaryType = 'nodebuffer';
+    ws.on('message', (data: RawData, isBinary: boolean) => this.#onMessage(data, isBinary));
+    ws.on('pong', () => {
+      const waiting = [...this.#pings];
+      this.#pings.clear();
+      for (const stream of waiting) stream.emit('pong');
+    });
+    ws.on('close', (code: number, reason: Buffer) => this.#onClose(code, reason.toString()));
+    // The 'close' that follows is what ends the streams.
+    ws.on('error', () => undefined);
+  }
+
+  /** Streams open on this connection (until both sides closed them). */
+  get size(): number {
+    return this.#streams.size;
+  }
+
+  /** Bytes received and not yet taken, all streams together. */
+  get bufferedBytes(): number {
+    return this.#buffered;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Open a stream: its `open` frame goes out now, and its owner may send right after, within
+   * the first window, before the peer answers ('open' when accepted, 'refused' and 'close'
+   * when not). The stream comes back paused.
+   */
+  open(url: string, request: MuxOpenRequest): MuxStream {
+    if (this.#closed) throw new Error('the carrier connection is closed');
+    if (this.#streams.size >= this.#maxStreams)
+      throw new Error('too many streams on one carrier connection');
+    const id = this.#allocateId();
+    const stream = new MuxStream(id, url, true, this.#receiveWindow, this);
+    this.#streams.set(id, stream);
+    stream.sendOpen(Buffer.from(JSON.stringify(request)));
+    return stream;
+  }
+
+  /** Close the connection; every stream on it closes as lost. */
+  close(code = 1000, reason = ''): void {
+    if (this.#closed) return;
+    this.#end();
+    if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING)
+      this.ws.close(code, reason);
+  }
+
+  /** Drop the connection at once (tests and the heartbeat). */
+  terminate(): void {
+    this.#end();
+    this.ws.terminate();
+  }
+
+  // --- MuxLink: what streams ask of their session ---
+
+  ready(stream: MuxStream): void {
+    if (this.#closed || stream.scheduled) return;
+    stream.scheduled = true;
+    this.#turns.push(stream);
+    this.#queuePump();
+  }
+
+  grant(stream: MuxStream, increment: number): void {
+    if (this.#closed) return;
+    this.#grants.push({ stream: stream.id, increment });
+    this.#queuePump();
+  }
+
+  buffered(n: number): void {
+    this.#buffered += n;
+    if (!this.#readPaused && this.#buffered > this.#receiveBuffer) {
+      this.#readPaused = true;
+      this.ws.pause();
+    } else if (this.#readPaused && this.#buffered <= this.#receiveBuffer / 2) {
+      this.#readPaused = false;
+      this.ws.resume();
+    }
+  }
+
+  forget(stream: MuxStream): void {
+    if (this.#streams.get(stream.id) === stream) this.#streams.delete(stream.id);
+    this.#pings.delete(stream);
+  }
+
+  ping(stream: MuxStream): void {
+    if (this.#closed) return;
+    const first = this.#pings.size === 0;
+    this.#pings.add(stream);
+    if (first) this.ws.ping();
+  }
+
+  // --- sending ---
+
+  #allocateId(): number {
+    // Ids of closed streams come back into use once both sides have closed them, so a
+    // connection never runs out; a wrap skips ids still open.
+    for (;;) {
+      const id = this.#nextId;
+      this.#nextId = this.#nextId + 2 > 0xffffffff ? (this.#nextId % 2 === 1 ? 1 : 2) : id + 2;
+      if (!this.#streams.has(id)) return id;
+    }
+  }
+
+  #queuePump(): void {
+    if (this.#pumpQueued) return;
+    this.#pumpQueued = true;
+    // Frames queued in the same turn of the event loop go out together, in one message.
+    queueMicrotask(() => {
+      this.#pumpQueued = false;
+      this.#pump();
+    });
+  }
+
+  #pump(): void {
+    while (!this.#closed && this.#inFlight < this.#sendHighWater) {
+      const frames = this.#takeBatch();
+      if (frames.length === 0) return;
+      let size = 0;
+      for (const f of frames) size += muxHeaderBytes + (f.payload?.length ?? 0);
+      const message = Buffer.allocUnsafe(size);
+      let at = 0;
+      const done: Array<(error?: Error) => void> = [];
+      for (const f of frames) {
+        at = writeMuxHeader(message, at, f.type, f.stream, f.payload?.length ?? 0);
+        if (f.payload) at += f.payload.copy(message, at);
+        if (f.done) done.push(f.done);
+      }
+      this.#inFlight += size;
+      this.ws.send(message, { binary: true }, (error) => {
+        this.#inFlight -= size;
+        for (const cb of done) cb(error ?? undefined);
+        if (this.#turnHead < this.#turns.length || this.#grants.length > 0) this.#queuePump();
+      });
+    }
+  }
+
+  /** Window frames first, then one frame from each stream whose turn it is, up to a message. */
+  #takeBatch(): Array<OutFrame & { readonly stream: number }> {
+    const frames: Array<OutFrame & { readonly stream: number }> = [];
+    let size = 0;
+    for (const g of this.#grants.splice(0)) {
+      frames.push({
+        type: MuxFrameType.window,
+        stream: g.stream,
+        payload: windowPayload(g.increment),
+        done: undefined,
+      });
+      size += muxHeaderBytes + 4;
+    }
+    while (size < batchBytes && this.#turnHead < this.#turns.length) {
+      const stream = this.#turns[this.#turnHead++] as MuxStream;
+      const frame = stream.takeFrame();
+      if (frame) {
+        frames.push({ ...frame, stream: stream.id });
+        size += muxHeaderBytes + (frame.payload?.length ?? 0);
+      }
+      if (stream.sendable && !this.#closed) this.#turns.push(stream);
+      else stream.scheduled = false;
+    }
+    if (this.#turnHead === this.#turns.length) {
+      this.#turns.length = 0;
+      this.#turnHead = 0;
+    } else if (this.#turnHead > 1024 && this.#turnHead * 2 > this.#turns.length) {
+      this.#turns.splice(0, this.#turnHead);
+      this.#turnHead = 0;
+    }
+    return frames;
+  }
+
+  // --- receiving ---
+
+  #onMessage(data: RawData, isBinary: boolean): void {
+    if (this.#closed) return;
+    try {
+      if (!isBinary || !Buffer.isBuffer(data))
+        throw new MuxProtocolError('a text message on a carrier connection');
+      const now = Date.now();
+      if (now - this.#framesSince >= 1000) {
+        this.#framesSince = now;
+        this.#frames = 0;
+      }
+      for (const frame of parseMuxFrames(data)) {
+        this.#countFrame();
+        this.#dispatch(frame.type, frame.stream, frame.payload);
+        if (this.#closed) return;
+      }
+    } catch (error) {
+      if (!(error instanceof MuxProtocolError)) throw error;
+      this.#fail(error.message);
+    }
+  }
+
+  /** Frames in the current second (from the first message of it): past the ceiling, a flood. */
+  #countFrame(): void {
+    if (++this.#frames > this.#maxFrames) throw new MuxProtocolError('frame flood');
+  }
+
+  #dispatch(type: MuxFrameType, id: number, payload: Buffer): void {
+    const stream = this.#streams.get(id);
+    if (type !== MuxFrameType.open) {
+      if (!stream) throw new MuxProtocolError(`frame for unknown stream ${id}`);
+      stream.receive(type, payload);
+      return;
+    }
+    if (stream) throw new MuxProtocolError(`stream ${id} is already open`);
+    if (id % 2 !== this.#peerParity)
+      throw new MuxProtocolError(`stream ${id} has this side's parity`);
+    const request = parseOpenRequest(payload);
+    const opened = new MuxStream(id, request.path, false, this.#receiveWindow, this);
+    this.#streams.set(id, opened);
+    if (this.#streams.size > this.#maxStreams)
+      return opened.refuse(
+        503,
+        JSON.stringify({ Message: 'too many streams on one carrier connection' }),
+      );
+    if (this.listenerCount('open-request') === 0)
+      return opened.refuse(404, JSON.stringify({ Message: 'this side accepts no streams' }));
+    this.emit('open-request', opened, request);
+  }
+
+  #fail(message: string): void {
+    this.emit('protocol-error', message);
+    this.close(1002, message);
+  }
+
+  #end(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const streams = [...this.#streams.values()];
+    this.#streams.clear();
+    this.#turns.length = 0;
+    this.#turnHead = 0;
+    this.#grants.length = 0;
+    this.#pings.clear();
+    for (const stream of streams) stream.lost();
+    if (this.#readPaused) {
+      this.#readPaused = false;
+      this.ws.resume();
+    }
+  }
+
+  #onClose(code: number, reason: string): void {
+    this.#end();
+    this.emit('close', code, reason);
+  }
+}

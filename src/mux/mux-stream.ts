@@ -1,0 +1,477 @@
+import { EventEmitter } from 'node:events';
+import {
+  codeAndText,
+  muxInitialWindow,
+  muxMaxClose,
+  muxMaxCredit,
+  muxMaxHandshake,
+  muxMaxPayload,
+  MuxFrameType,
+  MuxProtocolError,
+  windowPayload,
+} from '../protocol/mux-frames.js';
+
+/** What a stream needs from its session (mux-session.ts implements it). */
+export interface MuxLink {
+  /** The stream has a frame it may send now: put it in the send rotation. */
+  ready(stream: MuxStream): void;
+  /** Send a `window` frame ahead of the rotation (credit is never held behind data). */
+  grant(stream: MuxStream, increment: number): void;
+  /** Bytes received on some stream and not yet taken by its owner went up or down by `n`. */
+  buffered(n: number): void;
+  /** The stream sent and received its close: its id is free. */
+  forget(stream: MuxStream): void;
+  /** Ask the carrier for a pong on this stream's behalf (the heartbeat's ping). */
+  ping(stream: MuxStream): void;
+}
+
+/** A frame a stream hands its session's writer. */
+export interface OutFrame {
+  readonly type: MuxFrameType;
+  readonly payload: Buffer | undefined;
+  /** Called once the frame (the last piece of a send) has reached the connection. */
+  readonly done: ((error?: Error) => void) | undefined;
+}
+
+interface OutItem {
+  readonly type: MuxFrameType;
+  payload: Buffer | undefined;
+  readonly done: ((error?: Error) => void) | undefined;
+}
+
+type SendCallback = (error?: Error) => void;
+
+/** The events of a MuxStream: a WebSocket's, so the stream layer takes it as a stream socket. */
+export interface MuxStreamEvents {
+  /** The acceptor accepted (opener side): `protocol` is set. */
+  open: [];
+  /** The acceptor refused (opener side), with an HTTP status and IoT Hub's error JSON. */
+  refused: [status: number, body: string];
+  message: [data: Buffer, isBinary: boolean];
+  /** Once, when both sides have closed (or the connection is lost: 1006). */
+  close: [code: number, reason: Buffer];
+  /** Answer to `ping()`: the connection is alive. */
+  pong: [];
+  error: [Error];
+}
+
+const emptyReason = Buffer.alloc(0);
+
+/**
+ * One substream of a carrier connection, with a WebSocket's surface (`StreamSocket`): binary
+ * messages are `data` frames, text messages `text` frames, `close(code, reason)` a `close`
+ * frame. Each direction has its own credit: this side sends payload only while the peer has
+ * granted it, and grants the peer more as its owner takes what arrived, so a stream whose
+ * owner stops reading (paused) holds at most its window, and stalls no other stream.
+ *
+ * A stream starts paused, as the WebSocket carrier's sockets do: what arrives is kept (within
+ * the window) until its owner resumes it.
+ */
+export class MuxStream extends EventEmitter<MuxStreamEvents> {
+  readonly CONNECTING = 0 as const;
+  readonly OPEN = 1 as const;
+  readonly CLOSING = 2 as const;
+  readonly CLOSED = 3 as const;
+  readyState: 0 | 1 | 2 | 3 = 0;
+  /** The stream protocol the acceptor chose ('' until accepted, and for raw bytes). */
+  protocol = '';
+
+  /** Frames waiting to be sent, in order. */
+  readonly #outbox: OutItem[] = [];
+  /** Payload bytes this side may still send. */
+  #sendCredit = muxInitialWindow;
+  /** Payload bytes the peer may still send. */
+  #receiveCredit = muxInitialWindow;
+  /** Bytes taken by the owner and not yet granted back to the peer. */
+  #taken = 0;
+  /** What arrived while paused, in order. */
+  readonly #inbox: Array<[Buffer, boolean]> = [];
+  #inboxBytes = 0;
+  #paused = true;
+  #draining = false;
+  /** In the session's send rotation. */
+  scheduled = false;
+  /** This side's `open` (opener) or answer (acceptor) has gone out: the peer knows the id. */
+  #announced = false;
+  /** This side's `close` (or `refuse`) is queued: nothing more may be queued after it. */
+  #closeQueued = false;
+  /** This side refused the stream: what the opener sent meanwhile is dropped. */
+  #refused = false;
+  #closeSent = false;
+  #closeReceived: { code: number; reason: Buffer } | undefined;
+  #closeEmitted = false;
+  #forgotten = false;
+
+  /**
+   * @param id the stream's id on its connection
+   * @param url what the stream was opened for (the streaming URL, or the acceptor's path)
+   * @param opener true on the side that sent `open`
+   * @param receiveWindow the credit this side keeps granting the peer
+   */
+  constructor(
+    readonly id: number,
+    readonly url: string,
+    readonly opener: boolean,
+    private readonly receiveWindow: number,
+    private readonly link: MuxLink,
+  ) {
+    super();
+  }
+
+  get isPaused(): boolean {
+    return this.#paused;
+  }
+
+  /** Payload bytes received and not yet taken (for tests of bounded memory). */
+  get heldBytes(): number {
+    return this.#inboxBytes;
+  }
+
+  /** Payload bytes queued to send (not yet handed to the connection). */
+  get queuedBytes(): number {
+    let n = 0;
+    for (const item of this.#outbox) if (isPayload(item.type)) n += item.payload?.length ?? 0;
+    return n;
+  }
+
+  // --- the owner's side (a WebSocket's methods) ---
+
+  /**
+   * Send a binary message (a Buffer) or a text message (a string), as `ws` does. The callback
+   * runs once the bytes reached the connection, or with an error if the stream closed first.
+   */
+  send(
+    data: Buffer | string,
+    options?: { binary?: boolean } | SendCallback,
+    cb?: SendCallback,
+  ): void {
+    const callback = typeof options === 'function' ? options : cb;
+    const binary =
+      typeof options === 'object' && options.binary !== undefined
+        ? options.binary
+        : typeof data !== 'string';
+    if (this.readyState !== this.OPEN && !(this.readyState === this.CONNECTING && this.opener)) {
+      if (this.readyState === this.CONNECTING) throw new Error('the stream is not accepted yet');
+      if (callback) process.nextTick(callback, new Error('the stream is closed'));
+      return;
+    }
+    const payload = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    if (payload.length === 0) {
+      // An empty message carries nothing; frames are never empty.
+      if (callback) process.nextTick(callback);
+      return;
+    }
+    if (!binary && payload.length > muxMaxPayload)
+      throw new RangeError(`a text message may not exceed ${muxMaxPayload} bytes`);
+    this.#enqueue({
+      type: binary ? MuxFrameType.data : MuxFrameType.text,
+      payload,
+      done: callback,
+    });
+  }
+
+  /** Close after what is queued has been sent; 'close' follows once the peer closed too. */
+  close(code = 1000, reason = ''): void {
+    if (this.#closeQueued || this.readyState === this.CLOSED) return;
+    this.readyState = this.CLOSING;
+    this.#closeQueued = true;
+    this.#enqueue({
+      type: MuxFrameType.close,
+      payload: codeAndText(code, reason, muxMaxClose),
+      done: undefined,
+    });
+  }
+
+  /** Drop what is queued and close at once; 'close' (1006) follows at once. */
+  terminate(): void {
+    if (this.readyState === this.CLOSED) return;
+    this.#dropOutbox(new Error('the stream was terminated'));
+    this.#dropInbox();
+    this.readyState = this.CLOSED;
+    if (this.opener && !this.#announced) {
+      // The peer never heard of it (its `open` had not gone out): nothing to close there.
+      this.#closeQueued = this.#closeSent = true;
+      this.#closeReceived ??= { code: 1006, reason: emptyReason };
+      this.#finish();
+    } else if (!this.#closeSent) {
+      this.#closeQueued = true;
+      this.#enqueue({
+        type: MuxFrameType.close,
+        payload: codeAndText(1006, 'terminated', muxMaxClose),
+        done: undefined,
+      });
+    }
+    process.nextTick(() => this.#emitClose(1006, emptyReason));
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /** Deliver what was kept, then what arrives, from the next microtask on (never re-entrant). */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    if (this.#inbox.length > 0 || this.#closeReceived) this.#scheduleDrain();
+  }
+
+  ping(): void {
+    if (this.readyState === this.OPEN) this.link.ping(this);
+  }
+
+  // --- the acceptor's answer ---
+
+  /** Accept a stream the peer opened, speaking `protocol` ('' for raw bytes). */
+  accept(protocol: string): void {
+    if (this.opener || this.readyState !== this.CONNECTING) return;
+    this.protocol = protocol;
+    this.readyState = this.OPEN;
+    this.#enqueue({
+      type: MuxFrameType.accept,
+      payload: Buffer.from(JSON.stringify({ protocol })),
+      done: undefined,
+    });
+    this.#raiseWindow();
+  }
+
+  /** Refuse a stream the peer opened, with an HTTP status and IoT Hub's error JSON. */
+  refuse(status: number, body: string): void {
+    if (this.opener || this.readyState !== this.CONNECTING) return;
+    this.readyState = this.CLOSING;
+    this.#refused = this.#closeQueued = true;
+    this.#dropInbox();
+    this.#enqueue({
+      type: MuxFrameType.refuse,
+      payload: codeAndText(status, body, muxMaxHandshake),
+      done: undefined,
+    });
+  }
+
+  /** The opener's first frames: `open`, then the rest of this side's window. */
+  sendOpen(request: Buffer): void {
+    this.#enqueue({ type: MuxFrameType.open, payload: request, done: undefined });
+    this.#raiseWindow();
+  }
+
+  // --- the session's side ---
+
+  /** True when the next frame in the outbox may go now. */
+  get sendable(): boolean {
+    const head = this.#outbox[0];
+    if (!head) return false;
+    if (head.type === MuxFrameType.data) return this.#sendCredit > 0;
+    if (head.type === MuxFrameType.text) return this.#sendCredit >= (head.payload?.length ?? 0);
+    return true;
+  }
+
+  /** The next frame to send (a `data` frame at most one frame's worth), or undefined. */
+  takeFrame(): OutFrame | undefined {
+    if (!this.sendable) return undefined;
+    const head = this.#outbox[0];
+    if (!head) return undefined;
+    if (head.type === MuxFrameType.data && head.payload) {
+      const n = Math.min(head.payload.length, muxMaxPayload, this.#sendCredit);
+      this.#sendCredit -= n;
+      if (n < head.payload.length) {
+        const piece = head.payload.subarray(0, n);
+        head.payload = head.payload.subarray(n);
+        return { type: head.type, payload: piece, done: undefined };
+      }
+      this.#outbox.shift();
+      return head;
+    }
+    this.#outbox.shift();
+    this.#announced = true;
+    if (head.type === MuxFrameType.text) this.#sendCredit -= head.payload?.length ?? 0;
+    if (head.type === MuxFrameType.close || head.type === MuxFrameType.refuse) {
+      this.#closeSent = true;
+      this.#dropOutbox(new Error('the stream is closed'));
+      if (this.#closeReceived) this.#finish();
+    }
+    return head;
+  }
+
+  /** A frame for this stream arrived. Throws MuxProtocolError for one that breaks the rules. */
+  receive(type: MuxFrameType, payload: Buffer): void {
+    switch (type) {
+      case MuxFrameType.data:
+      case MuxFrameType.text:
+        return this.#receivePayload(payload, type === MuxFrameType.data);
+      case MuxFrameType.window: {
+        const increment = payload.readUInt32BE(0);
+        if (increment === 0 || this.#sendCredit + increment > muxMaxCredit)
+          throw new MuxProtocolError('window overflow');
+        if (this.#closeSent) return;
+        this.#sendCredit += increment;
+        if (!this.scheduled && this.sendable) this.link.ready(this);
+        return;
+      }
+      case MuxFrameType.accept: {
+        if (!this.opener || this.#closeReceived) throw new MuxProtocolError('unexpected accept');
+        if (this.readyState !== this.CONNECTING) {
+          // This side closed before the answer came: the close is on its way.
+          if (this.#closeQueued) return;
+          throw new MuxProtocolError('accept on an accepted stream');
+        }
+        this.protocol = parseAcceptProtocol(payload);
+        this.readyState = this.OPEN;
+        this.emit('open');
+        return;
+      }
+      case MuxFrameType.refuse: {
+        if (!this.opener || this.#closeReceived) throw new MuxProtocolError('unexpected refuse');
+        const status = payload.readUInt16BE(0);
+        const body = payload.subarray(2).toString('utf8');
+        if (this.readyState === this.CONNECTING) this.emit('refused', status, body);
+        return this.#receiveClose(1008, Buffer.from(`refused (${status})`));
+      }
+      case MuxFrameType.close: {
+        if (this.#closeReceived) throw new MuxProtocolError('second close');
+        return this.#receiveClose(payload.readUInt16BE(0), Buffer.from(payload.subarray(2)));
+      }
+      default:
+        throw new MuxProtocolError(`unexpected frame type ${type} on an open stream`);
+    }
+  }
+
+  /** The connection is gone: every stream not closed yet closes as lost (1006). */
+  lost(): void {
+    this.#dropOutbox(new Error('carrier connection lost'));
+    this.#dropInbox();
+    this.#closeSent = true;
+    this.#closeReceived ??= { code: 1006, reason: Buffer.from('carrier connection lost') };
+    this.#forgotten = true;
+    if (this.readyState !== this.CLOSED) {
+      this.readyState = this.CLOSED;
+      this.#emitClose(1006, Buffer.from('carrier connection lost'));
+    }
+  }
+
+  // --- internals ---
+
+  #receivePayload(payload: Buffer, isBinary: boolean): void {
+    if (this.#closeReceived) throw new MuxProtocolError('payload after close');
+    if (payload.length > this.#receiveCredit) throw new MuxProtocolError('window exceeded');
+    this.#receiveCredit -= payload.length;
+    // Refused or terminated by this side: the peer has not heard yet; what it sends is dropped.
+    // (After a graceful close, what the peer sends before its own close is still delivered.)
+    if (this.#refused || this.readyState === this.CLOSED) return;
+    if (this.#paused || this.#inbox.length > 0) {
+      this.#inbox.push([payload, isBinary]);
+      this.#inboxBytes += payload.length;
+      this.link.buffered(payload.length);
+      return;
+    }
+    this.#deliver(payload, isBinary);
+  }
+
+  #deliver(payload: Buffer, isBinary: boolean): void {
+    this.emit('message', payload, isBinary);
+    this.#taken += payload.length;
+    // Credit goes back in quarters of the window: few frames, and never a stall at the edge.
+    if (this.#taken >= this.receiveWindow / 4 && !this.#closeSent && !this.#closeReceived) {
+      this.#receiveCredit += this.#taken;
+      this.link.grant(this, this.#taken);
+      this.#taken = 0;
+    }
+  }
+
+  #scheduleDrain(): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    queueMicrotask(() => {
+      this.#draining = false;
+      while (!this.#paused && this.#inbox.length > 0) {
+        const next = this.#inbox.shift();
+        if (!next) break;
+        this.#inboxBytes -= next[0].length;
+        this.link.buffered(-next[0].length);
+        this.#deliver(next[0], next[1]);
+      }
+      const closed = this.#closeReceived;
+      if (!this.#paused && this.#inbox.length === 0 && closed && this.#closeSent)
+        this.#emitClose(closed.code, closed.reason);
+    });
+  }
+
+  #receiveClose(code: number, reason: Buffer): void {
+    this.#closeReceived = { code, reason };
+    // Never accepted here: its owner has not taken it, and will not hear what was sent.
+    if (!this.opener && this.readyState === this.CONNECTING) this.#dropInbox();
+    if (!this.#closeSent) {
+      // As a WebSocket answers a close: nothing more is sent, the close is echoed at once
+      // (also in place of a close of this side's still queued behind data, which the peer
+      // would never give credit for now).
+      this.#closeQueued = true;
+      this.#dropOutbox(new Error('the peer closed the stream'));
+      this.#enqueue({
+        type: MuxFrameType.close,
+        payload: codeAndText(code, '', muxMaxClose),
+        done: undefined,
+      });
+      if (this.readyState !== this.CLOSED) this.readyState = this.CLOSING;
+      return;
+    }
+    this.#finish();
+  }
+
+  /** Both closes are through: the id is free; 'close' follows what is still to deliver. */
+  #finish(): void {
+    if (!this.#forgotten) {
+      this.#forgotten = true;
+      this.link.forget(this);
+    }
+    const closed = this.#closeReceived;
+    if (!closed || this.#closeEmitted) return;
+    if (this.readyState === this.CLOSED) return;
+    // What arrived before the close is delivered first, as a WebSocket would; a paused owner
+    // hears of the close when it resumes (closeWebSocket resumes before closing).
+    if (this.#inbox.length === 0) this.#emitClose(closed.code, closed.reason);
+    else if (!this.#paused) this.#scheduleDrain();
+  }
+
+  #emitClose(code: number, reason: Buffer): void {
+    if (this.#closeEmitted) return;
+    this.#closeEmitted = true;
+    this.readyState = this.CLOSED;
+    if (this.#inboxBytes > 0) this.#dropInbox();
+    this.emit('close', code, reason);
+  }
+
+  #enqueue(item: OutItem): void {
+    this.#outbox.push(item);
+    if (!this.scheduled && this.sendable) this.link.ready(this);
+  }
+
+  #raiseWindow(): void {
+    const more = this.receiveWindow - muxInitialWindow;
+    if (more <= 0) return;
+    this.#receiveCredit += more;
+    this.#enqueue({ type: MuxFrameType.window, payload: windowPayload(more), done: undefined });
+  }
+
+  #dropOutbox(error: Error): void {
+    const dropped = this.#outbox.splice(0);
+    for (const item of dropped) item.done?.(error);
+  }
+
+  #dropInbox(): void {
+    if (this.#inboxBytes > 0) this.link.buffered(-this.#inboxBytes);
+    this.#inbox.length = 0;
+    this.#inboxBytes = 0;
+  }
+}
+
+const isPayload = (t: MuxFrameType): boolean => t === MuxFrameType.data || t === MuxFrameType.text;
+
+function parseAcceptProtocol(payload: Buffer): string {
+  let o: unknown;
+  try {
+    o = JSON.parse(payload.toString('utf8'));
+  } catch {
+    throw new MuxProtocolError('accept frame is not JSON');
+  }
+  const protocol = (o as { protocol?: unknown } | null)?.protocol;
+  if (typeof protocol !== 'string') throw new MuxProtocolError('accept frame without protocol');
+  return protocol;
+}

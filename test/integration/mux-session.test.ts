@@ -1,0 +1,503 @@
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket, WebSocketServer } from 'ws';
+import { MuxSession, type MuxSessionOptions } from '../../src/mux/mux-session.js';
+import type { MuxStream } from '../../src/mux/mux-stream.js';
+import { bridge, type BridgeResult } from '../../src/stream/bridge.js';
+import type { StreamSocket } from '../../src/stream/carrier.js';
+import { MuxFrameType, muxProtocol, writeMuxHeader } from '../../src/protocol/mux-frames.js';
+import { dial, randomBytes, readAll, sha256, waitEvent, waitFor } from '../helpers/net.js';
+import { startDigestServer, startServer } from '../helpers/servers.js';
+
+// The multiplexed carrier's framing between two in-process ends over a real loopback
+// WebSocket (issue 28, step 1): many streams, flow control, half-close, loss, and a peer that
+// breaks the rules.
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.reverse()) await c();
+  cleanups.length = 0;
+});
+
+interface CarrierPair {
+  readonly dialler: MuxSession;
+  readonly listener: MuxSession;
+  readonly client: WebSocket;
+  readonly server: WebSocket;
+}
+
+/** A WebSocket server on loopback whose connections each become a listener session. */
+async function startListener(
+  options: Partial<MuxSessionOptions> = {},
+  onSession: (session: MuxSession, ws: WebSocket) => void = () => undefined,
+): Promise<{ readonly port: number; readonly sessions: MuxSession[] }> {
+  const wss = new WebSocketServer({
+    host: '127.0.0.1',
+    port: 0,
+    perMessageDeflate: false,
+    maxPayload: 1024 * 1024,
+    handleProtocols: () => muxProtocol,
+  });
+  await once(wss, 'listening');
+  const sessions: MuxSession[] = [];
+  wss.on('connection', (ws) => {
+    ws.on('error', () => undefined);
+    const session = new MuxSession(ws, { ...options, role: 'listener' });
+    sessions.push(session);
+    onSession(session, ws);
+  });
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const c of wss.clients) c.terminate();
+        wss.close(() => resolve());
+      }),
+  );
+  return { port: (wss.address() as AddressInfo).port, sessions };
+}
+
+async function dialWs(port: number): Promise<WebSocket> {
+  const client = new WebSocket(`ws://127.0.0.1:${port}/`, muxProtocol, {
+    perMessageDeflate: false,
+  });
+  client.on('error', () => undefined);
+  await once(client, 'open');
+  cleanups.push(() => client.terminate());
+  return client;
+}
+
+async function carrierPair(
+  listenerOptions: Partial<MuxSessionOptions> = {},
+  onSession?: (session: MuxSession) => void,
+): Promise<CarrierPair> {
+  let server: WebSocket | undefined;
+  const l = await startListener(listenerOptions, (session, ws) => {
+    server = ws;
+    onSession?.(session);
+  });
+  const client = await dialWs(l.port);
+  await waitFor(() => l.sessions.length === 1, 10_000, 'the listener session');
+  const dialler = new MuxSession(client, { role: 'dialler' });
+  return { dialler, listener: l.sessions[0] as MuxSession, client, server: server as WebSocket };
+}
+
+/** A local listener whose every connection is carried by its own stream on `session`. */
+async function listenThrough(session: MuxSession, protocols: string[]): Promise<Server> {
+  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (local) => {
+    local.on('error', () => undefined);
+    const stream = session.open('mux://test/bridges/x', {
+      path: '/bridges/x',
+      authorization: 'Bearer t',
+      protocols,
+    });
+    stream.once('open', () => bridge(local, stream));
+    stream.once('close', () => {
+      if (stream.protocol === '') local.destroy();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return server;
+}
+
+/** Accept every stream with `protocol`, and carry it to 127.0.0.1:`port` through bridge(). */
+function acceptTo(session: MuxSession, port: number, ends: BridgeResult[] = []): void {
+  session.on('open-request', (stream) => {
+    stream.accept('dstream.stream.v1');
+    void dial(port).then(
+      (target) => {
+        target.pause();
+        bridge(target, stream, { onEnd: (r) => ends.push(r) });
+      },
+      () => stream.close(4001, 'target refused'),
+    );
+  });
+}
+
+const portOf = (server: Server): number => (server.address() as AddressInfo).port;
+
+/** Send `payload` on a stream as the bridge does: never more than `high` bytes in flight. */
+function sendAll(stream: MuxStream, payload: Buffer, high = 512 * 1024): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let at = 0;
+    let inFlight = 0;
+    const pump = (): void => {
+      while (inFlight < high && at < payload.length) {
+        const chunk = payload.subarray(at, at + 64 * 1024);
+        at += chunk.length;
+        inFlight += chunk.length;
+        stream.send(chunk, { binary: true }, (error) => {
+          if (error) return reject(error);
+          inFlight -= chunk.length;
+          if (at >= payload.length && inFlight === 0) resolve();
+          else pump();
+        });
+      }
+    };
+    pump();
+  });
+}
+
+/** Collect a stream's binary messages until `n` bytes arrived. */
+function receiveBytes(stream: MuxStream, n: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let got = 0;
+    stream.on('message', (data, isBinary) => {
+      if (!isBinary) return;
+      chunks.push(Buffer.from(data));
+      got += data.length;
+      if (got >= n) resolve(Buffer.concat(chunks));
+    });
+    stream.once('close', (code) => {
+      if (got < n) reject(new Error(`closed (${code}) after ${got} of ${n} bytes`));
+    });
+    stream.resume();
+  });
+}
+
+describe('mux session', () => {
+  it('a MuxStream is a stream socket (compile-time check, and the surface the stream layer uses)', async () => {
+    const { dialler, listener } = await carrierPair();
+    listener.on('open-request', (s) => s.accept('dstream.stream.v1'));
+    const stream = dialler.open('mux://x', {
+      path: '/bridges/a',
+      authorization: 'x',
+      protocols: [],
+    });
+    const socket: StreamSocket = stream;
+    expect(socket.readyState).toBe(socket.CONNECTING);
+    await waitEvent(stream, 'open');
+    expect(socket.readyState).toBe(socket.OPEN);
+    expect(socket.protocol).toBe('dstream.stream.v1');
+    expect(socket.isPaused).toBe(true);
+    socket.ping();
+    await waitEvent(stream, 'pong');
+  });
+
+  it('carries 40 connections at once, small and multi-megabyte, byte-exact, each with its half-close', async () => {
+    const { dialler, listener } = await carrierPair();
+    // Answers only once the client's half-close came through, then ends its side.
+    const digest = await startDigestServer();
+    cleanups.push(() => digest.close());
+    const ends: BridgeResult[] = [];
+    acceptTo(listener, digest.port, ends);
+    const local = await listenThrough(dialler, ['dstream.stream.v1']);
+
+    const sizes = Array.from({ length: 40 }, (_, i) =>
+      i % 4 === 0 ? 4 * 1024 * 1024 + i : i % 4 === 1 ? 1 : 1000 * i + 7,
+    );
+    const results = await Promise.all(
+      sizes.map(async (size) => {
+        const payload = randomBytes(size);
+        const socket = await dial(portOf(local));
+        const answer = readAll(socket, 120_000);
+        socket.end(payload);
+        return { expected: `${size} ${sha256(payload)}`, got: (await answer).toString() };
+      }),
+    );
+    for (const r of results) expect(r.got).toBe(r.expected);
+    await waitFor(() => ends.length === 40, 30_000, 'every target-side bridge to end');
+    expect(ends.every((e) => e.end === 'completed')).toBe(true);
+    await waitFor(() => dialler.size === 0 && listener.size === 0, 10_000, 'both sessions empty');
+    expect(dialler.bufferedBytes).toBe(0);
+    expect(listener.bufferedBytes).toBe(0);
+  });
+
+  it('half-closes the other way: the target ends first and still reads what follows', async () => {
+    const { dialler, listener } = await carrierPair();
+    const banner = randomBytes(1024 * 1024 + 3);
+    const got: Promise<string> = new Promise((resolve) => {
+      void startServer((socket) => {
+        const hash = createHash('sha256');
+        let n = 0;
+        socket.on('data', (c: Buffer) => {
+          n += c.length;
+          hash.update(c);
+        });
+        socket.on('end', () => resolve(`${n} ${hash.digest('hex')}`));
+        socket.end(banner);
+      }).then((server) => {
+        cleanups.push(() => server.close());
+        acceptTo(listener, server.port);
+      });
+    });
+    await waitFor(() => listener.listenerCount('open-request') === 1, 10_000, 'the target');
+    const local = await listenThrough(dialler, ['dstream.stream.v1']);
+    const socket = await dial(portOf(local));
+    const fromTarget = await readAll(socket, 60_000);
+    expect(sha256(fromTarget)).toBe(sha256(banner));
+    // The target's half-close arrived; this side still sends, and the target reads it all.
+    const after = randomBytes(2 * 1024 * 1024 + 1);
+    socket.end(after);
+    expect(await got).toBe(`${after.length} ${sha256(after)}`);
+  });
+
+  it('a paused stream holds at most its window and stalls neither the other streams nor memory', async () => {
+    const window = 1024 * 1024;
+    const { dialler, listener } = await carrierPair({ receiveWindow: window });
+    const accepted: MuxStream[] = [];
+    listener.on('open-request', (s) => {
+      s.accept('dstream.stream.v1');
+      accepted.push(s);
+    });
+    const slow = dialler.open('mux://slow', { path: '/slow', authorization: '', protocols: [] });
+    await waitEvent(slow, 'open');
+    const slowPayload = randomBytes(32 * 1024 * 1024);
+    let slowDone = false;
+    const slowSent = sendAll(slow, slowPayload).then(() => (slowDone = true));
+    const slowPeer = accepted[0] as MuxStream;
+    // Nobody reads the slow stream: it fills its window, and no more.
+    await waitFor(() => slowPeer.heldBytes >= window, 30_000, 'the slow stream to fill its window');
+
+    // Another stream on the same connection moves 16 MiB both ways meanwhile.
+    const fast = dialler.open('mux://fast', { path: '/fast', authorization: '', protocols: [] });
+    await waitEvent(fast, 'open');
+    const fastPeer = accepted[1] as MuxStream;
+    fastPeer.on('message', (data, isBinary) =>
+      fastPeer.send(Buffer.from(data), { binary: isBinary }),
+    );
+    fastPeer.resume();
+    const fastPayload = randomBytes(16 * 1024 * 1024);
+    const echoed = receiveBytes(fast, fastPayload.length);
+    await sendAll(fast, fastPayload);
+    expect(sha256(await echoed)).toBe(sha256(fastPayload));
+
+    expect(slowDone).toBe(false);
+    expect(slowPeer.heldBytes).toBe(window);
+    expect(listener.bufferedBytes).toBe(window);
+    // The sender keeps what it was handed and could not send: at most its own in-flight bound.
+    expect(slow.queuedBytes).toBeLessThanOrEqual(512 * 1024);
+
+    // Once read, everything arrives, in order.
+    const slowGot = receiveBytes(slowPeer, slowPayload.length);
+    await slowSent;
+    expect(sha256(await slowGot)).toBe(sha256(slowPayload));
+    expect(listener.bufferedBytes).toBe(0);
+  });
+
+  it('a small stream keeps moving beside a bulk one (frames take turns)', async () => {
+    const { dialler, listener } = await carrierPair();
+    const accepted: MuxStream[] = [];
+    listener.on('open-request', (s) => {
+      s.accept('dstream.stream.v1');
+      s.on('message', (data, isBinary) => s.send(Buffer.from(data), { binary: isBinary }));
+      s.resume();
+      accepted.push(s);
+    });
+    const bulk = dialler.open('mux://bulk', { path: '/bulk', authorization: '', protocols: [] });
+    const ping = dialler.open('mux://ping', { path: '/ping', authorization: '', protocols: [] });
+    await Promise.all([waitEvent(bulk, 'open'), waitEvent(ping, 'open')]);
+    const bulkPayload = randomBytes(128 * 1024 * 1024);
+    let bulkDone = false;
+    const bulkBack = receiveBytes(bulk, bulkPayload.length).then((b) => {
+      bulkDone = true;
+      return b;
+    });
+    const bulkSent = sendAll(bulk, bulkPayload, 4 * 1024 * 1024);
+    await waitFor(() => (accepted[0]?.heldBytes ?? 0) >= 0 && bulk.queuedBytes > 0, 10_000, 'bulk');
+    // 100 round trips of 64 bytes while the bulk stream runs flat out on the same connection.
+    ping.resume();
+    let doneBeforeBulk = 0;
+    for (let i = 0; i < 100; i++) {
+      const message = randomBytes(64);
+      const back = new Promise<Buffer>((resolve) => ping.once('message', (d) => resolve(d)));
+      ping.send(message, { binary: true });
+      expect((await back).equals(message)).toBe(true);
+      if (!bulkDone) doneBeforeBulk++;
+    }
+    expect(doneBeforeBulk).toBe(100);
+    await bulkSent;
+    expect(sha256(await bulkBack)).toBe(sha256(bulkPayload));
+  });
+
+  it('sends right after open, before the answer; a refused stream drops it and closes both ids', async () => {
+    let answer: ((s: MuxStream) => void) | undefined;
+    const { dialler, listener } = await carrierPair({}, (session) =>
+      session.on('open-request', (s) => answer?.(s)),
+    );
+    const early = randomBytes(100 * 1024);
+    // Accepted: what was sent before the answer arrives once the acceptor reads.
+    const acceptedPeer = new Promise<MuxStream>((resolve) => (answer = resolve));
+    const a = dialler.open('mux://a', { path: '/a', authorization: '', protocols: ['p'] });
+    a.send(early, { binary: true });
+    const peer = await acceptedPeer;
+    peer.accept('p');
+    expect(sha256(await receiveBytes(peer, early.length))).toBe(sha256(early));
+
+    // Refused: 'refused' with the status and body, then 'close'; the early bytes are dropped.
+    answer = (s) => s.refuse(401, JSON.stringify({ Message: 'invalid or expired stream token' }));
+    const b = dialler.open('mux://b', { path: '/b', authorization: '', protocols: [] });
+    b.send(early, { binary: true });
+    const bClosed = waitEvent(b, 'close');
+    const [status, body] = (await once(b, 'refused')) as [number, string];
+    expect(status).toBe(401);
+    expect(JSON.parse(body)).toEqual({ Message: 'invalid or expired stream token' });
+    await bClosed;
+    expect(b.readyState).toBe(b.CLOSED);
+    await waitFor(() => dialler.size === 1 && listener.size === 1, 10_000, 'the refused id freed');
+
+    a.close(1000);
+    const [code] = (await once(peer, 'close')) as [number];
+    expect(code).toBe(1000);
+    await waitFor(() => dialler.size === 0 && listener.size === 0, 10_000, 'both ids freed');
+  });
+
+  it('a lost connection closes every stream on both sides as lost (1006), runs every send callback, and leaves nothing', async () => {
+    const { dialler, listener, client } = await carrierPair();
+    const peerCodes: number[] = [];
+    listener.on('open-request', (s) => {
+      s.accept('dstream.stream.v1');
+      s.on('message', (data, isBinary) => s.send(Buffer.from(data), { binary: isBinary }));
+      s.on('close', (code) => peerCodes.push(code));
+      s.resume();
+    });
+    const streams = Array.from({ length: 20 }, (_, i) =>
+      dialler.open(`mux://${i}`, { path: `/${i}`, authorization: '', protocols: [] }),
+    );
+    await Promise.all(streams.map((s) => waitEvent(s, 'open')));
+    const closes = streams.map((s) => once(s, 'close') as Promise<[number, Buffer]>);
+    let callbacks = 0;
+    let sends = 0;
+    let received = 0;
+    for (const s of streams) {
+      s.on('message', (d) => (received += d.length));
+      s.resume();
+      for (let i = 0; i < 40; i++) {
+        sends++;
+        s.send(randomBytes(64 * 1024), { binary: true }, () => callbacks++);
+      }
+    }
+    await waitFor(() => received > 4 * 1024 * 1024, 30_000, 'bytes flowing');
+    client.terminate();
+    for (const [code] of await Promise.all(closes)) expect(code).toBe(1006);
+    await waitFor(() => callbacks === sends, 10_000, 'every send callback');
+    await waitFor(() => listener.closed, 10_000, 'the listener session to see the loss');
+    expect(peerCodes).toEqual(Array.from({ length: 20 }, () => 1006));
+    expect(dialler.size).toBe(0);
+    expect(listener.size).toBe(0);
+    expect(listener.bufferedBytes).toBe(0);
+    expect(() =>
+      dialler.open('mux://late', { path: '/', authorization: '', protocols: [] }),
+    ).toThrow(/closed/);
+  });
+});
+
+/** Frames written by hand, as a hostile peer would. */
+function frame(type: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const out = Buffer.alloc(9 + payload.length);
+  writeMuxHeader(out, 0, type as MuxFrameType, stream, payload.length);
+  payload.copy(out, 9);
+  return out;
+}
+const u32 = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+};
+const openPayload = Buffer.from(JSON.stringify({ path: '/p', authorization: '', protocols: [] }));
+
+describe('mux session against a peer that breaks the rules', () => {
+  const cases: Array<[string, (ws: WebSocket) => void, RegExp]> = [
+    ['a text message', (ws) => ws.send('hello'), /text message/],
+    ['a truncated header', (ws) => ws.send(Buffer.from([4, 0, 0])), /truncated frame header/],
+    ['an unknown frame type', (ws) => ws.send(frame(99, 1)), /unknown frame type 99/],
+    [
+      'data for a stream never opened',
+      (ws) => ws.send(frame(4, 7, Buffer.from('x'))),
+      /unknown stream 7/,
+    ],
+    ["an open with the listener's parity", (ws) => ws.send(frame(1, 2, openPayload)), /parity/],
+    ['an open that is not JSON', (ws) => ws.send(frame(1, 1, Buffer.from('{'))), /not JSON/],
+    [
+      'the same id opened twice',
+      (ws) => ws.send(Buffer.concat([frame(1, 1, openPayload), frame(1, 1, openPayload)])),
+      /already open/,
+    ],
+    [
+      'a window overflow',
+      (ws) => ws.send(Buffer.concat([frame(1, 1, openPayload), frame(6, 1, u32(0x7fffffff))])),
+      /window overflow/,
+    ],
+    [
+      'payload past the window',
+      (ws) => {
+        // The acceptor grants 1 MiB (and does not read): 65 full frames are one too many.
+        const full = (): Buffer => frame(4, 1, Buffer.alloc(16 * 1024));
+        ws.send(Buffer.concat([frame(1, 1, openPayload), ...Array.from({ length: 40 }, full)]));
+        ws.send(Buffer.concat(Array.from({ length: 25 }, full)));
+      },
+      /window exceeded/,
+    ],
+    [
+      'an empty data frame',
+      (ws) => ws.send(Buffer.concat([frame(1, 1, openPayload), frame(4, 1)])),
+      /empty payload/,
+    ],
+    [
+      'a data frame longer than allowed',
+      (ws) =>
+        ws.send(
+          Buffer.concat([frame(1, 1, openPayload), frame(4, 1, Buffer.alloc(16 * 1024 + 1))]),
+        ),
+      /too long/,
+    ],
+    [
+      'a flood of frames',
+      (ws) =>
+        ws.send(
+          Buffer.concat([
+            frame(1, 1, openPayload),
+            ...Array.from({ length: 3000 }, () => frame(4, 1, Buffer.from('x'))),
+          ]),
+        ),
+      /frame flood/,
+    ],
+  ];
+
+  it.each(cases)(
+    '%s: closes the connection with 1002, its streams as lost, and keeps serving',
+    async (_name, send, reason) => {
+      const errors: string[] = [];
+      const lost: number[] = [];
+      let accepted = 0;
+      const listener = await startListener({ maxFramesPerSecond: 2000 }, (session) => {
+        session.on('protocol-error', (m) => errors.push(m));
+        session.on('open-request', (s) => {
+          accepted++;
+          s.accept('');
+          // Not read: what the peer sends stays within the credit this side granted.
+          s.on('close', (code) => lost.push(code));
+        });
+      });
+      // A good stream is open on the connection when the bad frames come.
+      const ws = await dialWs(listener.port);
+      ws.send(frame(1, 3, openPayload));
+      await waitFor(() => listener.sessions[0]?.size === 1, 10_000, 'the good stream');
+      send(ws);
+      const [code, why] = (await once(ws, 'close', { signal: AbortSignal.timeout(20_000) })) as [
+        number,
+        Buffer,
+      ];
+      expect(code).toBe(1002);
+      expect(why.toString()).toMatch(reason);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatch(reason);
+      expect(listener.sessions[0]?.closed).toBe(true);
+      expect(listener.sessions[0]?.size).toBe(0);
+      expect(listener.sessions[0]?.bufferedBytes).toBe(0);
+      // Every stream the connection had (the good one, and the bad one when it got that far).
+      expect(accepted).toBeGreaterThanOrEqual(1);
+      expect(lost).toEqual(Array.from({ length: accepted }, () => 1006));
+
+      // The listener takes the next connection as if nothing happened.
+      const good = new MuxSession(await dialWs(listener.port), { role: 'dialler' });
+      const s = good.open('mux://ok', { path: '/ok', authorization: '', protocols: [] });
+      await waitEvent(s, 'open');
+      const back = listener.sessions[1];
+      expect(back?.size).toBe(1);
+    },
+  );
+});
