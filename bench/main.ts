@@ -18,6 +18,7 @@ import { runRoundTrip } from './scenarios/round-trip.js';
 import { runSetupLatency, runSetupRate } from './scenarios/setup.js';
 import { runThroughput } from './scenarios/throughput.js';
 import { runResumption } from './scenarios/resume.js';
+import { runCarriers } from './scenarios/carriers.js';
 import { startStack, startTargets, stopTargets, type Stack, type Targets } from './stack.js';
 
 const usage = `usage: npm run bench -- [--quick] [--scenario 1,2,...] [--out FILE]
@@ -52,11 +53,11 @@ function parse(): {
     process.exit(0);
   }
   const scenarios = new Set(
-    (values.scenario ?? '1,2,3,4,5,6,7,8,9').split(',').map((s) => Number(s.trim())),
+    (values.scenario ?? '1,2,3,4,5,6,7,8,9,10').split(',').map((s) => Number(s.trim())),
   );
   for (const s of scenarios)
-    if (!(Number.isInteger(s) && s >= 1 && s <= 9)) {
-      console.error(`--scenario: expected numbers from 1 to 9\n${usage}`);
+    if (!(Number.isInteger(s) && s >= 1 && s <= 10)) {
+      console.error(`--scenario: expected numbers from 1 to 10\n${usage}`);
       process.exit(2);
     }
   const cfg = values.quick ? quickConfig : fullConfig;
@@ -143,6 +144,8 @@ async function main(): Promise<void> {
       await step('9 resumption: cost, and a hub killed mid-transfer', () =>
         runResumption(cfg, targets),
       );
+    if (scenarios.has(10))
+      await step('10 carriers: mux beside ws, each end', () => runCarriers(cfg, targets));
     if (compare)
       await step(`compare: ${compare.name}`, () =>
         runCompare(cfg, targets, compare.name, compare.command),

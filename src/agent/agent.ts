@@ -17,6 +17,8 @@ import { closeCodes, controlProtocol } from '../protocol/constants.js';
 import type { BridgeResult } from '../stream/bridge.js';
 import { StreamEnds } from '../stream/stream-ends.js';
 import { WebSocketCarrier } from '../stream/websocket-carrier.js';
+import { MuxCarrier } from '../stream/mux-carrier.js';
+import type { Transport } from '../stream/carrier.js';
 import { parseIotHubError } from '../protocol/iothub-error.js';
 import { parseHubMessage, type StreamRequestMessage } from '../protocol/control-messages.js';
 import type { AllowList, LocalTarget } from './allow-list.js';
@@ -42,6 +44,8 @@ export interface AgentOptions {
   readonly resumeWindowMs?: number | undefined;
   /** What all this process's resumable streams keep for replay, together (default 128 MiB). */
   readonly replayBudgetBytes?: number | undefined;
+  /** How stream sockets reach the hub (default 'ws'; the agent command defaults to 'mux'). */
+  readonly transport?: Transport | undefined;
 }
 
 export interface AgentStreamEnd extends BridgeResult {
@@ -75,8 +79,28 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
   const minMs = options.reconnectMinMs ?? 500;
   const maxMs = options.reconnectMaxMs ?? 30_000;
   const emitter = new EventEmitter();
+  const deviceToken = (): string =>
+    signSas({
+      resource: `${formatHostPort(cs.hub.host, cs.hub.port)}/devices/${encodeURIComponent(cs.deviceId)}`,
+      key: cs.sharedAccessKey,
+      expiry: expiryIn(tokenTtlSeconds),
+    });
+  const perStream = new WebSocketCarrier({ trust, pool, hub: cs.hub });
   const ends = new StreamEnds({
-    carrier: new WebSocketCarrier({ trust, pool, hub: cs.hub }),
+    // With mux, the device's stream sockets are substreams of one carrier connection it opens
+    // beside its control connection (outbound, like everything the agent does).
+    carrier:
+      options.transport === 'mux'
+        ? new MuxCarrier({
+            trust,
+            pool,
+            path: `/devices/${encodeURIComponent(cs.deviceId)}/mux`,
+            authorization: deviceToken,
+            fallback: perStream,
+            heartbeatMs: options.heartbeatMs,
+            logger,
+          })
+        : perStream,
     resume: options.resume ?? false,
     resumeWindowMs: options.resumeWindowMs,
     replayBudgetBytes: options.replayBudgetBytes,
@@ -107,11 +131,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
 
   async function connectOnce(): Promise<void> {
     retryTimer = undefined;
-    const token = signSas({
-      resource: `${formatHostPort(cs.hub.host, cs.hub.port)}/devices/${encodeURIComponent(cs.deviceId)}`,
-      key: cs.sharedAccessKey,
-      expiry: expiryIn(tokenTtlSeconds),
-    });
+    const token = deviceToken();
     let ws: WebSocket;
     try {
       ws = await openWebSocket(controlUrl, trust, {

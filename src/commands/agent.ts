@@ -17,6 +17,8 @@ import {
   withResumeOptions,
   resumeFrom,
   describeResume,
+  transportFrom,
+  withTransportOption,
 } from './common.js';
 
 interface AgentFlags extends LogFlags, CredentialFlags {
@@ -26,6 +28,7 @@ interface AgentFlags extends LogFlags, CredentialFlags {
   readonly resume?: boolean;
   readonly resumeWindow?: string;
   readonly replayMemory?: string;
+  readonly transport?: string;
 }
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
@@ -40,6 +43,7 @@ export async function runAgent(flags: AgentFlags, ctx: CommandContext): Promise<
     .map(([name, t]) => `${name}->${formatHostPort(t.host, t.port)}`)
     .join(', ');
   const resume = resumeFrom(flags);
+  const transport = transportFrom(flags);
   logger.info('agent starting', {
     device: credential.deviceId,
     allow: allowed,
@@ -51,6 +55,7 @@ export async function runAgent(flags: AgentFlags, ctx: CommandContext): Promise<
       allow,
       ca,
       heartbeatMs: parseSeconds(flags.heartbeatInterval, '--heartbeat-interval'),
+      transport,
       ...resume,
     },
     logger,
@@ -60,7 +65,9 @@ export async function runAgent(flags: AgentFlags, ctx: CommandContext): Promise<
 
 export function registerAgentCommand(program: Command, ctx: CommandContext): void {
   withCredentialOptions(
-    withResumeOptions(withHeartbeatOption(withLogOptions(program.command('agent')))),
+    withTransportOption(
+      withResumeOptions(withHeartbeatOption(withLogOptions(program.command('agent')))),
+    ),
     'device',
   )
     .description(

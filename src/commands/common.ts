@@ -21,6 +21,7 @@ import {
 } from '../config/profile-store.js';
 import type { HubTarget } from '../net/hub-client.js';
 import { hubTarget } from '../service/credentials.js';
+import type { Transport } from '../service/service-carrier.js';
 
 /** What every command receives from the CLI edge, instead of reading process globals. */
 export interface CommandContext {
@@ -297,6 +298,25 @@ export function withResumeOptions(cmd: Command): Command {
       'most memory all resumable streams together keep for replay; past it they read more slowly',
       '128',
     );
+}
+
+/** --transport: how streams reach the hub (src/stream/mux-carrier.ts, websocket-carrier.ts). */
+export function withTransportOption(cmd: Command): Command {
+  return cmd.option(
+    '--transport <ws|mux>',
+    'mux: every stream a substream of one kept connection to the hub; ws: a TLS WebSocket per stream (as Azure)',
+    'mux',
+  );
+}
+
+/** The --transport value, checked. */
+export function transportFrom(flags: { readonly transport?: string }): Transport {
+  const transport = flags.transport ?? 'mux';
+  if (transport !== 'ws' && transport !== 'mux')
+    throw new DstreamError('ERR_USAGE', `--transport ${transport}: expected ws or mux`, {
+      hint: 'mux (the default) carries every stream over one connection; ws opens one per stream.',
+    });
+  return transport;
 }
 
 /** The resume settings from those options: on unless --no-resume. */

@@ -7,7 +7,7 @@ import type { BridgeResult } from '../stream/bridge.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
 import { requestStream } from '../service/stream-client.js';
 import { StreamEnds } from '../stream/stream-ends.js';
-import { WebSocketCarrier } from '../stream/websocket-carrier.js';
+import { serviceCarrier } from '../service/service-carrier.js';
 import {
   commandLogger,
   streamNameFrom,
@@ -19,6 +19,8 @@ import {
   type LogFlags,
   withResumeOptions,
   resumeFrom,
+  transportFrom,
+  withTransportOption,
 } from './common.js';
 import { closeCodes } from '../protocol/constants.js';
 
@@ -28,6 +30,7 @@ interface ConnectFlags extends LogFlags, CredentialFlags {
   readonly resume?: boolean;
   readonly resumeWindow?: string;
   readonly replayMemory?: string;
+  readonly transport?: string;
 }
 
 /**
@@ -45,6 +48,7 @@ export async function runConnect(
   if (idProblem) throw new DstreamError('ERR_USAGE', idProblem);
   const streamName = streamNameFrom(flags);
   const resume = resumeFrom(flags);
+  const transport = transportFrom(flags);
   const logger = commandLogger(ctx, { ...flags, quiet: !flags.verbose });
   warnIfPlainText(credential.hub, logger);
   // SIGINT, SIGTERM and SIGHUP (ssh ends its ProxyCommand with SIGHUP) each end the stream at
@@ -53,7 +57,7 @@ export async function runConnect(
     void ctx.stopSignal.then(resolve);
     ctx.onHangup(() => resolve('SIGHUP'));
   });
-  const carrier = new WebSocketCarrier({ trust: target, hub: target });
+  const carrier = serviceCarrier({ transport, credential, target, logger });
   // ssh shows nothing until the stream is up; a spinner on the terminal says what is slow.
   const opening = withSpinner(
     `connecting to ${device} through ${formatHostPort(target.host, target.port)}`,
@@ -107,7 +111,10 @@ export async function runConnect(
 }
 
 export function registerConnectCommand(program: Command, ctx: CommandContext): void {
-  withCredentialOptions(withResumeOptions(program.command('connect <device>')), 'service')
+  withCredentialOptions(
+    withTransportOption(withResumeOptions(program.command('connect <device>'))),
+    'service',
+  )
     .description('one stream on stdin/stdout, for ssh -o ProxyCommand (messages go to stderr)')
     .option('--remote-port <port>', 'remote port on the device (the stream name; default 22)')
     .option('--stream <name>', "named stream instead of a port (the agent's --target NAME)")

@@ -26,6 +26,8 @@ import {
   streamNameFrom,
   withResumeOptions,
   resumeFrom,
+  transportFrom,
+  withTransportOption,
   describeResume,
 } from './common.js';
 
@@ -41,6 +43,7 @@ interface ProxyFlags extends LogFlags, CredentialFlags {
   readonly resume?: boolean;
   readonly resumeWindow?: string;
   readonly replayMemory?: string;
+  readonly transport?: string;
 }
 
 /** `--socks [BIND:]PORT`. */
@@ -143,6 +146,7 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
   const socks = flags.socks === undefined ? undefined : parseSocksListen(flags.socks, flags.bind);
   const heartbeatMs = parseSeconds(flags.heartbeatInterval, '--heartbeat-interval');
   const resume = resumeFrom(flags);
+  const transport = transportFrom(flags);
   const logger = commandLogger(ctx, flags);
   warnIfPlainText(credential.hub, logger);
   if (await preflight(target, flags, ctx, logger))
@@ -167,6 +171,7 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
           bindHost: f.bind,
           port: f.port,
           heartbeatMs,
+          transport,
           ...resume,
         },
         logger,
@@ -181,7 +186,15 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
     }
     if (socks) {
       const server = await startSocksProxy(
-        { credential, target, bindHost: socks.bind, port: socks.port, heartbeatMs, ...resume },
+        {
+          credential,
+          target,
+          bindHost: socks.bind,
+          port: socks.port,
+          heartbeatMs,
+          transport,
+          ...resume,
+        },
         logger,
       );
       proxies.push(server);
@@ -199,7 +212,9 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
 
 export function registerProxyCommand(program: Command, ctx: CommandContext): void {
   withCredentialOptions(
-    withResumeOptions(withHeartbeatOption(withLogOptions(program.command('proxy')))),
+    withTransportOption(
+      withResumeOptions(withHeartbeatOption(withLogOptions(program.command('proxy')))),
+    ),
     'service',
   )
     .description(

@@ -36,6 +36,7 @@ import type { Registry } from './store/registry.js';
 import { defaultLimits, type HubLimits } from './streams/limits.js';
 import { auditStreamEnds } from './streams/stream-audit.js';
 import { StreamEndpoint } from './streams/stream-endpoint.js';
+import { MuxGateway } from './streams/mux-gateway.js';
 import { offerStream } from './streams/stream-offer.js';
 
 export type { MetricsAccess } from './http/health.js';
@@ -134,6 +135,8 @@ export interface RunningHub {
   /** The devices online on this hub (node), by their links. */
   readonly devices: DeviceLinks;
   readonly streams: StreamEndpoint;
+  /** Carrier connections of the multiplexed carrier. */
+  readonly mux: MuxGateway;
   readonly guard: Guard;
   readonly metrics: HubMetrics;
   /** The last hour's samples (GET /hub) and per-device bytes. */
@@ -167,6 +170,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     connectedDevices: () => control.size,
     devicesByProtocol: () => control.countByProtocol(),
     activeStreams: () => streams.size,
+    carriers: () => ({ connections: mux.size, substreams: mux.substreams }),
     bytesRelayed: () => streams.bytesRelayed(),
     cluster: cluster && (() => cluster.stats()),
   });
@@ -193,6 +197,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       deviceAllowed: (deviceId) => registry.getDevice(deviceId)?.status === 'enabled',
     },
   });
+  const mux = new MuxGateway({ streams, heartbeat, guard, cluster: cluster !== undefined }, logger);
   // Another cluster node disabled, removed or re-keyed a device: close what it revokes here.
   registry.watch?.((change) => {
     control.disconnect(change.deviceId, change.kind.replace('device-', 'device '));
@@ -284,6 +289,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     control,
     controlSockets,
     streams,
+    mux,
     guard,
     metrics,
     metricsAccess: options.metrics ?? 'local',
@@ -387,6 +393,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       controlSockets.close();
       mqtt?.close();
       streams.close();
+      mux.close();
       server.closeAllConnections();
       for (const socket of sockets) socket.destroy();
     }));
@@ -480,6 +487,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     address: addresses.address,
     devices: control,
     streams,
+    mux,
     guard,
     metrics,
     activity,

@@ -80,6 +80,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
   #buffered = 0;
   #readPaused = false;
   #pumpQueued = false;
+  #closeWhenIdle: { readonly code: number; readonly reason: string } | undefined;
   #closed = false;
   #frames = 0;
   #framesSince = 0;
@@ -143,9 +144,32 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
     return stream;
   }
 
-  /** Close the connection; every stream on it closes as lost. */
+  /**
+   * Take no new streams (they are refused with 403) and close the connection once every
+   * stream on it has closed: what they queued (their close frames) goes out first.
+   */
+  closeWhenIdle(code: number, reason: string): void {
+    if (this.#closed) return;
+    this.#closeWhenIdle = { code, reason };
+    this.#closeIfIdle();
+  }
+
+  #closeIfIdle(): void {
+    const idle = this.#closeWhenIdle;
+    if (!idle || this.#streams.size > 0 || this.#closed) return;
+    // A stream is forgotten as its last frame is taken into a message, which is sent right
+    // after: the WebSocket's close goes out behind it.
+    queueMicrotask(() => this.close(idle.code, idle.reason));
+  }
+
+  /**
+   * Close the connection; every stream on it closes as lost. Frames already queued that need
+   * no credit (streams' closes, answers) go out first, so streams closed just before this (a
+   * process stopping its streams, then its carrier) end as they were closed, not as lost.
+   */
   close(code = 1000, reason = ''): void {
     if (this.#closed) return;
+    this.#pump(true);
     this.#end();
     if (this.ws.readyState === this.ws.OPEN || this.ws.readyState === this.ws.CONNECTING)
       this.ws.close(code, reason);
@@ -186,6 +210,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
   forget(stream: MuxStream): void {
     if (this.#streams.get(stream.id) === stream) this.#streams.delete(stream.id);
     this.#pings.delete(stream);
+    this.#closeIfIdle();
   }
 
   ping(stream: MuxStream): void {
@@ -217,8 +242,9 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
     });
   }
 
-  #pump(): void {
-    while (!this.#closed && this.#inFlight < this.#sendHighWater) {
+  /** Send what may go now, while the WebSocket keeps up (`all`: regardless, before a close). */
+  #pump(all = false): void {
+    while (!this.#closed && (all || this.#inFlight < this.#sendHighWater)) {
       const frames = this.#takeBatch();
       if (frames.length === 0) return;
       let size = 0;
@@ -319,6 +345,8 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
         503,
         JSON.stringify({ Message: 'too many streams on one carrier connection' }),
       );
+    if (this.#closeWhenIdle)
+      return opened.refuse(403, JSON.stringify({ Message: 'this connection is closing' }));
     if (this.listenerCount('open-request') === 0)
       return opened.refuse(404, JSON.stringify({ Message: 'this side accepts no streams' }));
     this.emit('open-request', opened, request);

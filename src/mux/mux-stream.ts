@@ -182,9 +182,15 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     });
   }
 
-  /** Drop what is queued and close at once; 'close' (1006) follows at once. */
+  /**
+   * Drop what is queued and close at once; 'close' (1006) follows at once. A close already
+   * queued (a deliberate reset's 4001 just before) still goes out, ahead of nothing.
+   */
   terminate(): void {
     if (this.readyState === this.CLOSED) return;
+    const queuedClose = this.#outbox.find(
+      (i) => i.type === MuxFrameType.close || i.type === MuxFrameType.refuse,
+    );
     this.#dropOutbox(new Error('the stream was terminated'));
     this.#dropInbox();
     this.readyState = this.CLOSED;
@@ -195,11 +201,15 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
       this.#finish();
     } else if (!this.#closeSent) {
       this.#closeQueued = true;
-      this.#enqueue({
-        type: MuxFrameType.close,
-        payload: codeAndText(1006, 'terminated', muxMaxClose),
-        done: undefined,
-      });
+      this.#enqueue(
+        queuedClose
+          ? { type: queuedClose.type, payload: queuedClose.payload, done: undefined }
+          : {
+              type: MuxFrameType.close,
+              payload: codeAndText(1006, 'terminated', muxMaxClose),
+              done: undefined,
+            },
+      );
     }
     process.nextTick(() => this.#emitClose(1006, emptyReason));
   }

@@ -19,6 +19,8 @@ export const iotHubErrorNumbers = {
   DeviceAlreadyExists: 409001,
   PolicyAlreadyExists: 409901,
   PreconditionFailed: 412001,
+  /** Ours: a substream the hub will not carry on this connection; open it as a stream socket. */
+  MisdirectedRequest: 421901,
   ThrottlingException: 429001,
   ServerError: 500001,
   BadGateway: 502901,

@@ -7,7 +7,7 @@ import { listen } from '../net/listen.js';
 import { HubConnectionPool, type HubTarget } from '../net/hub-client.js';
 import { requestStream } from '../service/stream-client.js';
 import { StreamEnds, type StreamEnd } from '../stream/stream-ends.js';
-import { WebSocketCarrier } from '../stream/websocket-carrier.js';
+import { serviceCarrier, type Transport } from '../service/service-carrier.js';
 
 export interface ProxyOptions {
   readonly credential: ServiceConnectionString;
@@ -28,6 +28,8 @@ export interface ProxyOptions {
   readonly resumeWindowMs?: number | undefined;
   /** What all this process's resumable streams keep for replay, together (default 128 MiB). */
   readonly replayBudgetBytes?: number | undefined;
+  /** How streams reach the hub (default 'ws'; the commands default to 'mux'). */
+  readonly transport?: Transport | undefined;
 }
 
 /** How one of the proxy's streams ended. */
@@ -50,7 +52,14 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
   // handshake per stream.
   const pool = new HubConnectionPool(options.target);
   const ends = new StreamEnds({
-    carrier: new WebSocketCarrier({ trust: options.target, pool, hub: options.target }),
+    carrier: serviceCarrier({
+      transport: options.transport ?? 'ws',
+      credential: options.credential,
+      target: options.target,
+      pool,
+      heartbeatMs: options.heartbeatMs,
+      logger,
+    }),
     resume: options.resume ?? false,
     resumeWindowMs: options.resumeWindowMs,
     replayBudgetBytes: options.replayBudgetBytes,

@@ -8,7 +8,7 @@ import { HubConnectionPool, type HubTarget } from '../net/hub-client.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
 import { requestStream } from '../service/stream-client.js';
 import { StreamEnds } from '../stream/stream-ends.js';
-import { WebSocketCarrier } from '../stream/websocket-carrier.js';
+import { serviceCarrier, type Transport } from '../service/service-carrier.js';
 
 export interface SocksOptions {
   readonly credential: ServiceConnectionString;
@@ -23,6 +23,8 @@ export interface SocksOptions {
   readonly resumeWindowMs?: number | undefined;
   /** What all this process's resumable streams keep for replay, together (default 128 MiB). */
   readonly replayBudgetBytes?: number | undefined;
+  /** How streams reach the hub (default 'ws'; the commands default to 'mux'). */
+  readonly transport?: Transport | undefined;
 }
 
 /** SOCKS5 reply codes (RFC 1928 6). */
@@ -127,7 +129,14 @@ export async function startSocksProxy(
   // handshake per stream.
   const pool = new HubConnectionPool(options.target);
   const ends = new StreamEnds({
-    carrier: new WebSocketCarrier({ trust: options.target, pool, hub: options.target }),
+    carrier: serviceCarrier({
+      transport: options.transport ?? 'ws',
+      credential: options.credential,
+      target: options.target,
+      pool,
+      heartbeatMs: options.heartbeatMs,
+      logger,
+    }),
     resume: options.resume ?? false,
     resumeWindowMs: options.resumeWindowMs,
     replayBudgetBytes: options.replayBudgetBytes,

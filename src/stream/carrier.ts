@@ -45,6 +45,13 @@ export interface Carrier {
   close(): void;
 }
 
+/**
+ * How a process's stream sockets reach the hub: `mux`, as substreams of one kept carrier
+ * connection (the default between dstream's ends), or `ws`, one TLS WebSocket per stream
+ * (Azure's stream socket; also what `mux` falls back to).
+ */
+export type Transport = 'ws' | 'mux';
+
 export interface OpenOptions {
   /** Offer dstream.stream.v2 (resumable) before dstream.stream.v1. */
   readonly resume: boolean;

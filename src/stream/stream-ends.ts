@@ -166,7 +166,6 @@ export class StreamEnds {
   /** End every stream now with a reset (the process is shutting down) and let go of the carrier. */
   close(): void {
     this.#heartbeat.stop();
-    this.options.carrier.close();
     for (const entry of this.#entries) {
       entry.abort.abort();
       // A suspended resumable stream would otherwise go on trying to resume.
@@ -175,5 +174,7 @@ export class StreamEnds {
       entry.local.destroy();
     }
     this.#entries.clear();
+    // Last: a carrier that carries many streams on one connection sends their closes first.
+    this.options.carrier.close();
   }
 }

@@ -345,6 +345,29 @@ describe('mux session', () => {
     await waitFor(() => dialler.size === 0 && listener.size === 0, 10_000, 'both ids freed');
   });
 
+  it('a close then terminate (a deliberate reset) reaches the peer with its code; closing the connection right after still sends it', async () => {
+    const { dialler, listener } = await carrierPair();
+    const codes: number[] = [];
+    listener.on('open-request', (s) => {
+      s.accept('dstream.stream.v1');
+      s.on('close', (code) => codes.push(code));
+      s.resume();
+    });
+    const streams = Array.from({ length: 3 }, (_, i) =>
+      dialler.open(`mux://${i}`, { path: `/${i}`, authorization: '', protocols: [] }),
+    );
+    await Promise.all(streams.map((s) => waitEvent(s, 'open')));
+    for (const s of streams) {
+      s.send(randomBytes(100_000), { binary: true });
+      s.close(4001, 'local connection closed');
+      s.terminate();
+    }
+    // As a process stopping: its streams reset, then its carrier connection closed at once.
+    dialler.close(1000, 'carrier closed');
+    await waitFor(() => codes.length === 3, 10_000, 'the closes at the peer');
+    expect(codes).toEqual([4001, 4001, 4001]);
+  });
+
   it('a lost connection closes every stream on both sides as lost (1006), runs every send callback, and leaves nothing', async () => {
     const { dialler, listener, client } = await carrierPair();
     const peerCodes: number[] = [];

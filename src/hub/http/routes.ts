@@ -21,6 +21,7 @@ import { handleStreamApi } from './stream-api.js';
 import type { Registry } from '../store/registry.js';
 import type { HubLimits } from '../streams/limits.js';
 import type { StreamEndpoint } from '../streams/stream-endpoint.js';
+import type { MuxGateway } from '../streams/mux-gateway.js';
 import { handleStreamInitiation } from '../streams/stream-initiation.js';
 import { handleHealth, handleMetrics, handleReadiness, type MetricsAccess } from './health.js';
 import { handlePolicyApi } from './policy-api.js';
@@ -43,6 +44,8 @@ export interface HubParts {
   readonly control: DeviceLinks;
   readonly controlSockets: ControlWebSocketGateway;
   readonly streams: StreamEndpoint;
+  /** Carrier connections of the multiplexed carrier (/mux). */
+  readonly mux: MuxGateway;
   readonly guard: Guard;
   readonly metrics: HubMetrics;
   readonly metricsAccess: MetricsAccess;
@@ -194,6 +197,35 @@ export function requestRoutes(parts: HubParts): RouteTable<RequestHandler> {
     .add('*', '/agent/:name', (req, res, p) => parts.agentFile.serve(req, res, p.name ?? ''));
 }
 
+/** Answer a carrier connection whose credential failed (sampled log line, Retry-After on 429). */
+function refuseCarrier(
+  parts: HubParts,
+  req: IncomingMessage,
+  socket: Duplex,
+  auth: Exclude<ReturnType<Guard['service']>, { ok: true }>,
+  deviceId: string | undefined,
+): void {
+  const remote = req.socket.remoteAddress;
+  parts.guard.noisy.write(
+    'warn',
+    `carrier refused ${auth.status}`,
+    remote,
+    'carrier connection refused',
+    {
+      ...(deviceId === undefined ? {} : { device: deviceId }),
+      remote,
+      reason: auth.message,
+    },
+  );
+  refuseUpgrade(
+    socket,
+    auth.status,
+    auth.errorCode,
+    auth.message,
+    auth.status === 429 ? { 'Retry-After': String(auth.retryAfterSeconds) } : {},
+  );
+}
+
 /** The hub's WebSocket endpoints: device control connections, MQTT over WebSockets, stream sockets. */
 export function upgradeRoutes(parts: HubParts): RouteTable<UpgradeHandler> {
   const { guard, cluster, streams, mqtt } = parts;
@@ -228,6 +260,26 @@ export function upgradeRoutes(parts: HubParts): RouteTable<UpgradeHandler> {
   );
   if (mqtt)
     table.add('*', '/$iothub/websocket', (req, socket, head) => mqtt.upgrade(req, socket, head));
+  // A service side's carrier connection: its substreams bring their own stream tokens; the
+  // connection itself takes a service token with ServiceConnect.
+  table.add('*', '/mux', (req, socket, head) => {
+    if (parts.draining())
+      return refuseUpgrade(socket, 503, 'ServiceUnavailable', 'the hub is shutting down');
+    const auth = guard.service(req, 'ServiceConnect');
+    if (!auth.ok) return refuseCarrier(parts, req, socket, auth, undefined);
+    parts.mux.accept(req, socket, head, { side: 'service' });
+  });
+  // A device's carrier connection, beside its control connection: the device's token.
+  table.add('*', '/devices/:deviceId/mux', (req, socket, head, p) => {
+    const deviceId = p.deviceId ?? '';
+    const problem = deviceIdProblem(deviceId);
+    if (problem) return refuseUpgrade(socket, 400, 'ArgumentInvalid', problem);
+    if (parts.draining())
+      return refuseUpgrade(socket, 503, 'ServiceUnavailable', 'the hub is shutting down');
+    const auth = guard.device(req, deviceId);
+    if (!auth.ok) return refuseCarrier(parts, req, socket, auth, deviceId);
+    parts.mux.accept(req, socket, head, { side: 'device', deviceId });
+  });
   return table.add('*', '/bridges/:streamId', (req, socket, head, p) => {
     const id = p.streamId ?? '';
     // One hop at most: a socket another node forwarded here is not sent on again.

@@ -13,6 +13,8 @@ export interface MetricsSources {
   /** The same devices, by what carries their control channel (dstream's WebSocket, MQTT). */
   devicesByProtocol(): Readonly<Record<string, number>>;
   activeStreams(): number;
+  /** Carrier connections of the multiplexed carrier, and the substreams on them. */
+  carriers(): { readonly connections: number; readonly substreams: number };
   bytesRelayed(): { readonly toDevice: number; readonly fromDevice: number };
   /** Cluster mode only. */
   cluster?: (() => ClusterStats) | undefined;
@@ -98,6 +100,22 @@ export class HubMetrics {
       registers,
       collect() {
         this.set(sources.activeStreams());
+      },
+    });
+    new Gauge({
+      name: 'dstream_carrier_connections',
+      help: 'Carrier connections (dstream.mux.v1) open, each carrying many streams as substreams.',
+      registers,
+      collect() {
+        this.set(sources.carriers().connections);
+      },
+    });
+    new Gauge({
+      name: 'dstream_carrier_substreams',
+      help: 'Substreams open on all carrier connections together.',
+      registers,
+      collect() {
+        this.set(sources.carriers().substreams);
       },
     });
     // Counted from the relay's live tallies at scrape time.

@@ -1,11 +1,11 @@
-import type { WebSocket } from 'ws';
+import type { StreamSocket } from '../../net/stream-socket.js';
 import { resumableStreamProtocol, streamProtocol } from '../../protocol/constants.js';
 import { formatStreamFrame } from '../../protocol/stream-frames.js';
 import type { EarlyMessage } from './relay.js';
 
 /** One half of a stream as it pairs: its socket and what it sent while it waited. */
 export interface PairingHalf {
-  readonly socket: WebSocket;
+  readonly socket: StreamSocket;
   readonly backlog: EarlyMessage[];
 }
 
@@ -22,7 +22,7 @@ export function negotiate(
   readonly fromService: EarlyMessage[];
   readonly fromDevice: EarlyMessage[];
 } {
-  const v2 = (ws: WebSocket): boolean => ws.protocol === resumableStreamProtocol;
+  const v2 = (ws: StreamSocket): boolean => ws.protocol === resumableStreamProtocol;
   if (v2(service.socket) && v2(device.socket))
     return { resumable: true, fromService: service.backlog, fromDevice: device.backlog };
   const told = (half: PairingHalf, other: PairingHalf): EarlyMessage[] => {

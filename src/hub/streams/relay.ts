@@ -1,5 +1,6 @@
 import { parseStreamFrame } from '../../protocol/stream-frames.js';
-import type { RawData, WebSocket } from 'ws';
+import type { RawData } from 'ws';
+import type { StreamSocket } from '../../net/stream-socket.js';
 import {
   closeCodes,
   defaultRawEofLingerMs,
@@ -70,7 +71,7 @@ function forwardable(code: number): number {
  * always, text (control) frames only towards a side that negotiated dstream.stream.v1.
  * Bounded buffering each way; a close on either side is passed on to the other.
  */
-export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): void {
+export function relay(a: StreamSocket, b: StreamSocket, options: RelayOptions = {}): void {
   const high = options.highWaterMark ?? defaultHighWaterMark;
   const counts = options.counts ?? { a: 0, b: 0 };
   const lingerMs = options.rawEofLingerMs ?? defaultRawEofLingerMs;
@@ -78,7 +79,7 @@ export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): v
   /** Running once a side half-closed toward a raw peer. */
   let linger: NodeJS.Timeout | undefined;
   /** The raw side whose quiet ends the stream. */
-  let lingeringFor: WebSocket | undefined;
+  let lingeringFor: StreamSocket | undefined;
   /** When that side last sent a frame: one timestamp per frame, not a new timer. */
   let lastFromRaw = 0;
   const checkQuiet = (): void => {
@@ -92,8 +93,8 @@ export function relay(a: WebSocket, b: WebSocket, options: RelayOptions = {}): v
   };
 
   const pipe = (
-    src: WebSocket,
-    dst: WebSocket,
+    src: StreamSocket,
+    dst: StreamSocket,
     name: 'a' | 'b',
     backlog: readonly EarlyMessage[],
   ): void => {

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocketServer, type RawData } from 'ws';
+import type { StreamSocket } from '../../net/stream-socket.js';
 import type { LogFields, Logger } from '../../log/logger.js';
 import type { Heartbeat } from '../../net/heartbeat.js';
 import type { Guard } from '../admission/guard.js';
@@ -20,8 +21,8 @@ import { StreamTable } from './stream-table.js';
 import { negotiate } from './negotiation.js';
 import { mintStreamTokens, sideOfToken } from './stream-tokens.js';
 import { relay, type EarlyMessage } from './relay.js';
-import { refuseUpgrade } from '../base/http-util.js';
 import { closeWebSocket } from '../../net/close.js';
+import { arrivalMayBe, upgradeArrival, type StreamArrival } from './stream-arrival.js';
 
 export type { StreamSide } from '../../protocol/resume-ticket.js';
 
@@ -45,16 +46,16 @@ interface RecordBase {
   readonly deviceId: string;
   readonly name: string;
   readonly createdAt: number;
-  readonly sockets: Partial<Record<StreamSide, WebSocket>>;
+  readonly sockets: Partial<Record<StreamSide, StreamSocket>>;
   /** Listeners that end the stream if a side leaves before pairing; removed once paired. */
-  readonly earlyClose: Map<WebSocket, () => void>;
+  readonly earlyClose: Map<StreamSocket, () => void>;
   /**
    * Messages a side sent before its partner arrived. pause() stops reading from the socket,
    * but frames already read are still emitted, so they are kept here (bounded by one read).
    */
   readonly early: Map<
-    WebSocket,
-    { readonly messages: EarlyMessage[]; readonly listener: (d: Buffer, b: boolean) => void }
+    StreamSocket,
+    { readonly messages: EarlyMessage[]; readonly listener: (d: RawData, b: boolean) => void }
   >;
   timer: NodeJS.Timeout | undefined;
   paired: boolean;
@@ -243,6 +244,8 @@ export interface StreamEndpointEvents {
   'stream-end': [StreamEndInfo];
   /** A suspended stream's halves met again. */
   'stream-resumed': [StreamResumedInfo];
+  /** A device was disabled or removed; its streams here have been ended for good. */
+  'device-closed': [deviceId: string];
 }
 
 /**
@@ -252,6 +255,7 @@ export interface StreamEndpointEvents {
  */
 export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
   readonly #streams = new StreamTable<StreamRecord>();
+  /** Completes stream sockets' WebSocket upgrades. */
   readonly #wss: WebSocketServer;
   readonly #pairTimeoutMs: number;
   readonly #heartbeat: Heartbeat | undefined;
@@ -288,16 +292,19 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
       perMessageDeflate: false,
       maxPayload: options.maxFrameBytes ?? 4 * 1024 * 1024,
       clientTracking: false,
-      // Ours when offered (resumable first, when this hub can sign tickets); otherwise the
-      // first one offered, echoed, so that a strict client (Azure's C device sample offers
-      // "MQTT") keeps the socket. Raw bytes follow either way.
-      handleProtocols: (protocols) =>
-        this.#desk && protocols.has(resumableStreamProtocol)
-          ? resumableStreamProtocol
-          : protocols.has(streamProtocol)
-            ? streamProtocol
-            : ([...protocols][0] ?? false),
+      handleProtocols: (protocols) => this.chooseProtocol(protocols),
     });
+  }
+
+  /**
+   * The stream protocol a side gets: ours when offered (resumable first, when this hub can
+   * sign tickets); otherwise the first one offered, echoed, so that a strict client (Azure's C
+   * device sample offers "MQTT") keeps the socket; raw bytes follow either way.
+   */
+  chooseProtocol(offered: ReadonlySet<string>): string | false {
+    if (this.#desk && offered.has(resumableStreamProtocol)) return resumableStreamProtocol;
+    if (offered.has(streamProtocol)) return streamProtocol;
+    return [...offered][0] ?? false;
   }
 
   /** A refusal an outsider can repeat: sampled per address when the hub has a guard. */
@@ -445,6 +452,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     for (const record of this.#streams.all())
       // An end, not a suspension: its ends cannot resume it (the desk refuses them now).
       if (record.deviceId === deviceId) this.#endForGood(record, closeCodes.shutdown, reason);
+    this.emit('device-closed', deviceId);
   }
 
   /**
@@ -468,22 +476,35 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     id: string,
     meet?: ResumeMeeting,
   ): void {
-    const header = req.headers.authorization ?? '';
-    const remote = req.socket.remoteAddress;
+    this.admit(upgradeArrival(req, socket, head, this.#wss, this.#guard), id, meet);
+  }
+
+  /**
+   * Take one side of stream `id`, however it arrived (a WebSocket upgrade, a substream of a
+   * carrier connection): a new stream's side with its token, or a resumable stream's side
+   * coming back with its ticket (`meet` places it in a cluster).
+   */
+  admit(arrival: StreamArrival, id: string, meet?: ResumeMeeting): void {
+    const header = arrival.authorization;
+    const remote = arrival.remote;
     const throttled = this.#guard?.throttled(remote);
     if (throttled) {
-      refuseUpgrade(socket, 429, throttled.errorCode, throttled.message, {
+      arrival.refuse(429, throttled.errorCode, throttled.message, {
         'Retry-After': String(throttled.retryAfterSeconds),
       });
       return;
     }
-    if (header.startsWith('Resume '))
-      return this.#acceptResume(req, socket, head, id, header.slice(7), meet);
+    if (header.startsWith('Resume ')) return this.#acceptResume(arrival, id, header.slice(7), meet);
     const found = this.#streams.get(id);
     // A resuming record has no tokens: its halves come back with tickets only.
     const record = found?.kind === 'fresh' ? found : undefined;
     const token = header.startsWith('Bearer ') ? header.slice(7) : '';
-    const side = record && token ? sideOfToken(record.tokens, token) : undefined;
+    const tokenSide = record && token ? sideOfToken(record.tokens, token) : undefined;
+    // A carrier connection authenticated for one side opens only that side's halves.
+    const side =
+      record && tokenSide && arrivalMayBe(arrival, tokenSide, record.deviceId)
+        ? tokenSide
+        : undefined;
     if (!record || !side || Date.now() - record.createdAt > this.#pairTimeoutMs) {
       this.#guard?.recordFailure(remote, 'stream');
       this.#noisy(
@@ -494,7 +515,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
           remote,
         },
       );
-      refuseUpgrade(socket, 401, 'IotHubUnauthorizedAccess', 'invalid or expired stream token');
+      arrival.refuse(401, 'IotHubUnauthorizedAccess', 'invalid or expired stream token');
       return;
     }
     if (record.used.has(side)) {
@@ -504,12 +525,12 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
         side,
         remote,
       });
-      refuseUpgrade(socket, 401, 'IotHubUnauthorizedAccess', 'stream token already used');
+      arrival.refuse(401, 'IotHubUnauthorizedAccess', 'stream token already used');
       return;
     }
     record.used.add(side);
-    this.#guard?.markAuthenticated(req.socket);
-    this.#attach(record, side, req, socket, head);
+    arrival.authenticated();
+    this.#attach(record, side, arrival);
   }
 
   /**
@@ -518,21 +539,18 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
    * halves meet in a record made by whichever comes first, and are paired as a new stream's.
    */
   #acceptResume(
-    req: IncomingMessage,
-    socket: Duplex,
-    head: Buffer,
+    arrival: StreamArrival,
     id: string,
     ticket: string,
     meet: ResumeMeeting | undefined,
   ): void {
-    const remote = req.socket.remoteAddress;
+    const remote = arrival.remote;
     // 401 only for a ticket that does not verify (a guess, counted against the address);
     // a genuine ticket that can no longer be used is 404 StreamNotFound, not counted: the end
     // stops trying (as on any refusal, resumable-bridge.ts).
     const desk = this.#desk;
-    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
     const verdict = desk
-      ? desk.admit(id, ticket, offered)
+      ? desk.admit(id, ticket, arrival.offered)
       : ({
           ok: false,
           status: 401,
@@ -546,19 +564,19 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
         remote,
         reason: verdict.message,
       });
-      return refuseUpgrade(socket, verdict.status, verdict.errorCode, verdict.message);
+      return arrival.refuse(verdict.status, verdict.errorCode, verdict.message);
     }
-    if (!meet) return this.#admitResume(req, socket, head, verdict);
+    if (!meet) return this.#admitResume(arrival, verdict);
     meet(verdict.claims).then(
       (place) => {
-        if (place === 'here') this.#admitResume(req, socket, head, verdict);
+        if (place === 'here') this.#admitResume(arrival, verdict);
       },
       (error: unknown) => {
         this.logger.warn('cannot place a resuming stream socket', {
           id,
           error: error instanceof Error ? error.message : String(error),
         });
-        refuseUpgrade(socket, 503, 'ServiceUnavailable', 'cannot resume the stream here now', {
+        arrival.refuse(503, 'ServiceUnavailable', 'cannot resume the stream here now', {
           'Retry-After': '1',
         });
       },
@@ -566,9 +584,11 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
   }
 
   /** A resuming half admitted by the desk, on the node where its stream's halves meet. */
-  #admitResume(req: IncomingMessage, socket: Duplex, head: Buffer, verdict: ResumeAdmitted): void {
-    const remote = req.socket.remoteAddress;
+  #admitResume(arrival: StreamArrival, verdict: ResumeAdmitted): void {
+    const remote = arrival.remote;
     const { claims, ticketKey } = verdict;
+    if (!arrivalMayBe(arrival, claims.side, claims.deviceId))
+      return arrival.refuse(401, 'IotHubUnauthorizedAccess', 'invalid resume ticket');
     const id = claims.streamId;
     // A half is back: the record it meets in reports the stream's fate from now on.
     this.#clearReturn(id);
@@ -590,7 +610,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
         remote,
         reason: message,
       });
-      return refuseUpgrade(socket, 404, 'StreamNotFound', message);
+      return arrival.refuse(404, 'StreamNotFound', message);
     }
     if (!record) {
       record = this.#resumeRecord(claims, remote);
@@ -606,14 +626,14 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
       }
     }
     record.presented.set(claims.side, ticketKey);
-    this.#guard?.markAuthenticated(req.socket);
+    arrival.authenticated();
     this.logger.info('stream resuming', {
       device: claims.deviceId,
       stream: claims.streamName,
       side: claims.side,
       id,
     });
-    this.#attach(record, claims.side, req, socket, head);
+    this.#attach(record, claims.side, arrival);
   }
 
   /** The meeting point of a resumable stream's halves, made by the first that comes back. */
@@ -649,15 +669,9 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
   }
 
   /** Take an authenticated side's socket; pair the stream once both are here. */
-  #attach(
-    record: StreamRecord,
-    side: StreamSide,
-    req: IncomingMessage,
-    socket: Duplex,
-    head: Buffer,
-  ): void {
+  #attach(record: StreamRecord, side: StreamSide, arrival: StreamArrival): void {
     const id = record.id;
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+    arrival.open((ws) => {
       ws.on('error', (error) =>
         this.logger.debug('stream socket error', { id, side, error: error.message }),
       );
@@ -668,17 +682,15 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
       }
       this.#heartbeat?.add(ws);
       const messages: EarlyMessage[] = [];
-      let listener = (data: Buffer, isBinary: boolean): void =>
-        void messages.push([data, isBinary]);
-      if (record.kind === 'fresh') {
-        // Hold this side's bytes in the kernel until its partner is here.
-        ws.pause();
-      } else {
+      let listener = (data: RawData, isBinary: boolean): void =>
+        void messages.push([data as Buffer, isBinary]);
+      if (record.kind !== 'fresh') {
         // A resuming half may wait the whole resume window: it is read (so its pongs arrive
         // and neither heartbeat drops it), and it sends nothing but its `resume` before its
         // peer is back. Anything more is a broken or hostile end.
         let held = 0;
-        listener = (data: Buffer, isBinary: boolean): void => {
+        listener = (raw: RawData, isBinary: boolean): void => {
+          const data = raw as Buffer;
           held += data.length;
           if (isBinary || messages.length >= 4 || held > 4096)
             return closeWebSocket(
@@ -690,6 +702,9 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
         };
       }
       ws.on('message', listener);
+      // A fresh side stays paused (its bytes held in the kernel, or within its substream's
+      // window) until its partner is here; a resuming one is read.
+      if (record.kind !== 'fresh') ws.resume();
       record.early.set(ws, { messages, listener });
       record.sockets[side] = ws;
       const early = (): void => {
@@ -713,7 +728,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     });
   }
 
-  #pair(record: StreamRecord, device: WebSocket, service: WebSocket): void {
+  #pair(record: StreamRecord, device: StreamSocket, service: StreamSocket): void {
     record.paired = true;
     // Paired: the tickets that brought the halves back are spent (new ones follow).
     if (record.kind === 'resuming') {
@@ -724,7 +739,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     record.timer = undefined;
     for (const [ws, listener] of record.earlyClose) ws.off('close', listener);
     record.earlyClose.clear();
-    const backlog = (ws: WebSocket): EarlyMessage[] => {
+    const backlog = (ws: StreamSocket): EarlyMessage[] => {
       const entry = record.early.get(ws);
       if (!entry) return [];
       ws.off('message', entry.listener);
@@ -837,7 +852,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
   }
 
   /** Hand both halves of a resumable stream their tickets for the next resumption. */
-  #sendTickets(record: StreamRecord, device: WebSocket, service: WebSocket): void {
+  #sendTickets(record: StreamRecord, device: StreamSocket, service: StreamSocket): void {
     const desk = this.#desk;
     if (!desk) return;
     const generation = (record.kind === 'resuming' ? record.generation : 0) + 1;

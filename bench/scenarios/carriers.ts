@@ -1,0 +1,171 @@
+import type { BenchConfig } from '../config.js';
+import { percentile } from '../proc-stats.js';
+import { figure, type Figure } from '../result.js';
+import { startStack, type Stack, type Targets } from '../stack.js';
+import { runBusy, runConcurrency } from './concurrency.js';
+import { pingPong } from './round-trip.js';
+import { openOnce, openRate } from './setup.js';
+import { download, upload } from './throughput.js';
+
+type Transport = 'mux' | 'ws';
+
+interface CarrierFigures {
+  readonly setup: number[];
+  readonly rate: Awaited<ReturnType<typeof openRate>>;
+  readonly roundTrip: number[];
+  readonly up: number;
+  readonly down: number;
+  readonly pingBesideBulk: number[];
+}
+
+/** A 64-byte ping-pong on one stream while another uploads flat out through the same ends. */
+async function pingBesideBulk(stack: Stack, targets: Targets, cfg: BenchConfig): Promise<number[]> {
+  let bulkDone = false;
+  const bulk = (async () => {
+    // Uploads back to back until the pings are done (each is timed until the sink has it all).
+    while (!bulkDone) await upload(targets, stack.ports.sink, 64 * 1024 * 1024);
+  })();
+  // Let the bulk stream get going first.
+  await new Promise((r) => setTimeout(r, 300));
+  const times = await pingPong(stack.ports.echo, cfg.roundTrips);
+  bulkDone = true;
+  await bulk;
+  return times;
+}
+
+async function measure(
+  transport: Transport,
+  cfg: BenchConfig,
+  targets: Targets,
+): Promise<{ figures: CarrierFigures; memory: Figure[]; busy: Figure[] }> {
+  const endFlags = ['--transport', transport];
+  const run = async <T>(f: (stack: Stack) => Promise<T>): Promise<T> => {
+    const stack = await startStack(targets, { tls: true, endFlags });
+    try {
+      return await f(stack);
+    } finally {
+      await stack.stop();
+    }
+  };
+  const figures = await run(async (stack) => {
+    const setup: number[] = [];
+    // The first stream opens the carrier connection; it is not what a stream costs.
+    await openOnce(stack.ports.greet);
+    for (let i = 0; i < cfg.setups; i++) setup.push(await openOnce(stack.ports.greet));
+    const rate = await openRate(stack.ports.greet, cfg.rateOpeners, cfg.rateSeconds);
+    const roundTrip = await pingPong(stack.ports.echo, cfg.roundTrips);
+    const up = await upload(targets, stack.ports.sink, cfg.bulkBytes);
+    const down = await download(stack.ports.source, cfg.bulkBytes);
+    return {
+      setup,
+      rate,
+      roundTrip,
+      up,
+      down,
+      pingBesideBulk: await pingBesideBulk(stack, targets, cfg),
+    };
+  });
+  // Fresh stacks, so that memory and fairness are each their own.
+  const memory = await run((stack) => runConcurrency(cfg, stack));
+  const busy = await run((stack) => runBusy(cfg, stack, targets));
+  return { figures, memory, busy };
+}
+
+/**
+ * Scenario 10: the two carriers side by side in one run, each with a fresh hub, agent and
+ * proxy (`--transport mux` and `--transport ws` on both ends), with issue 28's targets on the
+ * multiplexed one and the per-stream WebSocket as its baseline.
+ */
+export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<Figure[]> {
+  const ws = await measure('ws', cfg, targets);
+  const mux = await measure('mux', cfg, targets);
+  const m = mux.figures;
+  const w = ws.figures;
+  const relabel = (list: Figure[], label: string): Figure[] =>
+    list.map((f) => ({ ...f, scenario: 10, name: `${label}: ${f.name}` }));
+  const note = 'baseline: the per-stream WebSocket carrier (--transport ws), same run';
+  return [
+    figure({
+      scenario: 10,
+      name: 'mux: stream setup latency, p50',
+      value: percentile(m.setup, 50),
+      unit: 'ms',
+      baseline: percentile(w.setup, 50),
+      target: { op: '<', value: 1.5 },
+      note,
+    }),
+    figure({
+      scenario: 10,
+      name: 'mux: stream setup latency, p99',
+      value: percentile(m.setup, 99),
+      unit: 'ms',
+      baseline: percentile(w.setup, 99),
+      target: { op: '<', value: 5 },
+      note,
+    }),
+    figure({
+      scenario: 10,
+      name: `mux: new streams per second (${cfg.rateOpeners} openers)`,
+      value: m.rate.rate,
+      unit: '/s',
+      baseline: w.rate.rate,
+      target: { op: '>=', value: 2000 },
+      note,
+    }),
+    figure({
+      scenario: 10,
+      name: 'mux: failed stream setups',
+      value: m.rate.failed,
+      unit: '',
+      target: { op: '<', value: 1 },
+      ...(m.rate.firstError ? { note: `first: ${m.rate.firstError}` } : {}),
+    }),
+    figure({
+      scenario: 10,
+      name: 'mux: round trip, p50',
+      value: percentile(m.roundTrip, 50),
+      unit: 'ms',
+      baseline: percentile(w.roundTrip, 50),
+      // "No worse than today": within this machine's noise (10%) of the per-stream carrier.
+      target: { op: '<', value: percentile(w.roundTrip, 50) * 1.1 },
+      note: `${note}; target: the baseline + 10%`,
+    }),
+    figure({
+      scenario: 10,
+      name: 'mux: upload',
+      value: m.up,
+      unit: 'MB/s',
+      baseline: w.up,
+      ratioTarget: 1,
+      note,
+    }),
+    figure({
+      scenario: 10,
+      name: 'mux: download',
+      value: m.down,
+      unit: 'MB/s',
+      baseline: w.down,
+      ratioTarget: 1,
+      note,
+    }),
+    figure({
+      scenario: 10,
+      name: 'mux: 64 B round trip beside a bulk upload, p99',
+      value: percentile(m.pingBesideBulk, 99),
+      unit: 'ms',
+      baseline: percentile(w.pingBesideBulk, 99),
+      target: { op: '<', value: 20 },
+      note,
+    }),
+    ...relabel(mux.memory, 'mux').map((f) =>
+      f.unit === 'KiB' ? { ...f, ...figure({ ...f, target: { op: '<', value: 8 } }) } : f,
+    ),
+    ...relabel(ws.memory, 'ws'),
+    ...relabel(mux.busy, 'mux').map((f) =>
+      f.name.endsWith('slowest / mean')
+        ? { ...f, ...figure({ ...f, target: { op: '>=', value: 0.5 } }) }
+        : f,
+    ),
+    ...relabel(ws.busy, 'ws'),
+  ];
+}

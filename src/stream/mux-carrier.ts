@@ -1,0 +1,228 @@
+import { DstreamError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import { MuxSession } from '../mux/mux-session.js';
+import type { MuxStream } from '../mux/mux-stream.js';
+import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
+import {
+  openWebSocket,
+  UpgradeRefusedError,
+  type HubConnectionPool,
+  type HubTrust,
+} from '../net/hub-client.js';
+import { resumableStreamProtocol, streamProtocol } from '../protocol/constants.js';
+import { parseIotHubError } from '../protocol/iothub-error.js';
+import { muxProtocol } from '../protocol/mux-frames.js';
+import type { Carrier, OpenOptions, StreamGrant, StreamSocket } from './carrier.js';
+import { ResumeRefusedError } from './resumable-bridge.js';
+import type { WebSocketCarrier } from './websocket-carrier.js';
+
+export interface MuxCarrierOptions {
+  /** How the hub is verified. */
+  readonly trust: HubTrust;
+  /** Verified connections made in advance (the carrier connection's first one comes from it). */
+  readonly pool?: HubConnectionPool | undefined;
+  /**
+   * Where on the hub carrier connections go (`/mux` for the service side,
+   * `/devices/{id}/mux` for a device), and the `Authorization` value they are opened with (a
+   * fresh service or device token).
+   */
+  readonly path: string;
+  readonly authorization: () => string;
+  /**
+   * What carries a stream the hub will not take on a carrier connection: a hub without the
+   * multiplexed carrier (an older dstream), a stream it answers 421 for (in a cluster: another
+   * node's stream, a resumption the cluster must place).
+   */
+  readonly fallback: WebSocketCarrier;
+  /** Ping interval of carrier connections (ms); two missed pings drop one. */
+  readonly heartbeatMs?: number | undefined;
+  readonly logger: Logger;
+}
+
+/** The stream socket protocols dstream's ends offer: resumable first, then v1. */
+const endProtocols = (resume: boolean): string[] =>
+  resume ? [resumableStreamProtocol, streamProtocol] : [streamProtocol];
+
+/** The answer to a substream's `open`: accepted, or refused with a status and body. */
+function answered(stream: MuxStream): Promise<{ status: number; body: string } | undefined> {
+  return new Promise((resolve) => {
+    const settle = (result: { status: number; body: string } | undefined): void => {
+      stream.off('open', onOpen);
+      stream.off('refused', onRefused);
+      stream.off('close', onClose);
+      resolve(result);
+    };
+    const onOpen = (): void => settle(undefined);
+    const onRefused = (status: number, body: string): void => settle({ status, body });
+    const onClose = (): void => settle({ status: 0, body: 'carrier connection lost' });
+    stream.once('open', onOpen);
+    stream.once('refused', onRefused);
+    stream.once('close', onClose);
+  });
+}
+
+/**
+ * The multiplexed carrier: every stream socket is a substream of one carrier connection per
+ * hub address (`dstream.mux.v1` at `/mux`, docs/protocol.md), opened once and kept, so a
+ * stream costs one frame each way instead of a TLS connection and an upgrade. A carrier
+ * connection that is lost closes its substreams as lost: resumable streams resume, on a new
+ * one. Streams the hub will not carry this way go by the WebSocket carrier (`fallback`).
+ */
+export class MuxCarrier implements Carrier {
+  readonly kind = 'mux';
+  readonly #sessions = new Map<string, Promise<MuxSession>>();
+  /** Hub addresses that answered that they have no carrier connections: per-stream sockets. */
+  readonly #perStream = new Set<string>();
+  readonly #heartbeat: Heartbeat;
+  #closed = false;
+
+  constructor(private readonly options: MuxCarrierOptions) {
+    this.#heartbeat = new Heartbeat(options.heartbeatMs ?? defaultHeartbeatMs, 2, () =>
+      options.logger.warn('carrier connection silent (missed two pings); dropping it'),
+    );
+  }
+
+  async open(grant: StreamGrant, options: OpenOptions): Promise<StreamSocket> {
+    const origin = originOf(grant.url);
+    if (this.#perStream.has(origin)) return this.options.fallback.open(grant, options);
+    const session = await this.#sessionFor(origin);
+    if (!session) return this.options.fallback.open(grant, options);
+    const stream = session.open(grant.url, {
+      path: pathOf(grant.url),
+      authorization: `Bearer ${grant.token}`,
+      protocols: endProtocols(options.resume),
+    });
+    const refused = await answered(stream);
+    if (!refused) return stream;
+    if (refused.status === 421) return this.options.fallback.open(grant, options);
+    if (refused.status === 0)
+      throw new DstreamError('ERR_HUB_UNREACHABLE', 'the carrier connection to the hub was lost', {
+        hint: 'Check that the hub is running and reachable, then try again.',
+      });
+    throw new DstreamError(
+      'ERR_HUB_RESPONSE',
+      `the streaming endpoint refused the stream (${refused.status}: ${
+        parseIotHubError(refused.body).message ?? 'no reason given'
+      })`,
+    );
+  }
+
+  async resume(url: string, ticket: string): Promise<StreamSocket> {
+    const origin = originOf(url);
+    let session: MuxSession | undefined;
+    try {
+      session = this.#perStream.has(origin) ? undefined : await this.#sessionFor(origin);
+    } catch {
+      // This address is unreachable (its node may be gone): the WebSocket carrier tries the
+      // hub's own address next.
+      session = undefined;
+    }
+    if (!session) return this.options.fallback.resume(url, ticket);
+    const stream = session.open(url, {
+      path: pathOf(url),
+      authorization: `Resume ${ticket}`,
+      protocols: [resumableStreamProtocol],
+    });
+    const refused = await answered(stream);
+    if (!refused) return stream;
+    if (refused.status === 421) return this.options.fallback.resume(url, ticket);
+    // Refused (not unreachable): the hub will not take this ticket again.
+    if (refused.status >= 400 && refused.status < 500 && refused.status !== 429)
+      throw new ResumeRefusedError(
+        parseIotHubError(refused.body).message ?? `answered ${refused.status}`,
+      );
+    throw new Error(`the hub could not resume the stream now (${refused.status})`);
+  }
+
+  /** The carrier connection to `origin`, opened if there is none; undefined: per-stream. */
+  async #sessionFor(origin: string, again = true): Promise<MuxSession | undefined> {
+    if (this.#closed) throw new DstreamError('ERR_INTERRUPTED', 'the carrier is closed');
+    let pending = this.#sessions.get(origin);
+    if (!pending) {
+      pending = this.#connect(origin);
+      this.#sessions.set(origin, pending);
+      // A failed attempt is not kept: the next stream tries again.
+      pending.catch(() => {
+        if (this.#sessions.get(origin) === pending) this.#sessions.delete(origin);
+      });
+    }
+    try {
+      const session = await pending;
+      if (!session.closed) return session;
+      // Lost just now (its 'close' forgets it a turn later): the next stream opens a new one.
+      if (this.#sessions.get(origin) === pending) this.#sessions.delete(origin);
+      if (again) return await this.#sessionFor(origin, false);
+      throw new DstreamError('ERR_HUB_UNREACHABLE', 'the hub closed the carrier connection', {
+        hint: 'Check the hub log; --transport ws opens one connection per stream instead.',
+      });
+    } catch (error) {
+      if (error instanceof UpgradeRefusedError && (error.status === 404 || error.status === 400)) {
+        this.options.logger.info(
+          'the hub has no carrier connections (an older dstream?): one connection per stream',
+          { hub: origin },
+        );
+        this.#perStream.add(origin);
+        return undefined;
+      }
+      if (error instanceof UpgradeRefusedError)
+        throw new DstreamError(
+          error.status === 401 ? 'ERR_UNAUTHORIZED' : 'ERR_HUB_RESPONSE',
+          `the hub refused the carrier connection (${error.status}: ${
+            parseIotHubError(error.body).message ?? 'no reason given'
+          })`,
+          { cause: error },
+        );
+      throw error;
+    }
+  }
+
+  async #connect(origin: string): Promise<MuxSession> {
+    const ws = await openWebSocket(`${origin}${this.options.path}`, this.options.trust, {
+      headers: { authorization: this.options.authorization() },
+      protocols: [muxProtocol],
+      pool: this.options.pool,
+    });
+    // openWebSocket hands sockets over paused; the session reads from now on.
+    ws.resume();
+    const session = new MuxSession(ws, { role: 'dialler' });
+    this.#heartbeat.add(ws);
+    session.on('close', (code, reason) => {
+      this.options.logger.debug('carrier connection closed', { hub: origin, code, reason });
+      const current = this.#sessions.get(origin);
+      void current?.then((s) => {
+        if (s === session && this.#sessions.get(origin) === current) this.#sessions.delete(origin);
+      });
+    });
+    session.on('protocol-error', (message) =>
+      this.options.logger.warn('the hub broke the carrier framing', { hub: origin, message }),
+    );
+    if (this.#closed) session.close(1000, 'carrier closed');
+    return session;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#heartbeat.stop();
+    for (const pending of this.#sessions.values())
+      pending.then(
+        (session) => session.close(1000, 'carrier closed'),
+        () => undefined,
+      );
+    this.#sessions.clear();
+    this.options.fallback.close();
+  }
+}
+
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch (error) {
+    throw new DstreamError('ERR_PROTOCOL', `the hub gave an invalid URL '${url.slice(0, 200)}'`, {
+      cause: error,
+    });
+  }
+}
+
+function pathOf(url: string): string {
+  return new URL(url).pathname;
+}

@@ -1,0 +1,384 @@
+import { once } from 'node:events';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
+import { startAgent, type Agent } from '../../src/agent/agent.js';
+import { createLogger, silentLogger } from '../../src/log/logger.js';
+import { MuxSession } from '../../src/mux/mux-session.js';
+import { muxProtocol, writeMuxHeader, MuxFrameType } from '../../src/protocol/mux-frames.js';
+import { parseIotHubError } from '../../src/protocol/iothub-error.js';
+import { startProxy, type PortProxy } from '../../src/proxy/proxy.js';
+import { hubTarget, serviceToken } from '../../src/service/credentials.js';
+import { requestStream } from '../../src/service/stream-client.js';
+import { expiryIn, signSas } from '../../src/auth/sas.js';
+import {
+  parseConnectionString,
+  type DeviceConnectionString,
+} from '../../src/auth/connection-string.js';
+import type { Transport } from '../../src/service/service-carrier.js';
+import { startTestHub, type TestHub } from '../helpers/hub.js';
+import { closed, dial, randomBytes, readAll, sha256, waitEvent, waitFor } from '../helpers/net.js';
+import { startDigestServer, startEchoServer, type TestServer } from '../helpers/servers.js';
+
+// The multiplexed carrier on the service side (issue 28, step 2): the port proxy's streams are
+// substreams of one carrier connection to the hub, which relays them to the agent's stream
+// sockets with every check a stream socket gets.
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.reverse()) await c();
+  cleanups.length = 0;
+});
+
+async function chain(
+  target: TestServer,
+  transport: Transport,
+  options: { resume?: boolean; t?: TestHub; agentTransport?: Transport } = {},
+): Promise<{ t: TestHub; agent: Agent; proxy: PortProxy }> {
+  const t = options.t ?? (await startTestHub());
+  if (!options.t) cleanups.push(() => t.cleanup());
+  const agent = startAgent(
+    {
+      credential: await t.addDevice('dev'),
+      allow: new Map([['t', { host: '127.0.0.1', port: target.port }]]),
+      reconnectMinMs: 50,
+      reconnectMaxMs: 500,
+      resume: options.resume ?? true,
+      transport: options.agentTransport ?? 'ws',
+    },
+    silentLogger,
+  );
+  cleanups.push(() => agent.close());
+  await waitEvent(agent, 'connected');
+  const proxy = await startProxy(
+    {
+      credential: t.service,
+      target: hubTarget(t.service),
+      deviceId: 'dev',
+      streamName: 't',
+      bindHost: '127.0.0.1',
+      port: 0,
+      responseTimeoutSeconds: 30,
+      resume: options.resume ?? true,
+      transport,
+    },
+    process.env.MUX_DEBUG
+      ? createLogger({
+          level: 'debug',
+          format: 'json',
+          write: (l) => process.stderr.write(`proxy ${l}\n`),
+        })
+      : silentLogger,
+  );
+  cleanups.push(() => proxy.close());
+  return { t, agent, proxy };
+}
+
+async function server(start: Promise<TestServer>): Promise<TestServer> {
+  const s = await start;
+  cleanups.push(() => s.close());
+  return s;
+}
+
+/** One connection through the proxy: send `payload`, half-close, read the digest server's answer. */
+async function digestThrough(port: number, payload: Buffer): Promise<string> {
+  const socket = await dial(port);
+  const answer = readAll(socket, 120_000);
+  socket.end(payload);
+  return (await answer).toString();
+}
+
+/** A raw carrier connection to the hub, as a client of the framing would open one. */
+function openCarrier(t: TestHub, authorization: string): WebSocket {
+  const ws = new WebSocket(`wss://127.0.0.1:${t.hub.port}/mux`, muxProtocol, {
+    rejectUnauthorized: false,
+    headers: { authorization },
+  });
+  ws.on('error', () => undefined);
+  cleanups.push(() => ws.terminate());
+  return ws;
+}
+
+describe('multiplexed carrier, service side', () => {
+  it('30 connections at once ride one carrier connection, byte-exact with their half-close, and leave nothing behind', async () => {
+    const digest = await server(startDigestServer());
+    const { t, proxy } = await chain(digest, 'mux');
+    const sizes = Array.from({ length: 30 }, (_, i) =>
+      i % 3 === 0 ? 2 * 1024 * 1024 + i : 100 * i + 1,
+    );
+    const results = await Promise.all(
+      sizes.map(async (size) => {
+        const payload = randomBytes(size);
+        return {
+          expected: `${size} ${sha256(payload)}`,
+          got: await digestThrough(proxy.port, payload),
+        };
+      }),
+    );
+    for (const r of results) expect(r.got).toBe(r.expected);
+    expect(t.hub.mux.size).toBe(1);
+    await waitFor(() => t.hub.streams.size === 0, 30_000, 'every stream finished at the hub');
+    await waitFor(() => t.hub.mux.substreams === 0, 30_000, 'no substream left');
+    expect(t.hub.mux.size).toBe(1);
+    const metrics = await fetchMetrics(t);
+    expect(metrics).toMatch(/^dstream_carrier_connections 1$/m);
+    expect(metrics).toMatch(/^dstream_carrier_substreams 0$/m);
+  });
+
+  it('--transport ws opens no carrier connection and carries the same bytes', async () => {
+    const digest = await server(startDigestServer());
+    const { t, proxy } = await chain(digest, 'ws');
+    const payload = randomBytes(3 * 1024 * 1024);
+    expect(await digestThrough(proxy.port, payload)).toBe(`${payload.length} ${sha256(payload)}`);
+    expect(t.hub.mux.size).toBe(0);
+  });
+
+  it.each(['ws', 'mux'] as const)(
+    'a hub killed mid-transfer takes the carrier connections with it; the streams resume on new ones, byte-exact (agent on %s)',
+    async (agentTransport) => {
+      const echo = await server(startEchoServer());
+      const first = await startTestHub();
+      const dataDir = first.dataDir;
+      const port = first.hub.port;
+      let current: TestHub = first;
+      cleanups.push(() => current.cleanup());
+      const { proxy } = await chain(echo, 'mux', { t: first, agentTransport });
+      const payload = randomBytes(16 * 1024 * 1024);
+      const socket = await dial(proxy.port);
+      const chunks: Buffer[] = [];
+      let got = 0;
+      socket.on('data', (c: Buffer) => {
+        chunks.push(c);
+        got += c.length;
+      });
+      const done = new Promise<void>((resolve) => socket.on('end', () => resolve()));
+      socket.write(payload.subarray(0, 6 * 1024 * 1024));
+      await waitFor(() => got >= 2 * 1024 * 1024, 60_000, 'bytes flowing before the kill');
+      await first.stop();
+      current = await startTestHub({ dataDir, port });
+      socket.end(payload.subarray(6 * 1024 * 1024));
+      await done;
+      expect(got).toBe(payload.length);
+      expect(sha256(Buffer.concat(chunks))).toBe(sha256(payload));
+      expect(current.hub.mux.size).toBe(agentTransport === 'mux' ? 2 : 1);
+    },
+  );
+
+  it('without resumption, a lost carrier connection resets its streams, and the next connection gets a new one', async () => {
+    const echo = await server(startEchoServer());
+    const first = await startTestHub();
+    const dataDir = first.dataDir;
+    const port = first.hub.port;
+    let current: TestHub = first;
+    cleanups.push(() => current.cleanup());
+    const { proxy } = await chain(echo, 'mux', { t: first, resume: false });
+    const socket = await dial(proxy.port);
+    let got = 0;
+    socket.on('data', (c: Buffer) => (got += c.length));
+    socket.write(randomBytes(1024 * 1024));
+    await waitFor(() => got >= 1024 * 1024, 60_000, 'the echo');
+    const gone = closed(socket, 60_000);
+    await first.stop();
+    const how = await gone;
+    // Cut, not ended: a reset (or an error), never a clean end of the stream.
+    expect(how.hadError || how.error !== undefined).toBe(true);
+    current = await startTestHub({ dataDir, port });
+    await waitFor(() => current.hub.devices.size === 1, 60_000, 'the agent back');
+    const payload = randomBytes(512 * 1024);
+    const again = await dial(proxy.port);
+    const back = readAll(again, 60_000);
+    again.end(payload);
+    expect(sha256(await back)).toBe(sha256(payload));
+    expect(current.hub.mux.size).toBe(1);
+  });
+
+  it('refuses a carrier connection without a service token, and a substream with a wrong stream token (401, IoT Hub shape)', async () => {
+    const t = await startTestHub();
+    cleanups.push(() => t.cleanup());
+    const refused = openCarrier(t, 'SharedAccessSignature sr=x&sig=y&se=1&skn=z');
+    const [, response] = (await once(refused, 'unexpected-response')) as [
+      unknown,
+      { statusCode: number },
+    ];
+    expect(response.statusCode).toBe(401);
+
+    const ws = openCarrier(t, serviceToken(t.service));
+    await once(ws, 'open');
+    const session = new MuxSession(ws, { role: 'dialler' });
+    const stream = session.open('x', {
+      path: '/bridges/no-such-stream',
+      authorization: 'Bearer not-a-token',
+      protocols: ['dstream.stream.v1'],
+    });
+    const [status, body] = (await once(stream, 'refused')) as [number, string];
+    expect(status).toBe(401);
+    expect(parseIotHubError(body)).toMatchObject({
+      name: 'IotHubUnauthorizedAccess',
+      message: 'invalid or expired stream token',
+    });
+    await waitFor(() => session.size === 0, 10_000, 'the refused id freed');
+    await waitFor(() => t.hub.mux.substreams === 0, 10_000, 'and at the hub');
+  });
+
+  it('a hostile carrier connection (malformed frames, unknown ids, window overflow, a frame flood) is closed with 1002 each time; the hub keeps serving and holds nothing of it', async () => {
+    const digest = await server(startDigestServer());
+    const { t, proxy } = await chain(digest, 'mux');
+    const payload = randomBytes(200_000);
+    // The proxy's carrier connection is up (its first stream opened it).
+    expect(await digestThrough(proxy.port, payload)).toBe(`${payload.length} ${sha256(payload)}`);
+    const frame = (type: number, id: number, payload: Buffer = Buffer.alloc(0)): Buffer => {
+      const out = Buffer.alloc(9 + payload.length);
+      writeMuxHeader(out, 0, type as MuxFrameType, id, payload.length);
+      payload.copy(out, 9);
+      return out;
+    };
+    const u32 = (n: number): Buffer =>
+      Buffer.from([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
+    // An open the hub refuses (no such stream): the id stays until this side closes it.
+    const open = frame(
+      1,
+      1,
+      Buffer.from(JSON.stringify({ path: '/bridges/x', authorization: 'Bearer y', protocols: [] })),
+    );
+    const attacks: Array<[string, Buffer[], RegExp]> = [
+      ['truncated header', [Buffer.from([4, 0, 0, 0])], /truncated/],
+      ['unknown id', [frame(4, 9, Buffer.from('x'))], /unknown stream 9/],
+      ['window overflow', [open, frame(6, 1, u32(0x7fffffff))], /window overflow/],
+      [
+        'frame flood',
+        // 250,000 one-credit window frames, within a second: past the 200,000 ceiling.
+        [
+          open,
+          ...Array.from({ length: 5 }, () =>
+            Buffer.concat(Array.from({ length: 50_000 }, () => frame(6, 1, u32(1)))),
+          ),
+        ],
+        /frame flood/,
+      ],
+    ];
+    for (const [name, messages, reason] of attacks) {
+      const ws = openCarrier(t, serviceToken(t.service));
+      await once(ws, 'open');
+      for (const m of messages) ws.send(m);
+      const [code, why] = (await once(ws, 'close', { signal: AbortSignal.timeout(30_000) })) as [
+        number,
+        Buffer,
+      ];
+      expect({ name, code }).toEqual({ name, code: 1002 });
+      expect(why.toString()).toMatch(reason);
+      await waitFor(
+        () => t.hub.mux.size === 1,
+        10_000,
+        `${name}: only the proxy's connection left`,
+      );
+      expect(t.hub.mux.substreams).toBe(0);
+    }
+    expect(await digestThrough(proxy.port, payload)).toBe(`${payload.length} ${sha256(payload)}`);
+  });
+
+  it('closes a carrier connection that breaks the framing (1002) and keeps serving the others', async () => {
+    const digest = await server(startDigestServer());
+    const { t, proxy } = await chain(digest, 'mux');
+    const payload = randomBytes(100_000);
+    expect(await digestThrough(proxy.port, payload)).toBe(`${payload.length} ${sha256(payload)}`);
+
+    const ws = openCarrier(t, serviceToken(t.service));
+    await once(ws, 'open');
+    expect(t.hub.mux.size).toBe(2);
+    // Data for a stream id nobody opened.
+    const frame = Buffer.alloc(10);
+    writeMuxHeader(frame, 0, MuxFrameType.data, 5, 1);
+    ws.send(frame);
+    const [code] = (await once(ws, 'close')) as [number];
+    expect(code).toBe(1002);
+    await waitFor(() => t.hub.mux.size === 1, 10_000, 'the bad connection gone');
+    expect(await digestThrough(proxy.port, payload)).toBe(`${payload.length} ${sha256(payload)}`);
+  });
+});
+
+describe('multiplexed carrier, device side', () => {
+  it('both ends on carrier connections: 20 streams byte-exact, two carrier connections at the hub, nothing left after', async () => {
+    const digest = await server(startDigestServer());
+    const { t, proxy } = await chain(digest, 'mux', { agentTransport: 'mux' });
+    const results = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const payload = randomBytes(i % 2 === 0 ? 1024 * 1024 + i : 10 * i + 1);
+        return {
+          expected: `${payload.length} ${sha256(payload)}`,
+          got: await digestThrough(proxy.port, payload),
+        };
+      }),
+    );
+    for (const r of results) expect(r.got).toBe(r.expected);
+    expect(t.hub.mux.size).toBe(2);
+    await waitFor(() => t.hub.mux.substreams === 0, 30_000, 'no substream left');
+    await waitFor(() => t.hub.streams.size === 0, 30_000, 'no stream left');
+  });
+
+  it("a device's carrier connection opens only that device's halves; disabling the device ends its streams and then its carrier connection", async () => {
+    const echo = await server(startEchoServer());
+    const { t, proxy } = await chain(echo, 'ws', { agentTransport: 'mux' });
+    // A service half's token on the device's carrier connection: refused as a wrong token.
+    const grant = await requestStream(t.service, hubTarget(t.service), {
+      deviceId: 'dev',
+      streamName: 't',
+    });
+    const device = parseConnectionString(
+      (await t.registry.show('dev')).connectionString ?? '',
+    ) as DeviceConnectionString;
+    const ws = new WebSocket(`wss://127.0.0.1:${t.hub.port}/devices/dev/mux`, muxProtocol, {
+      rejectUnauthorized: false,
+      headers: {
+        authorization: signSas({
+          resource: `127.0.0.1:${t.hub.port}/devices/dev`,
+          key: device.sharedAccessKey,
+          expiry: expiryIn(600),
+        }),
+      },
+    });
+    ws.on('error', () => undefined);
+    cleanups.push(() => ws.terminate());
+    await once(ws, 'open');
+    const session = new MuxSession(ws, { role: 'dialler' });
+    const stolen = session.open(grant.url, {
+      path: new URL(grant.url).pathname,
+      authorization: `Bearer ${grant.token}`,
+      protocols: ['dstream.stream.v1'],
+    });
+    const [status] = (await once(stolen, 'refused')) as [number];
+    expect(status).toBe(401);
+
+    // A live stream through the agent's carrier connection, then the device disabled.
+    const socket = await dial(proxy.port);
+    let got = 0;
+    socket.on('data', (c: Buffer) => (got += c.length));
+    socket.write(randomBytes(1000));
+    await waitFor(() => got === 1000, 30_000, 'the echo');
+    const ends: { reason: string; suspended: boolean }[] = [];
+    t.hub.streams.on('stream-end', (e) => ends.push({ reason: e.reason, suspended: e.suspended }));
+    const carrierGone = once(ws, 'close');
+    await t.registry.setStatus('dev', 'disabled');
+    await closed(socket, 30_000);
+    await waitFor(() => ends.length >= 1, 30_000, 'the stream ended at the hub');
+    expect(ends[0]).toEqual({ reason: 'device disabled or removed', suspended: false });
+    // Both of the device's carrier connections close once they carry nothing.
+    const [code] = (await carrierGone) as [number];
+    expect(code).toBe(4003);
+    await waitFor(() => t.hub.mux.size === 0, 30_000, "the agent's carrier connection closed");
+  });
+});
+
+async function fetchMetrics(t: TestHub): Promise<string> {
+  const { request } = await import('node:https');
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port: t.hub.port, path: '/metrics', rejectUnauthorized: false },
+      (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(body));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
