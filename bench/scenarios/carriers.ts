@@ -1,6 +1,7 @@
 import type { BenchConfig } from '../config.js';
 import { percentile } from '../proc-stats.js';
 import { figure, type Figure } from '../result.js';
+import { startBastion } from '../bastion.js';
 import { startStack, type Stack, type Targets } from '../stack.js';
 import { runBusy, runConcurrency } from './concurrency.js';
 import { pingPong } from './round-trip.js';
@@ -18,19 +19,39 @@ interface CarrierFigures {
   readonly pingBesideBulk: number[];
 }
 
+type Ports = Readonly<Record<keyof Targets, number>>;
+
 /** A 64-byte ping-pong on one stream while another uploads flat out through the same ends. */
-async function pingBesideBulk(stack: Stack, targets: Targets, cfg: BenchConfig): Promise<number[]> {
+async function pingBesideBulk(ports: Ports, targets: Targets, cfg: BenchConfig): Promise<number[]> {
   let bulkDone = false;
   const bulk = (async () => {
     // Uploads back to back until the pings are done (each is timed until the sink has it all).
-    while (!bulkDone) await upload(targets, stack.ports.sink, 64 * 1024 * 1024);
+    while (!bulkDone) await upload(targets, ports.sink, 64 * 1024 * 1024);
   })();
   // Let the bulk stream get going first.
   await new Promise((r) => setTimeout(r, 300));
-  const times = await pingPong(stack.ports.echo, cfg.roundTrips);
+  const times = await pingPong(ports.echo, cfg.roundTrips);
   bulkDone = true;
   await bulk;
   return times;
+}
+
+/** What scenario 10 measures through any tunnel's local ports. */
+async function measurePorts(
+  ports: Ports,
+  cfg: BenchConfig,
+  targets: Targets,
+): Promise<CarrierFigures> {
+  const setup: number[] = [];
+  // The first stream may open a long-lived connection (a carrier); it is not what a stream costs.
+  await openOnce(ports.greet);
+  for (let i = 0; i < cfg.setups; i++) setup.push(await openOnce(ports.greet));
+  const rate = await openRate(ports.greet, cfg.rateOpeners, cfg.rateSeconds);
+  const roundTrip = await pingPong(ports.echo, cfg.roundTrips);
+  const up = await upload(targets, ports.sink, cfg.bulkBytes);
+  const down = await download(ports.source, cfg.bulkBytes);
+  const beside = await pingBesideBulk(ports, targets, cfg);
+  return { setup, rate, roundTrip, up, down, pingBesideBulk: beside };
 }
 
 async function measure(
@@ -47,24 +68,7 @@ async function measure(
       await stack.stop();
     }
   };
-  const figures = await run(async (stack) => {
-    const setup: number[] = [];
-    // The first stream opens the carrier connection; it is not what a stream costs.
-    await openOnce(stack.ports.greet);
-    for (let i = 0; i < cfg.setups; i++) setup.push(await openOnce(stack.ports.greet));
-    const rate = await openRate(stack.ports.greet, cfg.rateOpeners, cfg.rateSeconds);
-    const roundTrip = await pingPong(stack.ports.echo, cfg.roundTrips);
-    const up = await upload(targets, stack.ports.sink, cfg.bulkBytes);
-    const down = await download(stack.ports.source, cfg.bulkBytes);
-    return {
-      setup,
-      rate,
-      roundTrip,
-      up,
-      down,
-      pingBesideBulk: await pingBesideBulk(stack, targets, cfg),
-    };
-  });
+  const figures = await run((stack) => measurePorts(stack.ports, cfg, targets));
   // Fresh stacks, so that memory and fairness are each their own.
   const memory = await run((stack) => runConcurrency(cfg, stack));
   const busy = await run((stack) => runBusy(cfg, stack, targets));
@@ -79,6 +83,13 @@ async function measure(
 export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<Figure[]> {
   const ws = await measure('ws', cfg, targets);
   const mux = await measure('mux', cfg, targets);
+  const bastion = await startBastion(targets);
+  let ssh: CarrierFigures;
+  try {
+    ssh = await measurePorts(bastion.ports, cfg, targets);
+  } finally {
+    await bastion.stop();
+  }
   const m = mux.figures;
   const w = ws.figures;
   const relabel = (list: Figure[], label: string): Figure[] =>
@@ -157,6 +168,7 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
       target: { op: '<', value: 20 },
       note,
     }),
+    ...bastionFigures(ssh),
     ...relabel(mux.memory, 'mux').map((f) =>
       f.unit === 'KiB' ? { ...f, ...figure({ ...f, target: { op: '<', value: 8 } }) } : f,
     ),
@@ -167,5 +179,45 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
         : f,
     ),
     ...relabel(ws.busy, 'ws'),
+  ];
+}
+
+/** The OpenSSH bastion's figures: the reference the issue names, no targets of its own. */
+function bastionFigures(ssh: CarrierFigures): Figure[] {
+  const name = (what: string): string => `OpenSSH bastion (ssh -R, ssh -L): ${what}`;
+  return [
+    figure({
+      scenario: 10,
+      name: name('setup latency, p50'),
+      value: percentile(ssh.setup, 50),
+      unit: 'ms',
+    }),
+    figure({
+      scenario: 10,
+      name: name('setup latency, p99'),
+      value: percentile(ssh.setup, 99),
+      unit: 'ms',
+    }),
+    figure({
+      scenario: 10,
+      name: name('new streams per second'),
+      value: ssh.rate.rate,
+      unit: '/s',
+      note: `${ssh.rate.failed} failed${ssh.rate.firstError ? `; first: ${ssh.rate.firstError}` : ''}`,
+    }),
+    figure({
+      scenario: 10,
+      name: name('round trip, p50'),
+      value: percentile(ssh.roundTrip, 50),
+      unit: 'ms',
+    }),
+    figure({ scenario: 10, name: name('upload'), value: ssh.up, unit: 'MB/s' }),
+    figure({ scenario: 10, name: name('download'), value: ssh.down, unit: 'MB/s' }),
+    figure({
+      scenario: 10,
+      name: name('64 B round trip beside a bulk upload, p99'),
+      value: percentile(ssh.pingBesideBulk, 99),
+      unit: 'ms',
+    }),
   ];
 }

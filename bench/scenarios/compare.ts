@@ -9,7 +9,7 @@ import { pingPong } from './round-trip.js';
 import { upload } from './throughput.js';
 
 /** A port free right now. The other tool binds it itself, so this one is handed over. */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -43,7 +43,7 @@ async function startTunnel(
 }
 
 /** True if some socket on this machine listens on TCP `port` (Linux /proc/net/tcp{,6}). */
-function isListening(port: number): boolean {
+export function isListening(port: number): boolean {
   const hex = port.toString(16).toUpperCase().padStart(4, '0');
   return ['/proc/net/tcp', '/proc/net/tcp6'].some((file) =>
     readFileSync(file, 'utf8')

@@ -21,12 +21,6 @@ export interface MuxSessionOptions {
   readonly role: 'dialler' | 'listener';
   /** Credit this side grants each stream, per direction (default 1 MiB). */
   readonly receiveWindow?: number | undefined;
-  /**
-   * Bytes received on all streams together and not yet taken by their owners above which the
-   * connection is not read until they fall below half (default 16 MiB). Each stream is bounded
-   * by its window already; this bounds a connection with many stalled streams.
-   */
-  readonly receiveBuffer?: number | undefined;
   /** Streams open at once on this connection, opened by either side (default 65,536). */
   readonly maxStreams?: number | undefined;
   /** More frames than this in one second from the peer is a flood: the connection closes. */
@@ -73,7 +67,6 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
   /** `window` frames, sent ahead of every turn. */
   readonly #grants: Array<{ stream: number; increment: number }> = [];
   readonly #receiveWindow: number;
-  readonly #receiveBuffer: number;
   readonly #maxStreams: number;
   readonly #maxFrames: number;
   readonly #sendHighWater: number;
@@ -82,7 +75,6 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
   readonly #peerParity: 0 | 1;
   #inFlight = 0;
   #buffered = 0;
-  #readPaused = false;
   #pumpQueued = false;
   #closeWhenIdle: { readonly code: number; readonly reason: string } | undefined;
   #closed = false;
@@ -102,7 +94,6 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
       muxInitialWindow,
       options.receiveWindow ?? defaultMuxReceiveWindow,
     );
-    this.#receiveBuffer = options.receiveBuffer ?? 16 * 1024 * 1024;
     this.#maxStreams = options.maxStreams ?? 65_536;
     this.#maxFrames = options.maxFramesPerSecond ?? 200_000;
     this.#sendHighWater = options.sendHighWater ?? 256 * 1024;
@@ -200,15 +191,16 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
     this.#queuePump();
   }
 
+  /**
+   * Bytes received and not yet taken, all streams together: bounded by the credit granted (a
+   * window per open stream), never by pausing the connection. The connection is always read:
+   * the `window` frames that let this side's own streams move arrive on it too (pausing it for
+   * one direction's backlog can leave two connections each waiting for the other's credit),
+   * and so does the peer's close. An earlier 16 MiB cap that paused it is the likely cause of
+   * a CI soak run whose proxy and agent each took ws's 30 s close timeout to exit.
+   */
   buffered(n: number): void {
     this.#buffered += n;
-    if (!this.#readPaused && this.#buffered > this.#receiveBuffer) {
-      this.#readPaused = true;
-      this.ws.pause();
-    } else if (this.#readPaused && this.#buffered <= this.#receiveBuffer / 2) {
-      this.#readPaused = false;
-      this.ws.resume();
-    }
   }
 
   forget(stream: MuxStream): void {
@@ -371,10 +363,6 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
     this.#grants.length = 0;
     this.#pings.clear();
     for (const stream of streams) stream.lost();
-    if (this.#readPaused) {
-      this.#readPaused = false;
-      this.ws.resume();
-    }
   }
 
   #onClose(code: number, reason: string): void {

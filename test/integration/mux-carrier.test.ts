@@ -219,6 +219,22 @@ describe('multiplexed carrier, service side', () => {
     await waitFor(() => t.hub.mux.substreams === 0, 10_000, 'and at the hub');
   });
 
+  it('48 connections echoing 2 MiB each at once, both ends on carrier connections: every byte back (no stall between the two directions)', async () => {
+    const echo = await server(startEchoServer());
+    const { t, proxy } = await chain(echo, 'mux', { agentTransport: 'mux' });
+    const results = await Promise.all(
+      Array.from({ length: 48 }, async () => {
+        const payload = randomBytes(2 * 1024 * 1024);
+        const socket = await dial(proxy.port);
+        const back = readAll(socket, 120_000);
+        socket.end(payload);
+        return sha256(await back) === sha256(payload);
+      }),
+    );
+    expect(results.every(Boolean)).toBe(true);
+    await waitFor(() => t.hub.mux.substreams === 0, 30_000, 'no substream left');
+  }, 180_000);
+
   it('a hostile carrier connection (malformed frames, unknown ids, window overflow, a frame flood) is closed with 1002 each time; the hub keeps serving and holds nothing of it', async () => {
     const digest = await server(startDigestServer());
     const { t, proxy } = await chain(digest, 'mux');
