@@ -8,6 +8,7 @@ import {
   muxMaxPayload,
   MuxFrameType,
   MuxProtocolError,
+  parseAccept,
   windowPayload,
 } from '../protocol/mux-frames.js';
 
@@ -323,7 +324,7 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
           if (this.#closeQueued) return;
           throw new MuxProtocolError('accept on an accepted stream');
         }
-        this.protocol = parseAcceptProtocol(payload);
+        this.protocol = parseAccept(payload);
         this.readyState = this.OPEN;
         this.emit('open');
         return;
@@ -473,15 +474,3 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
 }
 
 const isPayload = (t: MuxFrameType): boolean => t === MuxFrameType.data || t === MuxFrameType.text;
-
-function parseAcceptProtocol(payload: Buffer): string {
-  let o: unknown;
-  try {
-    o = JSON.parse(payload.toString('utf8'));
-  } catch {
-    throw new MuxProtocolError('accept frame is not JSON');
-  }
-  const protocol = (o as { protocol?: unknown } | null)?.protocol;
-  if (typeof protocol !== 'string') throw new MuxProtocolError('accept frame without protocol');
-  return protocol;
-}

@@ -9,12 +9,12 @@ import {
   type HubConnectionPool,
   type HubTrust,
 } from '../net/hub-client.js';
-import { resumableStreamProtocol, streamProtocol } from '../protocol/constants.js';
+import { resumableStreamProtocol } from '../protocol/constants.js';
 import { parseIotHubError } from '../protocol/iothub-error.js';
 import { muxProtocol } from '../protocol/mux-frames.js';
 import type { Carrier, OpenOptions, StreamGrant, StreamSocket } from './carrier.js';
 import { ResumeRefusedError } from './resumable-bridge.js';
-import type { WebSocketCarrier } from './websocket-carrier.js';
+import { endProtocols, type WebSocketCarrier } from './websocket-carrier.js';
 
 export interface MuxCarrierOptions {
   /** How the hub is verified. */
@@ -38,10 +38,6 @@ export interface MuxCarrierOptions {
   readonly heartbeatMs?: number | undefined;
   readonly logger: Logger;
 }
-
-/** The stream socket protocols dstream's ends offer: resumable first, then v1. */
-const endProtocols = (resume: boolean): string[] =>
-  resume ? [resumableStreamProtocol, streamProtocol] : [streamProtocol];
 
 /** The answer to a substream's `open`: accepted, or refused with a status and body. */
 function answered(stream: MuxStream): Promise<{ status: number; body: string } | undefined> {
@@ -90,7 +86,7 @@ export class MuxCarrier implements Carrier {
     const stream = session.open(grant.url, {
       path: pathOf(grant.url),
       authorization: `Bearer ${grant.token}`,
-      protocols: endProtocols(options.resume),
+      protocols: [...endProtocols(options.resume)],
     });
     const refused = await answered(stream);
     if (!refused) return stream;

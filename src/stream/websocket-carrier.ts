@@ -13,7 +13,7 @@ import type { Carrier, OpenOptions, StreamGrant } from './carrier.js';
 import { ResumeRefusedError } from './resumable-bridge.js';
 
 /** The stream socket protocols dstream's ends offer: resumable first, then v1. */
-const endProtocols = (resume: boolean): readonly string[] =>
+export const endProtocols = (resume: boolean): readonly string[] =>
   resume ? [resumableStreamProtocol, streamProtocol] : [streamProtocol];
 
 export interface WebSocketCarrierOptions {
