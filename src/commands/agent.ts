@@ -65,11 +65,8 @@ export async function runAgent(flags: AgentFlags, ctx: CommandContext): Promise<
 
 export function registerAgentCommand(program: Command, ctx: CommandContext): void {
   withCredentialOptions(
-    // The agent stays on ws by default for now: with mux, an agent stopped (SIGTERM) after a
-    // CI soak run spun at full CPU instead of exiting (not yet reproduced or explained).
     withTransportOption(
       withResumeOptions(withHeartbeatOption(withLogOptions(program.command('agent')))),
-      'ws',
     ),
     'device',
   )

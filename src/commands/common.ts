@@ -301,11 +301,11 @@ export function withResumeOptions(cmd: Command): Command {
 }
 
 /** --transport: how streams reach the hub (src/stream/mux-carrier.ts, websocket-carrier.ts). */
-export function withTransportOption(cmd: Command, fallback: Transport = 'mux'): Command {
+export function withTransportOption(cmd: Command): Command {
   return cmd.option(
     '--transport <ws|mux>',
     'mux: every stream a substream of one kept connection to the hub; ws: a TLS WebSocket per stream (as Azure)',
-    fallback,
+    'mux',
   );
 }
 

@@ -1,9 +1,9 @@
-import type { Duplex } from 'node:stream';
 import type { RawData } from 'ws';
 import type { StreamSocket } from '../net/stream-socket.js';
 import { closeCodes, eofFrame, streamProtocol } from '../protocol/constants.js';
 import { defaultHighWaterMark, InFlight } from '../net/flow.js';
 import { closeWebSocket } from '../net/close.js';
+import { resetSocket, type ResettableStream } from '../net/reset.js';
 
 /** How a bridged stream ended. */
 export type BridgeEnd =
@@ -58,7 +58,7 @@ function isGraceful(code: number): boolean {
  *   closes the WebSocket with 4001.
  */
 /** A TCP socket, or any duplex byte stream (stdin/stdout for `dstream connect`). */
-export type BridgeableStream = Duplex & { resetAndDestroy?: () => unknown };
+export type BridgeableStream = ResettableStream;
 
 /** A bridged stream, for its owner. */
 export interface Bridged {
@@ -181,8 +181,7 @@ export function bridge(
     } else {
       outcome = 'peer-error';
       // Reset rather than FIN, so the application sees the stream was cut, not completed.
-      if (socket.resetAndDestroy) socket.resetAndDestroy();
-      else socket.destroy(new Error('stream cut'));
+      resetSocket(socket, new Error('stream cut'));
     }
   });
 

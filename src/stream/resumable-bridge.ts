@@ -2,6 +2,7 @@ import type { RawData } from 'ws';
 import type { StreamSocket } from '../net/stream-socket.js';
 import type { BridgeableStream } from './bridge.js';
 import { closeWebSocket } from '../net/close.js';
+import { resetSocket } from '../net/reset.js';
 import { defaultHighWaterMark } from '../net/flow.js';
 import { closeCodes } from '../protocol/constants.js';
 import { AckTracker } from './ack-tracker.js';
@@ -196,10 +197,10 @@ export function resumableBridge(
     clearTimeout(retryTimer);
     if (end === 'completed') {
       if (!socketWriteEnded) socket.end();
-    } else if (socket.resetAndDestroy) {
+    } else {
       // A stream that could not be completed must not look complete to the application.
-      socket.resetAndDestroy();
-    } else socket.destroy();
+      resetSocket(socket);
+    }
     // An end this side chose (its local connection failed, or the peer broke the protocol) is
     // a deliberate reset: the hub and the other end end the stream too, rather than holding
     // it for a resumption that this end will never make.

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { MuxSession, type MuxSessionOptions } from '../../src/mux/mux-session.js';
@@ -8,7 +8,8 @@ import type { MuxStream } from '../../src/mux/mux-stream.js';
 import { bridge, type BridgeResult } from '../../src/stream/bridge.js';
 import type { StreamSocket } from '../../src/stream/carrier.js';
 import { MuxFrameType, muxProtocol, writeMuxHeader } from '../../src/protocol/mux-frames.js';
-import { dial, randomBytes, readAll, sha256, waitEvent, waitFor } from '../helpers/net.js';
+import { eofFrame, streamProtocol } from '../../src/protocol/constants.js';
+import { closed, dial, randomBytes, readAll, sha256, waitEvent, waitFor } from '../helpers/net.js';
 import { startDigestServer, startServer } from '../helpers/servers.js';
 
 // The multiplexed carrier's framing between two in-process ends over a real loopback
@@ -366,6 +367,41 @@ describe('mux session', () => {
     dialler.close(1000, 'carrier closed');
     await waitFor(() => codes.length === 3, 10_000, 'the closes at the peer');
     expect(codes).toEqual([4001, 4001, 4001]);
+  });
+
+  it("a peer's end and reset in one message cut the bridged connection cleanly (no EINVAL, it closes)", async () => {
+    // The agent spin after CI's soak runs: a client that half-closes then aborts makes its end
+    // send `eof` and then 4001, which cross the carrier in one message; the bridge ended its
+    // target socket and reset it in the same tick, which Node 20 cannot do (src/net/reset.ts).
+    const { dialler, listener } = await carrierPair();
+    const target = await startServer((socket) => socket.resume());
+    cleanups.push(() => target.close());
+    const ends: BridgeResult[] = [];
+    const targetErrors: string[] = [];
+    const targets: Socket[] = [];
+    listener.on('open-request', (stream) => {
+      stream.accept(streamProtocol);
+      void dial(target.port).then((socket) => {
+        targets.push(socket);
+        socket.on('error', (e: NodeJS.ErrnoException) => targetErrors.push(e.code ?? e.message));
+        socket.pause();
+        bridge(socket, stream, { onEnd: (r) => ends.push(r) });
+      });
+    });
+    const streams = Array.from({ length: 20 }, (_, i) =>
+      dialler.open(`mux://${i}`, { path: `/${i}`, authorization: '', protocols: [streamProtocol] }),
+    );
+    await Promise.all(streams.map((s) => waitEvent(s, 'open')));
+    await waitFor(() => targets.length === 20, 10_000, 'the bridged targets');
+    for (const s of streams) {
+      s.send(randomBytes(1000), { binary: true });
+      s.send(eofFrame, { binary: false });
+      s.close(4001, 'local connection reset');
+    }
+    await waitFor(() => ends.length === 20, 10_000, 'the bridges to end');
+    await Promise.all(targets.map((socket) => closed(socket, 10_000)));
+    expect(targetErrors).toEqual([]);
+    expect(ends.map((r) => r.end)).toEqual(Array.from({ length: 20 }, () => 'peer-error'));
   });
 
   it('a lost connection closes every stream on both sides as lost (1006), runs every send callback, and leaves nothing', async () => {

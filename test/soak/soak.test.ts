@@ -130,13 +130,15 @@ async function agentAndProxy(serviceString: string, echoPort: number): Promise<n
   const agent = spawnCli(['agent', '--port', String(echoPort)], {
     DSTREAM_DEVICE_CONNECTION_STRING: added.stdout.trim(),
   });
-  stops.push(() => agent.stop());
+  // Each process must exit on SIGTERM, and cleanly: an agent on the multiplexed carrier once
+  // spun at full CPU instead (a reset socket's handle left behind; src/net/reset.ts).
+  stops.push(async () => expect(await agent.stop()).toBe(0));
   await agent.waitForLine(/connected to the hub/);
   const proxy = spawnCli(
     ['proxy', '--device', 'soak', '--local-port', '0', '--remote-port', String(echoPort)],
     env,
   );
-  stops.push(() => proxy.stop());
+  stops.push(async () => expect(await proxy.stop()).toBe(0));
   return Number((await proxy.waitForLine(/proxy listening on 127\.0\.0\.1:(\d+)/))[1]);
 }
 
