@@ -5,7 +5,8 @@ import { DstreamError } from '../errors.js';
 import { withSpinner } from '../log/spinner.js';
 import type { BridgeResult } from '../stream/bridge.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
-import { requestStream } from '../service/stream-client.js';
+import { streamRequest } from '../service/stream-client.js';
+import { initiateWith } from '../stream/carrier.js';
 import { StreamEnds } from '../stream/stream-ends.js';
 import { serviceCarrier } from '../service/service-carrier.js';
 import {
@@ -58,22 +59,36 @@ export async function runConnect(
     ctx.onHangup(() => resolve('SIGHUP'));
   });
   const carrier = serviceCarrier({ transport, credential, target, logger });
+  // Stopped before the stream opened: the hub drops it at once.
+  const leave = new AbortController();
   // ssh shows nothing until the stream is up; a spinner on the terminal says what is slow.
   const opening = withSpinner(
     `connecting to ${device} through ${formatHostPort(target.host, target.port)}`,
     ctx.stderrIsTty,
-    async () =>
-      carrier.open(await requestStream(credential, target, { deviceId: device, streamName }), {
+    () =>
+      initiateWith(carrier, streamRequest(credential, target, { deviceId: device, streamName }), {
         resume: resume.resume,
+        signal: leave.signal,
       }),
   );
-  const first = await Promise.race([opening, stopped.then((signal) => ({ signal }))]);
+  // The carrier keeps a connection open (the multiplexed carrier's): let go of it on every way
+  // out, or the process would not exit.
+  const first = await Promise.race([opening, stopped.then((signal) => ({ signal }))]).catch(
+    (error: unknown) => {
+      carrier.close();
+      throw error;
+    },
+  );
   if ('signal' in first) {
-    // The stream may still open: the hub then drops its unpaired half (pair timeout).
-    opening.then(
-      (ws) => ws.close(closeCodes.normal, 'stopped'),
-      () => undefined,
-    );
+    // The stream may still open (asked with the POST): the hub then drops its unpaired half
+    // (pair timeout).
+    leave.abort();
+    opening
+      .then(
+        (ws) => ws.close(closeCodes.normal, 'stopped'),
+        () => undefined,
+      )
+      .finally(() => carrier.close());
     throw new DstreamError(
       'ERR_INTERRUPTED',
       `stopped by ${first.signal} before the stream to '${device}' opened`,

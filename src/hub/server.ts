@@ -16,9 +16,11 @@ import type { MetricsAccess } from './http/health.js';
 import { createHubServer } from './http/http-server.js';
 import { derivePublicUrl, hostAndPort } from './http/public-url.js';
 import {
+  initiationContext,
   requestRoutes,
   upgradeRoutes,
   type HubAddresses,
+  type HubParts,
   type RequestHandler,
   type UpgradeHandler,
 } from './http/routes.js';
@@ -37,6 +39,7 @@ import { defaultLimits, type HubLimits } from './streams/limits.js';
 import { auditStreamEnds } from './streams/stream-audit.js';
 import { StreamEndpoint } from './streams/stream-endpoint.js';
 import { MuxGateway } from './streams/mux-gateway.js';
+import { initiateStream, type InitiationAnswer } from './streams/stream-initiation.js';
 import { offerStream } from './streams/stream-offer.js';
 
 export type { MetricsAccess } from './http/health.js';
@@ -197,7 +200,18 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       deviceAllowed: (deviceId) => registry.getDevice(deviceId)?.status === 'enabled',
     },
   });
-  const mux = new MuxGateway({ streams, heartbeat, guard, cluster: cluster !== undefined }, logger);
+  const mux: MuxGateway = new MuxGateway(
+    {
+      streams,
+      heartbeat,
+      guard,
+      cluster: cluster !== undefined,
+      // Called once the hub listens, when `parts` (below) is complete.
+      initiate: (ask): Promise<InitiationAnswer | undefined> =>
+        initiateStream(initiationContext(parts), ask),
+    },
+    logger,
+  );
   // Another cluster node disabled, removed or re-keyed a device: close what it revokes here.
   registry.watch?.((change) => {
     control.disconnect(change.deviceId, change.kind.replace('device-', 'device '));
@@ -284,7 +298,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
 
   // Known once listening (the public URL may name the bound port), before the first request.
   const known: { addresses?: HubAddresses } = {};
-  const parts = {
+  const parts: HubParts = {
     registry,
     control,
     controlSockets,

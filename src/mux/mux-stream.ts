@@ -105,13 +105,14 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
 
   /**
    * @param id the stream's id on its connection
-   * @param url what the stream was opened for (the streaming URL, or the acceptor's path)
+   * @param url what the stream was opened for (the streaming URL, or the acceptor's path); an
+   *   initiation's becomes the streaming URL its accept names
    * @param opener true on the side that sent `open`
    * @param receiveWindow the credit this side keeps granting the peer
    */
   constructor(
     readonly id: number,
-    readonly url: string,
+    public url: string,
     readonly opener: boolean,
     private readonly receiveWindow: number,
     private readonly link: MuxLink,
@@ -232,14 +233,17 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
 
   // --- the acceptor's answer ---
 
-  /** Accept a stream the peer opened, speaking `protocol` ('' for raw bytes). */
-  accept(protocol: string): void {
+  /**
+   * Accept a stream the peer opened, speaking `protocol` ('' for raw bytes); `path` names the
+   * stream's streaming path when the peer opened another (an initiation).
+   */
+  accept(protocol: string, path?: string): void {
     if (this.opener || this.readyState !== this.CONNECTING) return;
     this.protocol = protocol;
     this.readyState = this.OPEN;
     this.#enqueue({
       type: MuxFrameType.accept,
-      payload: Buffer.from(JSON.stringify({ protocol })),
+      payload: Buffer.from(JSON.stringify(path === undefined ? { protocol } : { protocol, path })),
       done: undefined,
     });
     this.#raiseWindow();
@@ -324,7 +328,9 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
           if (this.#closeQueued) return;
           throw new MuxProtocolError('accept on an accepted stream');
         }
-        this.protocol = parseAccept(payload);
+        const accepted = parseAccept(payload);
+        this.protocol = accepted.protocol;
+        if (accepted.path !== undefined) this.url = new URL(accepted.path, this.url).href;
         this.readyState = this.OPEN;
         this.emit('open');
         return;

@@ -46,12 +46,21 @@ export const muxMaxCredit = 2 ** 31 - 1;
 
 /** What an opener asks for: a stream socket's upgrade, carried in a frame. */
 export interface MuxOpenRequest {
-  /** The streaming URL's path: `/bridges/<stream id>`. */
+  /**
+   * The streaming URL's path, `/bridges/<stream id>`; or, from a service's carrier connection,
+   * IoT Hub's initiation path `/twins/<device id>/streams/<stream name>`: ask for the stream
+   * and open it in one step.
+   */
   readonly path: string;
-  /** `Bearer <stream token>` or `Resume <ticket>`, as the WebSocket upgrade's header. */
+  /**
+   * `Bearer <stream token>` or `Resume <ticket>`, as the WebSocket upgrade's header; for an
+   * initiation, the service's SAS token, as the POST's.
+   */
   readonly authorization: string;
   /** The stream protocols offered, preferred first (the WebSocket subprotocols). */
   readonly protocols: readonly string[];
+  /** An initiation's timeout headers, as the POST's (lower-case names, string values). */
+  readonly headers?: Readonly<Record<string, string>> | undefined;
 }
 
 /** One frame as parsed: `payload` is a view into the message (not a copy). */
@@ -148,14 +157,43 @@ export function parseOpenRequest(payload: Buffer): MuxOpenRequest {
     !protocols.every((p): p is string => typeof p === 'string')
   )
     throw new MuxProtocolError('open frame without path, authorization and protocols');
-  return { path, authorization, protocols };
+  const headers = o.headers;
+  if (headers === undefined) return { path, authorization, protocols };
+  if (
+    typeof headers !== 'object' ||
+    headers === null ||
+    Array.isArray(headers) ||
+    Object.keys(headers).length > 8 ||
+    !Object.values(headers).every((v) => typeof v === 'string')
+  )
+    throw new MuxProtocolError('open frame headers must be an object of at most 8 strings');
+  return { path, authorization, protocols, headers: headers as Record<string, string> };
 }
 
-/** The protocol an `accept` frame names; throws MuxProtocolError. */
-export function parseAccept(payload: Buffer): string {
-  const protocol = parseJsonObject(payload).protocol;
+/** What an `accept` frame says. */
+export interface MuxAccept {
+  /** The stream protocol chosen ('' for none: a raw stream). */
+  readonly protocol: string;
+  /**
+   * The accepted stream's streaming path (`/bridges/<stream id>`), named when it was opened by
+   * another path (an initiation): resumptions open that.
+   */
+  readonly path?: string | undefined;
+}
+
+/** What an `accept` frame says; throws MuxProtocolError. */
+export function parseAccept(payload: Buffer): MuxAccept {
+  const { protocol, path } = parseJsonObject(payload);
   if (typeof protocol !== 'string') throw new MuxProtocolError('accept frame without protocol');
-  return protocol;
+  if (path === undefined) return { protocol };
+  if (
+    typeof path !== 'string' ||
+    !path.startsWith('/') ||
+    path.startsWith('//') ||
+    path.length > 1024
+  )
+    throw new MuxProtocolError('accept frame with a path that is not an absolute path');
+  return { protocol, path };
 }
 
 function parseJsonObject(payload: Buffer): Record<string, unknown> {

@@ -5,7 +5,7 @@ import { describeError, isDstreamError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { listen } from '../net/listen.js';
 import { HubConnectionPool, type HubTarget } from '../net/hub-client.js';
-import { requestStream } from '../service/stream-client.js';
+import { streamRequest } from '../service/stream-client.js';
 import { StreamEnds, type StreamEnd } from '../stream/stream-ends.js';
 import { serviceCarrier, type Transport } from '../service/service-carrier.js';
 
@@ -77,15 +77,13 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
     });
     ends.start(
       socket,
-      (signal) =>
-        requestStream(options.credential, options.target, {
-          pool,
-          deviceId: options.deviceId,
-          streamName: options.streamName,
-          connectTimeoutSeconds: options.connectTimeoutSeconds,
-          responseTimeoutSeconds: options.responseTimeoutSeconds,
-          signal,
-        }),
+      streamRequest(options.credential, options.target, {
+        pool,
+        deviceId: options.deviceId,
+        streamName: options.streamName,
+        connectTimeoutSeconds: options.connectTimeoutSeconds,
+        responseTimeoutSeconds: options.responseTimeoutSeconds,
+      }),
       {
         logger: log,
         onEnd: (result, durationMs) =>

@@ -6,7 +6,7 @@ import type { Logger } from '../log/logger.js';
 import { listen } from '../net/listen.js';
 import { HubConnectionPool, type HubTarget } from '../net/hub-client.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
-import { requestStream } from '../service/stream-client.js';
+import { streamRequest } from '../service/stream-client.js';
 import { StreamEnds } from '../stream/stream-ends.js';
 import { serviceCarrier, type Transport } from '../service/service-carrier.js';
 
@@ -181,12 +181,11 @@ export async function startSocksProxy(
     sockets.delete(socket);
     ends.start(
       socket,
-      () =>
-        requestStream(options.credential, options.target, {
-          pool,
-          deviceId: host,
-          streamName: String(port),
-        }),
+      streamRequest(options.credential, options.target, {
+        pool,
+        deviceId: host,
+        streamName: String(port),
+      }),
       {
         logger: log,
         onOpen: () => void socket.write(reply(socksReply.succeeded)),

@@ -5,7 +5,8 @@ import { apiVersion, headers as h } from '../protocol/constants.js';
 import { serviceToken } from './credentials.js';
 import { errorFromResponse } from './hub-errors.js';
 import type { WebSocket } from 'ws';
-import type { StreamGrant } from '../stream/carrier.js';
+import type { StreamGrant, StreamRequest } from '../stream/carrier.js';
+import { formatHostPort } from '../auth/connection-string.js';
 import { WebSocketCarrier } from '../stream/websocket-carrier.js';
 
 export interface StreamInitiationOptions {
@@ -35,6 +36,34 @@ function header(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
+/** IoT Hub's timeout headers for an initiation, the ones set. */
+function timeoutHeaders(options: StreamInitiationOptions): Record<string, string> {
+  return {
+    ...(options.connectTimeoutSeconds !== undefined
+      ? { [h.connectTimeout]: String(options.connectTimeoutSeconds) }
+      : {}),
+    ...(options.responseTimeoutSeconds !== undefined
+      ? { [h.responseTimeout]: String(options.responseTimeoutSeconds) }
+      : {}),
+  };
+}
+
+/** The error for a stream the device rejected, from the answer's body (`reason`). */
+function rejection(options: StreamInitiationOptions, body: string): DstreamError {
+  let reason = 'rejected by the device';
+  try {
+    const parsed = JSON.parse(body) as { reason?: unknown };
+    if (typeof parsed.reason === 'string') reason = parsed.reason;
+  } catch {
+    // An Azure-style empty body: keep the generic reason.
+  }
+  return new DstreamError(
+    'ERR_STREAM_REJECTED',
+    `device '${options.deviceId}' rejected stream '${options.streamName}': ${reason}`,
+    { hint: rejectionHint(options.streamName, reason) },
+  );
+}
+
 /**
  * Ask the hub for a stream to a device (IoT Hub's POST /twins/{id}/streams/{name}): when the
  * device accepts, the grant that opens the service side's stream socket. Rejections and hub
@@ -51,15 +80,7 @@ export async function requestStream(
     {
       method: 'POST',
       path,
-      headers: {
-        authorization: serviceToken(credential),
-        ...(options.connectTimeoutSeconds !== undefined
-          ? { [h.connectTimeout]: String(options.connectTimeoutSeconds) }
-          : {}),
-        ...(options.responseTimeoutSeconds !== undefined
-          ? { [h.responseTimeout]: String(options.responseTimeoutSeconds) }
-          : {}),
-      },
+      headers: { authorization: serviceToken(credential), ...timeoutHeaders(options) },
       signal: options.signal,
       timeoutMs:
         ((options.connectTimeoutSeconds ?? 0) + (options.responseTimeoutSeconds ?? 30) + 15) * 1000,
@@ -67,20 +88,8 @@ export async function requestStream(
     options.pool,
   );
   if (res.status !== 200) throw errorFromResponse(res);
-  if (header(res.headers[h.isAccepted])?.toLowerCase() !== 'true') {
-    let reason = 'rejected by the device';
-    try {
-      const body = JSON.parse(res.body) as { reason?: unknown };
-      if (typeof body.reason === 'string') reason = body.reason;
-    } catch {
-      // An Azure-style empty body: keep the generic reason.
-    }
-    throw new DstreamError(
-      'ERR_STREAM_REJECTED',
-      `device '${options.deviceId}' rejected stream '${options.streamName}': ${reason}`,
-      { hint: rejectionHint(options.streamName, reason) },
-    );
-  }
+  if (header(res.headers[h.isAccepted])?.toLowerCase() !== 'true')
+    throw rejection(options, res.body);
   const url = header(res.headers[h.url]);
   const token = header(res.headers[h.authToken]);
   if (!url || !token)
@@ -89,6 +98,27 @@ export async function requestStream(
       'the hub accepted the stream but sent no streaming URL or token',
     );
   return { url, token };
+}
+
+/**
+ * The stream to ask the hub for, for the service side's stream ends: a carrier that can asks
+ * and opens in one step on its carrier connection, any other with requestStream (the POST).
+ */
+export function streamRequest(
+  credential: ServiceConnectionString,
+  target: HubTarget,
+  options: Omit<StreamInitiationOptions, 'signal'>,
+): StreamRequest {
+  const scheme = target.tls ? 'wss' : 'ws';
+  return {
+    hub: new URL(`${scheme}://${formatHostPort(target.host, target.port)}`).origin,
+    deviceId: options.deviceId,
+    streamName: options.streamName,
+    headers: timeoutHeaders(options),
+    grant: (signal) => requestStream(credential, target, { ...options, signal }),
+    refusal: (status, body) =>
+      status === 200 ? rejection(options, body) : errorFromResponse({ status, body, headers: {} }),
+  };
 }
 
 /**

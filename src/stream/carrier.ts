@@ -14,6 +14,27 @@ export interface StreamGrant {
 }
 
 /**
+ * A stream the service side asks the hub for (IoT Hub's initiation), for a carrier that can
+ * ask and open in one step on a connection it keeps (mux-carrier.ts); any other carrier asks
+ * with `grant` and opens what it answers.
+ */
+export interface StreamRequest {
+  /** The hub's origin (`wss://host:port`) the request goes to. */
+  readonly hub: string;
+  readonly deviceId: string;
+  readonly streamName: string;
+  /** IoT Hub's timeout headers of the initiation (lower-case names), if any. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** Ask with IoT Hub's POST: the way of a carrier that cannot ask itself, and its fallback. */
+  readonly grant: (signal: AbortSignal) => Promise<StreamGrant>;
+  /**
+   * The error for an initiation the hub answered without a stream, from the status and body a
+   * POST would have been answered with (an IoT Hub error; 200 with `isAccepted: false`).
+   */
+  readonly refusal: (status: number, body: string) => Error;
+}
+
+/**
  * How a stream's bytes travel between an end and the hub. Both sides use one carrier each:
  * the service side (proxy, SOCKS, connect) opens the socket of a stream the device accepted;
  * the device side (agent) opens the socket of a stream it accepted; either side opens a new
@@ -36,6 +57,11 @@ export interface Carrier {
    */
   open(grant: StreamGrant, options: OpenOptions): Promise<StreamSocket>;
   /**
+   * Ask for a stream and open its socket in one step, where the carrier can (the service
+   * side's multiplexed carrier); rejects as `request.grant` or `request.refusal` would.
+   */
+  initiate?(request: StreamRequest, options: InitiateOptions): Promise<StreamSocket>;
+  /**
    * Open a socket that resumes a suspended stream with the hub's latest ticket. Rejects with
    * ResumeRefusedError when the hub refuses the ticket for good (the stream then ends at
    * once); any other rejection is tried again after a backoff.
@@ -55,4 +81,19 @@ export type Transport = 'ws' | 'mux';
 export interface OpenOptions {
   /** Offer dstream.stream.v2 (resumable) before dstream.stream.v1. */
   readonly resume: boolean;
+}
+
+export interface InitiateOptions extends OpenOptions {
+  /** Aborted when the local side leaves first: the hub drops the stream. */
+  readonly signal: AbortSignal;
+}
+
+/** Ask for a stream with `grant`, or open it as `carrier` can: the service side's way. */
+export function initiateWith(
+  carrier: Carrier,
+  request: StreamRequest,
+  options: InitiateOptions,
+): Promise<StreamSocket> {
+  if (carrier.initiate) return carrier.initiate(request, options);
+  return request.grant(options.signal).then((grant) => carrier.open(grant, options));
 }

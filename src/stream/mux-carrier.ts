@@ -12,7 +12,14 @@ import {
 import { resumableStreamProtocol } from '../protocol/constants.js';
 import { parseIotHubError } from '../protocol/iothub-error.js';
 import { muxProtocol } from '../protocol/mux-frames.js';
-import type { Carrier, OpenOptions, StreamGrant, StreamSocket } from './carrier.js';
+import type {
+  Carrier,
+  InitiateOptions,
+  OpenOptions,
+  StreamGrant,
+  StreamRequest,
+  StreamSocket,
+} from './carrier.js';
 import { ResumeRefusedError } from './resumable-bridge.js';
 import { endProtocols, type WebSocketCarrier } from './websocket-carrier.js';
 
@@ -69,6 +76,8 @@ export class MuxCarrier implements Carrier {
   readonly #sessions = new Map<string, Promise<MuxSession>>();
   /** Hub addresses that answered that they have no carrier connections: per-stream sockets. */
   readonly #perStream = new Set<string>();
+  /** Hub addresses that take no initiations on a carrier connection (older, or a cluster). */
+  readonly #askByPost = new Set<string>();
   readonly #heartbeat: Heartbeat;
   #closed = false;
 
@@ -101,6 +110,49 @@ export class MuxCarrier implements Carrier {
         parseIotHubError(refused.body).message ?? 'no reason given'
       })`,
     );
+  }
+
+  /**
+   * Ask for a stream and open it in one frame: a substream `open` of IoT Hub's initiation path
+   * with the service token, answered with `accept` once the device accepted (the opener may
+   * send meanwhile, within its window) or with `refuse` carrying the POST's answer. A hub
+   * that takes no initiations this way (404 NotFound: older; 421: a cluster) is asked with the
+   * POST from then on.
+   */
+  async initiate(request: StreamRequest, options: InitiateOptions): Promise<StreamSocket> {
+    const byPost = async (): Promise<StreamSocket> =>
+      this.open(await request.grant(options.signal), options);
+    const origin = request.hub;
+    if (this.#askByPost.has(origin) || this.#perStream.has(origin)) return byPost();
+    const session = await this.#sessionFor(origin);
+    if (!session) return byPost();
+    options.signal.throwIfAborted();
+    const path = `/twins/${encodeURIComponent(request.deviceId)}/streams/${encodeURIComponent(request.streamName)}`;
+    const stream = session.open(`${origin}${path}`, {
+      path,
+      authorization: this.options.authorization(),
+      protocols: [...endProtocols(options.resume)],
+      ...(Object.keys(request.headers).length > 0 && { headers: request.headers }),
+    });
+    // The local side left while the device was asked: the hub drops the stream.
+    const leave = (): void => stream.terminate();
+    options.signal.addEventListener('abort', leave, { once: true });
+    const refused = await answered(stream);
+    options.signal.removeEventListener('abort', leave);
+    options.signal.throwIfAborted();
+    if (!refused) return stream;
+    if (
+      refused.status === 421 ||
+      (refused.status === 404 && parseIotHubError(refused.body).name === 'NotFound')
+    ) {
+      this.#askByPost.add(origin);
+      return byPost();
+    }
+    if (refused.status === 0)
+      throw new DstreamError('ERR_HUB_UNREACHABLE', 'the carrier connection to the hub was lost', {
+        hint: 'Check that the hub is running and reachable, then try again.',
+      });
+    throw request.refusal(refused.status, refused.body);
   }
 
   async resume(url: string, ticket: string): Promise<StreamSocket> {

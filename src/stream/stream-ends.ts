@@ -4,7 +4,13 @@ import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import { closeCodes, resumableStreamProtocol } from '../protocol/constants.js';
 import type { BridgeableStream, BridgeResult } from './bridge.js';
 import { carryStream, type CarriedStream } from './carry.js';
-import type { Carrier, StreamGrant, StreamSocket } from './carrier.js';
+import {
+  initiateWith,
+  type Carrier,
+  type StreamGrant,
+  type StreamRequest,
+  type StreamSocket,
+} from './carrier.js';
 import { streamEndFields } from './end-report.js';
 import { ReplayBudget } from './replay-budget.js';
 
@@ -87,12 +93,13 @@ export class StreamEnds {
 
   /**
    * Open a stream for `local` (connected, paused, allowHalfOpen, with an 'error' listener) and
-   * carry it. `grant` asks the hub for the stream (or already has the answer); a local
+   * carry it. `ask` is the grant the hub gave (the device side), or the stream to ask the hub
+   * for (the service side: the carrier asks and opens in one step where it can); a local
    * connection that closes before the stream opened aborts it.
    */
   start(
     local: BridgeableStream,
-    grant: (signal: AbortSignal) => Promise<StreamGrant>,
+    ask: ((signal: AbortSignal) => Promise<StreamGrant>) | StreamRequest,
     hooks: StreamHooks,
   ): StreamEndHandle {
     const entry: Entry = { local, abort: new AbortController(), stopped: false };
@@ -101,26 +108,28 @@ export class StreamEnds {
     const onEarlyClose = (): void => entry.abort.abort();
     local.once('close', onEarlyClose);
     const signal = entry.abort.signal;
-    grant(signal)
-      .then((g) => this.options.carrier.open(g, { resume: this.options.resume }))
-      .then(
-        (socket) => {
-          local.off('close', onEarlyClose);
-          // The local side left, the user stopped, or the table closed while the socket opened.
-          if (local.destroyed || signal.aborted) {
-            this.#entries.delete(entry);
-            if (entry.stopped) closeWebSocket(socket, closeCodes.normal, 'stopped');
-            else closeWebSocket(socket, closeCodes.localError, 'local connection closed');
-            return;
-          }
-          this.#carry(entry, socket, hooks, started);
-        },
-        (error: unknown) => {
+    const { carrier, resume } = this.options;
+    (typeof ask === 'function'
+      ? ask(signal).then((grant) => carrier.open(grant, { resume }))
+      : initiateWith(carrier, ask, { resume, signal })
+    ).then(
+      (socket) => {
+        local.off('close', onEarlyClose);
+        // The local side left, the user stopped, or the table closed while the socket opened.
+        if (local.destroyed || signal.aborted) {
           this.#entries.delete(entry);
-          local.off('close', onEarlyClose);
-          hooks.onFailed?.(error, signal.aborted);
-        },
-      );
+          if (entry.stopped) closeWebSocket(socket, closeCodes.normal, 'stopped');
+          else closeWebSocket(socket, closeCodes.localError, 'local connection closed');
+          return;
+        }
+        this.#carry(entry, socket, hooks, started);
+      },
+      (error: unknown) => {
+        this.#entries.delete(entry);
+        local.off('close', onEarlyClose);
+        hooks.onFailed?.(error, signal.aborted);
+      },
+    );
     return { stop: () => this.#stop(entry) };
   }
 

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import type { AuditRecord } from '../../src/hub/store/audit-log.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { startAgent, type Agent } from '../../src/agent/agent.js';
@@ -98,6 +99,31 @@ function openCarrier(t: TestHub, authorization: string): WebSocket {
   return ws;
 }
 
+/** A device's raw carrier connection, open, with a dialler session on it. */
+async function deviceCarrier(
+  t: TestHub,
+  device: DeviceConnectionString,
+): Promise<{ ws: WebSocket; session: MuxSession }> {
+  const ws = new WebSocket(
+    `wss://127.0.0.1:${t.hub.port}/devices/${device.deviceId}/mux`,
+    muxProtocol,
+    {
+      rejectUnauthorized: false,
+      headers: {
+        authorization: signSas({
+          resource: `127.0.0.1:${t.hub.port}/devices/${device.deviceId}`,
+          key: device.sharedAccessKey,
+          expiry: expiryIn(600),
+        }),
+      },
+    },
+  );
+  ws.on('error', () => undefined);
+  cleanups.push(() => ws.terminate());
+  await once(ws, 'open');
+  return { ws, session: new MuxSession(ws, { role: 'dialler' }) };
+}
+
 describe('multiplexed carrier, service side', () => {
   it('30 connections at once ride one carrier connection, byte-exact with their half-close, and leave nothing behind', async () => {
     const digest = await server(startDigestServer());
@@ -122,6 +148,9 @@ describe('multiplexed carrier, service side', () => {
     const metrics = await fetchMetrics(t);
     expect(metrics).toMatch(/^dstream_carrier_connections 1$/m);
     expect(metrics).toMatch(/^dstream_carrier_substreams 0$/m);
+    // Each stream was asked for on the carrier connection itself: no POST.
+    expect(metrics).toMatch(/^dstream_stream_requests_total\{via="carrier"\} 30$/m);
+    expect(metrics).toMatch(/^dstream_stream_requests_total\{via="post"\} 0$/m);
   });
 
   it('--transport ws opens no carrier connection and carries the same bytes', async () => {
@@ -130,6 +159,9 @@ describe('multiplexed carrier, service side', () => {
     const payload = randomBytes(3 * 1024 * 1024);
     expect(await digestThrough(proxy.port, payload)).toBe(`${payload.length} ${sha256(payload)}`);
     expect(t.hub.mux.size).toBe(0);
+    const metrics = await fetchMetrics(t);
+    expect(metrics).toMatch(/^dstream_stream_requests_total\{via="post"\} 1$/m);
+    expect(metrics).toMatch(/^dstream_stream_requests_total\{via="carrier"\} 0$/m);
   });
 
   it.each(['ws', 'mux'] as const)(
@@ -341,20 +373,7 @@ describe('multiplexed carrier, device side', () => {
     const device = parseConnectionString(
       (await t.registry.show('dev')).connectionString ?? '',
     ) as DeviceConnectionString;
-    const ws = new WebSocket(`wss://127.0.0.1:${t.hub.port}/devices/dev/mux`, muxProtocol, {
-      rejectUnauthorized: false,
-      headers: {
-        authorization: signSas({
-          resource: `127.0.0.1:${t.hub.port}/devices/dev`,
-          key: device.sharedAccessKey,
-          expiry: expiryIn(600),
-        }),
-      },
-    });
-    ws.on('error', () => undefined);
-    cleanups.push(() => ws.terminate());
-    await once(ws, 'open');
-    const session = new MuxSession(ws, { role: 'dialler' });
+    const { ws, session } = await deviceCarrier(t, device);
     const stolen = session.open(grant.url, {
       path: new URL(grant.url).pathname,
       authorization: `Bearer ${grant.token}`,
@@ -398,3 +417,109 @@ async function fetchMetrics(t: TestHub): Promise<string> {
     req.end();
   });
 }
+
+describe('asking for a stream on a carrier connection (the initiation in one frame)', () => {
+  /** A hub with device `dev` (agent on ws, stream `t` to `target`) and a raw service carrier. */
+  async function rawCarrier(
+    target: TestServer,
+  ): Promise<{ t: TestHub; session: MuxSession; agent: Agent; audit: AuditRecord[] }> {
+    const audit: AuditRecord[] = [];
+    const t = await startTestHub({
+      audit: { write: (r) => void audit.push(r), reopen: () => undefined, close: async () => {} },
+    });
+    cleanups.push(() => t.cleanup());
+    const agent = startAgent(
+      {
+        credential: await t.addDevice('dev'),
+        allow: new Map([['t', { host: '127.0.0.1', port: target.port }]]),
+        transport: 'ws',
+      },
+      silentLogger,
+    );
+    cleanups.push(() => agent.close());
+    await waitEvent(agent, 'connected');
+    const ws = openCarrier(t, serviceToken(t.service));
+    await once(ws, 'open');
+    return { t, session: new MuxSession(ws, { role: 'dialler' }), agent, audit };
+  }
+
+  it('opens the stream in one frame: bytes sent before the answer arrive, the accept names the streaming path, the audit has it', async () => {
+    const echo = await server(startEchoServer());
+    const { t, session, audit } = await rawCarrier(echo);
+    const stream = session.open('wss://hub/twins/dev/streams/t', {
+      path: '/twins/dev/streams/t?api-version=2020-09-30',
+      authorization: serviceToken(t.service),
+      protocols: ['dstream.stream.v1'],
+      headers: { 'iothub-streaming-response-timeout-in-seconds': '20' },
+    });
+    // The opener may send within its first window before the device has even been asked.
+    const payload = randomBytes(200 * 1024);
+    stream.send(payload, { binary: true });
+    const back: Buffer[] = [];
+    let got = 0;
+    stream.on('message', (data: Buffer, isBinary: boolean) => {
+      if (!isBinary) return;
+      back.push(Buffer.from(data));
+      got += data.length;
+    });
+    stream.resume();
+    await waitEvent(stream, 'open', 30_000);
+    expect(stream.protocol).toBe('dstream.stream.v1');
+    expect(stream.url).toMatch(/^wss:\/\/hub\/bridges\/[^/]+$/);
+    await waitFor(() => got >= payload.length, 30_000, 'the echo');
+    expect(sha256(Buffer.concat(back))).toBe(sha256(payload));
+    stream.close(1000);
+    await waitEvent(stream, 'close', 30_000);
+    await waitFor(() => t.hub.streams.size === 0, 30_000, 'the stream finished at the hub');
+    await waitFor(
+      () => audit.some((r) => r.outcome === 'completed' && r.device === 'dev'),
+      30_000,
+      'the audit line',
+    );
+  });
+
+  it("answers what the POST would: the device's rejection (200, isAccepted false), IoT Hub's errors, a bad token; a device's carrier cannot ask", async () => {
+    const echo = await server(startEchoServer());
+    const { t, session, audit } = await rawCarrier(echo);
+    const ask = async (
+      path: string,
+      authorization = serviceToken(t.service),
+      on = session,
+    ): Promise<{ status: number; body: string }> => {
+      const stream = on.open(`wss://hub${path}`, {
+        path,
+        authorization,
+        protocols: ['dstream.stream.v1'],
+      });
+      const [status, body] = (await once(stream, 'refused', {
+        signal: AbortSignal.timeout(30_000),
+      })) as [number, string];
+      return { status, body };
+    };
+    const rejected = await ask('/twins/dev/streams/22');
+    expect(rejected.status).toBe(200);
+    expect(JSON.parse(rejected.body)).toEqual({
+      isAccepted: false,
+      reason: "stream '22' is not allowed on this device (it allows: t)",
+    });
+    const unknown = await ask('/twins/nobody/streams/t');
+    expect(unknown.status).toBe(404);
+    expect(parseIotHubError(unknown.body).name).toBe('DeviceNotFound');
+    const badName = await ask('/twins/dev/streams/%ZZ');
+    expect(badName.status).toBe(400);
+    const unauthorized = await ask('/twins/dev/streams/t', 'SharedAccessSignature sr=x&sig=y');
+    expect(unauthorized.status).toBe(401);
+    expect(parseIotHubError(unauthorized.body).name).toBe('IotHubUnauthorizedAccess');
+    // Audited as the POST's answers are (a malformed path is refused before, unaudited, as the
+    // POST's route does).
+    const outcomes = (): string[] =>
+      audit.map((r) => r.outcome).filter((o) => o !== 'device-added');
+    await waitFor(() => outcomes().length >= 3, 10_000, 'the audit lines');
+    expect(outcomes()).toEqual(['rejected', 'not-found', 'unauthorized']);
+    // A device's carrier connection opens its device's halves, and asks for nothing.
+    const { session: deviceSession } = await deviceCarrier(t, await t.addDevice('other'));
+    const forbidden = await ask('/twins/dev/streams/t', serviceToken(t.service), deviceSession);
+    expect(forbidden.status).toBe(403);
+    await waitFor(() => t.hub.mux.substreams === 0, 10_000, 'no substream left');
+  });
+});

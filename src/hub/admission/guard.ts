@@ -151,19 +151,25 @@ export class Guard {
 
   /** Authenticate a service request for `right`. */
   service(req: IncomingMessage, right: Right): AuthResult<PolicyRecord> | Throttled {
-    const throttled = this.throttled(req.socket.remoteAddress);
+    return this.serviceToken(req.socket, req.headers.authorization, right);
+  }
+
+  /**
+   * Authenticate a service by its SAS token however it came (an Authorization header, a
+   * substream's `open` on a carrier connection), counted against the connection's address.
+   */
+  serviceToken(
+    socket: Socket,
+    token: string | undefined,
+    right: Right,
+  ): AuthResult<PolicyRecord> | Throttled {
+    const throttled = this.throttled(socket.remoteAddress);
     if (throttled) return throttled;
     const now = Date.now() / 1000;
     return this.#settle(
-      req.socket,
+      socket,
       'service',
-      authenticateService(
-        this.registry,
-        req.headers.authorization,
-        right,
-        now,
-        this.options.maxTokenLifetimeSeconds,
-      ),
+      authenticateService(this.registry, token, right, now, this.options.maxTokenLifetimeSeconds),
     );
   }
 

@@ -22,7 +22,10 @@ import type { Registry } from '../store/registry.js';
 import type { HubLimits } from '../streams/limits.js';
 import type { StreamEndpoint } from '../streams/stream-endpoint.js';
 import type { MuxGateway } from '../streams/mux-gateway.js';
-import { handleStreamInitiation } from '../streams/stream-initiation.js';
+import {
+  handleStreamInitiation,
+  type StreamInitiationContext,
+} from '../streams/stream-initiation.js';
 import { handleHealth, handleMetrics, handleReadiness, type MetricsAccess } from './health.js';
 import { handlePolicyApi } from './policy-api.js';
 import { handleRegistryApi, type RegistryApiContext } from './registry-api.js';
@@ -65,6 +68,23 @@ export interface HubParts {
   readonly mqtt: MqttGateway | undefined;
   readonly draining: () => boolean;
   readonly addresses: () => HubAddresses;
+}
+
+/** What IoT Hub's stream initiation needs, by POST or on a carrier connection (mux-gateway.ts). */
+export function initiationContext(parts: HubParts): StreamInitiationContext {
+  return {
+    registry: parts.registry,
+    control: parts.control,
+    streams: parts.streams,
+    streamBaseUrl: parts.addresses().nodeUrl,
+    logger: parts.logger,
+    limits: parts.limits,
+    draining: parts.draining,
+    guard: parts.guard,
+    audit: parts.audit,
+    metrics: parts.metrics,
+    route: parts.cluster?.route,
+  };
 }
 
 /** A stream socket that brings a resume ticket (`Authorization: Resume ...`). */
@@ -130,19 +150,7 @@ export function requestRoutes(parts: HubParts): RouteTable<RequestHandler> {
       streamNameProblem(streamName);
     if (problem) return sendError(res, 400, 'ArgumentInvalid', problem);
     return handleStreamInitiation(
-      {
-        registry: parts.registry,
-        control: parts.control,
-        streams: parts.streams,
-        streamBaseUrl: parts.addresses().nodeUrl,
-        logger: parts.logger,
-        limits: parts.limits,
-        draining: parts.draining,
-        guard: parts.guard,
-        audit: parts.audit,
-        metrics: parts.metrics,
-        route: parts.cluster?.route,
-      },
+      initiationContext(parts),
       req,
       res,
       deviceId,

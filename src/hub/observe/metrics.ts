@@ -68,6 +68,7 @@ function totalsCounter<L extends string>(
 export class HubMetrics {
   readonly registry = new Registry();
   readonly #streams: Counter<'outcome'>;
+  readonly #requests: Counter<'via'>;
   readonly #setup: Histogram;
   readonly #authFailures: Counter<'kind'>;
   readonly #resumed: Counter;
@@ -157,6 +158,13 @@ export class HubMetrics {
       registers,
     });
     for (const outcome of outcomes) this.#streams.inc({ outcome }, 0);
+    this.#requests = new Counter({
+      name: 'dstream_stream_requests_total',
+      help: "Stream requests (IoT Hub's initiation) by how they came: post, or carrier (a substream of a service's carrier connection).",
+      labelNames: ['via'] as const,
+      registers,
+    });
+    for (const via of ['post', 'carrier']) this.#requests.inc({ via }, 0);
     this.#resumed = new Counter({
       name: 'dstream_streams_resumed_total',
       help: 'Resumable streams whose two halves met again after their socket was lost.',
@@ -194,6 +202,11 @@ export class HubMetrics {
         audit.write(record);
       },
     };
+  }
+
+  /** A stream request arrived, by IoT Hub's POST or on a service's carrier connection. */
+  streamRequested(via: 'post' | 'carrier'): void {
+    this.#requests.inc({ via });
   }
 
   /** One stream request ended (refused, rejected, or relayed and closed). */

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { Logger } from '../../log/logger.js';
@@ -6,26 +7,50 @@ import { MuxSession } from '../../mux/mux-session.js';
 import type { MuxStream } from '../../mux/mux-stream.js';
 import type { Heartbeat } from '../../net/heartbeat.js';
 import { muxProtocol, type MuxOpenRequest } from '../../protocol/mux-frames.js';
-import { closeCodes } from '../../protocol/constants.js';
+import { closeCodes, headers as h } from '../../protocol/constants.js';
+import { deviceIdProblem, moduleIdProblem, streamNameProblem } from '../../protocol/identifiers.js';
+import { iotHubErrorBody } from '../../protocol/iothub-error.js';
 import type { Guard } from '../admission/guard.js';
 import { refuseUpgrade } from '../base/http-util.js';
 import { substreamArrival, type CarrierIdentity } from './stream-arrival.js';
 import type { StreamEndpoint } from './stream-endpoint.js';
+import type { InitiationAnswer, InitiationAsk } from './stream-initiation.js';
 
 export interface MuxGatewayOptions {
   readonly streams: StreamEndpoint;
   /** Pings carrier connections, and drops the silent ones (their substreams close as lost). */
   readonly heartbeat?: Heartbeat | undefined;
-  /** Logs, sampled per address, carrier connections that broke the framing. */
-  readonly guard?: Guard | undefined;
+  /**
+   * Logs, sampled per address, carrier connections that broke the framing; authenticates and
+   * throttles the service tokens of initiations.
+   */
+  readonly guard: Guard;
   /**
    * In a cluster, a substream for another node's stream, or one that resumes, is refused with
    * 421: the end opens it as a stream socket, which the cluster forwards or places (one hop).
    */
   readonly cluster: boolean;
+  /**
+   * IoT Hub's stream initiation (stream-initiation.ts), for substreams that open the
+   * initiation path: ask for a stream and open it in one step. In a cluster they are refused
+   * with 421 instead (the end asks with the POST, which the cluster routes).
+   */
+  readonly initiate?: ((ask: InitiationAsk) => Promise<InitiationAnswer | undefined>) | undefined;
 }
 
 const bridgePath = /^\/bridges\/([^/?#]+)$/;
+/** IoT Hub's initiation path, with its module form; a query (api-version) is ignored. */
+const initiationPath =
+  /^\/twins\/([^/?#]+)(?:\/modules\/([^/?#]+))?\/streams\/([^/?#]+)(?:\?[^#]*)?$/;
+
+function decoded(part: string | undefined): string | undefined {
+  if (part === undefined) return undefined;
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * The hub's side of the multiplexed carrier: takes carrier connections (`dstream.mux.v1`,
@@ -89,12 +114,10 @@ export class MuxGateway {
       session.on('protocol-error', (message) => {
         const fields = { remote, reason: message };
         const text = 'carrier connection closed: it broke the framing';
-        if (this.options.guard)
-          this.options.guard.noisy.write('warn', 'mux-protocol', remote, text, fields);
-        else this.logger.warn(text, fields);
+        this.options.guard.noisy.write('warn', 'mux-protocol', remote, text, fields);
       });
       session.on('open-request', (stream, request) =>
-        this.#open(stream, request, remote, identity),
+        this.#open(stream, request, req.socket, identity),
       );
     });
   }
@@ -102,10 +125,11 @@ export class MuxGateway {
   #open(
     stream: MuxStream,
     request: MuxOpenRequest,
-    remote: string | undefined,
+    carrier: Socket,
     identity: CarrierIdentity,
   ): void {
     const { streams } = this.options;
+    const remote = carrier.remoteAddress;
     const arrival = substreamArrival(
       stream,
       request,
@@ -113,13 +137,9 @@ export class MuxGateway {
       (offered) => streams.chooseProtocol(offered),
       identity,
     );
-    const match = bridgePath.exec(request.path);
-    let id: string | undefined;
-    try {
-      id = match?.[1] === undefined ? undefined : decodeURIComponent(match[1]);
-    } catch {
-      id = undefined;
-    }
+    const initiation = initiationPath.exec(request.path);
+    if (initiation) return void this.#initiate(stream, request, carrier, identity, initiation);
+    const id = decoded(bridgePath.exec(request.path)?.[1]);
     if (id === undefined) return arrival.refuse(404, 'NotFound', 'no such streaming path');
     if (
       this.options.cluster &&
@@ -131,6 +151,88 @@ export class MuxGateway {
         'this stream is not carried on this connection; open it as a stream socket',
       );
     streams.admit(arrival, id);
+  }
+
+  /**
+   * A substream that asks for a stream (IoT Hub's initiation in one frame): the same checks and
+   * audit as the POST (stream-initiation.ts); when the device accepts, the substream is the
+   * service half, admitted with the service token the POST would have answered. The answers
+   * that are not a stream are `refuse` frames with the POST's status and body: an error in IoT
+   * Hub's shape, or 200 with `{"isAccepted":false,"reason":...}` when the device rejects it.
+   */
+  async #initiate(
+    stream: MuxStream,
+    request: MuxOpenRequest,
+    carrier: Socket,
+    identity: CarrierIdentity,
+    match: RegExpExecArray,
+  ): Promise<void> {
+    const { streams, initiate } = this.options;
+    const refuse = (status: number, body: string): void => stream.refuse(status, body);
+    if (identity.side !== 'service')
+      return refuse(
+        403,
+        iotHubErrorBody('Forbidden', "a device's carrier connection cannot ask for streams"),
+      );
+    if (!initiate || this.options.cluster)
+      return refuse(
+        421,
+        iotHubErrorBody('MisdirectedRequest', "ask for this stream with IoT Hub's POST"),
+      );
+    const deviceId = decoded(match[1]);
+    const moduleId = match[2] === undefined ? undefined : decoded(match[2]);
+    const streamName = decoded(match[3]);
+    const problem =
+      deviceId === undefined || streamName === undefined || (match[2] !== undefined && !moduleId)
+        ? 'the initiation path is not well encoded'
+        : (deviceIdProblem(deviceId) ??
+          (moduleId === undefined ? undefined : moduleIdProblem(moduleId)) ??
+          streamNameProblem(streamName));
+    if (problem || deviceId === undefined || streamName === undefined)
+      return refuse(400, iotHubErrorBody('ArgumentInvalid', problem ?? 'bad path'));
+    // The opener may leave while the device is asked: the stream is dropped then, as when a
+    // POST's caller hangs up.
+    const gone = new AbortController();
+    const onClose = (): void => gone.abort();
+    stream.once('close', onClose);
+    const answer = await initiate({
+      deviceId,
+      streamName,
+      moduleId,
+      remote: carrier.remoteAddress,
+      via: 'carrier',
+      authenticate: () =>
+        this.options.guard.serviceToken(carrier, request.authorization, 'ServiceConnect'),
+      connectTimeout: request.headers?.[h.connectTimeout],
+      responseTimeout: request.headers?.[h.responseTimeout],
+      signal: gone.signal,
+    });
+    stream.off('close', onClose);
+    if (!answer || stream.readyState !== stream.CONNECTING) return;
+    switch (answer.kind) {
+      case 'refused':
+        return refuse(answer.status, iotHubErrorBody(answer.errorCode, answer.message));
+      case 'rejected':
+        return refuse(200, JSON.stringify({ isAccepted: false, reason: answer.reason }));
+      case 'accepted': {
+        const path = new URL(answer.url).pathname;
+        const id = decoded(bridgePath.exec(path)?.[1]);
+        if (id === undefined)
+          return refuse(500, iotHubErrorBody('ServerError', 'the stream has no streaming path'));
+        const granted = { ...request, authorization: `Bearer ${answer.serviceToken}` };
+        return streams.admit(
+          substreamArrival(
+            stream,
+            granted,
+            carrier.remoteAddress,
+            (offered) => streams.chooseProtocol(offered),
+            identity,
+            path,
+          ),
+          id,
+        );
+      }
+    }
   }
 
   /**

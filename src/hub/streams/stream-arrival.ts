@@ -87,6 +87,8 @@ export function substreamArrival(
   remote: string | undefined,
   choose: (offered: ReadonlySet<string>) => string | false,
   only: CarrierIdentity,
+  /** The streaming path to name in the accept (an initiation opened another path). */
+  path?: string,
 ): StreamArrival {
   return {
     authorization: request.authorization,
@@ -99,7 +101,7 @@ export function substreamArrival(
     open: (done) => {
       // The opener left before its answer: nothing to open.
       if (stream.readyState !== stream.CONNECTING) return;
-      stream.accept(choose(new Set(request.protocols)) || '');
+      stream.accept(choose(new Set(request.protocols)) || '', path);
       done(stream);
     },
   };
