@@ -8,6 +8,7 @@ import { checkHubHealth } from '../service/hub-api.js';
 import { RegistryClient } from '../service/registry-client.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
 import { startProxy } from '../proxy/proxy.js';
+import { serviceLink } from '../service/service-carrier.js';
 import { startSocksProxy } from '../proxy/socks-server.js';
 import { parseForward, type Forward } from '../proxy/forward-spec.js';
 import {
@@ -156,9 +157,13 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
       forwards.map((f) => f.deviceId),
       logger,
     );
+  // One link for every listener: all forwards and the SOCKS server ride one carrier connection.
+  const link = serviceLink({ transport, credential, target, heartbeatMs, logger });
   const proxies: { close(): Promise<void> }[] = [];
   const closeAll = async (): Promise<void> => {
     await Promise.all(proxies.map((p) => p.close()));
+    // Last: the listeners' streams have queued their resets on it.
+    link.close();
   };
   try {
     for (const f of forwards) {
@@ -171,7 +176,7 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
           bindHost: f.bind,
           port: f.port,
           heartbeatMs,
-          transport,
+          link,
           ...resume,
         },
         logger,
@@ -192,7 +197,7 @@ export async function runProxy(flags: ProxyFlags, ctx: CommandContext): Promise<
           bindHost: socks.bind,
           port: socks.port,
           heartbeatMs,
-          transport,
+          link,
           ...resume,
         },
         logger,

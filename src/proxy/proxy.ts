@@ -4,10 +4,11 @@ import type { ServiceConnectionString } from '../auth/connection-string.js';
 import { describeError, isDstreamError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { listen } from '../net/listen.js';
-import { HubConnectionPool, type HubTarget } from '../net/hub-client.js';
+import type { HubTarget } from '../net/hub-client.js';
 import { streamRequest } from '../service/stream-client.js';
 import { StreamEnds, type StreamEnd } from '../stream/stream-ends.js';
-import { serviceCarrier, type Transport } from '../service/service-carrier.js';
+import { serviceLink, type ServiceLink, type Transport } from '../service/service-carrier.js';
+import { borrowed } from '../stream/carrier.js';
 
 export interface ProxyOptions {
   readonly credential: ServiceConnectionString;
@@ -30,6 +31,11 @@ export interface ProxyOptions {
   readonly replayBudgetBytes?: number | undefined;
   /** How streams reach the hub (default 'ws'; the commands default to 'mux'). */
   readonly transport?: Transport | undefined;
+  /**
+   * The process's service link, shared with its other listeners (one carrier connection for
+   * all; `transport` is the link's then); its owner closes it. Absent: one of its own.
+   */
+  readonly link?: ServiceLink | undefined;
 }
 
 /** How one of the proxy's streams ended. */
@@ -50,16 +56,19 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
   const emitter = new EventEmitter();
   // Stream initiations and stream sockets reuse verified connections to the hub: one TLS
   // handshake per stream.
-  const pool = new HubConnectionPool(options.target);
-  const ends = new StreamEnds({
-    carrier: serviceCarrier({
+  const link =
+    options.link ??
+    serviceLink({
       transport: options.transport ?? 'ws',
       credential: options.credential,
       target: options.target,
-      pool,
       heartbeatMs: options.heartbeatMs,
       logger,
-    }),
+    });
+  const { pool } = link;
+  const ends = new StreamEnds({
+    // A shared link is its owner's to close; one of its own closes with the stream ends.
+    carrier: options.link ? borrowed(link.carrier) : link.carrier,
     resume: options.resume ?? false,
     resumeWindowMs: options.resumeWindowMs,
     replayBudgetBytes: options.replayBudgetBytes,

@@ -4,11 +4,12 @@ import type { ServiceConnectionString } from '../auth/connection-string.js';
 import { DstreamError, describeError, isDstreamError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { listen } from '../net/listen.js';
-import { HubConnectionPool, type HubTarget } from '../net/hub-client.js';
+import type { HubTarget } from '../net/hub-client.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
 import { streamRequest } from '../service/stream-client.js';
 import { StreamEnds } from '../stream/stream-ends.js';
-import { serviceCarrier, type Transport } from '../service/service-carrier.js';
+import { serviceLink, type ServiceLink, type Transport } from '../service/service-carrier.js';
+import { borrowed } from '../stream/carrier.js';
 
 export interface SocksOptions {
   readonly credential: ServiceConnectionString;
@@ -25,6 +26,11 @@ export interface SocksOptions {
   readonly replayBudgetBytes?: number | undefined;
   /** How streams reach the hub (default 'ws'; the commands default to 'mux'). */
   readonly transport?: Transport | undefined;
+  /**
+   * The process's service link, shared with its other listeners (one carrier connection for
+   * all; `transport` is the link's then); its owner closes it. Absent: one of its own.
+   */
+  readonly link?: ServiceLink | undefined;
 }
 
 /** SOCKS5 reply codes (RFC 1928 6). */
@@ -127,16 +133,19 @@ export async function startSocksProxy(
 ): Promise<{ port: number; close(): Promise<void> } & EventEmitter> {
   // Stream initiations and stream sockets reuse verified connections to the hub: one TLS
   // handshake per stream.
-  const pool = new HubConnectionPool(options.target);
-  const ends = new StreamEnds({
-    carrier: serviceCarrier({
+  const link =
+    options.link ??
+    serviceLink({
       transport: options.transport ?? 'ws',
       credential: options.credential,
       target: options.target,
-      pool,
       heartbeatMs: options.heartbeatMs,
       logger,
-    }),
+    });
+  const { pool } = link;
+  const ends = new StreamEnds({
+    // A shared link is its owner's to close; one of its own closes with the stream ends.
+    carrier: options.link ? borrowed(link.carrier) : link.carrier,
     resume: options.resume ?? false,
     resumeWindowMs: options.resumeWindowMs,
     replayBudgetBytes: options.replayBudgetBytes,

@@ -1,12 +1,37 @@
 import type { ServiceConnectionString } from '../auth/connection-string.js';
 import type { Logger } from '../log/logger.js';
-import type { HubConnectionPool, HubTarget } from '../net/hub-client.js';
+import { HubConnectionPool, type HubTarget } from '../net/hub-client.js';
 import type { Carrier, Transport } from '../stream/carrier.js';
 import { MuxCarrier } from '../stream/mux-carrier.js';
 import { WebSocketCarrier } from '../stream/websocket-carrier.js';
 import { serviceToken } from './credentials.js';
 
 export type { Transport } from '../stream/carrier.js';
+
+/**
+ * What the service-side listeners of one process share: verified connections to the hub (for
+ * initiations and stream sockets) and one carrier, so every `-L` forward and the SOCKS server
+ * ride one carrier connection. Closed by its owner once the listeners are.
+ */
+export interface ServiceLink {
+  readonly pool: HubConnectionPool;
+  readonly carrier: Carrier;
+  close(): void;
+}
+
+/** A service link to `target`: a connection pool and the carrier over it. */
+export function serviceLink(options: {
+  readonly transport: Transport;
+  readonly credential: ServiceConnectionString;
+  readonly target: HubTarget;
+  readonly heartbeatMs?: number | undefined;
+  readonly logger: Logger;
+}): ServiceLink {
+  const pool = new HubConnectionPool(options.target);
+  const carrier = serviceCarrier({ ...options, pool });
+  // The carrier closes the pool with it (its per-stream fallback holds it).
+  return { pool, carrier, close: () => carrier.close() };
+}
 
 /** The carrier of the service side's ends (port proxy, SOCKS, connect). */
 export function serviceCarrier(options: {

@@ -88,6 +88,21 @@ export interface InitiateOptions extends OpenOptions {
   readonly signal: AbortSignal;
 }
 
+/**
+ * A carrier shared by several owners (the listeners of one proxy process share one carrier
+ * connection): this view's close() lets go of nothing; whoever made the carrier closes it.
+ */
+export function borrowed(carrier: Carrier): Carrier {
+  const initiate = carrier.initiate?.bind(carrier);
+  return {
+    kind: carrier.kind,
+    open: (grant, options) => carrier.open(grant, options),
+    ...(initiate && { initiate }),
+    resume: (url, ticket) => carrier.resume(url, ticket),
+    close: () => undefined,
+  };
+}
+
 /** Ask for a stream with `grant`, or open it as `carrier` can: the service side's way. */
 export function initiateWith(
   carrier: Carrier,

@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli.js';
 import type { CommandContext } from '../../src/commands/common.js';
 import { parseConnectionString } from '../../src/auth/connection-string.js';
+import { hubRequest } from '../../src/net/hub-client.js';
+import { hubTarget } from '../../src/service/credentials.js';
 import {
   cliPath,
   runCli,
@@ -555,6 +557,25 @@ describe('dstream connect (stdio)', () => {
     expect((await readAll(a)).toString()).toBe('to pi');
     expect((await readAll(b)).toString()).toBe('pi2 got to pi2');
     b.destroy();
+    // Both forwards rode the process's one carrier connection: with the two agents' own, three
+    // at the hub (a carrier per forward would make four).
+    const service = parseConnectionString(env.DSTREAM_SERVICE_CONNECTION_STRING ?? '');
+    const metric = async (pattern: RegExp): Promise<number> => {
+      const res = await hubRequest(hubTarget(service), { method: 'GET', path: '/metrics' });
+      return Number(pattern.exec(res.body)?.[1] ?? -1);
+    };
+    const carriers = (): Promise<number> => metric(/^dstream_carrier_connections (\d+)$/m);
+    let seen = await carriers();
+    for (let i = 0; i < 100 && seen !== 3; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      seen = await carriers();
+    }
+    expect(seen).toBe(3);
+    // And each asked for its stream on it (no POST): these two, and the earlier tests' connects.
+    expect(
+      await metric(/^dstream_stream_requests_total\{via="carrier"\} (\d+)$/m),
+    ).toBeGreaterThanOrEqual(2);
+    expect(await metric(/^dstream_stream_requests_total\{via="post"\} (\d+)$/m)).toBe(0);
     expect(await proxy.stop()).toBe(0);
     await agent2.stop();
     await tagged.close();

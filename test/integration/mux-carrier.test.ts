@@ -7,7 +7,7 @@ import { createLogger, silentLogger } from '../../src/log/logger.js';
 import { MuxSession } from '../../src/mux/mux-session.js';
 import { muxProtocol, writeMuxHeader, MuxFrameType } from '../../src/protocol/mux-frames.js';
 import { parseIotHubError } from '../../src/protocol/iothub-error.js';
-import { startProxy, type PortProxy } from '../../src/proxy/proxy.js';
+import { startProxy, type PortProxy, type ProxyOptions } from '../../src/proxy/proxy.js';
 import { hubTarget, serviceToken } from '../../src/service/credentials.js';
 import { requestStream } from '../../src/service/stream-client.js';
 import { expiryIn, signSas } from '../../src/auth/sas.js';
@@ -15,7 +15,7 @@ import {
   parseConnectionString,
   type DeviceConnectionString,
 } from '../../src/auth/connection-string.js';
-import type { Transport } from '../../src/service/service-carrier.js';
+import { serviceLink, type Transport } from '../../src/service/service-carrier.js';
 import { startTestHub, type TestHub } from '../helpers/hub.js';
 import { closed, dial, randomBytes, readAll, sha256, waitEvent, waitFor } from '../helpers/net.js';
 import { startDigestServer, startEchoServer, type TestServer } from '../helpers/servers.js';
@@ -29,6 +29,19 @@ afterEach(async () => {
   for (const c of cleanups.reverse()) await c();
   cleanups.length = 0;
 });
+
+/** A port proxy's options for stream `t` of device `dev` on `t`'s hub, on a free port. */
+function proxyTo(t: TestHub): ProxyOptions {
+  return {
+    credential: t.service,
+    target: hubTarget(t.service),
+    deviceId: 'dev',
+    streamName: 't',
+    bindHost: '127.0.0.1',
+    port: 0,
+    responseTimeoutSeconds: 30,
+  };
+}
 
 async function chain(
   target: TestServer,
@@ -51,17 +64,7 @@ async function chain(
   cleanups.push(() => agent.close());
   await waitEvent(agent, 'connected');
   const proxy = await startProxy(
-    {
-      credential: t.service,
-      target: hubTarget(t.service),
-      deviceId: 'dev',
-      streamName: 't',
-      bindHost: '127.0.0.1',
-      port: 0,
-      responseTimeoutSeconds: 30,
-      resume: options.resume ?? true,
-      transport,
-    },
+    { ...proxyTo(t), resume: options.resume ?? true, transport },
     process.env.MUX_DEBUG
       ? createLogger({
           level: 'debug',
@@ -151,6 +154,36 @@ describe('multiplexed carrier, service side', () => {
     // Each stream was asked for on the carrier connection itself: no POST.
     expect(metrics).toMatch(/^dstream_stream_requests_total\{via="carrier"\} 30$/m);
     expect(metrics).toMatch(/^dstream_stream_requests_total\{via="post"\} 0$/m);
+  });
+
+  it("listeners sharing the process's link ride one carrier connection; closing one leaves the other streaming", async () => {
+    const digest = await server(startDigestServer());
+    const { t, proxy: first } = await chain(digest, 'mux');
+    const link = serviceLink({
+      transport: 'mux',
+      credential: t.service,
+      target: hubTarget(t.service),
+      logger: silentLogger,
+    });
+    cleanups.push(() => link.close());
+    const options = { ...proxyTo(t), resume: true, link };
+    const a = await startProxy(options, silentLogger);
+    cleanups.push(() => a.close());
+    const b = await startProxy(options, silentLogger);
+    cleanups.push(() => b.close());
+    const payload = randomBytes(256 * 1024);
+    const expected = `${payload.length} ${sha256(payload)}`;
+    expect(await digestThrough(a.port, payload)).toBe(expected);
+    expect(await digestThrough(b.port, payload)).toBe(expected);
+    expect(await digestThrough(first.port, payload)).toBe(expected);
+    // `first` has a link of its own; a and b share one.
+    expect(t.hub.mux.size).toBe(2);
+    await a.close();
+    expect(await digestThrough(b.port, payload)).toBe(expected);
+    expect(t.hub.mux.size).toBe(2);
+    await b.close();
+    link.close();
+    await waitFor(() => t.hub.mux.size === 1, 30_000, 'the shared carrier connection closed');
   });
 
   it('--transport ws opens no carrier connection and carries the same bytes', async () => {
