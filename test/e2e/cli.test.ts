@@ -5,9 +5,16 @@ import type { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli.js';
 import type { CommandContext } from '../../src/commands/common.js';
-import { parseConnectionString } from '../../src/auth/connection-string.js';
+import { once } from 'node:events';
+import { WebSocket } from 'ws';
+import {
+  parseConnectionString,
+  type DeviceConnectionString,
+  type ServiceConnectionString,
+} from '../../src/auth/connection-string.js';
+import { expiryIn, signSas } from '../../src/auth/sas.js';
 import { hubRequest } from '../../src/net/hub-client.js';
-import { hubTarget } from '../../src/service/credentials.js';
+import { hubTarget, serviceToken } from '../../src/service/credentials.js';
 import {
   cliPath,
   runCli,
@@ -19,7 +26,7 @@ import {
   type CliTunnel,
 } from '../helpers/cli.js';
 import { startServer } from '../helpers/servers.js';
-import { dial, readAll } from '../helpers/net.js';
+import { dial, readAll, waitFor } from '../helpers/net.js';
 import { randomBytes } from 'node:crypto';
 import { certificateFingerprint, createSelfSignedCertificate } from '../../src/tls/self-signed.js';
 import { makeTempDir } from '../helpers/hub.js';
@@ -579,6 +586,62 @@ describe('dstream connect (stdio)', () => {
     expect(await proxy.stop()).toBe(0);
     await agent2.stop();
     await tagged.close();
+  });
+
+  it('stopped before the stream opened: one line, exit 130, and the hub drops the stream', async () => {
+    // A device that takes the stream request and never answers it.
+    const added = await runCli(['device', 'add', 'silent'], env);
+    const device = parseConnectionString(added.stdout.trim()) as DeviceConnectionString;
+    const control = new WebSocket(
+      `wss://${device.hub.host}:${device.hub.port}/devices/silent/control`,
+      'dstream.control.v1',
+      {
+        rejectUnauthorized: false,
+        headers: {
+          authorization: signSas({
+            resource: `${device.hub.host}:${device.hub.port}/devices/silent`,
+            key: device.sharedAccessKey,
+            expiry: expiryIn(600),
+          }),
+        },
+      },
+    );
+    control.on('error', () => undefined);
+    const requests: string[] = [];
+    control.on('message', (data: Buffer) => requests.push(data.toString()));
+    try {
+      await once(control, 'open');
+      const connect = spawnCli(['connect', 'silent', '--remote-port', '22'], env);
+      await waitFor(
+        () => requests.some((r) => r.includes('"stream-request"')),
+        30_000,
+        'the request at the device',
+      );
+      // The process exits (its carrier connection let go of), with one line.
+      expect(await connect.stop('SIGTERM')).toBe(130);
+      expect(connect.output()).toBe(
+        "error: stopped by SIGTERM before the stream to 'silent' opened\n",
+      );
+      const service = parseConnectionString(
+        env.DSTREAM_SERVICE_CONNECTION_STRING ?? '',
+      ) as ServiceConnectionString;
+      const open = async (): Promise<number> => {
+        const res = await hubRequest(hubTarget(service), {
+          method: 'GET',
+          path: '/streams?deviceId=silent',
+          headers: { authorization: serviceToken(service) },
+        });
+        return (JSON.parse(res.body) as unknown[]).length;
+      };
+      let left = await open();
+      for (let i = 0; i < 100 && left !== 0; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        left = await open();
+      }
+      expect(left).toBe(0);
+    } finally {
+      control.terminate();
+    }
   });
 
   it('a rejected stream: one error line on stderr, nothing on stdout, exit 1', async () => {

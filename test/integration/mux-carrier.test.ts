@@ -511,6 +511,51 @@ describe('asking for a stream on a carrier connection (the initiation in one fra
     );
   });
 
+  it('an opener that leaves while the device is asked drops the stream at the hub (as a POST whose caller hangs up)', async () => {
+    const t = await startTestHub();
+    cleanups.push(() => t.cleanup());
+    // A device that takes the stream request and never answers it.
+    const device = await t.addDevice('silent');
+    const control = new WebSocket(
+      `wss://127.0.0.1:${t.hub.port}/devices/silent/control`,
+      'dstream.control.v1',
+      {
+        rejectUnauthorized: false,
+        headers: {
+          authorization: signSas({
+            resource: `127.0.0.1:${t.hub.port}/devices/silent`,
+            key: device.sharedAccessKey,
+            expiry: expiryIn(600),
+          }),
+        },
+      },
+    );
+    control.on('error', () => undefined);
+    cleanups.push(() => control.terminate());
+    const requests: string[] = [];
+    control.on('message', (data: Buffer) => requests.push(data.toString()));
+    await once(control, 'open');
+    await waitFor(() => t.hub.devices.size === 1, 10_000, 'the device online');
+    const ws = openCarrier(t, serviceToken(t.service));
+    await once(ws, 'open');
+    const session = new MuxSession(ws, { role: 'dialler' });
+    const stream = session.open('wss://hub/twins/silent/streams/22', {
+      path: '/twins/silent/streams/22',
+      authorization: serviceToken(t.service),
+      protocols: ['dstream.stream.v1'],
+    });
+    await waitFor(
+      () => requests.some((r) => r.includes('"stream-request"')),
+      10_000,
+      'the request at the device',
+    );
+    expect(t.hub.streams.size).toBe(1);
+    stream.terminate();
+    await waitFor(() => t.hub.streams.size === 0, 10_000, 'the stream dropped at the hub');
+    await waitFor(() => t.hub.mux.substreams === 0, 10_000, 'no substream left');
+    expect(session.size).toBe(0);
+  });
+
   it("answers what the POST would: the device's rejection (200, isAccepted false), IoT Hub's errors, a bad token; a device's carrier cannot ask", async () => {
     const echo = await server(startEchoServer());
     const { t, session, audit } = await rawCarrier(echo);
