@@ -455,10 +455,16 @@ describe('asking for a stream on a carrier connection (the initiation in one fra
   /** A hub with device `dev` (agent on ws, stream `t` to `target`) and a raw service carrier. */
   async function rawCarrier(
     target: TestServer,
+    /** Audit writes fail for this device (as a full disk would). */
+    failAuditOf?: string,
   ): Promise<{ t: TestHub; session: MuxSession; agent: Agent; audit: AuditRecord[] }> {
     const audit: AuditRecord[] = [];
+    const write = (r: AuditRecord): void => {
+      if (r.device !== undefined && r.device === failAuditOf) throw new Error('disk full');
+      audit.push(r);
+    };
     const t = await startTestHub({
-      audit: { write: (r) => void audit.push(r), reopen: () => undefined, close: async () => {} },
+      audit: { write, reopen: () => undefined, close: async () => {} },
     });
     cleanups.push(() => t.cleanup());
     const agent = startAgent(
@@ -509,6 +515,33 @@ describe('asking for a stream on a carrier connection (the initiation in one fra
       30_000,
       'the audit line',
     );
+  });
+
+  it('a request that fails inside the hub is refused 500 in IoT Hub shape, and the hub keeps serving', async () => {
+    const echo = await server(startEchoServer());
+    const { t, session } = await rawCarrier(echo, 'broken');
+    const failed = session.open('wss://hub/twins/broken/streams/t', {
+      path: '/twins/broken/streams/t',
+      authorization: serviceToken(t.service),
+      protocols: ['dstream.stream.v1'],
+    });
+    const [status, body] = (await once(failed, 'refused', {
+      signal: AbortSignal.timeout(30_000),
+    })) as [number, string];
+    expect(status).toBe(500);
+    expect(parseIotHubError(body)).toMatchObject({
+      name: 'ServerError',
+      message: 'the hub could not take the request',
+    });
+    // The same carrier connection goes on asking.
+    const fine = session.open('wss://hub/twins/dev/streams/t', {
+      path: '/twins/dev/streams/t',
+      authorization: serviceToken(t.service),
+      protocols: ['dstream.stream.v1'],
+    });
+    await waitEvent(fine, 'open', 30_000);
+    fine.close(1000);
+    await waitFor(() => t.hub.mux.substreams === 0, 30_000, 'no substream left');
   });
 
   it('an opener that leaves while the device is asked drops the stream at the hub (as a POST whose caller hangs up)', async () => {

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
+import { describeError, DstreamError } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
 import { MuxSession } from '../../mux/mux-session.js';
 import type { MuxStream } from '../../mux/mux-stream.js';
@@ -138,7 +139,10 @@ export class MuxGateway {
       identity,
     );
     const initiation = initiationPath.exec(request.path);
-    if (initiation) return void this.#initiate(stream, request, carrier, identity, initiation);
+    if (initiation)
+      return void this.#initiate(stream, request, carrier, identity, initiation).catch(
+        (error: unknown) => this.#initiationFailed(stream, request, remote, error),
+      );
     const id = decoded(bridgePath.exec(request.path)?.[1]);
     if (id === undefined) return arrival.refuse(404, 'NotFound', 'no such streaming path');
     if (
@@ -233,6 +237,24 @@ export class MuxGateway {
         );
       }
     }
+  }
+
+  /** An initiation that threw, as a POST that failed: the hub keeps serving, the opener hears why. */
+  #initiationFailed(
+    stream: MuxStream,
+    request: MuxOpenRequest,
+    remote: string | undefined,
+    error: unknown,
+  ): void {
+    // The cluster's Redis is away (registry reads cannot be made now): not a bug, 503.
+    if (error instanceof DstreamError && error.code === 'ERR_HUB_UNAVAILABLE')
+      return stream.refuse(503, iotHubErrorBody('ServiceUnavailable', error.message));
+    this.logger.error('stream request failed', {
+      remote,
+      path: request.path.split('?')[0],
+      error: describeError(error),
+    });
+    stream.refuse(500, iotHubErrorBody('ServerError', 'the hub could not take the request'));
   }
 
   /**
