@@ -7,8 +7,7 @@ import { listen } from '../net/listen.js';
 import type { HubTarget } from '../net/hub-client.js';
 import { streamRequest } from '../service/stream-client.js';
 import { StreamEnds, type StreamEnd } from '../stream/stream-ends.js';
-import { serviceLink, type ServiceLink, type Transport } from '../service/service-carrier.js';
-import { borrowed } from '../stream/carrier.js';
+import { listenerLink, type ServiceLink, type Transport } from '../service/service-carrier.js';
 
 export interface ProxyOptions {
   readonly credential: ServiceConnectionString;
@@ -56,19 +55,9 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
   const emitter = new EventEmitter();
   // Stream initiations and stream sockets reuse verified connections to the hub: one TLS
   // handshake per stream.
-  const link =
-    options.link ??
-    serviceLink({
-      transport: options.transport ?? 'ws',
-      credential: options.credential,
-      target: options.target,
-      heartbeatMs: options.heartbeatMs,
-      logger,
-    });
-  const { pool } = link;
+  const { pool, carrier } = listenerLink(options, logger);
   const ends = new StreamEnds({
-    // A shared link is its owner's to close; one of its own closes with the stream ends.
-    carrier: options.link ? borrowed(link.carrier) : link.carrier,
+    carrier,
     resume: options.resume ?? false,
     resumeWindowMs: options.resumeWindowMs,
     replayBudgetBytes: options.replayBudgetBytes,

@@ -8,8 +8,7 @@ import type { HubTarget } from '../net/hub-client.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
 import { streamRequest } from '../service/stream-client.js';
 import { StreamEnds } from '../stream/stream-ends.js';
-import { serviceLink, type ServiceLink, type Transport } from '../service/service-carrier.js';
-import { borrowed } from '../stream/carrier.js';
+import { listenerLink, type ServiceLink, type Transport } from '../service/service-carrier.js';
 
 export interface SocksOptions {
   readonly credential: ServiceConnectionString;
@@ -133,19 +132,9 @@ export async function startSocksProxy(
 ): Promise<{ port: number; close(): Promise<void> } & EventEmitter> {
   // Stream initiations and stream sockets reuse verified connections to the hub: one TLS
   // handshake per stream.
-  const link =
-    options.link ??
-    serviceLink({
-      transport: options.transport ?? 'ws',
-      credential: options.credential,
-      target: options.target,
-      heartbeatMs: options.heartbeatMs,
-      logger,
-    });
-  const { pool } = link;
+  const { pool, carrier } = listenerLink(options, logger);
   const ends = new StreamEnds({
-    // A shared link is its owner's to close; one of its own closes with the stream ends.
-    carrier: options.link ? borrowed(link.carrier) : link.carrier,
+    carrier,
     resume: options.resume ?? false,
     resumeWindowMs: options.resumeWindowMs,
     replayBudgetBytes: options.replayBudgetBytes,

@@ -1,7 +1,7 @@
 import type { ServiceConnectionString } from '../auth/connection-string.js';
 import type { Logger } from '../log/logger.js';
 import { HubConnectionPool, type HubTarget } from '../net/hub-client.js';
-import type { Carrier, Transport } from '../stream/carrier.js';
+import { borrowed, type Carrier, type Transport } from '../stream/carrier.js';
 import { MuxCarrier } from '../stream/mux-carrier.js';
 import { WebSocketCarrier } from '../stream/websocket-carrier.js';
 import { serviceToken } from './credentials.js';
@@ -54,4 +54,29 @@ export function serviceCarrier(options: {
     heartbeatMs: options.heartbeatMs,
     logger: options.logger,
   });
+}
+
+/**
+ * What one listener (port proxy, SOCKS) streams with: the process's shared link, borrowed (its
+ * owner closes it), or a link of its own, whose carrier closes with the listener's stream ends.
+ */
+export function listenerLink(
+  options: {
+    readonly link?: ServiceLink | undefined;
+    readonly transport?: Transport | undefined;
+    readonly credential: ServiceConnectionString;
+    readonly target: HubTarget;
+    readonly heartbeatMs?: number | undefined;
+  },
+  logger: Logger,
+): { readonly pool: HubConnectionPool; readonly carrier: Carrier } {
+  if (options.link) return { pool: options.link.pool, carrier: borrowed(options.link.carrier) };
+  const own = serviceLink({
+    transport: options.transport ?? 'ws',
+    credential: options.credential,
+    target: options.target,
+    heartbeatMs: options.heartbeatMs,
+    logger,
+  });
+  return { pool: own.pool, carrier: own.carrier };
 }

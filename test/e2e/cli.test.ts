@@ -26,7 +26,7 @@ import {
   type CliTunnel,
 } from '../helpers/cli.js';
 import { startServer } from '../helpers/servers.js';
-import { dial, readAll, waitFor } from '../helpers/net.js';
+import { dial, readAll, readUntil, waitFor } from '../helpers/net.js';
 import { randomBytes } from 'node:crypto';
 import { certificateFingerprint, createSelfSignedCertificate } from '../../src/tls/self-signed.js';
 import { makeTempDir } from '../helpers/hub.js';
@@ -572,12 +572,7 @@ describe('dstream connect (stdio)', () => {
       return Number(pattern.exec(res.body)?.[1] ?? -1);
     };
     const carriers = (): Promise<number> => metric(/^dstream_carrier_connections (\d+)$/m);
-    let seen = await carriers();
-    for (let i = 0; i < 100 && seen !== 3; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      seen = await carriers();
-    }
-    expect(seen).toBe(3);
+    expect(await readUntil(carriers, 3)).toBe(3);
     // And each asked for its stream on it (no POST): these two, and the earlier tests' connects.
     expect(
       await metric(/^dstream_stream_requests_total\{via="carrier"\} (\d+)$/m),
@@ -633,12 +628,7 @@ describe('dstream connect (stdio)', () => {
         });
         return (JSON.parse(res.body) as unknown[]).length;
       };
-      let left = await open();
-      for (let i = 0; i < 100 && left !== 0; i++) {
-        await new Promise((r) => setTimeout(r, 100));
-        left = await open();
-      }
-      expect(left).toBe(0);
+      expect(await readUntil(open, 0)).toBe(0);
     } finally {
       control.terminate();
     }

@@ -88,6 +88,24 @@ export async function waitFor(
   }
 }
 
+/**
+ * Read a value kept elsewhere (a hub's /metrics, its stream list) until it is `expected` or
+ * `timeoutMs` passed; returns the last reading, for the test to assert on.
+ */
+export async function readUntil<T>(
+  read: () => Promise<T>,
+  expected: T,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let value = await read();
+  while (value !== expected && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    value = await read();
+  }
+  return value;
+}
+
 /** A port free on 127.0.0.1 just now (for a process that must be told its port in advance). */
 export async function freePort(): Promise<number> {
   const server = createServer();

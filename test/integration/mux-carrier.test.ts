@@ -30,6 +30,30 @@ afterEach(async () => {
   cleanups.length = 0;
 });
 
+/**
+ * A hub a test kills and starts again on the same data dir and port (`restart`, or `first.stop()`
+ * then `start()`); whichever is running last is cleaned up.
+ */
+async function restartableHub(): Promise<{
+  readonly first: TestHub;
+  start(): Promise<TestHub>;
+  restart(): Promise<TestHub>;
+}> {
+  const first = await startTestHub();
+  let current = first;
+  cleanups.push(() => current.cleanup());
+  const start = async (): Promise<TestHub> =>
+    (current = await startTestHub({ dataDir: first.dataDir, port: first.hub.port }));
+  return {
+    first,
+    start,
+    restart: async () => {
+      await first.stop();
+      return start();
+    },
+  };
+}
+
 /** A port proxy's options for stream `t` of device `dev` on `t`'s hub, on a free port. */
 function proxyTo(t: TestHub): ProxyOptions {
   return {
@@ -201,12 +225,8 @@ describe('multiplexed carrier, service side', () => {
     'a hub killed mid-transfer takes the carrier connections with it; the streams resume on new ones, byte-exact (agent on %s)',
     async (agentTransport) => {
       const echo = await server(startEchoServer());
-      const first = await startTestHub();
-      const dataDir = first.dataDir;
-      const port = first.hub.port;
-      let current: TestHub = first;
-      cleanups.push(() => current.cleanup());
-      const { proxy } = await chain(echo, 'mux', { t: first, agentTransport });
+      const hub = await restartableHub();
+      const { proxy } = await chain(echo, 'mux', { t: hub.first, agentTransport });
       const payload = randomBytes(16 * 1024 * 1024);
       const socket = await dial(proxy.port);
       const chunks: Buffer[] = [];
@@ -218,8 +238,7 @@ describe('multiplexed carrier, service side', () => {
       const done = new Promise<void>((resolve) => socket.on('end', () => resolve()));
       socket.write(payload.subarray(0, 6 * 1024 * 1024));
       await waitFor(() => got >= 2 * 1024 * 1024, 60_000, 'bytes flowing before the kill');
-      await first.stop();
-      current = await startTestHub({ dataDir, port });
+      const current = await hub.restart();
       socket.end(payload.subarray(6 * 1024 * 1024));
       await done;
       expect(got).toBe(payload.length);
@@ -230,23 +249,19 @@ describe('multiplexed carrier, service side', () => {
 
   it('without resumption, a lost carrier connection resets its streams, and the next connection gets a new one', async () => {
     const echo = await server(startEchoServer());
-    const first = await startTestHub();
-    const dataDir = first.dataDir;
-    const port = first.hub.port;
-    let current: TestHub = first;
-    cleanups.push(() => current.cleanup());
-    const { proxy } = await chain(echo, 'mux', { t: first, resume: false });
+    const hub = await restartableHub();
+    const { proxy } = await chain(echo, 'mux', { t: hub.first, resume: false });
     const socket = await dial(proxy.port);
     let got = 0;
     socket.on('data', (c: Buffer) => (got += c.length));
     socket.write(randomBytes(1024 * 1024));
     await waitFor(() => got >= 1024 * 1024, 60_000, 'the echo');
     const gone = closed(socket, 60_000);
-    await first.stop();
+    await hub.first.stop();
     const how = await gone;
     // Cut, not ended: a reset (or an error), never a clean end of the stream.
     expect(how.hadError || how.error !== undefined).toBe(true);
-    current = await startTestHub({ dataDir, port });
+    const current = await hub.start();
     await waitFor(() => current.hub.devices.size === 1, 60_000, 'the agent back');
     const payload = randomBytes(512 * 1024);
     const again = await dial(proxy.port);

@@ -143,6 +143,21 @@ export class Guard {
     if (this.#failures.size >= maxTrackedIps) this.#failures.clear();
   }
 
+  /** A token check, throttled and counted against the connection's address. */
+  #token<T>(
+    socket: Socket,
+    kind: AuthFailureKind,
+    check: (now: number, maxLifetimeSeconds: number) => AuthResult<T>,
+  ): AuthResult<T> | Throttled {
+    const throttled = this.throttled(socket.remoteAddress);
+    if (throttled) return throttled;
+    return this.#settle(
+      socket,
+      kind,
+      check(Date.now() / 1000, this.options.maxTokenLifetimeSeconds),
+    );
+  }
+
   #settle<T>(socket: Socket, kind: AuthFailureKind, result: AuthResult<T>): AuthResult<T> {
     if (result.ok) this.markAuthenticated(socket);
     else if (result.status === 401) this.recordFailure(socket.remoteAddress, kind);
@@ -163,13 +178,8 @@ export class Guard {
     token: string | undefined,
     right: Right,
   ): AuthResult<PolicyRecord> | Throttled {
-    const throttled = this.throttled(socket.remoteAddress);
-    if (throttled) return throttled;
-    const now = Date.now() / 1000;
-    return this.#settle(
-      socket,
-      'service',
-      authenticateService(this.registry, token, right, now, this.options.maxTokenLifetimeSeconds),
+    return this.#token(socket, 'service', (now, maxLifetime) =>
+      authenticateService(this.registry, token, right, now, maxLifetime),
     );
   }
 
@@ -216,13 +226,8 @@ export class Guard {
     token: string | undefined,
     deviceId: string,
   ): AuthResult<DeviceRecord> | Throttled {
-    const throttled = this.throttled(socket.remoteAddress);
-    if (throttled) return throttled;
-    const now = Date.now() / 1000;
-    return this.#settle(
-      socket,
-      'device',
-      authenticateDevice(this.registry, token, deviceId, now, this.options.maxTokenLifetimeSeconds),
+    return this.#token(socket, 'device', (now, maxLifetime) =>
+      authenticateDevice(this.registry, token, deviceId, now, maxLifetime),
     );
   }
 }

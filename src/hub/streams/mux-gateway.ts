@@ -13,7 +13,7 @@ import { deviceIdProblem, moduleIdProblem, streamNameProblem } from '../../proto
 import { iotHubErrorBody } from '../../protocol/iothub-error.js';
 import type { Guard } from '../admission/guard.js';
 import { refuseUpgrade } from '../base/http-util.js';
-import { substreamArrival, type CarrierIdentity } from './stream-arrival.js';
+import { substreamArrival, type CarrierIdentity, type StreamArrival } from './stream-arrival.js';
 import type { StreamEndpoint } from './stream-endpoint.js';
 import type { InitiationAnswer, InitiationAsk } from './stream-initiation.js';
 
@@ -131,18 +131,12 @@ export class MuxGateway {
   ): void {
     const { streams } = this.options;
     const remote = carrier.remoteAddress;
-    const arrival = substreamArrival(
-      stream,
-      request,
-      remote,
-      (offered) => streams.chooseProtocol(offered),
-      identity,
-    );
     const initiation = initiationPath.exec(request.path);
     if (initiation)
       return void this.#initiate(stream, request, carrier, identity, initiation).catch(
         (error: unknown) => this.#initiationFailed(stream, request, remote, error),
       );
+    const arrival = this.#arrival(stream, request, remote, identity);
     const id = decoded(bridgePath.exec(request.path)?.[1]);
     if (id === undefined) return arrival.refuse(404, 'NotFound', 'no such streaming path');
     if (
@@ -225,18 +219,30 @@ export class MuxGateway {
           return refuse(500, iotHubErrorBody('ServerError', 'the stream has no streaming path'));
         const granted = { ...request, authorization: `Bearer ${answer.serviceToken}` };
         return streams.admit(
-          substreamArrival(
-            stream,
-            granted,
-            carrier.remoteAddress,
-            (offered) => streams.chooseProtocol(offered),
-            identity,
-            path,
-          ),
+          this.#arrival(stream, granted, carrier.remoteAddress, identity, path),
           id,
         );
       }
     }
+  }
+
+  /** A substream as the streaming endpoint takes it; `path` names its stream in the accept. */
+  #arrival(
+    stream: MuxStream,
+    request: MuxOpenRequest,
+    remote: string | undefined,
+    identity: CarrierIdentity,
+    path?: string,
+  ): StreamArrival {
+    const { streams } = this.options;
+    return substreamArrival(
+      stream,
+      request,
+      remote,
+      (offered) => streams.chooseProtocol(offered),
+      identity,
+      path,
+    );
   }
 
   /** An initiation that threw, as a POST that failed: the hub keeps serving, the opener hears why. */
