@@ -123,8 +123,13 @@ export function resumableBridge(
   const budget = options.budget;
 
   let current: StreamSocket | undefined;
-  /** The peer's resume arrived on the current socket: payload may flow. */
+  /** The peer's resume arrived on the current socket (or is presumed): payload may flow. */
   let peerResumed = false;
+  /**
+   * On the stream's first socket the peer's resume is known before it arrives (see 'ticket'):
+   * payload flows from the ticket on, and the resume, when it comes, is only checked.
+   */
+  let resumePresumed = false;
   let inFlight = 0;
   let localEnded = false;
   let peerEof: number | undefined;
@@ -302,6 +307,12 @@ export function resumableBridge(
       case 'plain':
         return;
       case 'resume': {
+        if (resumePresumed) {
+          resumePresumed = false;
+          if (frame.received !== 0)
+            return finish('protocol-error', 'a first resume that is not from the start');
+          return;
+        }
         if (peerResumed) return finish('protocol-error', 'a second resume on one socket');
         peerResumed = true;
         let chunks: Buffer[];
@@ -364,6 +375,15 @@ export function resumableBridge(
           // between come again and are dropped here (`duplicates`).
           duplicates = undelivered;
           send({ type: 'resume', received: received - undelivered });
+          // The stream's first socket: the peer can have received nothing (the hub hands out
+          // both tickets before it relays a byte, and no end sends payload before its ticket),
+          // so its resume will say 0. Waiting for it would cost a round trip through the hub
+          // before the first byte; payload goes now, after this end's own resume, which is
+          // all the peer waits for.
+          if (resumptions === 0 && received === 0 && replay.sent === 0) {
+            peerResumed = resumePresumed = true;
+            updateFlow();
+          }
         }
         return;
     }
@@ -376,7 +396,7 @@ export function resumableBridge(
    */
   const attach = (ws: StreamSocket): void => {
     current = ws;
-    peerResumed = false;
+    peerResumed = resumePresumed = false;
     inFlight = 0;
     ws.on('error', () => undefined);
     const onMessage = (data: RawData, isBinary: boolean): void => {

@@ -406,3 +406,91 @@ describe('a resumption while the receiving application reads slowly', () => {
     expect((await t.b.result).end).toBe('completed');
   });
 });
+
+describe("a stream's first socket", () => {
+  /**
+   * One end whose stream socket goes to a fake hub that plays the peer too: it sends the
+   * ticket and, when the test says, the peer's resume; it records what the end sends.
+   */
+  async function endAgainstFakePeer(): Promise<{
+    local: Socket;
+    peer: WebSocket;
+    got: { text: string[]; bytes: Buffer[] };
+    result: Promise<ResumableResult>;
+  }> {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
+    await new Promise((resolve) => wss.once('listening', resolve));
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const c of wss.clients) c.terminate();
+          wss.close(() => resolve());
+        }),
+    );
+    const port = (wss.address() as AddressInfo).port;
+    const got = { text: [] as string[], bytes: [] as Buffer[] };
+    const peerP = new Promise<WebSocket>((resolve) =>
+      wss.once('connection', (ws) => {
+        ws.on('error', () => undefined);
+        ws.on('message', (data: Buffer, isBinary: boolean) =>
+          isBinary ? got.bytes.push(data) : got.text.push(data.toString()),
+        );
+        resolve(ws);
+      }),
+    );
+    const server = createTcpServer({ allowHalfOpen: true, pauseOnConnect: true });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const acceptedP = new Promise<Socket>((resolve) => server.once('connection', resolve));
+    const client = connect({
+      port: (server.address() as AddressInfo).port,
+      host: '127.0.0.1',
+      allowHalfOpen: true,
+    });
+    client.on('error', () => undefined);
+    cleanups.push(() => void client.destroy());
+    const accepted = await acceptedP;
+    accepted.on('error', () => undefined);
+    const ws = await openWs(port, '/s/first');
+    let done!: (r: ResumableResult) => void;
+    const result = new Promise<ResumableResult>((resolve) => (done = resolve));
+    const bridge = resumableBridge(accepted, ws, {
+      reconnect: () => Promise.reject(new ResumeRefusedError('no resumptions here')),
+      resumeWindowMs: 10_000,
+      onEnd: done,
+    });
+    cleanups.push(() => bridge.close());
+    const peer = await peerP;
+    return { local: client, peer, got, result };
+  }
+
+  it("sends payload right after its own resume, without waiting a round trip for the peer's, and replays nothing when that resume comes", async () => {
+    const { local, peer, got } = await endAgainstFakePeer();
+    local.write('early bytes');
+    peer.send(JSON.stringify({ type: 'ticket', ticket: 'v1.t.t' }));
+    await waitFor(() => got.bytes.length >= 1, 10_000, 'payload before the peer resumed');
+    expect(got.text.map((t) => JSON.parse(t) as { type: string })[0]).toEqual({
+      type: 'resume',
+      received: 0,
+    });
+    expect(Buffer.concat(got.bytes).toString()).toBe('early bytes');
+    // The peer's resume arrives late, from the start: nothing is sent again.
+    peer.send(JSON.stringify({ type: 'resume', received: 0 }));
+    local.write(' and more');
+    await waitFor(
+      () => Buffer.concat(got.bytes).length >= 'early bytes and more'.length,
+      10_000,
+      'the next bytes',
+    );
+    expect(Buffer.concat(got.bytes).toString()).toBe('early bytes and more');
+  });
+
+  it('ends with a protocol error when the first resume does not come from the start', async () => {
+    const { peer, result } = await endAgainstFakePeer();
+    peer.send(JSON.stringify({ type: 'ticket', ticket: 'v1.t.t' }));
+    peer.send(JSON.stringify({ type: 'resume', received: 5 }));
+    const ended = await result;
+    expect(ended.end).toBe('protocol-error');
+    expect(ended.reason).toBe('a first resume that is not from the start');
+  });
+});
