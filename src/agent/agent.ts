@@ -13,13 +13,21 @@ import {
   UpgradeRefusedError,
   type HubTrust,
 } from '../net/hub-client.js';
-import { closeCodes, controlProtocol } from '../protocol/constants.js';
+import {
+  closeCodes,
+  controlProtocol,
+  resumableStreamProtocol,
+  streamProtocol,
+} from '../protocol/constants.js';
+import { isValidStreamName } from '../protocol/identifiers.js';
+import { iotHubErrorBody, parseIotHubError } from '../protocol/iothub-error.js';
+import { muxStreamNameHeader, type MuxOpenRequest } from '../protocol/mux-frames.js';
+import type { MuxStream } from '../mux/mux-stream.js';
 import type { BridgeResult } from '../stream/bridge.js';
-import { StreamEnds } from '../stream/stream-ends.js';
+import { StreamEnds, type StreamHooks } from '../stream/stream-ends.js';
 import { WebSocketCarrier } from '../stream/websocket-carrier.js';
 import { MuxCarrier } from '../stream/mux-carrier.js';
 import type { Transport } from '../stream/carrier.js';
-import { parseIotHubError } from '../protocol/iothub-error.js';
 import { parseHubMessage, type StreamRequestMessage } from '../protocol/control-messages.js';
 import type { AllowList, LocalTarget } from './allow-list.js';
 import { closeWebSocket } from '../net/close.js';
@@ -86,21 +94,25 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
       expiry: expiryIn(tokenTtlSeconds),
     });
   const perStream = new WebSocketCarrier({ trust, pool, hub: cs.hub });
+  // With mux, the device's stream sockets are substreams of one carrier connection it opens
+  // beside its control connection (outbound, like everything the agent does), and which
+  // takes stream offers: the hub opens the device's halves on it, one frame each way.
+  const mux =
+    options.transport === 'mux'
+      ? new MuxCarrier({
+          trust,
+          pool,
+          path: `/devices/${encodeURIComponent(cs.deviceId)}/mux`,
+          authorization: deviceToken,
+          fallback: perStream,
+          heartbeatMs: options.heartbeatMs,
+          logger,
+          onOffer: (stream, request) => handleOffer(stream, request),
+        })
+      : undefined;
+  const hubOrigin = new URL(`${scheme}://${formatHostPort(cs.hub.host, cs.hub.port)}`).origin;
   const ends = new StreamEnds({
-    // With mux, the device's stream sockets are substreams of one carrier connection it opens
-    // beside its control connection (outbound, like everything the agent does).
-    carrier:
-      options.transport === 'mux'
-        ? new MuxCarrier({
-            trust,
-            pool,
-            path: `/devices/${encodeURIComponent(cs.deviceId)}/mux`,
-            authorization: deviceToken,
-            fallback: perStream,
-            heartbeatMs: options.heartbeatMs,
-            logger,
-          })
-        : perStream,
+    carrier: mux ?? perStream,
     resume: options.resume ?? false,
     resumeWindowMs: options.resumeWindowMs,
     replayBudgetBytes: options.replayBudgetBytes,
@@ -176,6 +188,8 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
       hub: formatHostPort(cs.hub.host, cs.hub.port),
     });
     emitter.emit('connected');
+    // The carrier connection too, so that stream offers can come on it from the first one.
+    mux?.standby(hubOrigin);
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       const message = isBinary ? undefined : parseHubMessage(data.toString());
       if (!message) {
@@ -220,24 +234,86 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
       );
   };
 
+  /** How a stream request came, and how to answer it. */
+  interface Asked {
+    readonly streamName: string;
+    /** Tell the hub no, with a reason the service's caller sees. */
+    reject(reason: string): void;
+    /** The target is connected: tell the hub yes and carry the stream. */
+    accept(socket: Socket, log: Logger, hooks: StreamHooks): void;
+  }
+
+  /** A stream request on the control connection: answered there; the agent opens its socket. */
   function handleRequest(ws: WebSocket, request: StreamRequestMessage): void {
-    const target = options.allow.get(request.streamName);
-    const log = logger.child({ stream: request.streamName });
+    dialFor({
+      streamName: request.streamName,
+      reject: (reason) => answer(ws, request.requestId, false, reason),
+      accept: (socket, _log, hooks) => {
+        answer(ws, request.requestId, true);
+        if (closed) return void socket.destroy();
+        ends.start(
+          socket,
+          () => Promise.resolve({ url: request.url, token: request.authorizationToken }),
+          hooks,
+        );
+      },
+    });
+  }
+
+  /**
+   * A stream offer: the hub opened this stream's device half on the carrier connection; the
+   * answer to its `open` is the answer to the request, and the substream is the stream socket.
+   */
+  function handleOffer(stream: MuxStream, request: MuxOpenRequest): void {
+    if (closed)
+      return stream.refuse(503, iotHubErrorBody('ServiceUnavailable', 'the agent is stopping'));
+    const streamName = request.headers?.[muxStreamNameHeader];
+    if (streamName === undefined || !isValidStreamName(streamName))
+      return stream.refuse(
+        400,
+        iotHubErrorBody('ArgumentInvalid', 'an offer without a stream name'),
+      );
+    const socket = dialFor({
+      streamName,
+      reject: (reason) => stream.refuse(403, iotHubErrorBody('Forbidden', reason)),
+      accept: (local, _log, hooks) => {
+        stream.off('close', withdrawn);
+        // The hub gave up meanwhile (timed out, the service left), or this agent is closing.
+        if (closed || stream.readyState !== stream.CONNECTING) return void local.destroy();
+        const offered = new Set(request.protocols);
+        stream.accept(
+          options.resume && offered.has(resumableStreamProtocol)
+            ? resumableStreamProtocol
+            : offered.has(streamProtocol)
+              ? streamProtocol
+              : '',
+        );
+        ends.carry(local, stream, hooks);
+      },
+    });
+    // Withdrawn before the target answered: stop dialling.
+    const withdrawn = (): void => void socket?.destroy();
+    if (socket) stream.once('close', withdrawn);
+  }
+
+  /**
+   * Look the stream name up in the allow-list and dial its target first, so that a refused
+   * target becomes a rejection with its reason; the socket being dialled, if any.
+   */
+  function dialFor(asked: Asked): Socket | undefined {
+    const target = options.allow.get(asked.streamName);
+    const log = logger.child({ stream: asked.streamName });
     if (!target) {
       log.warn('rejected a stream request: not in the allow-list');
       // Name what is allowed (the caller holds ServiceConnect on this device already), so
       // the person at the other end sees the mismatch at once: '22' asked, 'ssh' allowed.
       const names = [...options.allow.keys()];
       const shown = names.slice(0, 10).join(', ') + (names.length > 10 ? ', ...' : '');
-      answer(
-        ws,
-        request.requestId,
-        false,
-        `stream '${request.streamName}' is not allowed on this device (it allows: ${shown})`,
+      asked.reject(
+        `stream '${asked.streamName}' is not allowed on this device (it allows: ${shown})`,
       );
-      return;
+      return undefined;
     }
-    // Dial the target first, so a refused target becomes a rejection with its reason.
     const socket = connect({ host: target.host, port: target.port, allowHalfOpen: true });
     dialling.add(socket);
     socket.setNoDelay(true);
@@ -245,40 +321,40 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
       () => socket.destroy(new Error('timed out')),
       options.dialTimeoutMs ?? 10_000,
     );
-    let accepted = false;
+    let connected = false;
     socket.on('error', (error) => {
       clearTimeout(dialTimer);
-      if (accepted) return; // the stream's end handles it
+      if (connected) return; // the stream's end handles it
       dialling.delete(socket);
       const reason = `cannot connect to ${formatHostPort(target.host, target.port)}: ${describeError(error)}`;
       log.warn('rejected a stream request', { reason });
-      answer(ws, request.requestId, false, reason);
+      asked.reject(reason);
+    });
+    // Destroyed without an error (the request was withdrawn, the agent is closing).
+    socket.once('close', () => {
+      clearTimeout(dialTimer);
+      dialling.delete(socket);
     });
     socket.once('connect', () => {
       clearTimeout(dialTimer);
       dialling.delete(socket);
-      accepted = true;
-      answer(ws, request.requestId, true);
-      if (closed) return void socket.destroy();
-      ends.start(
-        socket,
-        () => Promise.resolve({ url: request.url, token: request.authorizationToken }),
-        {
-          logger: log,
-          onFailed: (error) => {
-            log.warn('cannot open the stream socket', { reason: describeError(error) });
-            socket.destroy();
-          },
-          onEnd: (result, durationMs) =>
-            emitter.emit('stream-end', {
-              ...result,
-              streamName: request.streamName,
-              target,
-              durationMs,
-            } satisfies AgentStreamEnd),
+      connected = true;
+      asked.accept(socket, log, {
+        logger: log,
+        onFailed: (error) => {
+          log.warn('cannot open the stream socket', { reason: describeError(error) });
+          socket.destroy();
         },
-      );
+        onEnd: (result, durationMs) =>
+          emitter.emit('stream-end', {
+            ...result,
+            streamName: asked.streamName,
+            target,
+            durationMs,
+          } satisfies AgentStreamEnd),
+      });
     });
+    return socket;
   }
 
   void connectOnce();

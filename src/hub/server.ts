@@ -174,6 +174,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
     devicesByProtocol: () => control.countByProtocol(),
     activeStreams: () => streams.size,
     carriers: () => ({ connections: mux.size, substreams: mux.substreams }),
+    deviceRequests: () => control.requestsSent,
     bytesRelayed: () => streams.bytesRelayed(),
     cluster: cluster && (() => cluster.stats()),
   });
@@ -206,6 +207,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       heartbeat,
       guard,
       cluster: cluster !== undefined,
+      devices: control,
       // Called once the hub listens, when `parts` (below) is complete.
       initiate: (ask): Promise<InitiationAnswer | undefined> =>
         initiateStream(initiationContext(parts), ask),

@@ -44,6 +44,15 @@ export const muxMaxClose = 125;
 /** Credit may never exceed this (a window overflow is a protocol error, as in HTTP/2). */
 export const muxMaxCredit = 2 ** 31 - 1;
 
+/**
+ * The upgrade header of a device's carrier connection that takes stream offers (`1`): the hub
+ * may open the device's halves on it (a substream `open` of the streaming path whose headers
+ * name the stream), and the agent's `accept` or `refuse` is its answer to the stream request.
+ */
+export const muxOffersHeader = 'dstream-stream-offers';
+/** In a stream offer's `open` headers: the stream name asked for (the stream request's). */
+export const muxStreamNameHeader = 'stream-name';
+
 /** What an opener asks for: a stream socket's upgrade, carried in a frame. */
 export interface MuxOpenRequest {
   /**

@@ -1,4 +1,4 @@
-import { DstreamError } from '../errors.js';
+import { describeError, DstreamError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { MuxSession } from '../mux/mux-session.js';
 import type { MuxStream } from '../mux/mux-stream.js';
@@ -11,7 +11,7 @@ import {
 } from '../net/hub-client.js';
 import { resumableStreamProtocol } from '../protocol/constants.js';
 import { parseIotHubError } from '../protocol/iothub-error.js';
-import { muxProtocol } from '../protocol/mux-frames.js';
+import { muxOffersHeader, muxProtocol, type MuxOpenRequest } from '../protocol/mux-frames.js';
 import type {
   Carrier,
   InitiateOptions,
@@ -44,6 +44,12 @@ export interface MuxCarrierOptions {
   /** Ping interval of carrier connections (ms); two missed pings drop one. */
   readonly heartbeatMs?: number | undefined;
   readonly logger: Logger;
+  /**
+   * A device's carrier: its connections take stream offers (they say so in their upgrade), and
+   * each substream the hub opens on them comes here, paused, to be answered with `accept` or
+   * `refuse`: the device's answer to a stream request.
+   */
+  readonly onOffer?: ((stream: MuxStream, request: MuxOpenRequest) => void) | undefined;
 }
 
 /** The answer to a substream's `open`: accepted, or refused with a status and body. */
@@ -182,6 +188,21 @@ export class MuxCarrier implements Carrier {
     throw new Error(`the hub could not resume the stream now (${refused.status})`);
   }
 
+  /**
+   * Have a carrier connection to `origin` open now rather than with the first stream (a device
+   * that takes stream offers opens it beside its control connection); a failure is logged and
+   * left for the next stream to retry.
+   */
+  standby(origin: string): void {
+    if (this.#closed || this.#perStream.has(origin)) return;
+    this.#sessionFor(origin).catch((error: unknown) =>
+      this.options.logger.debug('cannot open the carrier connection now', {
+        hub: origin,
+        reason: describeError(error),
+      }),
+    );
+  }
+
   /** The carrier connection to `origin`, opened if there is none; undefined: per-stream. */
   async #sessionFor(origin: string, again = true): Promise<MuxSession | undefined> {
     if (this.#closed) throw new DstreamError('ERR_INTERRUPTED', 'the carrier is closed');
@@ -225,8 +246,12 @@ export class MuxCarrier implements Carrier {
   }
 
   async #connect(origin: string): Promise<MuxSession> {
+    const { onOffer } = this.options;
     const ws = await openWebSocket(`${origin}${this.options.path}`, this.options.trust, {
-      headers: { authorization: this.options.authorization() },
+      headers: {
+        authorization: this.options.authorization(),
+        ...(onOffer && { [muxOffersHeader]: '1' }),
+      },
       protocols: [muxProtocol],
       pool: this.options.pool,
     });
@@ -234,6 +259,12 @@ export class MuxCarrier implements Carrier {
     ws.resume();
     const session = new MuxSession(ws, { role: 'dialler' });
     this.#heartbeat.add(ws);
+    if (onOffer)
+      session.on('open-request', (stream, request) => {
+        // The hub names a path; resumptions of this stream open it on the same hub.
+        stream.url = `${origin}${request.path}`;
+        onOffer(stream, request);
+      });
     session.on('close', (code, reason) => {
       this.options.logger.debug('carrier connection closed', { hub: origin, code, reason });
       const current = this.#sessions.get(origin);

@@ -87,6 +87,10 @@ async function chain(
   );
   cleanups.push(() => agent.close());
   await waitEvent(agent, 'connected');
+  // A mux agent opens its carrier connection beside its control connection: stream requests
+  // are offers on it from then on.
+  if (options.agentTransport === 'mux')
+    await waitFor(() => t.hub.devices.takesOffers('dev'), 30_000, "the agent's carrier connection");
   const proxy = await startProxy(
     { ...proxyTo(t), resume: options.resume ?? true, transport },
     process.env.MUX_DEBUG
@@ -647,5 +651,148 @@ describe('asking for a stream on a carrier connection (the initiation in one fra
     const forbidden = await ask('/twins/dev/streams/t', serviceToken(t.service), deviceSession);
     expect(forbidden.status).toBe(403);
     await waitFor(() => t.hub.mux.substreams === 0, 10_000, 'no substream left');
+  });
+});
+
+describe("stream offers: the hub opens the device's half on the agent's carrier connection", () => {
+  /** A device online by its control connection and a carrier connection that takes offers, both raw. */
+  async function rawDevice(
+    t: TestHub,
+    name: string,
+  ): Promise<{ requests: string[]; session: MuxSession; ws: WebSocket }> {
+    const device = await t.addDevice(name);
+    const authorization = (): string =>
+      signSas({
+        resource: `127.0.0.1:${t.hub.port}/devices/${name}`,
+        key: device.sharedAccessKey,
+        expiry: expiryIn(600),
+      });
+    const control = new WebSocket(
+      `wss://127.0.0.1:${t.hub.port}/devices/${name}/control`,
+      'dstream.control.v1',
+      { rejectUnauthorized: false, headers: { authorization: authorization() } },
+    );
+    control.on('error', () => undefined);
+    cleanups.push(() => control.terminate());
+    const requests: string[] = [];
+    control.on('message', (data: Buffer) => requests.push(data.toString()));
+    await once(control, 'open');
+    const ws = new WebSocket(`wss://127.0.0.1:${t.hub.port}/devices/${name}/mux`, muxProtocol, {
+      rejectUnauthorized: false,
+      headers: { authorization: authorization(), 'dstream-stream-offers': '1' },
+    });
+    ws.on('error', () => undefined);
+    cleanups.push(() => ws.terminate());
+    await once(ws, 'open');
+    await waitFor(() => t.hub.devices.takesOffers(name), 10_000, 'the carrier taking offers');
+    return { requests, session: new MuxSession(ws, { role: 'dialler' }), ws };
+  }
+
+  it('answers on the carrier connection: streams byte-exact, the same rejections and reasons, nothing on the control connection', async () => {
+    const digest = await server(startDigestServer());
+    const { t, proxy } = await chain(digest, 'mux', { agentTransport: 'mux' });
+    const results = await Promise.all(
+      Array.from({ length: 12 }, async (_, i) => {
+        const payload = randomBytes(i % 3 === 0 ? 2 * 1024 * 1024 + i : 100 * i + 1);
+        return {
+          expected: `${payload.length} ${sha256(payload)}`,
+          got: await digestThrough(proxy.port, payload),
+        };
+      }),
+    );
+    for (const r of results) expect(r.got).toBe(r.expected);
+    // Asked by POST too: the offer does not depend on how the service asked.
+    const notAllowed = await requestStream(t.service, hubTarget(t.service), {
+      deviceId: 'dev',
+      streamName: '22',
+    }).catch((e: unknown) => e as Error);
+    expect(notAllowed).toBeInstanceOf(Error);
+    expect((notAllowed as Error).message).toBe(
+      "device 'dev' rejected stream '22': stream '22' is not allowed on this device (it allows: t)",
+    );
+    await digest.close();
+    const unreachable = await requestStream(t.service, hubTarget(t.service), {
+      deviceId: 'dev',
+      streamName: 't',
+    }).catch((e: unknown) => e as Error);
+    expect((unreachable as Error).message).toMatch(
+      new RegExp(
+        `^device 'dev' rejected stream 't': cannot connect to 127\\.0\\.0\\.1:${digest.port}: .*ECONNREFUSED`,
+      ),
+    );
+    const metrics = await fetchMetrics(t);
+    expect(metrics).toMatch(/^dstream_device_requests_total\{via="carrier"\} 14$/m);
+    expect(metrics).toMatch(/^dstream_device_requests_total\{via="control"\} 0$/m);
+    await waitFor(() => t.hub.mux.substreams === 0, 30_000, 'no substream left');
+    await waitFor(() => t.hub.streams.size === 0, 30_000, 'no stream left');
+  });
+
+  it('an offer the device does not answer is withdrawn when the request times out (504), and nothing is left', async () => {
+    const t = await startTestHub();
+    cleanups.push(() => t.cleanup());
+    const { requests, session } = await rawDevice(t, 'slow');
+    const offers: { path: string; headers: unknown; protocols: readonly string[] }[] = [];
+    const withdrawn: number[] = [];
+    session.on('open-request', (stream, request) => {
+      offers.push({ path: request.path, headers: request.headers, protocols: request.protocols });
+      stream.once('close', (code) => withdrawn.push(code));
+    });
+    const error = await requestStream(t.service, hubTarget(t.service), {
+      deviceId: 'slow',
+      streamName: 'ssh',
+      responseTimeoutSeconds: 1,
+    }).catch((e: unknown) => e as Error);
+    expect((error as Error).message).toBe("device 'slow' did not answer within 1 s");
+    expect(offers).toHaveLength(1);
+    expect(offers[0]?.path).toMatch(/^\/bridges\/[^/]+$/);
+    expect(offers[0]?.headers).toEqual({ 'stream-name': 'ssh' });
+    expect(offers[0]?.protocols).toContain('dstream.stream.v1');
+    await waitFor(() => withdrawn.length === 1, 10_000, 'the offer withdrawn at the device');
+    expect(requests).toEqual([]);
+    await waitFor(() => t.hub.mux.substreams === 0, 10_000, 'no substream left');
+    expect(session.size).toBe(0);
+    expect(t.hub.streams.size).toBe(0);
+  });
+
+  it('a carrier connection lost before the device answered: the request goes on the control connection, and the stream opens', async () => {
+    const echo = await server(startEchoServer());
+    const { t, proxy } = await chain(echo, 'mux', { agentTransport: 'mux' });
+    // A second carrier connection of the same device, newer, so offers go to it: it drops
+    // as soon as one comes.
+    const device = parseConnectionString(
+      (await t.registry.show('dev')).connectionString ?? '',
+    ) as DeviceConnectionString;
+    const ws = new WebSocket(`wss://127.0.0.1:${t.hub.port}/devices/dev/mux`, muxProtocol, {
+      rejectUnauthorized: false,
+      headers: {
+        authorization: signSas({
+          resource: `127.0.0.1:${t.hub.port}/devices/dev`,
+          key: device.sharedAccessKey,
+          expiry: expiryIn(600),
+        }),
+        'dstream-stream-offers': '1',
+      },
+    });
+    ws.on('error', () => undefined);
+    cleanups.push(() => ws.terminate());
+    await once(ws, 'open');
+    // The agent's and this one (the proxy opens its own with its first stream).
+    await waitFor(() => t.hub.mux.size === 2, 10_000, 'two carrier connections');
+    const offered = new Promise<void>((resolve) =>
+      new MuxSession(ws, { role: 'dialler' }).on('open-request', () => {
+        ws.terminate();
+        resolve();
+      }),
+    );
+    const socket = await dial(proxy.port);
+    const payload = randomBytes(64 * 1024);
+    const echoed = readAll(socket, 30_000);
+    socket.end(payload);
+    await offered;
+    expect(sha256(await echoed)).toBe(sha256(payload));
+    const metrics = await fetchMetrics(t);
+    expect(metrics).toMatch(/^dstream_device_requests_total\{via="carrier"\} 1$/m);
+    expect(metrics).toMatch(/^dstream_device_requests_total\{via="control"\} 1$/m);
+    await waitFor(() => t.hub.streams.size === 0, 30_000, 'no stream left');
   });
 });

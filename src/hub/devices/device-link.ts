@@ -39,3 +39,22 @@ export interface AttachedLink {
   /** The link ended (the carrier calls this once, however it ended). */
   closed(detail?: Record<string, unknown>): void;
 }
+
+/**
+ * A device's carrier connection that takes stream offers (an agent on the multiplexed
+ * carrier): the hub opens the device's half of a stream on it as a substream, and the agent's
+ * answer to that `open` is its answer to the stream request. One message each way instead of a
+ * stream request, a stream response, the device's own `open` and its answer.
+ */
+export interface OfferCarrier {
+  /**
+   * Offer the stream of `message` to the device. `answer` is called once if the device answers
+   * (accepted: its half is already with the streaming endpoint); `lost` once if the carrier
+   * connection went before it answered. Returns a withdraw: the hub no longer waits.
+   */
+  offer(
+    message: StreamRequestMessage,
+    answer: (accepted: boolean, reason?: string) => void,
+    lost: () => void,
+  ): () => void;
+}

@@ -11,11 +11,14 @@ import type {
   DeviceLink,
   DevicePresence,
   DeviceProtocol,
+  OfferCarrier,
 } from './device-link.js';
 
 interface Pending {
   readonly resolve: (answer: DeviceAnswer) => void;
   readonly timer: NodeJS.Timeout;
+  /** Set while the request is an offer on a carrier connection: stop it (timed out, cancelled). */
+  withdraw?: (() => void) | undefined;
 }
 
 interface Connection {
@@ -43,12 +46,43 @@ export class DeviceLinks {
   readonly #online = new Map<string, Connection>();
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #watchers = new Set<(deviceId: string) => void>();
+  /** Devices' carrier connections that take stream offers, the newest last. */
+  readonly #carriers = new Map<string, OfferCarrier[]>();
   #presence: DevicePresence | undefined;
+  /** Stream requests sent since start, by the way they went (metrics). */
+  readonly #sent = { control: 0, carrier: 0 };
 
   constructor(
     private readonly registry: Registry,
     private readonly logger: Logger,
   ) {}
+
+  /** Stream requests sent to devices since start: on their link, or as offers on a carrier. */
+  get requestsSent(): { readonly control: number; readonly carrier: number } {
+    return { ...this.#sent };
+  }
+
+  /**
+   * A device's carrier connection that takes stream offers: its stream requests go there (the
+   * newest such connection) while it is open. Returns the detach, for when it closes. The
+   * device's link still says whether it is online; without a link nothing is offered.
+   */
+  attachCarrier(deviceId: string, carrier: OfferCarrier): () => void {
+    const list = this.#carriers.get(deviceId) ?? [];
+    list.push(carrier);
+    this.#carriers.set(deviceId, list);
+    return () => {
+      const at = list.indexOf(carrier);
+      if (at >= 0) list.splice(at, 1);
+      if (list.length === 0 && this.#carriers.get(deviceId) === list)
+        this.#carriers.delete(deviceId);
+    };
+  }
+
+  /** True while a carrier connection of the device takes its stream requests as offers. */
+  takesOffers(deviceId: string): boolean {
+    return this.#carriers.has(deviceId);
+  }
 
   /** Number of devices online. */
   get size(): number {
@@ -151,6 +185,7 @@ export class DeviceLinks {
   #drop(conn: Connection, why: 'replaced' | 'disconnected'): void {
     for (const pending of conn.pending.values()) {
       clearTimeout(pending.timer);
+      pending.withdraw?.();
       pending.resolve({ kind: 'disconnected' });
     }
     conn.pending.clear();
@@ -196,7 +231,11 @@ export class DeviceLinks {
     }
   }
 
-  /** Send a stream request and wait up to `timeoutMs` for the device's answer. */
+  /**
+   * Send a stream request and wait up to `timeoutMs` for the device's answer: as an offer on
+   * the device's carrier connection when it has one that takes them, else on its link (and on
+   * its link too when that carrier connection is lost before the device answered).
+   */
   request(
     deviceId: string,
     message: StreamRequestMessage,
@@ -207,10 +246,35 @@ export class DeviceLinks {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         conn.pending.delete(message.requestId);
+        pending.withdraw?.();
         resolve({ kind: 'timeout' });
       }, timeoutMs);
-      conn.pending.set(message.requestId, { resolve, timer });
-      conn.link.send(message);
+      const pending: Pending = { resolve, timer };
+      conn.pending.set(message.requestId, pending);
+      const carrier = this.#carriers.get(deviceId)?.at(-1);
+      if (!carrier) {
+        this.#sent.control++;
+        return conn.link.send(message);
+      }
+      this.#sent.carrier++;
+      pending.withdraw = carrier.offer(
+        message,
+        (accepted, reason) =>
+          this.#answer(conn, {
+            type: 'stream-response',
+            requestId: message.requestId,
+            accepted,
+            ...(reason !== undefined && { reason }),
+          }),
+        () => {
+          pending.withdraw = undefined;
+          // Still waiting on a link that is still this device's: ask there instead.
+          if (conn.pending.get(message.requestId) !== pending) return;
+          if (this.#online.get(deviceId) !== conn) return;
+          this.#sent.control++;
+          conn.link.send(message);
+        },
+      );
     });
   }
 
@@ -221,6 +285,7 @@ export class DeviceLinks {
     if (conn && pending) {
       clearTimeout(pending.timer);
       conn.pending.delete(requestId);
+      pending.withdraw?.();
     }
   }
 

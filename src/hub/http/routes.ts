@@ -22,6 +22,7 @@ import type { Registry } from '../store/registry.js';
 import type { HubLimits } from '../streams/limits.js';
 import type { StreamEndpoint } from '../streams/stream-endpoint.js';
 import type { MuxGateway } from '../streams/mux-gateway.js';
+import { muxOffersHeader } from '../../protocol/mux-frames.js';
 import {
   handleStreamInitiation,
   type StreamInitiationContext,
@@ -286,7 +287,11 @@ export function upgradeRoutes(parts: HubParts): RouteTable<UpgradeHandler> {
       return refuseUpgrade(socket, 503, 'ServiceUnavailable', 'the hub is shutting down');
     const auth = guard.device(req, deviceId);
     if (!auth.ok) return refuseCarrier(parts, req, socket, auth, deviceId);
-    parts.mux.accept(req, socket, head, { side: 'device', deviceId });
+    parts.mux.accept(req, socket, head, {
+      side: 'device',
+      deviceId,
+      takesOffers: req.headers[muxOffersHeader] === '1',
+    });
   });
   return table.add('*', '/bridges/:streamId', (req, socket, head, p) => {
     const id = p.streamId ?? '';

@@ -16,6 +16,8 @@ export interface MetricsSources {
   /** Carrier connections of the multiplexed carrier, and the substreams on them. */
   carriers(): { readonly connections: number; readonly substreams: number };
   bytesRelayed(): { readonly toDevice: number; readonly fromDevice: number };
+  /** Stream requests sent to devices since start: on their link, or offered on a carrier. */
+  deviceRequests(): { readonly control: number; readonly carrier: number };
   /** Cluster mode only. */
   cluster?: (() => ClusterStats) | undefined;
 }
@@ -129,6 +131,13 @@ export class HubMetrics {
         const now = sources.bytesRelayed();
         return { to_device: now.toDevice, from_device: now.fromDevice };
       },
+    );
+    totalsCounter(
+      'dstream_device_requests_total',
+      "Stream requests sent to devices, by the way they went: control (the device link), or carrier (a substream the hub opened on the device's carrier connection).",
+      'via',
+      registers,
+      () => sources.deviceRequests(),
     );
     const { cluster } = sources;
     if (cluster) {

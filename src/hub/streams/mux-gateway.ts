@@ -7,15 +7,27 @@ import type { Logger } from '../../log/logger.js';
 import { MuxSession } from '../../mux/mux-session.js';
 import type { MuxStream } from '../../mux/mux-stream.js';
 import type { Heartbeat } from '../../net/heartbeat.js';
-import { muxProtocol, type MuxOpenRequest } from '../../protocol/mux-frames.js';
+import {
+  muxProtocol,
+  muxStreamNameHeader,
+  type MuxOpenRequest,
+} from '../../protocol/mux-frames.js';
 import { closeCodes, headers as h } from '../../protocol/constants.js';
 import { deviceIdProblem, moduleIdProblem, streamNameProblem } from '../../protocol/identifiers.js';
 import { iotHubErrorBody } from '../../protocol/iothub-error.js';
 import type { Guard } from '../admission/guard.js';
 import { refuseUpgrade } from '../base/http-util.js';
-import { substreamArrival, type CarrierIdentity, type StreamArrival } from './stream-arrival.js';
+import {
+  offeredArrival,
+  substreamArrival,
+  type CarrierIdentity,
+  type StreamArrival,
+} from './stream-arrival.js';
 import type { StreamEndpoint } from './stream-endpoint.js';
 import type { InitiationAnswer, InitiationAsk } from './stream-initiation.js';
+import type { DeviceLinks } from '../devices/device-links.js';
+import type { StreamRequestMessage } from '../../protocol/control-messages.js';
+import { parseIotHubError } from '../../protocol/iothub-error.js';
 
 export interface MuxGatewayOptions {
   readonly streams: StreamEndpoint;
@@ -37,6 +49,11 @@ export interface MuxGatewayOptions {
    * with 421 instead (the end asks with the POST, which the cluster routes).
    */
   readonly initiate?: ((ask: InitiationAsk) => Promise<InitiationAnswer | undefined>) | undefined;
+  /**
+   * The devices online here: a device's carrier connection that takes stream offers is
+   * attached to them, and its stream requests become substreams the hub opens on it.
+   */
+  readonly devices?: DeviceLinks | undefined;
 }
 
 const bridgePath = /^\/bridges\/([^/?#]+)$/;
@@ -120,7 +137,86 @@ export class MuxGateway {
       session.on('open-request', (stream, request) =>
         this.#open(stream, request, req.socket, identity),
       );
+      const { devices } = this.options;
+      if (identity.side === 'device' && identity.takesOffers && devices) {
+        const { deviceId } = identity;
+        const detach = devices.attachCarrier(deviceId, {
+          offer: (message, answer, lost) =>
+            this.#offer(session, deviceId, remote, message, answer, lost),
+        });
+        session.on('close', detach);
+      }
     });
+  }
+
+  /**
+   * Offer a stream to a device on its carrier connection: open the device's half as a
+   * substream (its path the streaming path, its headers the stream name, no credential: the
+   * connection is the device's), and take the agent's `accept` as its acceptance (the half is
+   * admitted to the streaming endpoint with the stream's device token before the answer goes
+   * on) and its `refuse` as its rejection, with the refusal's message as the reason.
+   */
+  #offer(
+    session: MuxSession,
+    deviceId: string,
+    remote: string | undefined,
+    message: StreamRequestMessage,
+    answer: (accepted: boolean, reason?: string) => void,
+    lost: () => void,
+  ): () => void {
+    const { streams } = this.options;
+    let path: string;
+    try {
+      path = new URL(message.url).pathname;
+    } catch {
+      path = '';
+    }
+    const id = decoded(bridgePath.exec(path)?.[1]);
+    if (session.closed || id === undefined) {
+      lost();
+      return () => undefined;
+    }
+    let stream: MuxStream;
+    try {
+      stream = session.open(message.url, {
+        path,
+        authorization: '',
+        protocols: [...streams.protocols],
+        headers: { [muxStreamNameHeader]: message.streamName },
+      });
+    } catch {
+      // Closing, or at its limit of substreams: the control connection takes the request.
+      lost();
+      return () => undefined;
+    }
+    const settle = (): void => {
+      stream.off('open', onOpen);
+      stream.off('refused', onRefused);
+      stream.off('close', onClose);
+    };
+    const onOpen = (): void => {
+      settle();
+      streams.admit(offeredArrival(stream, message.authorizationToken, remote, deviceId), id);
+      answer(true);
+    };
+    const onRefused = (status: number, body: string): void => {
+      settle();
+      answer(false, parseIotHubError(body).message ?? `the device refused the stream (${status})`);
+    };
+    const onClose = (): void => {
+      settle();
+      lost();
+    };
+    stream.once('open', onOpen);
+    stream.once('refused', onRefused);
+    stream.once('close', onClose);
+    // Withdrawn (timed out, the caller left): an unanswered offer is dropped; an accepted half
+    // is the streaming endpoint's, which ends it with its stream.
+    return () => {
+      if (stream.readyState !== stream.CONNECTING) return;
+      settle();
+      stream.terminate();
+    };
   }
 
   #open(

@@ -7,6 +7,8 @@ import { iotHubErrorBody, type IotHubErrorName } from '../../protocol/iothub-err
 import type { MuxOpenRequest } from '../../protocol/mux-frames.js';
 import type { Guard } from '../admission/guard.js';
 import { refuseUpgrade } from '../base/http-util.js';
+import { closeWebSocket } from '../../net/close.js';
+import { closeCodes } from '../../protocol/constants.js';
 
 /**
  * One side of a stream arriving at the streaming endpoint, however it came: a WebSocket
@@ -38,9 +40,13 @@ export interface StreamArrival {
   open(done: (socket: StreamSocket) => void): void;
 }
 
-/** Who a carrier connection was authenticated as. */
+/**
+ * Who a carrier connection was authenticated as; a device's may take stream offers (the hub
+ * opens the device's halves on it).
+ */
 export type CarrierIdentity =
-  { readonly side: 'service' } | { readonly side: 'device'; readonly deviceId: string };
+  | { readonly side: 'service' }
+  | { readonly side: 'device'; readonly deviceId: string; readonly takesOffers?: boolean };
 
 /** True when a half of `deviceId`'s stream, on `side`, may arrive as `arrival`. */
 export function arrivalMayBe(arrival: StreamArrival, side: string, deviceId: string): boolean {
@@ -102,6 +108,32 @@ export function substreamArrival(
       // The opener left before its answer: nothing to open.
       if (stream.readyState !== stream.CONNECTING) return;
       stream.accept(choose(new Set(request.protocols)) || '', path);
+      done(stream);
+    },
+  };
+}
+
+/**
+ * A device's half that the hub opened itself on the device's carrier connection (a stream
+ * offer, mux-gateway.ts) and the agent accepted: already open, so it is admitted with the
+ * device's token of the stream it was offered for, and refused by closing it.
+ */
+export function offeredArrival(
+  stream: MuxStream,
+  deviceToken: string,
+  remote: string | undefined,
+  deviceId: string,
+): StreamArrival {
+  return {
+    authorization: `Bearer ${deviceToken}`,
+    offered: [stream.protocol],
+    remote,
+    only: { side: 'device', deviceId },
+    authenticated: () => undefined,
+    refuse: (_status, _errorCode, message) => closeWebSocket(stream, closeCodes.shutdown, message),
+    open: (done) => {
+      // Lost or closed since it was accepted: nothing to open.
+      if (stream.readyState !== stream.OPEN) return;
       done(stream);
     },
   };

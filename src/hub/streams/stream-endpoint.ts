@@ -307,6 +307,11 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     return [...offered][0] ?? false;
   }
 
+  /** The stream protocols this hub speaks, preferred first: what it offers a device's half it opens. */
+  get protocols(): readonly string[] {
+    return this.#desk ? [resumableStreamProtocol, streamProtocol] : [streamProtocol];
+  }
+
   /** A refusal an outsider can repeat: sampled per address when the hub has a guard. */
   #noisy(kind: string, remote: string | undefined, message: string, fields: LogFields): void {
     if (this.#guard) this.#guard.noisy.write('warn', kind, remote, message, fields);
