@@ -71,19 +71,48 @@ function formatValue(value: unknown): string {
   return JSON.stringify(value) ?? 'undefined';
 }
 
-/** A logger writing one line per event to stderr (or `write`), as text or JSON lines. */
-export function createLogger(options: LoggerOptions, bound: LogFields = {}): Logger {
-  const write = options.write ?? ((line: string) => process.stderr.write(line + '\n'));
-  const painter = new Chalk({ level: options.color === true ? 1 : 0 });
-  const paint: Record<LogLevel, (s: string) => string> = {
-    debug: painter.gray,
-    info: painter.cyan,
-    warn: painter.yellow,
-    error: painter.red,
-  };
-  const emit = (level: LogLevel, message: string, fields: LogFields | undefined): void => {
+/** What all the loggers made from one createLogger share: made once, not per child. */
+interface LogSink {
+  readonly options: LoggerOptions;
+  readonly write: (line: string) => void;
+  readonly painter: InstanceType<typeof Chalk>;
+  readonly paint: Readonly<Record<LogLevel, (s: string) => string>>;
+}
+
+/**
+ * One logger: the shared sink and its bound fields. A class, so that a child (one per stream,
+ * on every side) is one small object rather than a set of closures and a colour painter.
+ */
+class LineLogger implements Logger {
+  constructor(
+    private readonly sink: LogSink,
+    private readonly bound: LogFields,
+  ) {}
+
+  debug(message: string, fields?: LogFields): void {
+    this.#emit('debug', message, fields);
+  }
+
+  info(message: string, fields?: LogFields): void {
+    this.#emit('info', message, fields);
+  }
+
+  warn(message: string, fields?: LogFields): void {
+    this.#emit('warn', message, fields);
+  }
+
+  error(message: string, fields?: LogFields): void {
+    this.#emit('error', message, fields);
+  }
+
+  child(fields: LogFields): Logger {
+    return new LineLogger(this.sink, { ...this.bound, ...fields });
+  }
+
+  #emit(level: LogLevel, message: string, fields: LogFields | undefined): void {
+    const { options, write, painter, paint } = this.sink;
     if (levelRank[level] < levelRank[options.level]) return;
-    const all = redactFields({ ...bound, ...fields });
+    const all = redactFields({ ...this.bound, ...fields });
     if (options.format === 'json') {
       write(JSON.stringify({ time: new Date().toISOString(), level, msg: message, ...all }));
       return;
@@ -93,14 +122,24 @@ export function createLogger(options: LoggerOptions, bound: LogFields = {}): Log
       .map(([k, v]) => painter.gray(`${k}=`) + formatField(k, v))
       .join(' ');
     write(`${paint[level](level.toUpperCase().padEnd(5))} ${message}${extras ? ' ' + extras : ''}`);
+  }
+}
+
+/** A logger writing one line per event to stderr (or `write`), as text or JSON lines. */
+export function createLogger(options: LoggerOptions, bound: LogFields = {}): Logger {
+  const painter = new Chalk({ level: options.color === true ? 1 : 0 });
+  const sink: LogSink = {
+    options,
+    write: options.write ?? ((line: string) => process.stderr.write(line + '\n')),
+    painter,
+    paint: {
+      debug: painter.gray,
+      info: painter.cyan,
+      warn: painter.yellow,
+      error: painter.red,
+    },
   };
-  return {
-    debug: (m, f) => emit('debug', m, f),
-    info: (m, f) => emit('info', m, f),
-    warn: (m, f) => emit('warn', m, f),
-    error: (m, f) => emit('error', m, f),
-    child: (fields) => createLogger(options, { ...bound, ...fields }),
-  };
+  return new LineLogger(sink, bound);
 }
 
 /** A logger that drops everything (tests, library use). */

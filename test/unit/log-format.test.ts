@@ -31,6 +31,24 @@ describe('human units in text logs', () => {
   });
 });
 
+describe('child loggers', () => {
+  it('add their fields to every line, a nearer child wins, levels and redaction hold, and the root is untouched', () => {
+    const lines: string[] = [];
+    const root = createLogger({ level: 'info', format: 'text', write: (l) => lines.push(l) });
+    const stream = root.child({ device: 'dev', stream: 'ssh' });
+    const inner = stream.child({ stream: 'rdp', authorizationToken: 'secret' });
+    stream.info('opened', { port: 22 });
+    inner.warn('lost');
+    inner.debug('below the level');
+    root.error('plain');
+    expect(lines).toEqual([
+      'INFO  opened device=dev stream=ssh port=22',
+      'WARN  lost device=dev stream=rdp authorizationToken=[redacted]',
+      'ERROR plain',
+    ]);
+  });
+});
+
 describe('why a stream ended', () => {
   const base = { bytesSent: 1, bytesReceived: 2, closeCode: 1000, error: undefined };
   it.each([
