@@ -5,6 +5,7 @@ import { WebSocket } from 'ws';
 import { startAgent, type Agent } from '../../src/agent/agent.js';
 import { createLogger, silentLogger } from '../../src/log/logger.js';
 import { MuxSession } from '../../src/mux/mux-session.js';
+import type { MuxStream } from '../../src/mux/mux-stream.js';
 import { muxProtocol, writeMuxHeader, MuxFrameType } from '../../src/protocol/mux-frames.js';
 import { parseIotHubError } from '../../src/protocol/iothub-error.js';
 import { startProxy, type PortProxy, type ProxyOptions } from '../../src/proxy/proxy.js';
@@ -752,6 +753,58 @@ describe("stream offers: the hub opens the device's half on the agent's carrier 
     await waitFor(() => t.hub.mux.substreams === 0, 10_000, 'no substream left');
     expect(session.size).toBe(0);
     expect(t.hub.streams.size).toBe(0);
+  });
+
+  it("with a resumable service half already there, the device's first ticket follows the offer: the device's resume and bytes reach the service behind its own ticket", async () => {
+    const t = await startTestHub();
+    cleanups.push(() => t.cleanup());
+    const { session: device, requests } = await rawDevice(t, 'fast');
+    const offered = new Promise<MuxStream>((resolve) =>
+      device.on('open-request', (stream) => resolve(stream)),
+    );
+    const ws = openCarrier(t, serviceToken(t.service));
+    await once(ws, 'open');
+    const service = new MuxSession(ws, { role: 'dialler' }).open(
+      'wss://hub/twins/fast/streams/ssh',
+      {
+        path: '/twins/fast/streams/ssh',
+        authorization: serviceToken(t.service),
+        protocols: ['dstream.stream.v2', 'dstream.stream.v1'],
+      },
+    );
+    const atDevice: string[] = [];
+    const half = await offered;
+    half.on('message', (data: Buffer, isBinary: boolean) =>
+      atDevice.push(
+        isBinary
+          ? `bytes ${data.toString()}`
+          : (JSON.parse(data.toString()) as { type: string }).type,
+      ),
+    );
+    half.resume();
+    await waitFor(() => atDevice.length >= 1, 10_000, 'the ticket behind the offer');
+    expect(atDevice).toEqual(['ticket']);
+    // The device accepts and speaks at once: resume, then its banner.
+    half.accept('dstream.stream.v2');
+    half.send(JSON.stringify({ type: 'resume', received: 0 }));
+    half.send(Buffer.from('SSH-2.0-banner'));
+    const atService: string[] = [];
+    service.on('message', (data: Buffer, isBinary: boolean) =>
+      atService.push(
+        isBinary
+          ? `bytes ${data.toString()}`
+          : (JSON.parse(data.toString()) as { type: string }).type,
+      ),
+    );
+    await once(service, 'open');
+    expect(service.protocol).toBe('dstream.stream.v2');
+    service.resume();
+    await waitFor(() => atService.length >= 3, 10_000, "the device's frames at the service");
+    expect(atService).toEqual(['ticket', 'resume', 'bytes SSH-2.0-banner']);
+    // The pairing hands the device its ticket again: one it already has (harmless).
+    await waitFor(() => atDevice.length >= 2, 10_000, 'the ticket of the pairing');
+    expect(atDevice).toEqual(['ticket', 'ticket']);
+    expect(requests).toEqual([]);
   });
 
   it('a carrier connection lost before the device answered: the request goes on the control connection, and the stream opens', async () => {

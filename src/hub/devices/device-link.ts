@@ -48,12 +48,14 @@ export interface AttachedLink {
  */
 export interface OfferCarrier {
   /**
-   * Offer the stream of `message` to the device. `answer` is called once if the device answers
-   * (accepted: its half is already with the streaming endpoint); `lost` once if the carrier
-   * connection went before it answered. Returns a withdraw: the hub no longer waits.
+   * Offer the stream of `message` to the device, with the device's first ticket when the stream
+   * will be resumable. `answer` is called once if the device answers (accepted: its half is
+   * already with the streaming endpoint); `lost` once if the carrier connection went before it
+   * answered. Returns a withdraw: the hub no longer waits.
    */
   offer(
     message: StreamRequestMessage,
+    ticket: string | undefined,
     answer: (accepted: boolean, reason?: string) => void,
     lost: () => void,
   ): () => void;

@@ -240,6 +240,8 @@ export class DeviceLinks {
     deviceId: string,
     message: StreamRequestMessage,
     timeoutMs: number,
+    /** The device's first ticket, for an offer on its carrier connection (not the link's). */
+    ticket?: string,
   ): Promise<DeviceAnswer> {
     const conn = this.#online.get(deviceId);
     if (!conn) return Promise.resolve({ kind: 'disconnected' });
@@ -259,6 +261,7 @@ export class DeviceLinks {
       this.#sent.carrier++;
       pending.withdraw = carrier.offer(
         message,
+        ticket,
         (accepted, reason) =>
           this.#answer(conn, {
             type: 'stream-response',

@@ -28,6 +28,7 @@ import type { InitiationAnswer, InitiationAsk } from './stream-initiation.js';
 import type { DeviceLinks } from '../devices/device-links.js';
 import type { StreamRequestMessage } from '../../protocol/control-messages.js';
 import { parseIotHubError } from '../../protocol/iothub-error.js';
+import { formatStreamFrame } from '../../protocol/stream-frames.js';
 
 export interface MuxGatewayOptions {
   readonly streams: StreamEndpoint;
@@ -141,8 +142,8 @@ export class MuxGateway {
       if (identity.side === 'device' && identity.takesOffers && devices) {
         const { deviceId } = identity;
         const detach = devices.attachCarrier(deviceId, {
-          offer: (message, answer, lost) =>
-            this.#offer(session, deviceId, remote, message, answer, lost),
+          offer: (message, ticket, answer, lost) =>
+            this.#offer(session, deviceId, remote, message, ticket, answer, lost),
         });
         session.on('close', detach);
       }
@@ -161,6 +162,7 @@ export class MuxGateway {
     deviceId: string,
     remote: string | undefined,
     message: StreamRequestMessage,
+    ticket: string | undefined,
     answer: (accepted: boolean, reason?: string) => void,
     lost: () => void,
   ): () => void {
@@ -189,6 +191,10 @@ export class MuxGateway {
       lost();
       return () => undefined;
     }
+    // The device's first ticket, right behind the open (an opener may send before the answer):
+    // an agent that accepts resumably sends its resume and bytes at once instead of waiting
+    // for the pairing; one that accepts otherwise ignores a stream frame it does not know.
+    if (ticket !== undefined) stream.send(formatStreamFrame({ type: 'ticket', ticket }));
     const settle = (): void => {
       stream.off('open', onOpen);
       stream.off('refused', onRefused);
@@ -300,6 +306,7 @@ export class MuxGateway {
       connectTimeout: request.headers?.[h.connectTimeout],
       responseTimeout: request.headers?.[h.responseTimeout],
       signal: gone.signal,
+      protocols: request.protocols,
     });
     stream.off('close', onClose);
     if (!answer || stream.readyState !== stream.CONNECTING) return;

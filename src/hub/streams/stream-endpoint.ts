@@ -782,6 +782,9 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     const start: { a?: number; b?: number } = {};
     const before = this.#relayedUpTo.get(record.id);
     this.#relayedUpTo.delete(record.id);
+    // Tickets first: an end whose first ticket came with its stream offer may already have
+    // sent its resume and payload, and its peer must hear of its own ticket before those.
+    if (resumable) this.#sendTickets(record, device, service);
     relay(service, device, {
       onResume: (from, received) => {
         // The device's resume says where the service side sends from, and the other way.
@@ -853,7 +856,16 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
         });
       },
     });
-    if (resumable) this.#sendTickets(record, device, service);
+  }
+
+  /**
+   * A new stream's first ticket for one side, ahead of its pairing (a stream offer carries the
+   * device's): undefined when this hub does not resume streams or the stream is not new here.
+   */
+  firstTicket(id: string, side: StreamSide): string | undefined {
+    const record = this.#streams.get(id);
+    if (!this.#desk || record?.kind !== 'fresh') return undefined;
+    return this.#desk.issue(record, side, 1);
   }
 
   /** Hand both halves of a resumable stream their tickets for the next resumption. */

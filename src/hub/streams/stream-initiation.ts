@@ -82,6 +82,8 @@ export interface InitiationAsk {
   readonly responseTimeout: string | string[] | undefined;
   /** Aborted when the caller hangs up while the device is asked: the stream is dropped. */
   readonly signal: AbortSignal;
+  /** The stream protocols the caller's half offers, when it came with the ask (a substream). */
+  readonly protocols?: readonly string[] | undefined;
 }
 
 /** What the caller is answered: the stream granted, rejected by the device, or refused. */
@@ -178,6 +180,7 @@ export async function initiateStream(
     streamName,
     origin: { policy, remote },
     responseTimeoutS: responseTimeout,
+    serviceProtocols: ask.protocols,
   };
   let offer: StreamOffer;
   if (ctx.route) {

@@ -1,6 +1,7 @@
 import type { IotHubErrorName } from '../../protocol/iothub-error.js';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../log/logger.js';
+import { resumableStreamProtocol } from '../../protocol/constants.js';
 import type { StreamOutcome } from '../store/audit-log.js';
 import type { DeviceLinks } from '../devices/device-links.js';
 import type { HubLimits } from './limits.js';
@@ -13,6 +14,12 @@ export interface StreamOfferRequest {
   readonly origin: StreamOrigin;
   /** How long the device may take to answer. */
   readonly responseTimeoutS: number;
+  /**
+   * The stream protocols the service side offered, when it is already here (an initiation on a
+   * carrier connection): if it will be resumable, a stream offer carries the device's first
+   * ticket, so that the device's bytes need not wait for the pairing to learn it.
+   */
+  readonly serviceProtocols?: readonly string[] | undefined;
 }
 
 /** What became of an offer: the streaming URL and service token, or why not. */
@@ -98,10 +105,14 @@ export async function offerStream(
     ctx.streams.cancel(stream.id);
   };
   signal.addEventListener('abort', abandon);
+  const serviceResumable =
+    request.serviceProtocols !== undefined &&
+    ctx.streams.chooseProtocol(new Set(request.serviceProtocols)) === resumableStreamProtocol;
   const answer = await ctx.control.request(
     deviceId,
     { type: 'stream-request', requestId, streamName, url, authorizationToken: stream.deviceToken },
     request.responseTimeoutS * 1000,
+    serviceResumable ? ctx.streams.firstTicket(stream.id, 'device') : undefined,
   );
   signal.removeEventListener('abort', abandon);
   if (signal.aborted) return offline(deviceId, 'request abandoned');
