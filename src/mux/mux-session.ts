@@ -234,8 +234,9 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
     // Frames queued in the same turn of the event loop go out together, in one message: not
     // only one callback's (a microtask would flush after each), but those of every callback
     // of the loop's I/O phase, which under load is many streams' answers, windows and bytes
-    // in one TLS record and one write instead of one each (one quiet A/B round, 50 openers: 15-20% more
-    // new streams a second). The check phase runs right after the I/O phase: no timer waits.
+    // in one TLS record and one write instead of one each (one quiet A/B round, 50 openers:
+    // 15-20% more new streams a second). The check phase runs right after the I/O phase: no
+    // timer waits.
     setImmediate(() => {
       this.#pumpQueued = false;
       this.#pump();
