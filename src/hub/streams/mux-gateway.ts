@@ -202,7 +202,10 @@ export class MuxGateway {
     };
     const onOpen = (): void => {
       settle();
-      streams.admit(offeredArrival(stream, message.authorizationToken, remote, deviceId), id);
+      streams.admit(
+        offeredArrival(stream, message.authorizationToken, remote, deviceId, ticket !== undefined),
+        id,
+      );
       answer(true);
     };
     const onRefused = (status: number, body: string): void => {

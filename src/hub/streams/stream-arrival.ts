@@ -27,6 +27,8 @@ export interface StreamArrival {
    * service's carrier connection opens service halves, a device's its own device's halves.
    */
   readonly only?: CarrierIdentity | undefined;
+  /** Its end holds the stream's first ticket already (a stream offer carried it). */
+  readonly ticketed?: boolean | undefined;
   /** It proved a credential: its connection no longer counts as unauthenticated. */
   authenticated(): void;
   /** Refuse it with IoT Hub's error answer. */
@@ -123,12 +125,15 @@ export function offeredArrival(
   deviceToken: string,
   remote: string | undefined,
   deviceId: string,
+  /** The offer carried the device's first ticket. */
+  ticketed: boolean,
 ): StreamArrival {
   return {
     authorization: `Bearer ${deviceToken}`,
     offered: [stream.protocol],
     remote,
     only: { side: 'device', deviceId },
+    ticketed,
     authenticated: () => undefined,
     refuse: (_status, _errorCode, message) => closeWebSocket(stream, closeCodes.shutdown, message),
     open: (done) => {

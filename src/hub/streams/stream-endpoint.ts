@@ -76,6 +76,8 @@ interface FreshRecord extends RecordBase {
   readonly tokens: Readonly<Record<StreamSide, Buffer>>;
   /** Each token is good for one connection. */
   readonly used: Set<StreamSide>;
+  /** The side whose end got its first ticket ahead of the pairing (with a stream offer). */
+  ticketed?: StreamSide | undefined;
 }
 
 /** The meeting point of a suspended stream's halves, which come back with tickets. */
@@ -534,6 +536,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
       return;
     }
     record.used.add(side);
+    if (arrival.ticketed) record.ticketed = side;
     arrival.authenticated();
     this.#attach(record, side, arrival);
   }
@@ -876,8 +879,12 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     for (const [side, ws] of [
       ['device', device],
       ['service', service],
-    ] as const)
+    ] as const) {
+      // Its offer carried this very ticket (same stream, side and generation): one message
+      // and one wake-up of its end fewer.
+      if (record.kind === 'fresh' && record.ticketed === side) continue;
       ws.send(formatStreamFrame({ type: 'ticket', ticket: desk.issue(record, side, generation) }));
+    }
   }
 
   #emitEnd(
