@@ -240,7 +240,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
     /** Tell the hub no, with a reason the service's caller sees. */
     reject(reason: string): void;
     /** The target is connected: tell the hub yes and carry the stream. */
-    accept(socket: Socket, log: Logger, hooks: StreamHooks): void;
+    accept(socket: Socket, hooks: StreamHooks): void;
   }
 
   /** A stream request on the control connection: answered there; the agent opens its socket. */
@@ -248,7 +248,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
     dialFor({
       streamName: request.streamName,
       reject: (reason) => answer(ws, request.requestId, false, reason),
-      accept: (socket, _log, hooks) => {
+      accept: (socket, hooks) => {
         answer(ws, request.requestId, true);
         if (closed) return void socket.destroy();
         ends.start(
@@ -276,7 +276,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
     const socket = dialFor({
       streamName,
       reject: (reason) => stream.refuse(403, iotHubErrorBody('Forbidden', reason)),
-      accept: (local, _log, hooks) => {
+      accept: (local, hooks) => {
         stream.off('close', withdrawn);
         // The hub gave up meanwhile (timed out, the service left), or this agent is closing.
         if (closed || stream.readyState !== stream.CONNECTING) return void local.destroy();
@@ -339,7 +339,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
       clearTimeout(dialTimer);
       dialling.delete(socket);
       connected = true;
-      asked.accept(socket, log, {
+      asked.accept(socket, {
         logger: log,
         onFailed: (error) => {
           log.warn('cannot open the stream socket', { reason: describeError(error) });
