@@ -480,3 +480,24 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
 }
 
 const isPayload = (t: MuxFrameType): boolean => t === MuxFrameType.data || t === MuxFrameType.text;
+
+/**
+ * The answer to an `open` this side sent: undefined when accepted, else the refusal's status and
+ * body (status 0: the stream closed first, its connection lost or the stream terminated).
+ */
+export function answerOf(stream: MuxStream): Promise<{ status: number; body: string } | undefined> {
+  return new Promise((resolve) => {
+    const settle = (result: { status: number; body: string } | undefined): void => {
+      stream.off('open', onOpen);
+      stream.off('refused', onRefused);
+      stream.off('close', onClose);
+      resolve(result);
+    };
+    const onOpen = (): void => settle(undefined);
+    const onRefused = (status: number, body: string): void => settle({ status, body });
+    const onClose = (): void => settle({ status: 0, body: 'carrier connection lost' });
+    stream.once('open', onOpen);
+    stream.once('refused', onRefused);
+    stream.once('close', onClose);
+  });
+}

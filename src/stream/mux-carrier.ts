@@ -1,7 +1,7 @@
 import { describeError, DstreamError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { MuxSession } from '../mux/mux-session.js';
-import type { MuxStream } from '../mux/mux-stream.js';
+import { answerOf, type MuxStream } from '../mux/mux-stream.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import {
   openWebSocket,
@@ -52,24 +52,6 @@ export interface MuxCarrierOptions {
   readonly onOffer?: ((stream: MuxStream, request: MuxOpenRequest) => void) | undefined;
 }
 
-/** The answer to a substream's `open`: accepted, or refused with a status and body. */
-function answered(stream: MuxStream): Promise<{ status: number; body: string } | undefined> {
-  return new Promise((resolve) => {
-    const settle = (result: { status: number; body: string } | undefined): void => {
-      stream.off('open', onOpen);
-      stream.off('refused', onRefused);
-      stream.off('close', onClose);
-      resolve(result);
-    };
-    const onOpen = (): void => settle(undefined);
-    const onRefused = (status: number, body: string): void => settle({ status, body });
-    const onClose = (): void => settle({ status: 0, body: 'carrier connection lost' });
-    stream.once('open', onOpen);
-    stream.once('refused', onRefused);
-    stream.once('close', onClose);
-  });
-}
-
 /**
  * The multiplexed carrier: every stream socket is a substream of one carrier connection per
  * hub address (`dstream.mux.v1` at `/mux`, docs/protocol.md), opened once and kept, so a
@@ -103,7 +85,7 @@ export class MuxCarrier implements Carrier {
       authorization: `Bearer ${grant.token}`,
       protocols: [...endProtocols(options.resume)],
     });
-    const refused = await answered(stream);
+    const refused = await answerOf(stream);
     if (!refused) return stream;
     if (refused.status === 421) return this.options.fallback.open(grant, options);
     if (refused.status === 0)
@@ -143,7 +125,7 @@ export class MuxCarrier implements Carrier {
     // The local side left while the device was asked: the hub drops the stream.
     const leave = (): void => stream.terminate();
     options.signal.addEventListener('abort', leave, { once: true });
-    const refused = await answered(stream);
+    const refused = await answerOf(stream);
     options.signal.removeEventListener('abort', leave);
     options.signal.throwIfAborted();
     if (!refused) return stream;
@@ -177,7 +159,7 @@ export class MuxCarrier implements Carrier {
       authorization: `Resume ${ticket}`,
       protocols: [resumableStreamProtocol],
     });
-    const refused = await answered(stream);
+    const refused = await answerOf(stream);
     if (!refused) return stream;
     if (refused.status === 421) return this.options.fallback.resume(url, ticket);
     // Refused (not unreachable): the hub will not take this ticket again.

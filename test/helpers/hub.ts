@@ -14,6 +14,7 @@ import type { GuardOptions } from '../../src/hub/admission/guard.js';
 import type { AuditLog } from '../../src/hub/store/audit-log.js';
 import { silentLogger, type Logger } from '../../src/log/logger.js';
 import { hubTarget } from '../../src/service/credentials.js';
+import type { ProxyOptions } from '../../src/proxy/proxy.js';
 import { RegistryClient } from '../../src/service/registry-client.js';
 
 export interface TestHub {
@@ -107,5 +108,18 @@ export async function startTestHub(options: TestHubOptions = {}): Promise<TestHu
       await stop();
       if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
+  };
+}
+
+/** A port proxy's options for stream `t` of device `dev` on `t`'s hub, on a free port. */
+export function proxyTo(t: TestHub, responseTimeoutSeconds = 30): ProxyOptions {
+  return {
+    credential: t.service,
+    target: hubTarget(t.service),
+    deviceId: 'dev',
+    streamName: 't',
+    bindHost: '127.0.0.1',
+    port: 0,
+    responseTimeoutSeconds,
   };
 }

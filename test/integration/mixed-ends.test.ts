@@ -2,8 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startAgent, type Agent } from '../../src/agent/agent.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { startProxy } from '../../src/proxy/proxy.js';
-import { hubTarget } from '../../src/service/credentials.js';
-import { startTestHub } from '../helpers/hub.js';
+import { proxyTo, startTestHub } from '../helpers/hub.js';
 import { dial, randomBytes, readAll, sha256, waitEvent } from '../helpers/net.js';
 import { startServer } from '../helpers/servers.js';
 
@@ -43,19 +42,7 @@ async function chain(agentResume: boolean, proxyResume: boolean) {
   );
   cleanups.push(() => agent.close());
   await waitEvent(agent, 'connected');
-  const proxy = await startProxy(
-    {
-      credential: t.service,
-      target: hubTarget(t.service),
-      deviceId: 'dev',
-      streamName: 't',
-      bindHost: '127.0.0.1',
-      port: 0,
-      responseTimeoutSeconds: 10,
-      resume: proxyResume,
-    },
-    silentLogger,
-  );
+  const proxy = await startProxy({ ...proxyTo(t, 10), resume: proxyResume }, silentLogger);
   cleanups.push(() => proxy.close());
   return proxy;
 }

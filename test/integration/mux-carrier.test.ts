@@ -8,7 +8,7 @@ import { MuxSession } from '../../src/mux/mux-session.js';
 import type { MuxStream } from '../../src/mux/mux-stream.js';
 import { muxProtocol, writeMuxHeader, MuxFrameType } from '../../src/protocol/mux-frames.js';
 import { parseIotHubError } from '../../src/protocol/iothub-error.js';
-import { startProxy, type PortProxy, type ProxyOptions } from '../../src/proxy/proxy.js';
+import { startProxy, type PortProxy } from '../../src/proxy/proxy.js';
 import { hubTarget, serviceToken } from '../../src/service/credentials.js';
 import { requestStream } from '../../src/service/stream-client.js';
 import { expiryIn, signSas } from '../../src/auth/sas.js';
@@ -17,7 +17,7 @@ import {
   type DeviceConnectionString,
 } from '../../src/auth/connection-string.js';
 import { serviceLink, type Transport } from '../../src/service/service-carrier.js';
-import { startTestHub, type TestHub } from '../helpers/hub.js';
+import { proxyTo, startTestHub, type TestHub } from '../helpers/hub.js';
 import { closed, dial, randomBytes, readAll, sha256, waitEvent, waitFor } from '../helpers/net.js';
 import { startDigestServer, startEchoServer, type TestServer } from '../helpers/servers.js';
 
@@ -52,19 +52,6 @@ async function restartableHub(): Promise<{
       await first.stop();
       return start();
     },
-  };
-}
-
-/** A port proxy's options for stream `t` of device `dev` on `t`'s hub, on a free port. */
-function proxyTo(t: TestHub): ProxyOptions {
-  return {
-    credential: t.service,
-    target: hubTarget(t.service),
-    deviceId: 'dev',
-    streamName: 't',
-    bindHost: '127.0.0.1',
-    port: 0,
-    responseTimeoutSeconds: 30,
   };
 }
 
@@ -131,10 +118,23 @@ function openCarrier(t: TestHub, authorization: string): WebSocket {
   return ws;
 }
 
-/** A device's raw carrier connection, open, with a dialler session on it. */
+/** A device token for `device` on `t`'s hub. */
+function deviceSas(t: TestHub, device: DeviceConnectionString): string {
+  return signSas({
+    resource: `127.0.0.1:${t.hub.port}/devices/${device.deviceId}`,
+    key: device.sharedAccessKey,
+    expiry: expiryIn(600),
+  });
+}
+
+/**
+ * A device's raw carrier connection, open, with a dialler session on it; `offers`: it says it
+ * takes stream offers.
+ */
 async function deviceCarrier(
   t: TestHub,
   device: DeviceConnectionString,
+  offers = false,
 ): Promise<{ ws: WebSocket; session: MuxSession }> {
   const ws = new WebSocket(
     `wss://127.0.0.1:${t.hub.port}/devices/${device.deviceId}/mux`,
@@ -142,11 +142,8 @@ async function deviceCarrier(
     {
       rejectUnauthorized: false,
       headers: {
-        authorization: signSas({
-          resource: `127.0.0.1:${t.hub.port}/devices/${device.deviceId}`,
-          key: device.sharedAccessKey,
-          expiry: expiryIn(600),
-        }),
+        authorization: deviceSas(t, device),
+        ...(offers && { 'dstream-stream-offers': '1' }),
       },
     },
   );
@@ -154,6 +151,21 @@ async function deviceCarrier(
   cleanups.push(() => ws.terminate());
   await once(ws, 'open');
   return { ws, session: new MuxSession(ws, { role: 'dialler' }) };
+}
+
+/** A device's raw control connection, open; the stream requests it receives, as text. */
+async function deviceControl(t: TestHub, device: DeviceConnectionString): Promise<string[]> {
+  const control = new WebSocket(
+    `wss://127.0.0.1:${t.hub.port}/devices/${device.deviceId}/control`,
+    'dstream.control.v1',
+    { rejectUnauthorized: false, headers: { authorization: deviceSas(t, device) } },
+  );
+  control.on('error', () => undefined);
+  cleanups.push(() => control.terminate());
+  const requests: string[] = [];
+  control.on('message', (data: Buffer) => requests.push(data.toString()));
+  await once(control, 'open');
+  return requests;
 }
 
 describe('multiplexed carrier, service side', () => {
@@ -568,26 +580,7 @@ describe('asking for a stream on a carrier connection (the initiation in one fra
     const t = await startTestHub();
     cleanups.push(() => t.cleanup());
     // A device that takes the stream request and never answers it.
-    const device = await t.addDevice('silent');
-    const control = new WebSocket(
-      `wss://127.0.0.1:${t.hub.port}/devices/silent/control`,
-      'dstream.control.v1',
-      {
-        rejectUnauthorized: false,
-        headers: {
-          authorization: signSas({
-            resource: `127.0.0.1:${t.hub.port}/devices/silent`,
-            key: device.sharedAccessKey,
-            expiry: expiryIn(600),
-          }),
-        },
-      },
-    );
-    control.on('error', () => undefined);
-    cleanups.push(() => control.terminate());
-    const requests: string[] = [];
-    control.on('message', (data: Buffer) => requests.push(data.toString()));
-    await once(control, 'open');
+    const requests = await deviceControl(t, await t.addDevice('silent'));
     await waitFor(() => t.hub.devices.size === 1, 10_000, 'the device online');
     const ws = openCarrier(t, serviceToken(t.service));
     await once(ws, 'open');
@@ -660,33 +653,12 @@ describe("stream offers: the hub opens the device's half on the agent's carrier 
   async function rawDevice(
     t: TestHub,
     name: string,
-  ): Promise<{ requests: string[]; session: MuxSession; ws: WebSocket }> {
+  ): Promise<{ requests: string[]; session: MuxSession }> {
     const device = await t.addDevice(name);
-    const authorization = (): string =>
-      signSas({
-        resource: `127.0.0.1:${t.hub.port}/devices/${name}`,
-        key: device.sharedAccessKey,
-        expiry: expiryIn(600),
-      });
-    const control = new WebSocket(
-      `wss://127.0.0.1:${t.hub.port}/devices/${name}/control`,
-      'dstream.control.v1',
-      { rejectUnauthorized: false, headers: { authorization: authorization() } },
-    );
-    control.on('error', () => undefined);
-    cleanups.push(() => control.terminate());
-    const requests: string[] = [];
-    control.on('message', (data: Buffer) => requests.push(data.toString()));
-    await once(control, 'open');
-    const ws = new WebSocket(`wss://127.0.0.1:${t.hub.port}/devices/${name}/mux`, muxProtocol, {
-      rejectUnauthorized: false,
-      headers: { authorization: authorization(), 'dstream-stream-offers': '1' },
-    });
-    ws.on('error', () => undefined);
-    cleanups.push(() => ws.terminate());
-    await once(ws, 'open');
+    const requests = await deviceControl(t, device);
+    const { session } = await deviceCarrier(t, device, true);
     await waitFor(() => t.hub.devices.takesOffers(name), 10_000, 'the carrier taking offers');
-    return { requests, session: new MuxSession(ws, { role: 'dialler' }), ws };
+    return { requests, session };
   }
 
   it('answers on the carrier connection: streams byte-exact, the same rejections and reasons, nothing on the control connection', async () => {
@@ -817,24 +789,11 @@ describe("stream offers: the hub opens the device's half on the agent's carrier 
     const device = parseConnectionString(
       (await t.registry.show('dev')).connectionString ?? '',
     ) as DeviceConnectionString;
-    const ws = new WebSocket(`wss://127.0.0.1:${t.hub.port}/devices/dev/mux`, muxProtocol, {
-      rejectUnauthorized: false,
-      headers: {
-        authorization: signSas({
-          resource: `127.0.0.1:${t.hub.port}/devices/dev`,
-          key: device.sharedAccessKey,
-          expiry: expiryIn(600),
-        }),
-        'dstream-stream-offers': '1',
-      },
-    });
-    ws.on('error', () => undefined);
-    cleanups.push(() => ws.terminate());
-    await once(ws, 'open');
+    const { ws, session } = await deviceCarrier(t, device, true);
     // The agent's and this one (the proxy opens its own with its first stream).
     await waitFor(() => t.hub.mux.size === 2, 10_000, 'two carrier connections');
     const offered = new Promise<void>((resolve) =>
-      new MuxSession(ws, { role: 'dialler' }).on('open-request', () => {
+      session.on('open-request', () => {
         ws.terminate();
         resolve();
       }),

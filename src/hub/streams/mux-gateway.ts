@@ -5,7 +5,7 @@ import { WebSocketServer } from 'ws';
 import { describeError, DstreamError } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
 import { MuxSession } from '../../mux/mux-session.js';
-import type { MuxStream } from '../../mux/mux-stream.js';
+import { answerOf, type MuxStream } from '../../mux/mux-stream.js';
 import type { Heartbeat } from '../../net/heartbeat.js';
 import {
   muxProtocol,
@@ -195,35 +195,30 @@ export class MuxGateway {
     // an agent that accepts resumably sends its resume and bytes at once instead of waiting
     // for the pairing; one that accepts otherwise ignores a stream frame it does not know.
     if (ticket !== undefined) stream.send(formatStreamFrame({ type: 'ticket', ticket }));
-    const settle = (): void => {
-      stream.off('open', onOpen);
-      stream.off('refused', onRefused);
-      stream.off('close', onClose);
-    };
-    const onOpen = (): void => {
-      settle();
-      streams.admit(
-        offeredArrival(stream, message.authorizationToken, remote, deviceId, ticket !== undefined),
-        id,
+    let withdrawn = false;
+    void answerOf(stream).then((refused) => {
+      if (withdrawn) return;
+      if (!refused) {
+        const ticketed = ticket !== undefined;
+        streams.admit(
+          offeredArrival(stream, message.authorizationToken, remote, deviceId, ticketed),
+          id,
+        );
+        return answer(true);
+      }
+      // Closed before an answer (its carrier connection lost): not the device's answer.
+      if (refused.status === 0) return lost();
+      answer(
+        false,
+        parseIotHubError(refused.body).message ??
+          `the device refused the stream (${refused.status})`,
       );
-      answer(true);
-    };
-    const onRefused = (status: number, body: string): void => {
-      settle();
-      answer(false, parseIotHubError(body).message ?? `the device refused the stream (${status})`);
-    };
-    const onClose = (): void => {
-      settle();
-      lost();
-    };
-    stream.once('open', onOpen);
-    stream.once('refused', onRefused);
-    stream.once('close', onClose);
+    });
     // Withdrawn (timed out, the caller left): an unanswered offer is dropped; an accepted half
     // is the streaming endpoint's, which ends it with its stream.
     return () => {
       if (stream.readyState !== stream.CONNECTING) return;
-      settle();
+      withdrawn = true;
       stream.terminate();
     };
   }
