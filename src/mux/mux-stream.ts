@@ -16,6 +16,8 @@ import {
 export interface MuxLink {
   /** The stream has a frame it may send now: put it in the send rotation. */
   ready(stream: MuxStream): void;
+  /** The owner queued `n` payload bytes to send (the session flushes sooner when it is a lot). */
+  queued(n: number): void;
   /** Send a `window` frame ahead of the rotation (credit is never held behind data). */
   grant(stream: MuxStream, increment: number): void;
   /** Bytes received on some stream and not yet taken by its owner went up or down by `n`. */
@@ -170,6 +172,7 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
       payload,
       done: callback,
     });
+    this.link.queued(payload.length);
   }
 
   /** Close after what is queued has been sent; 'close' follows once the peer closed too. */
