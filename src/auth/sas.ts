@@ -92,11 +92,29 @@ export function parseSas(text: string): SasToken {
   };
 }
 
+/**
+ * Signatures checked good lately, by key and token: a client signs one token and presents it
+ * for every request until it nears expiry (dstream's service side does, as Azure's SDKs do), so
+ * a hub opening hundreds of streams a second would otherwise compute the same HMAC each time.
+ * Keyed by the key too, so a new key never finds an old entry; only good signatures are kept
+ * (a forger's guesses all take the constant-time path); bounded, oldest first out.
+ */
+const goodSignatures = new Set<string>();
+const maxGoodSignatures = 256;
+
 /** True if the token's signature was made with `key`. Constant-time in the signature. */
 export function hasValidSignature(token: SasToken, key: string): boolean {
+  const memo = `${key}\n${token.encodedResource}\n${token.expiry}\n${token.signature}`;
+  if (goodSignatures.has(memo)) return true;
   const expected = hmac(key, token.encodedResource, token.expiry);
   const given = Buffer.from(token.signature, 'base64');
-  return given.length === expected.length && timingSafeEqual(given, expected);
+  const good = given.length === expected.length && timingSafeEqual(given, expected);
+  if (good) {
+    if (goodSignatures.size >= maxGoodSignatures)
+      goodSignatures.delete(goodSignatures.values().next().value as string);
+    goodSignatures.add(memo);
+  }
+  return good;
 }
 
 /** The seconds-since-epoch expiry for a token valid `ttlSeconds` from now. */

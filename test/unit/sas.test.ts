@@ -41,6 +41,29 @@ describe('SAS tokens', () => {
     expect(hasValidSignature({ ...sig, signature: 'short' }, key)).toBe(false);
   });
 
+  it('a signature checked good before is still checked against the key, resource and expiry', () => {
+    const text = signSas({ resource: 'hub:443', key, expiry: 1_900_000_123, keyName: 'svc' });
+    const token = parseSas(text);
+    for (let i = 0; i < 3; i++) expect(hasValidSignature(token, key)).toBe(true);
+    // The same token, now checked against a rotated key, another resource or expiry: refused.
+    expect(hasValidSignature(token, otherKey)).toBe(false);
+    expect(hasValidSignature({ ...token, expiry: token.expiry + 1 }, key)).toBe(false);
+    expect(hasValidSignature({ ...token, encodedResource: 'hub%3A444' }, key)).toBe(false);
+    const flipped = Buffer.from(token.signature, 'base64');
+    flipped[5] = (flipped[5] ?? 0) ^ 1;
+    expect(hasValidSignature({ ...token, signature: flipped.toString('base64') }, key)).toBe(false);
+    // Hundreds of other good tokens in between: the first is checked anew, still good.
+    for (let e = 0; e < 300; e++)
+      expect(
+        hasValidSignature(
+          parseSas(signSas({ resource: 'h', key, expiry: 1_800_000_000 + e })),
+          key,
+        ),
+      ).toBe(true);
+    expect(hasValidSignature(token, key)).toBe(true);
+    expect(hasValidSignature(token, otherKey)).toBe(false);
+  });
+
   it.each([
     ['', 'expected "SharedAccessSignature'],
     ['Bearer abc', 'expected "SharedAccessSignature'],

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -23,6 +22,7 @@ import { mintStreamTokens, sideOfToken } from './stream-tokens.js';
 import { relay, type EarlyMessage } from './relay.js';
 import { closeWebSocket } from '../../net/close.js';
 import { arrivalMayBe, upgradeArrival, type StreamArrival } from './stream-arrival.js';
+import { randomText } from './random-text.js';
 
 export type { StreamSide } from '../../protocol/resume-ticket.js';
 
@@ -159,7 +159,7 @@ function openStreamOf(record: StreamRecord): OpenStream {
   };
 }
 
-const newId = (bytes: number): string => randomBytes(bytes).toString('base64url');
+const newId = (bytes: number): string => randomText(bytes);
 
 /** The fields of a record in its first state: nobody connected, nothing relayed. */
 function emptyRecord(fields: Pick<RecordBase, 'id' | 'origin' | 'deviceId' | 'name'>): RecordBase {

@@ -1,11 +1,11 @@
 import type { IotHubErrorName } from '../../protocol/iothub-error.js';
-import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../log/logger.js';
 import { resumableStreamProtocol } from '../../protocol/constants.js';
 import type { StreamOutcome } from '../store/audit-log.js';
 import type { DeviceLinks } from '../devices/device-links.js';
 import type { HubLimits } from './limits.js';
 import type { StreamEndpoint, StreamOrigin } from './stream-endpoint.js';
+import { randomText } from './random-text.js';
 
 /** A stream request, as the node that holds the device's control connection gets it. */
 export interface StreamOfferRequest {
@@ -93,7 +93,7 @@ export async function offerStream(
     return refused('throttled', 429, 'ThrottlingException', limited, 1);
   }
   const stream = ctx.streams.create(deviceId, streamName, request.origin);
-  const requestId = randomBytes(12).toString('base64url');
+  const requestId = randomText(12);
   const base = ctx.streamBaseUrl;
   const wsScheme = base.protocol === 'https:' || base.protocol === 'wss:' ? 'wss:' : 'ws:';
   // The port is written out even when it is the scheme's default (URL.host drops it): some

@@ -1,5 +1,6 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { StreamSide } from '../../protocol/resume-ticket.js';
+import { randomText } from './random-text.js';
 
 /** A new stream's two single-use tokens: one for each side's stream socket. */
 export interface StreamTokens {
@@ -11,8 +12,8 @@ export interface StreamTokens {
 
 /** Mint a stream's tokens: 256 random bits each, base64url. */
 export function mintStreamTokens(): StreamTokens {
-  const device = randomBytes(32).toString('base64url');
-  const service = randomBytes(32).toString('base64url');
+  const device = randomText(32);
+  const service = randomText(32);
   return {
     device,
     service,
