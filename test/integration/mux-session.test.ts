@@ -279,6 +279,32 @@ describe('mux session', () => {
     expect(listener.bufferedBytes).toBe(0);
   });
 
+  it('a frame of payload goes out from the next microtask; smaller frames wait for the loop phase to end', async () => {
+    const { dialler, listener, client } = await carrierPair();
+    listener.on('open-request', (s) => {
+      s.accept('');
+      s.resume();
+    });
+    const stream = dialler.open('mux://x', { path: '/x', authorization: '', protocols: [] });
+    await waitEvent(stream, 'open');
+    await new Promise((r) => setImmediate(r));
+    // What the carrier connection has handed its TCP socket so far (ws writes synchronously).
+    const socket = (client as unknown as { _socket: Socket })._socket;
+    const before = socket.bytesWritten;
+    stream.send(randomBytes(100), { binary: true });
+    await Promise.resolve();
+    // A small frame gathers with whatever else this loop phase queues...
+    expect(socket.bytesWritten).toBe(before);
+    await new Promise((r) => setImmediate(r));
+    // ...and goes out in the check phase.
+    const afterSmall = socket.bytesWritten;
+    expect(afterSmall).toBeGreaterThan(before + 100);
+    // A full frame's worth is sent at once: a bulk stream must not wait a loop turn per message.
+    stream.send(randomBytes(16 * 1024), { binary: true });
+    await Promise.resolve();
+    expect(socket.bytesWritten).toBeGreaterThan(afterSmall + 16 * 1024);
+  });
+
   it('a small stream keeps moving beside a bulk one (frames take turns)', async () => {
     const { dialler, listener } = await carrierPair();
     const accepted: MuxStream[] = [];
