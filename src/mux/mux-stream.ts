@@ -76,6 +76,8 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
   readonly CLOSING = 2 as const;
   readonly CLOSED = 3 as const;
   readyState: 0 | 1 | 2 | 3 = 0;
+  /** It lives and dies with its carrier connection, whose own heartbeat watches both. */
+  readonly watchedByConnection = true;
   /** The stream protocol the acceptor chose ('' until accepted, and for raw bytes). */
   protocol = '';
 

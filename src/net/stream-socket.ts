@@ -21,6 +21,11 @@ export interface StreamSocket {
   pause(): void;
   resume(): void;
   ping(): void;
+  /**
+   * True for a substream: it lives and dies with its carrier connection, which has a heartbeat
+   * of its own, so the heartbeat leaves it alone (absent on a WebSocket).
+   */
+  readonly watchedByConnection?: boolean;
   on(event: 'message', listener: (data: RawData, isBinary: boolean) => void): this;
   on(event: 'close', listener: (code: number, reason: Buffer) => void): this;
   on(event: 'error', listener: (error: Error) => void): this;

@@ -4,6 +4,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { MuxSession, type MuxSessionOptions } from '../../src/mux/mux-session.js';
+import { Heartbeat } from '../../src/net/heartbeat.js';
 import type { MuxStream } from '../../src/mux/mux-stream.js';
 import { bridge, type BridgeResult } from '../../src/stream/bridge.js';
 import type { StreamSocket } from '../../src/stream/carrier.js';
@@ -82,6 +83,18 @@ async function carrierPair(
   await waitFor(() => l.sessions.length === 1, 10_000, 'the listener session');
   const dialler = new MuxSession(client, { role: 'dialler' });
   return { dialler, listener: l.sessions[0] as MuxSession, client, server: server as WebSocket };
+}
+
+/** A carrier pair with one stream the listener accepted raw (and reads). */
+async function oneRawStream(): Promise<CarrierPair & { stream: MuxStream }> {
+  const pair = await carrierPair();
+  pair.listener.on('open-request', (s) => {
+    s.accept('');
+    s.resume();
+  });
+  const stream = pair.dialler.open('mux://x', { path: '/x', authorization: '', protocols: [] });
+  await waitEvent(stream, 'open');
+  return { ...pair, stream };
 }
 
 /** A local listener whose every connection is carried by its own stream on `session`. */
@@ -280,13 +293,7 @@ describe('mux session', () => {
   });
 
   it('a frame of payload goes out from the next microtask; smaller frames wait for the loop phase to end', async () => {
-    const { dialler, listener, client } = await carrierPair();
-    listener.on('open-request', (s) => {
-      s.accept('');
-      s.resume();
-    });
-    const stream = dialler.open('mux://x', { path: '/x', authorization: '', protocols: [] });
-    await waitEvent(stream, 'open');
+    const { stream, client } = await oneRawStream();
     await new Promise((r) => setImmediate(r));
     // What the carrier connection has handed its TCP socket so far (ws writes synchronously).
     const socket = (client as unknown as { _socket: Socket })._socket;
@@ -303,6 +310,20 @@ describe('mux session', () => {
     stream.send(randomBytes(16 * 1024), { binary: true });
     await Promise.resolve();
     expect(socket.bytesWritten).toBeGreaterThan(afterSmall + 16 * 1024);
+  });
+
+  it('a substream gets no heartbeat of its own; a WebSocket does', async () => {
+    const { stream, client } = await oneRawStream();
+    const heartbeat = new Heartbeat(60_000);
+    cleanups.push(() => heartbeat.stop());
+    const before = { message: client.listenerCount('message'), pong: client.listenerCount('pong') };
+    heartbeat.add(stream);
+    heartbeat.add(client);
+    // The substream's carrier connection is what is watched (by its owner's heartbeat).
+    expect(stream.listenerCount('message')).toBe(0);
+    expect(stream.listenerCount('pong')).toBe(0);
+    expect(client.listenerCount('message')).toBe(before.message + 1);
+    expect(client.listenerCount('pong')).toBe(before.pong + 1);
   });
 
   it('a small stream keeps moving beside a bulk one (frames take turns)', async () => {
