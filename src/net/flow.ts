@@ -1,7 +1,14 @@
+/** What InFlight pauses and resumes: a socket or a stream socket. */
+export interface Pausable {
+  pause(): unknown;
+  resume(): unknown;
+}
+
 /**
  * Back-pressure bookkeeping for one direction of a stream: bytes handed to a WebSocket's
  * send() whose callbacks have not fired yet. Above `high` the source is paused; it is resumed
- * once the sink has drained below `low`. This bounds what any one stream can buffer.
+ * once the sink has drained below `low`. This bounds what any one stream can buffer. (The
+ * source itself, not two closures over it: one of these per direction of every open stream.)
  */
 export class InFlight {
   #bytes = 0;
@@ -10,8 +17,7 @@ export class InFlight {
   constructor(
     private readonly high: number,
     private readonly low: number,
-    private readonly pause: () => void,
-    private readonly resume: () => void,
+    private readonly source: Pausable,
   ) {}
 
   get bytes(): number {
@@ -23,7 +29,7 @@ export class InFlight {
     this.#bytes += n;
     if (!this.#paused && this.#bytes >= this.high) {
       this.#paused = true;
-      this.pause();
+      this.source.pause();
     }
   }
 
@@ -32,7 +38,7 @@ export class InFlight {
     this.#bytes -= n;
     if (this.#paused && this.#bytes <= this.low) {
       this.#paused = false;
-      this.resume();
+      this.source.resume();
     }
   }
 }

@@ -94,12 +94,7 @@ export function bridge(
   };
   let outcome: BridgeEnd = 'completed';
 
-  const flow = new InFlight(
-    high,
-    high / 2,
-    () => socket.pause(),
-    () => socket.resume(),
-  );
+  const flow = new InFlight(high, high / 2, socket);
 
   socket.on('data', (chunk: Buffer) => {
     bytesSent += chunk.length;

@@ -100,12 +100,7 @@ export function relay(a: StreamSocket, b: StreamSocket, options: RelayOptions = 
   ): void => {
     const dstTakesText =
       dst.protocol === streamProtocol || dst.protocol === resumableStreamProtocol;
-    const flow = new InFlight(
-      high,
-      high / 2,
-      () => src.pause(),
-      () => src.resume(),
-    );
+    const flow = new InFlight(high, high / 2, src);
     const forward = (data: RawData, isBinary: boolean): void => {
       const buf = data as Buffer;
       if (!isBinary) {
