@@ -165,8 +165,6 @@ function openStreamOf(record: StreamRecord): OpenStream {
   };
 }
 
-const newId = (bytes: number): string => randomText(bytes);
-
 /** The fields of a record in its first state: nobody connected, nothing relayed. */
 function emptyRecord(fields: Pick<RecordBase, 'id' | 'origin' | 'deviceId' | 'name'>): RecordBase {
   return {
@@ -402,13 +400,13 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     name: string,
     origin: StreamOrigin = { policy: undefined, remote: undefined },
   ): CreatedStream {
-    const id = this.#idPrefix + newId(18);
+    const id = this.#idPrefix + randomText(18);
     this.#created++;
     const tokens = mintStreamTokens();
     const record: FreshRecord = {
       ...emptyRecord({ id, origin, deviceId, name }),
       kind: 'fresh',
-      tokens: { device: tokens.device, service: tokens.service },
+      tokens,
       used: { device: false, service: false },
     };
     record.timer = setTimeout(() => this.#expire(record), this.#pairTimeoutMs);
