@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { IncomingHttpHeaders } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { DeviceConnectionString } from '../auth/connection-string.js';
@@ -21,7 +22,11 @@ import {
 } from '../protocol/constants.js';
 import { isValidStreamName } from '../protocol/identifiers.js';
 import { iotHubErrorBody, parseIotHubError } from '../protocol/iothub-error.js';
-import { muxStreamNameHeader, type MuxOpenRequest } from '../protocol/mux-frames.js';
+import {
+  muxCarrierOriginHeader,
+  muxStreamNameHeader,
+  type MuxOpenRequest,
+} from '../protocol/mux-frames.js';
 import type { MuxStream } from '../mux/mux-stream.js';
 import type { BridgeResult } from '../stream/bridge.js';
 import { StreamEnds, type StreamHooks } from '../stream/stream-ends.js';
@@ -145,10 +150,13 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
     retryTimer = undefined;
     const token = deviceToken();
     let ws: WebSocket;
+    // In a cluster the hub names its node: stream offers come on a carrier connection there.
+    let carrierOrigin = hubOrigin;
     try {
       ws = await openWebSocket(controlUrl, trust, {
         headers: { authorization: token },
         protocols: [controlProtocol],
+        onUpgrade: (headers) => (carrierOrigin = carrierOriginOf(headers, hubOrigin)),
       });
     } catch (error) {
       if (closed) return;
@@ -189,7 +197,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
     });
     emitter.emit('connected');
     // The carrier connection too, so that stream offers can come on it from the first one.
-    mux?.standby(hubOrigin);
+    mux?.standby(carrierOrigin);
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       const message = isBinary ? undefined : parseHubMessage(data.toString());
       if (!message) {
@@ -388,4 +396,20 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
       },
     }),
   ) as Agent;
+}
+
+/**
+ * Where the agent's carrier connection goes: the node the hub named in its answer to the
+ * control connection (a cluster), if it is a URL of the same scheme as the hub's (a TLS hub
+ * never sends the agent to a plain one; the node is verified as the hub is); else the hub.
+ */
+function carrierOriginOf(headers: IncomingHttpHeaders, hubOrigin: string): string {
+  const named = headers[muxCarrierOriginHeader];
+  if (typeof named !== 'string') return hubOrigin;
+  try {
+    const url = new URL(named);
+    return url.protocol === new URL(hubOrigin).protocol ? url.origin : hubOrigin;
+  } catch {
+    return hubOrigin;
+  }
 }

@@ -206,7 +206,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       streams,
       heartbeat,
       guard,
-      cluster: cluster !== undefined,
+      cluster,
       devices: control,
       // Called once the hub listens, when `parts` (below) is complete.
       initiate: (ask): Promise<InitiationAnswer | undefined> =>
@@ -436,6 +436,10 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
         logger,
       );
     if (cluster) {
+      const node = addresses.nodeUrl;
+      controlSockets.announceCarrierOrigin(
+        `${node.protocol === 'https:' ? 'wss:' : 'ws:'}//${node.host}`,
+      );
       const offerContext = {
         control,
         streams,

@@ -1,4 +1,4 @@
-import { Agent, request } from 'node:http';
+import { Agent, request, type IncomingHttpHeaders } from 'node:http';
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import {
   connect as tlsConnect,
@@ -356,6 +356,8 @@ export interface OpenWebSocketOptions {
   readonly maxPayload?: number;
   /** Take the connection from this pool (its spare) when the URL names the pool's hub. */
   readonly pool?: HubConnectionPool | undefined;
+  /** The headers of the hub's answer to the upgrade (101), before the socket opens. */
+  readonly onUpgrade?: ((headers: IncomingHttpHeaders) => void) | undefined;
 }
 
 /** What the hub answered instead of upgrading a WebSocket. */
@@ -436,6 +438,8 @@ function upgrade(
       reject(connectError(target, error));
     };
     ws.on('error', onError);
+    const { onUpgrade } = options;
+    if (onUpgrade) ws.once('upgrade', (res) => onUpgrade(res.headers));
     ws.once('unexpected-response', (_req, res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.length < 64 && chunks.push(c));

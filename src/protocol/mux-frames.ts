@@ -50,6 +50,12 @@ export const muxMaxCredit = 2 ** 31 - 1;
  * name the stream), and the agent's `accept` or `refuse` is its answer to the stream request.
  */
 export const muxOffersHeader = 'dstream-stream-offers';
+/**
+ * In a cluster, the header of the answer to a device's control connection upgrade: where the
+ * device's carrier connection goes so that stream offers reach it (`wss://<node>`: the node
+ * that holds the control connection, since offers come only on a carrier connection there).
+ */
+export const muxCarrierOriginHeader = 'dstream-carrier-origin';
 /** In a stream offer's `open` headers: the stream name asked for (the stream request's). */
 export const muxStreamNameHeader = 'stream-name';
 

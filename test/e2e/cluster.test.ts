@@ -7,7 +7,13 @@ import type { WebSocket } from 'ws';
 import { serviceToken } from '../../src/service/credentials.js';
 import { openServiceStream } from '../../src/service/stream-client.js';
 import { hubRequest, openWebSocket, type HubTarget } from '../../src/net/hub-client.js';
-import { apiVersion, headers as h, streamProtocol } from '../../src/protocol/constants.js';
+import {
+  apiVersion,
+  headers as h,
+  resumableStreamProtocol,
+  streamProtocol,
+} from '../../src/protocol/constants.js';
+import { formatStreamFrame, parseStreamFrame } from '../../src/protocol/stream-frames.js';
 import {
   runCli,
   runCliWithInput,
@@ -16,7 +22,11 @@ import {
   withoutInstallLines,
 } from '../helpers/cli.js';
 import { startTestCluster, type ClusterNodeProcess, type TestCluster } from '../helpers/cluster.js';
-import { randomBytes, sha256 } from '../helpers/net.js';
+import { randomBytes, readUntil, sha256, waitFor } from '../helpers/net.js';
+import { MuxSession } from '../../src/mux/mux-session.js';
+import { answerOf, type MuxStream } from '../../src/mux/mux-stream.js';
+import { muxProtocol } from '../../src/protocol/mux-frames.js';
+import { parseIotHubError } from '../../src/protocol/iothub-error.js';
 import { startEchoServer, type TestServer } from '../helpers/servers.js';
 import { makeTempDir } from '../helpers/hub.js';
 import { startRedis } from '../helpers/redis.js';
@@ -150,6 +160,21 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
       ...(typeof token === 'string' && { token }),
       ms: Date.now() - started,
     };
+  }
+
+  /** A service's carrier connection to one node itself (not through the balancer). */
+  async function carrierTo(
+    cluster: TestCluster,
+    node: ClusterNodeProcess,
+  ): Promise<{ ws: WebSocket; session: MuxSession }> {
+    const ws = await openWebSocket(`wss://127.0.0.1:${node.port}/mux`, node.target, {
+      headers: { authorization: serviceToken(cluster.service) },
+      protocols: [muxProtocol],
+    });
+    ws.resume();
+    const session = new MuxSession(ws, { role: 'dialler' });
+    cleanups.push(() => Promise.resolve(session.close(1000, 'done')));
+    return { ws, session };
   }
 
   /** One sample from a node's /metrics, e.g. metric(n, 'dstream_cluster_redis_up'). */
@@ -439,6 +464,166 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
       .poll(() => redisCli('GET', 'dstream:owner:slow-claim'), { timeout: 30_000 })
       .toBe('');
   }, 240_000);
+
+  it("carrier connections: a stream asked for on another node opens in one hop, offered on the agent's carrier connection at its node; no POST anywhere", async () => {
+    const { cluster, echo } = await setUp();
+    await startDevice(cluster, echo, 'pi-mux');
+    const a = await ownerOf(cluster);
+    // The hub named its node in the control connection's answer: the agent's carrier
+    // connection is there (through the balancer it could have landed anywhere).
+    expect(await readUntil(() => metric(a, 'dstream_carrier_connections'), 1, 30_000)).toBe(1);
+    const [b, c] = others(cluster, a) as [ClusterNodeProcess, ClusterNodeProcess];
+    expect(await metric(b, 'dstream_carrier_connections')).toBe(0);
+    expect(await metric(c, 'dstream_carrier_connections')).toBe(0);
+    // The service side reaches node C only: each `connect` asks on its carrier connection there.
+    const viaC = cluster.serviceString.replace(`:${cluster.lbPort};`, `:${c.port};`);
+    for (let i = 0; i < 3; i++) {
+      const payload = randomBytes(300_000 + i).toString('base64');
+      const out = await runCliWithInput(['connect', 'pi-mux', '--stream', 'echo'], payload, {
+        DSTREAM_SERVICE_CONNECTION_STRING: viaC,
+      });
+      expect([out.code, out.stderr]).toEqual([0, '']);
+      expect(sha256(Buffer.from(out.stdout))).toBe(sha256(Buffer.from(payload)));
+    }
+    expect(await metric(c, 'dstream_stream_requests_total{via="carrier"}')).toBe(3);
+    for (const n of cluster.nodes)
+      expect(await metric(n, 'dstream_stream_requests_total{via="post"}')).toBe(0);
+    // Routed to A over Redis, offered there on the agent's carrier connection.
+    expect(await metric(c, 'dstream_cluster_routed_requests_total{result="answered"}')).toBe(3);
+    expect(await metric(a, 'dstream_device_requests_total{via="carrier"}')).toBe(3);
+    expect(await metric(a, 'dstream_device_requests_total{via="control"}')).toBe(0);
+    // A relayed the bytes (its streams); C passed its substreams on without counting them.
+    const relayed = (n: ClusterNodeProcess): Promise<number> =>
+      metric(n, 'dstream_relayed_bytes_total{direction="to_device"}');
+    expect(await relayed(a)).toBeGreaterThanOrEqual(3 * 400_000);
+    expect(await relayed(c)).toBe(0);
+    for (const n of cluster.nodes)
+      expect(await readUntil(() => metric(n, 'dstream_carrier_substreams'), 0, 30_000)).toBe(0);
+  });
+
+  it("a substream for another node's stream is passed there in one hop; that node's refusals come back as they were", async () => {
+    const { cluster, echo } = await setUp();
+    await startDevice(cluster, echo, 'pi-hop');
+    const a = await ownerOf(cluster);
+    const [b, c] = others(cluster, a) as [ClusterNodeProcess, ClusterNodeProcess];
+    const { session } = await carrierTo(cluster, c);
+    const open = async (token: string, streamUrl: string): Promise<MuxStream> => {
+      const stream = session.open(streamUrl, {
+        path: new URL(streamUrl).pathname,
+        authorization: `Bearer ${token}`,
+        protocols: [streamProtocol],
+      });
+      const refused = await answerOf(stream);
+      if (refused) throw Object.assign(new Error(refused.body), refused);
+      return stream;
+    };
+    // Asked for through B: the stream is A's, its substream opened on C's carrier connection.
+    const res = await requestStream(cluster, b.target, 'pi-hop');
+    expect(res.status).toBe(200);
+    const stream = await open(res.token as string, res.url as string);
+    const payload = randomBytes(2 * 1024 * 1024 + 5);
+    const back: Buffer[] = [];
+    let got = 0;
+    stream.on('message', (data: Buffer, isBinary: boolean) => {
+      if (!isBinary) return;
+      back.push(Buffer.from(data));
+      got += data.length;
+    });
+    stream.resume();
+    for (let i = 0; i < payload.length; i += 64 * 1024)
+      stream.send(payload.subarray(i, i + 64 * 1024), { binary: true });
+    await waitFor(() => got >= payload.length, 60_000, 'the echo through the hop');
+    expect(sha256(Buffer.concat(back))).toBe(sha256(payload));
+    expect(await metric(a, 'dstream_active_streams')).toBe(1);
+    expect(await metric(c, 'dstream_active_streams')).toBe(0);
+    expect(await metric(c, 'dstream_carrier_substreams')).toBe(1);
+    stream.close(1000);
+    expect(await readUntil(() => metric(a, 'dstream_active_streams'), 0, 30_000)).toBe(0);
+    expect(await readUntil(() => metric(c, 'dstream_carrier_substreams'), 0, 30_000)).toBe(0);
+    // A spent token is refused by A (401 in IoT Hub's shape), through C.
+    const again = await open(res.token as string, res.url as string).catch((e: unknown) => e);
+    expect(again).toMatchObject({ status: 401 });
+    expect(parseIotHubError((again as { body: string }).body).name).toBe(
+      'IotHubUnauthorizedAccess',
+    );
+    // A stream id naming no live node: 404 from C, not passed anywhere.
+    const bogus = (res.url as string).replace(/bridges\/[^.]+\./, 'bridges/nonode.');
+    const none = await open('x', bogus).catch((e: unknown) => e);
+    expect(none).toMatchObject({ status: 404 });
+    // C keeps serving on the same carrier connection.
+    const next = await requestStream(cluster, b.target, 'pi-hop');
+    const second = await open(next.token as string, next.url as string);
+    const small = randomBytes(1000);
+    const echoed = new Promise<Buffer>((resolve) =>
+      second.on('message', (data: Buffer) => resolve(Buffer.from(data))),
+    );
+    second.resume();
+    second.send(small, { binary: true });
+    expect(sha256(await echoed)).toBe(sha256(small));
+    second.close(1000);
+  });
+
+  it("a resumable substream on another node's carrier connection resumes there: its ticket is checked, it meets its other half at the stream's node, the hub's tickets pass the hop", async () => {
+    const { cluster, echo } = await setUp();
+    await startDevice(cluster, echo, 'pi-back');
+    const a = await ownerOf(cluster);
+    const [b, c] = others(cluster, a) as [ClusterNodeProcess, ClusterNodeProcess];
+    const carrierToC = (): Promise<{ ws: WebSocket; session: MuxSession }> => carrierTo(cluster, c);
+    /** A raw v2 end: what it received, and the tickets the hub sent it. */
+    const end = { received: 0, tickets: [] as string[] };
+    const attach = (stream: MuxStream): void => {
+      stream.on('message', (data: Buffer, isBinary: boolean) => {
+        if (isBinary) end.received += data.length;
+        else {
+          const frame = parseStreamFrame(data.toString());
+          if (frame?.type === 'ticket') end.tickets.push(frame.ticket);
+        }
+      });
+      stream.resume();
+    };
+    const res = await requestStream(cluster, b.target, 'pi-back');
+    expect(res.status).toBe(200);
+    const first = await carrierToC();
+    const stream = first.session.open(res.url as string, {
+      path: new URL(res.url as string).pathname,
+      authorization: `Bearer ${res.token as string}`,
+      protocols: [resumableStreamProtocol],
+    });
+    expect(await answerOf(stream)).toBeUndefined();
+    expect(stream.protocol).toBe(resumableStreamProtocol);
+    attach(stream);
+    stream.send(randomBytes(1000), { binary: true });
+    await waitFor(() => end.received === 1000 && end.tickets.length >= 1, 30_000, 'echo, ticket');
+    // The carrier connection is lost (not closed): the stream is suspended at A.
+    first.ws.terminate();
+    const ticketsBefore = end.tickets.length;
+    const second = await carrierToC();
+    const back = second.session.open(res.url as string, {
+      path: new URL(res.url as string).pathname,
+      authorization: `Resume ${end.tickets.at(-1) as string}`,
+      protocols: [resumableStreamProtocol],
+    });
+    expect(await answerOf(back)).toBeUndefined();
+    attach(back);
+    back.send(formatStreamFrame({ type: 'resume', received: end.received }));
+    back.send(randomBytes(500), { binary: true });
+    await waitFor(() => end.received === 1500, 30_000, 'the echo after resuming');
+    // A's next ticket came through C's relay (the hub's frames pass a hop).
+    await waitFor(() => end.tickets.length > ticketsBefore, 30_000, 'a new ticket');
+    expect(await metric(a, 'dstream_streams_resumed_total')).toBe(1);
+    expect(await metric(c, 'dstream_active_streams')).toBe(0);
+    // The spent ticket, presented again through C: refused, and C says why.
+    const third = await carrierToC();
+    const replayed = third.session.open(res.url as string, {
+      path: new URL(res.url as string).pathname,
+      authorization: `Resume ${end.tickets[ticketsBefore - 1] as string}`,
+      protocols: [resumableStreamProtocol],
+    });
+    const refused = await answerOf(replayed);
+    expect(refused?.status).toBeGreaterThanOrEqual(400);
+    expect(refused?.status).toBeLessThan(500);
+    back.close(1000);
+  });
 
   it('SIGTERM on one node: its devices move to the others, which route to them at once', async () => {
     const { cluster, echo } = await setUp();

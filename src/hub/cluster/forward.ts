@@ -3,10 +3,8 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { describeError } from '../../errors.js';
 import { refuseUpgrade } from '../base/http-util.js';
-import type { Logger } from '../../log/logger.js';
-import { connectToHub, type HubTrust } from '../../net/hub-client.js';
-
-import { forwardedHeader } from './hub-cluster.js';
+import { connectToHub } from '../../net/hub-client.js';
+import { forwardedHeader, type Hop, type Passable } from '../streams/stream-hop.js';
 
 /** The request head as it arrived, for the next node (minus our own hop marker). */
 function requestHead(req: IncomingMessage, fromNode: string): string {
@@ -26,20 +24,13 @@ function requestHead(req: IncomingMessage, fromNode: string): string {
  * back-pressure (pipe) and half-close. The owner checks the token and does the WebSocket
  * handshake itself; this node only carries bytes.
  */
-export function forwardUpgrade(
-  req: IncomingMessage,
-  socket: Duplex,
-  head: Buffer,
-  target: { readonly url: URL; readonly trust: HubTrust },
-  fromNode: string,
-  logger: Logger,
-): void {
-  const { url } = target;
-  const port = Number(url.port) || (target.trust.tls ? 443 : 80);
+function forwardUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, hop: Hop): void {
+  const { url, fromNode, logger } = hop;
+  const port = Number(url.port) || (hop.trust.tls ? 443 : 80);
   const host = url.hostname.replace(/^\[|\]$/g, '');
   // Until the hop is up, bytes the client sends wait in the kernel.
   socket.pause();
-  connectToHub({ host, port, ...target.trust }, 5000).then(
+  connectToHub({ host, port, ...hop.trust }, 5000).then(
     (upstream: Socket) => {
       if (socket.destroyed) {
         upstream.destroy();
@@ -75,4 +66,14 @@ export function forwardUpgrade(
       );
     },
   );
+}
+
+/** A stream socket's upgrade that reached this node, as the cluster passes it on. */
+export function upgradePassable(req: IncomingMessage, socket: Duplex, head: Buffer): Passable {
+  return {
+    hold: () => socket.pause(),
+    passTo: (hop) => forwardUpgrade(req, socket, head, hop),
+    refuse: (status, errorCode, message, headers) =>
+      refuseUpgrade(socket, status, errorCode, message, headers),
+  };
 }

@@ -1,15 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
 import { DstreamError, describeError } from '../../errors.js';
 import type { HubCluster, ClusterAttachment } from './hub-cluster.js';
+import type { Hop, Passable } from '../streams/stream-hop.js';
 import type { ClusterStats } from '../observe/metrics.js';
-import { refuseUpgrade } from '../base/http-util.js';
 import type { StreamOffer, StreamOfferRequest } from '../streams/stream-offer.js';
 import type { Logger } from '../../log/logger.js';
 import type { HubTrust } from '../../net/hub-client.js';
 import { closeCodes } from '../../protocol/constants.js';
-import { forwardUpgrade } from './forward.js';
 import { meetingPlace, type MeetingPlace } from './meeting.js';
 import type { ResumeClaims } from '../../protocol/resume-ticket.js';
 import { Presence } from './presence.js';
@@ -120,60 +117,43 @@ export class ClusterNode implements HubCluster {
     return this.#presence.connectedAmong(deviceIds);
   };
 
-  forward(req: IncomingMessage, socket: Duplex, head: Buffer, streamId: string): void {
+  forward(side: Passable, streamId: string): void {
     const nodeId = streamId.slice(0, streamId.indexOf('.'));
     const presence = this.#presence;
     if (!presence || !this.store.up) {
-      refuseUpgrade(socket, 503, 'ServiceUnavailable', 'the cluster store (redis) is unreachable');
+      side.refuse(503, 'ServiceUnavailable', 'the cluster store (redis) is unreachable');
       return;
     }
     presence.nodeUrl(nodeId).then(
       (url) => {
         if (!url) {
-          refuseUpgrade(socket, 404, 'StreamNotFound', 'no such stream (its hub node is gone)');
+          side.refuse(404, 'StreamNotFound', 'no such stream (its hub node is gone)');
           return;
         }
         this.logger.debug('forwarding a stream socket to its node', { node: nodeId });
-        forwardUpgrade(
-          req,
-          socket,
-          head,
-          { url: new URL(url), trust: this.#trust },
-          this.nodeId,
-          this.logger,
-        );
+        side.passTo(this.#hop(url));
       },
       (error: unknown) => {
         this.logger.warn('cannot look up a stream node', { error: describeError(error) });
-        refuseUpgrade(
-          socket,
-          503,
-          'ServiceUnavailable',
-          'the cluster store (redis) is unreachable',
-        );
+        side.refuse(503, 'ServiceUnavailable', 'the cluster store (redis) is unreachable');
       },
     );
   }
 
-  async meet(
-    claims: ResumeClaims,
-    req: IncomingMessage,
-    socket: Duplex,
-    head: Buffer,
-  ): Promise<'here' | 'elsewhere'> {
+  async meet(claims: ResumeClaims, side: Passable): Promise<'here' | 'elsewhere'> {
     const ticketNode =
       claims.node ?? claims.streamId.slice(0, Math.max(0, claims.streamId.indexOf('.')));
     if (!this.store.up) {
       // Without Redis no node can agree on a place: the node the ticket names takes it (it
       // may be where the other half is), any other asks the end to come back later.
       if (ticketNode === this.nodeId && !this.#withdrawn) return 'here';
-      refuseUpgrade(socket, 503, 'ServiceUnavailable', 'the cluster store (redis) is unreachable', {
+      side.refuse(503, 'ServiceUnavailable', 'the cluster store (redis) is unreachable', {
         'Retry-After': '1',
       });
       return 'elsewhere';
     }
-    // Until the answer, bytes the end sends wait in the kernel.
-    socket.pause();
+    // Until the answer, bytes the end sends wait (in the kernel, or in the substream's window).
+    side.hold();
     let place: MeetingPlace;
     try {
       place = await meetingPlace(
@@ -184,14 +164,14 @@ export class ClusterNode implements HubCluster {
       );
     } catch (error) {
       this.logger.warn('cannot pick where a stream resumes', { error: describeError(error) });
-      refuseUpgrade(socket, 503, 'ServiceUnavailable', 'the cluster store (redis) is unreachable', {
+      side.refuse(503, 'ServiceUnavailable', 'the cluster store (redis) is unreachable', {
         'Retry-After': '1',
       });
       return 'elsewhere';
     }
     if (place.at === 'here') return 'here';
     if (place.at === 'none') {
-      refuseUpgrade(socket, 503, 'ServiceUnavailable', 'this hub node is draining', {
+      side.refuse(503, 'ServiceUnavailable', 'this hub node is draining', {
         'Retry-After': '1',
       });
       return 'elsewhere';
@@ -201,15 +181,12 @@ export class ClusterNode implements HubCluster {
       id: claims.streamId,
       side: claims.side,
     });
-    forwardUpgrade(
-      req,
-      socket,
-      head,
-      { url: new URL(place.url), trust: this.#trust },
-      this.nodeId,
-      this.logger,
-    );
+    side.passTo(this.#hop(place.url));
     return 'elsewhere';
+  }
+
+  #hop(url: string): Hop {
+    return { url: new URL(url), trust: this.#trust, fromNode: this.nodeId, logger: this.logger };
   }
 
   otherViews(): Promise<NodeView[]> {

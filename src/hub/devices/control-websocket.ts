@@ -6,6 +6,7 @@ import { closeWebSocket } from '../../net/close.js';
 import type { Heartbeat } from '../../net/heartbeat.js';
 import { closeCodes, controlProtocol } from '../../protocol/constants.js';
 import { maxControlMessageBytes, parseAgentMessage } from '../../protocol/control-messages.js';
+import { muxCarrierOriginHeader } from '../../protocol/mux-frames.js';
 import type { AttachedLink, DeviceLink } from './device-link.js';
 import type { DeviceLinks } from './device-links.js';
 
@@ -40,6 +41,17 @@ export class ControlWebSocketGateway {
     private readonly logger: Logger,
     private readonly maxMessageBytes: number = maxControlMessageBytes,
   ) {}
+
+  /**
+   * In a cluster: name this node in every control connection's upgrade answer, so that the
+   * agent opens its carrier connection here, where its stream offers are made (a carrier
+   * connection through the balancer could land on another node).
+   */
+  announceCarrierOrigin(origin: string): void {
+    this.#wss.on('headers', (headers: string[]) =>
+      headers.push(`${muxCarrierOriginHeader}: ${origin}`),
+    );
+  }
 
   /** Accept an authenticated device's control socket. A newer connection replaces an older one. */
   accept(req: IncomingMessage, socket: Duplex, head: Buffer, deviceId: string): void {

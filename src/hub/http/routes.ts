@@ -5,7 +5,8 @@ import type { Logger } from '../../log/logger.js';
 import { deviceIdProblem, moduleIdProblem, streamNameProblem } from '../../protocol/identifiers.js';
 import type { Guard } from '../admission/guard.js';
 import { refuseUpgrade, sendError } from '../base/http-util.js';
-import { forwardedHeader, type HubCluster } from '../cluster/hub-cluster.js';
+import { upgradePassable } from '../cluster/forward.js';
+import type { HubCluster } from '../cluster/hub-cluster.js';
 import type { ControlWebSocketGateway } from '../devices/control-websocket.js';
 import type { DeviceLinks } from '../devices/device-links.js';
 import type { MqttGateway } from '../devices/mqtt-gateway.js';
@@ -22,6 +23,7 @@ import type { Registry } from '../store/registry.js';
 import type { HubLimits } from '../streams/limits.js';
 import type { StreamEndpoint } from '../streams/stream-endpoint.js';
 import type { MuxGateway } from '../streams/mux-gateway.js';
+import { forwardedHeader } from '../streams/stream-hop.js';
 import { muxOffersHeader } from '../../protocol/mux-frames.js';
 import {
   handleStreamInitiation,
@@ -305,13 +307,15 @@ export function upgradeRoutes(parts: HubParts): RouteTable<UpgradeHandler> {
         socket,
         head,
         id,
-        forwarded ? undefined : (claims) => cluster.meet(claims, req, socket, head),
+        forwarded
+          ? undefined
+          : (claims) => cluster.meet(claims, upgradePassable(req, socket, head)),
       );
     }
     if (cluster && !streams.isLocal(id)) {
       if (forwarded)
         return refuseUpgrade(socket, 404, 'StreamNotFound', 'no such stream on this node');
-      return cluster.forward(req, socket, head, id);
+      return cluster.forward(upgradePassable(req, socket, head), id);
     }
     streams.accept(req, socket, head, id);
   });

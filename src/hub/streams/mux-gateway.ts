@@ -24,6 +24,7 @@ import {
   type StreamArrival,
 } from './stream-arrival.js';
 import type { StreamEndpoint } from './stream-endpoint.js';
+import { substreamPassable, type StreamHops } from './stream-hop.js';
 import type { InitiationAnswer, InitiationAsk } from './stream-initiation.js';
 import type { DeviceLinks } from '../devices/device-links.js';
 import type { StreamRequestMessage } from '../../protocol/control-messages.js';
@@ -40,14 +41,15 @@ export interface MuxGatewayOptions {
    */
   readonly guard: Guard;
   /**
-   * In a cluster, a substream for another node's stream, or one that resumes, is refused with
-   * 421: the end opens it as a stream socket, which the cluster forwards or places (one hop).
+   * In a cluster: a substream for another node's stream is passed to that node (one hop: this
+   * node opens it there as a stream socket and relays), and one that resumes goes where its
+   * stream's halves meet, as stream sockets do.
    */
-  readonly cluster: boolean;
+  readonly cluster?: StreamHops | undefined;
   /**
    * IoT Hub's stream initiation (stream-initiation.ts), for substreams that open the
-   * initiation path: ask for a stream and open it in one step. In a cluster they are refused
-   * with 421 instead (the end asks with the POST, which the cluster routes).
+   * initiation path: ask for a stream and open it in one step (in a cluster the ask is routed
+   * to the device's node, and the substream passed to the node that holds the stream).
    */
   readonly initiate?: ((ask: InitiationAsk) => Promise<InitiationAnswer | undefined>) | undefined;
   /**
@@ -239,15 +241,18 @@ export class MuxGateway {
     const arrival = this.#arrival(stream, request, remote, identity);
     const id = decoded(bridgePath.exec(request.path)?.[1]);
     if (id === undefined) return arrival.refuse(404, 'NotFound', 'no such streaming path');
-    if (
-      this.options.cluster &&
-      (request.authorization.startsWith('Resume ') || !streams.isLocal(id))
-    )
-      return arrival.refuse(
-        421,
-        'MisdirectedRequest',
-        'this stream is not carried on this connection; open it as a stream socket',
-      );
+    const { cluster } = this.options;
+    if (cluster) {
+      const passable = substreamPassable(stream, request, {
+        path: request.path,
+        authorization: request.authorization,
+        heartbeat: this.options.heartbeat,
+      });
+      // A resuming half: its ticket is checked here, then it goes where its halves meet.
+      if (request.authorization.startsWith('Resume '))
+        return streams.admit(arrival, id, (claims) => cluster.meet(claims, passable));
+      if (!streams.isLocal(id)) return cluster.forward(passable, id);
+    }
     streams.admit(arrival, id);
   }
 
@@ -272,7 +277,7 @@ export class MuxGateway {
         403,
         iotHubErrorBody('Forbidden', "a device's carrier connection cannot ask for streams"),
       );
-    if (!initiate || this.options.cluster)
+    if (!initiate)
       return refuse(
         421,
         iotHubErrorBody('MisdirectedRequest', "ask for this stream with IoT Hub's POST"),
@@ -319,6 +324,18 @@ export class MuxGateway {
         if (id === undefined)
           return refuse(500, iotHubErrorBody('ServerError', 'the stream has no streaming path'));
         const granted = { ...request, authorization: `Bearer ${answer.serviceToken}` };
+        // Routed to a device on another node, whose node holds the stream: passed there.
+        const { cluster } = this.options;
+        if (cluster && !streams.isLocal(id))
+          return cluster.forward(
+            substreamPassable(stream, granted, {
+              path,
+              authorization: granted.authorization,
+              acceptPath: path,
+              heartbeat: this.options.heartbeat,
+            }),
+            id,
+          );
         return streams.admit(
           this.#arrival(stream, granted, carrier.remoteAddress, identity, path),
           id,

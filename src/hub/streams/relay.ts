@@ -40,6 +40,12 @@ export interface RelayOptions {
   readonly onForgedFrame?: (from: 'a' | 'b') => void;
   /** An end's `resume`: how many bytes it holds from the other side (it is relayed too). */
   readonly onResume?: (from: 'a' | 'b', received: number) => void;
+  /**
+   * A hop between cluster nodes (cluster/forward.ts): one side is another node's relay, whose
+   * `ticket` and `plain` frames must pass; every frame goes through as it came (the node at the
+   * far side judges the ends' frames).
+   */
+  readonly passThrough?: boolean;
 }
 
 /** What a text frame from an end is, to the relay. */
@@ -105,7 +111,7 @@ export function relay(a: StreamSocket, b: StreamSocket, options: RelayOptions = 
       const buf = data as Buffer;
       if (!isBinary) {
         const text = buf.toString('utf8');
-        const kind = textFrameKind(text);
+        const kind = options.passThrough ? 'other' : textFrameKind(text);
         if (kind === 'hub-only') return options.onForgedFrame?.(name);
         if (kind === 'resume') {
           const frame = parseStreamFrame(text);
