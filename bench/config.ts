@@ -7,6 +7,8 @@ export interface BenchConfig {
   readonly rateSeconds: number;
   readonly rateOpeners: number;
   readonly concurrentStreams: number;
+  /** Streams held open at once for the carriers' memory figures (scenario 10). */
+  readonly carrierStreams: number;
   readonly busyStreams: number;
   readonly busySeconds: number;
   readonly idleDevices: number;
@@ -21,6 +23,7 @@ export const fullConfig: BenchConfig = {
   rateSeconds: 10,
   rateOpeners: 50,
   concurrentStreams: 5000,
+  carrierStreams: 20_000,
   busyStreams: 100,
   busySeconds: 10,
   idleDevices: 15_000,
@@ -35,6 +38,7 @@ export const quickConfig: BenchConfig = {
   rateSeconds: 2,
   rateOpeners: 50,
   concurrentStreams: 200,
+  carrierStreams: 200,
   busyStreams: 20,
   busySeconds: 2,
   idleDevices: 400,

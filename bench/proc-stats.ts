@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 /** Resident memory of a process, bytes (Linux /proc). */
@@ -25,4 +26,26 @@ export function percentile(values: readonly number[], p: number): number {
 /** Milliseconds since `start` (from process.hrtime.bigint()). */
 export function msSince(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+/** This process's limit on open descriptors (the soft RLIMIT_NOFILE; Linux /proc). */
+export function openFileLimit(): number {
+  const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  return m?.[1] ? Number(m[1]) : Infinity;
+}
+
+/**
+ * Raise this process's descriptor limit to `wanted` where it may (root, with util-linux's
+ * prlimit), so that the stacks it starts afterwards inherit it; returns the limit now.
+ */
+export function raiseOpenFileLimit(wanted: number): number {
+  if (openFileLimit() >= wanted) return openFileLimit();
+  try {
+    execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${wanted}:${wanted}`], {
+      stdio: 'ignore',
+    });
+  } catch {
+    // Not root, or no prlimit: the caller holds fewer streams.
+  }
+  return openFileLimit();
 }

@@ -83,10 +83,14 @@ async function closeAll(sockets: readonly Socket[]): Promise<void> {
 }
 
 /** Scenario 5a: N concurrent streams; memory per open stream on each process. */
-export async function runConcurrency(cfg: BenchConfig, stack: Stack): Promise<Figure[]> {
+export async function runConcurrency(
+  cfg: BenchConfig,
+  stack: Stack,
+  n = cfg.concurrentStreams,
+  note = '',
+): Promise<Figure[]> {
   const procs = { hub: stack.hub.pid, agent: stack.agent.pid, proxy: stack.proxy.pid };
   const before = Object.fromEntries(Object.entries(procs).map(([k, pid]) => [k, rssBytes(pid)]));
-  const n = cfg.concurrentStreams;
   const held = await holdStreams(stack.ports.echo, n);
   // Two echo rounds on every stream while all are open.
   await new Promise((r) => setTimeout(r, 2500));
@@ -103,7 +107,7 @@ export async function runConcurrency(cfg: BenchConfig, stack: Stack): Promise<Fi
       value: failures,
       unit: '',
       target: { op: '<', value: 1 },
-      note: `ramp took ${(held.ms / 1000).toFixed(1)} s`,
+      note: `ramp took ${(held.ms / 1000).toFixed(1)} s${note}`,
     }),
     figure({
       scenario: 5,
