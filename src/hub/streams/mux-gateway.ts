@@ -24,7 +24,7 @@ import {
   type StreamArrival,
 } from './stream-arrival.js';
 import type { StreamEndpoint } from './stream-endpoint.js';
-import { substreamPassable, type StreamHops } from './stream-hop.js';
+import { substreamPassable, type Passable, type StreamHops } from './stream-hop.js';
 import type { InitiationAnswer, InitiationAsk } from './stream-initiation.js';
 import type { DeviceLinks } from '../devices/device-links.js';
 import type { StreamRequestMessage } from '../../protocol/control-messages.js';
@@ -243,15 +243,16 @@ export class MuxGateway {
     if (id === undefined) return arrival.refuse(404, 'NotFound', 'no such streaming path');
     const { cluster } = this.options;
     if (cluster) {
-      const passable = substreamPassable(stream, request, {
-        path: request.path,
-        authorization: request.authorization,
-        heartbeat: this.options.heartbeat,
-      });
+      const passable = (): Passable =>
+        substreamPassable(stream, request, {
+          path: request.path,
+          authorization: request.authorization,
+          heartbeat: this.options.heartbeat,
+        });
       // A resuming half: its ticket is checked here, then it goes where its halves meet.
       if (request.authorization.startsWith('Resume '))
-        return streams.admit(arrival, id, (claims) => cluster.meet(claims, passable));
-      if (!streams.isLocal(id)) return cluster.forward(passable, id);
+        return streams.admit(arrival, id, (claims) => cluster.meet(claims, passable()));
+      if (!streams.isLocal(id)) return cluster.forward(passable(), id);
     }
     streams.admit(arrival, id);
   }
