@@ -450,10 +450,9 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       };
       await cluster.attach({
         nodeUrl: addresses.nodeUrl,
-        trust: {
-          tls: options.tls !== null,
-          fingerprint: options.tls?.selfSigned ? options.tls.fingerprint : undefined,
-        },
+        // The nodes serve one certificate: another node is verified by exactly the one this node
+        // serves, CA-issued or not (a node need not trust a private CA itself).
+        trust: { tls: options.tls !== null, fingerprint: options.tls?.fingerprint },
         devices: control,
         resumeWindowMs: options.resume ? (options.resume.windowMs ?? 120_000) : undefined,
         offer: (request, signal) => offerStream(offerContext, request, signal),
