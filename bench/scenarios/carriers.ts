@@ -186,7 +186,9 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
     }),
     ...bastionFigures(ssh),
     ...relabel(mux.memory, 'mux').map((f) =>
-      f.unit === 'KiB' ? { ...f, ...figure({ ...f, target: { op: '<', value: 8 } }) } : f,
+      f.name.endsWith('memory per open stream')
+        ? { ...f, ...figure({ ...f, target: { op: '<', value: 8 } }) }
+        : f,
     ),
     ...relabel(ws.memory, 'ws'),
     ...relabel(mux.busy, 'mux').map((f) =>

@@ -82,7 +82,11 @@ async function closeAll(sockets: readonly Socket[]): Promise<void> {
   );
 }
 
-/** Scenario 5a: N concurrent streams; memory per open stream on each process. */
+/**
+ * Scenario 5a: N concurrent streams; memory per open stream on each process, as the growth over
+ * all N, and as the growth over the second half alone (what one more stream costs once the
+ * process's fixed part, its young generation and code, has grown with the first half).
+ */
 export async function runConcurrency(
   cfg: BenchConfig,
   stack: Stack,
@@ -90,16 +94,30 @@ export async function runConcurrency(
   note = '',
 ): Promise<Figure[]> {
   const procs = { hub: stack.hub.pid, agent: stack.agent.pid, proxy: stack.proxy.pid };
-  const before = Object.fromEntries(Object.entries(procs).map(([k, pid]) => [k, rssBytes(pid)]));
-  const held = await holdStreams(stack.ports.echo, n);
-  // Two echo rounds on every stream while all are open.
-  await new Promise((r) => setTimeout(r, 2500));
-  const after = Object.fromEntries(Object.entries(procs).map(([k, pid]) => [k, rssBytes(pid)]));
-  await held.stopEchoes();
-  const failures = held.failures() + (n - held.sockets.length);
-  await closeAll(held.sockets);
-  const perStream = (name: keyof typeof procs): number =>
-    ((after[name] ?? 0) - (before[name] ?? 0)) / 1024 / n;
+  type Reading = Record<keyof typeof procs, number>;
+  const read = (): Reading => ({
+    hub: rssBytes(procs.hub),
+    agent: rssBytes(procs.agent),
+    proxy: rssBytes(procs.proxy),
+  });
+  // Two echo rounds on every stream while they are open, before each reading.
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 2500));
+  const before = read();
+  const half = Math.floor(n / 2);
+  const first = await holdStreams(stack.ports.echo, half);
+  await settle();
+  const mid = read();
+  const second = await holdStreams(stack.ports.echo, n - half);
+  await settle();
+  const after = read();
+  await Promise.all([first.stopEchoes(), second.stopEchoes()]);
+  const sockets = [...first.sockets, ...second.sockets];
+  const failures = first.failures() + second.failures() + (n - sockets.length);
+  await closeAll(sockets);
+  const perStream = (name: keyof typeof procs): number => (after[name] - before[name]) / 1024 / n;
+  const perAdded = (name: keyof typeof procs): number =>
+    (after[name] - mid[name]) / 1024 / (n - half);
+  const slopeNote = `RSS growth from ${half} to ${n} streams / ${n - half}`;
   return [
     figure({
       scenario: 5,
@@ -107,7 +125,7 @@ export async function runConcurrency(
       value: failures,
       unit: '',
       target: { op: '<', value: 1 },
-      note: `ramp took ${(held.ms / 1000).toFixed(1)} s${note}`,
+      note: `ramp took ${((first.ms + second.ms) / 1000).toFixed(1)} s${note}`,
     }),
     figure({
       scenario: 5,
@@ -129,6 +147,15 @@ export async function runConcurrency(
       value: perStream('proxy'),
       unit: 'KiB',
     }),
+    ...(['hub', 'agent', 'proxy'] as const).map((name) =>
+      figure({
+        scenario: 5,
+        name: `${name} memory per added stream (second half)`,
+        value: perAdded(name),
+        unit: 'KiB',
+        note: slopeNote,
+      }),
+    ),
   ];
 }
 
