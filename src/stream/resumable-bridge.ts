@@ -109,142 +109,199 @@ export function resumableBridge(
   ws: StreamSocket,
   options: ResumableBridgeOptions,
 ): ResumableBridge {
-  const replayCapacity = options.replayBytes ?? defaultReplayBytes;
-  const replay = new ReplayBuffer(replayCapacity);
-  const acks = new AckTracker(
-    options.ackEveryBytes ?? Math.min(256 * 1024, Math.max(1, Math.floor(replayCapacity / 4))),
-  );
-  const high = options.highWaterMark ?? defaultHighWaterMark;
-  const ackIdleMs = options.ackIdleMs ?? 50;
-  // At most a second between attempts (half to a whole, jittered): a hub that restarts is
-  // found within about a second of listening, at the cost of one refused connection a second
-  // per suspended stream while it is away.
-  const backoff = options.backoff ?? { initialMs: 100, maxMs: 1000 };
-  const budget = options.budget;
+  return new ResumableEnd(socket, ws, options);
+}
 
-  let current: StreamSocket | undefined;
+/**
+ * The resumable bridge's state. A class rather than closures over locals: an open stream
+ * holds one object and a handful of listeners instead of some twenty-five closures and their
+ * context (about 1 KiB of heap per stream at each end).
+ */
+class ResumableEnd implements ResumableBridge {
+  readonly #socket: BridgeableStream;
+  readonly #options: ResumableBridgeOptions;
+  readonly #replayCapacity: number;
+  readonly #replay: ReplayBuffer;
+  readonly #acks: AckTracker;
+  readonly #high: number;
+  #current: StreamSocket | undefined;
   /** The peer's resume arrived on the current socket (or is presumed): payload may flow. */
-  let peerResumed = false;
+  #peerResumed = false;
   /**
    * On the stream's first socket the peer's resume is known before it arrives (see 'ticket'):
    * payload flows from the ticket on, and the resume, when it comes, is only checked.
    */
-  let resumePresumed = false;
-  let inFlight = 0;
-  let localEnded = false;
-  let peerEof: number | undefined;
-  let socketWriteEnded = false;
+  #resumePresumed = false;
+  #inFlight = 0;
+  #localEnded = false;
+  #peerEof: number | undefined;
+  #socketWriteEnded = false;
   /** Payload bytes from the peer handed to the socket (what a resume says). */
-  let received = 0;
+  #received = 0;
   /** Of those, bytes the socket has not taken yet. */
-  let undelivered = 0;
+  #undelivered = 0;
   /**
    * Bytes the peer sends again after a resumption that this end had received already: the
    * resume asked from what the socket had taken, not from what had arrived (see 'ticket').
    */
-  let duplicates = 0;
-  let finished = false;
-  let closingNormally = false;
-  let ticket: string | undefined;
+  #duplicates = 0;
+  #finished = false;
+  #closingNormally = false;
+  #ticket: string | undefined;
   /** This socket's resume was sent (after the hub's ticket on it). */
-  let helloSent = false;
-  let resumptions = 0;
-  let suspendedAt: number | undefined;
-  let attempts = 0;
-  let ackTimer: NodeJS.Timeout | undefined;
-  let retryTimer: NodeJS.Timeout | undefined;
+  #helloSent = false;
+  #resumptions = 0;
+  #suspendedAt: number | undefined;
+  #attempts = 0;
+  #ackTimer: NodeJS.Timeout | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
 
-  const send = (frame: StreamFrame): void => {
-    if (current?.readyState === current?.OPEN) current?.send(formatStreamFrame(frame));
-  };
+  constructor(socket: BridgeableStream, ws: StreamSocket, options: ResumableBridgeOptions) {
+    this.#socket = socket;
+    this.#options = options;
+    this.#replayCapacity = options.replayBytes ?? defaultReplayBytes;
+    this.#replay = new ReplayBuffer(this.#replayCapacity);
+    this.#acks = new AckTracker(
+      options.ackEveryBytes ??
+        Math.min(256 * 1024, Math.max(1, Math.floor(this.#replayCapacity / 4))),
+    );
+    this.#high = options.highWaterMark ?? defaultHighWaterMark;
+    // Nothing is read before the hub has told this end what its peer is (a ticket or `plain`):
+    // a server that speaks first (sshd's banner) would otherwise have bytes taken into the
+    // replay buffer that a plain (v1 or raw) peer never gets. Paused first, listening to
+    // 'data' does not start the flow; updateFlow() does, once the peer has resumed.
+    socket.pause();
+    socket.on('data', this.#onSocketData);
+    socket.on('end', this.#onSocketEnd);
+    socket.on('error', this.#onSocketError);
+    socket.on('close', this.#onSocketClose);
+    this.#attach(ws);
+  }
+
+  replayBytes(): number {
+    return this.#replay.size;
+  }
+
+  suspended(): boolean {
+    return this.#current === undefined;
+  }
+
+  close(): void {
+    this.#finish('local-error', 'closed');
+  }
+
+  stop(): void {
+    if (this.#finished) return;
+    if (!this.#current) return this.#finish('local-error', 'stopped while suspended');
+    this.#closingNormally = true;
+    closeWebSocket(this.#current, closeCodes.normal, 'stopped');
+    this.#finish('completed');
+  }
+
+  #send(frame: StreamFrame): void {
+    const ws = this.#current;
+    if (ws?.readyState === ws?.OPEN) ws?.send(formatStreamFrame(frame));
+  }
 
   /** Read from the socket only while the bytes can go somewhere and the bounds allow it. */
-  const updateFlow = (): void => {
-    if (finished || localEnded) return;
-    const canRead = current !== undefined && peerResumed && !replay.full && inFlight < high;
+  readonly #updateFlow = (): void => {
+    if (this.#finished || this.#localEnded) return;
+    const budget = this.#options.budget;
+    const canRead =
+      this.#current !== undefined &&
+      this.#peerResumed &&
+      !this.#replay.full &&
+      this.#inFlight < this.#high;
     if (canRead && budget?.full) {
       // Other streams hold the process's replay memory: wait for them to give some back.
-      budget.wait(updateFlow);
-      socket.pause();
-    } else if (canRead) socket.resume();
-    else socket.pause();
+      budget.wait(this.#updateFlow);
+      this.#socket.pause();
+    } else if (canRead) this.#socket.resume();
+    else this.#socket.pause();
   };
 
   /** Run an acknowledging operation on the replay, giving what it frees back to the budget. */
-  const freeing = <T>(op: () => T): T => {
-    const before = replay.size;
+  #freeing<T>(op: () => T): T {
+    const before = this.#replay.size;
     try {
       return op();
     } finally {
-      budget?.give(before - replay.size);
+      this.#options.budget?.give(before - this.#replay.size);
     }
-  };
+  }
 
-  const sendPayload = (chunk: Buffer): void => {
-    const ws = current;
+  #sendPayload(chunk: Buffer): void {
+    const ws = this.#current;
     if (!ws || ws.readyState !== ws.OPEN) return;
-    inFlight += chunk.length;
+    this.#inFlight += chunk.length;
     ws.send(chunk, { binary: true }, () => {
       // A send on a socket since replaced does not count against the new one.
-      if (ws !== current) return;
-      inFlight -= chunk.length;
-      updateFlow();
+      if (ws !== this.#current) return;
+      this.#inFlight -= chunk.length;
+      this.#updateFlow();
     });
-  };
+  }
 
-  const finish = (end: ResumableResult['end'], reason?: string): void => {
-    if (finished) return;
-    finished = true;
-    budget?.forget(updateFlow);
+  #finish(end: ResumableResult['end'], reason?: string): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    const budget = this.#options.budget;
+    budget?.forget(this.#updateFlow);
     // What this stream kept is let go of with it.
-    budget?.give(replay.size);
-    clearTimeout(ackTimer);
-    clearTimeout(retryTimer);
+    budget?.give(this.#replay.size);
+    clearTimeout(this.#ackTimer);
+    clearTimeout(this.#retryTimer);
     if (end === 'completed') {
-      if (!socketWriteEnded) socket.end();
+      if (!this.#socketWriteEnded) this.#socket.end();
     } else {
       // A stream that could not be completed must not look complete to the application.
-      resetSocket(socket);
+      resetSocket(this.#socket);
     }
     // An end this side chose (its local connection failed, or the peer broke the protocol) is
     // a deliberate reset: the hub and the other end end the stream too, rather than holding
     // it for a resumption that this end will never make.
-    if (current && end !== 'completed')
+    if (this.#current && end !== 'completed')
       closeWebSocket(
-        current,
+        this.#current,
         end === 'local-error' || end === 'protocol-error'
           ? closeCodes.localError
           : closeCodes.peerLost,
       );
-    options.onEnd?.({
+    this.#options.onEnd?.({
       end,
-      bytesSent: replay.sent,
-      bytesReceived: received,
-      resumptions,
+      bytesSent: this.#replay.sent,
+      bytesReceived: this.#received,
+      resumptions: this.#resumptions,
       reason,
     });
-  };
+  }
 
   /** Everything delivered and acknowledged both ways: close normally. */
-  const checkDone = (): void => {
-    if (finished || !current || !peerResumed) return;
-    if (!localEnded || replay.size > 0) return;
-    if (peerEof === undefined || acks.received < peerEof || !socketWriteEnded) return;
+  #checkDone(): void {
+    if (this.#finished || !this.#current || !this.#peerResumed) return;
+    if (!this.#localEnded || this.#replay.size > 0) return;
+    if (
+      this.#peerEof === undefined ||
+      this.#acks.received < this.#peerEof ||
+      !this.#socketWriteEnded
+    )
+      return;
     // (acks.received counts what the socket took: everything the peer sent has landed.)
-    closingNormally = true;
+    this.#closingNormally = true;
     // Our last acknowledgement first, so the peer knows its bytes arrived.
-    send({ type: 'ack', received: acks.take() });
-    closeWebSocket(current, closeCodes.normal);
-    finish('completed');
-  };
+    this.#send({ type: 'ack', received: this.#acks.take() });
+    closeWebSocket(this.#current, closeCodes.normal);
+    this.#finish('completed');
+  }
 
-  const ackNow = (): void => {
-    clearTimeout(ackTimer);
-    ackTimer = undefined;
+  readonly #ackNow = (): void => {
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
     // Only counted as acknowledged once it is on its way: an acknowledgement taken while the
     // socket is gone would be lost, and the peer would keep those bytes (and wait) for ever.
-    if (!acks.due || !current || current.readyState !== current.OPEN || !peerResumed) return;
-    send({ type: 'ack', received: acks.take() });
+    const ws = this.#current;
+    if (!this.#acks.due || !ws || ws.readyState !== ws.OPEN || !this.#peerResumed) return;
+    this.#send({ type: 'ack', received: this.#acks.take() });
   };
 
   /**
@@ -254,264 +311,274 @@ export function resumableBridge(
    * The stream socket is never paused for the application, so acknowledgements and control
    * frames keep flowing both ways (pausing it would also stall the acks this end needs).
    */
-  const onPayload = (payload: Buffer): void => {
+  #onPayload(payload: Buffer): void {
     let data = payload;
-    if (duplicates > 0) {
-      const skip = Math.min(duplicates, data.length);
-      duplicates -= skip;
+    if (this.#duplicates > 0) {
+      const skip = Math.min(this.#duplicates, data.length);
+      this.#duplicates -= skip;
       if (skip === data.length) return;
       data = data.subarray(skip);
     }
-    if (peerEof !== undefined && received + data.length > peerEof)
-      return finish('protocol-error', 'payload after the peer said it had ended');
-    received += data.length;
+    if (this.#peerEof !== undefined && this.#received + data.length > this.#peerEof)
+      return this.#finish('protocol-error', 'payload after the peer said it had ended');
+    this.#received += data.length;
     const n = data.length;
     // A peer keeps at most its replay bound unacknowledged, and this end acknowledges only
     // what the socket took: more than that waiting for the socket means the peer ignores the
     // acknowledgements. Bounded here, whatever the peer does.
-    undelivered += n;
-    if (undelivered > replayCapacity + high)
-      return finish('protocol-error', 'the peer sent past its replay window');
-    socket.write(data, () => {
-      undelivered -= n;
-      if (finished) return;
-      if (acks.onData(n)) ackNow();
-      else ackTimer ??= setTimeout(ackNow, ackIdleMs);
-      checkDone();
+    this.#undelivered += n;
+    if (this.#undelivered > this.#replayCapacity + this.#high)
+      return this.#finish('protocol-error', 'the peer sent past its replay window');
+    this.#socket.write(data, () => {
+      this.#undelivered -= n;
+      if (this.#finished) return;
+      if (this.#acks.onData(n)) this.#ackNow();
+      else this.#ackTimer ??= setTimeout(this.#ackNow, this.#options.ackIdleMs ?? 50);
+      this.#checkDone();
     });
-    endSocketIfDelivered();
-  };
+    this.#endSocketIfDelivered();
+  }
 
-  const endSocketIfDelivered = (): void => {
-    if (peerEof !== undefined && received === peerEof && !socketWriteEnded) {
-      socketWriteEnded = true;
-      socket.end();
+  #endSocketIfDelivered(): void {
+    if (
+      this.#peerEof !== undefined &&
+      this.#received === this.#peerEof &&
+      !this.#socketWriteEnded
+    ) {
+      this.#socketWriteEnded = true;
+      this.#socket.end();
     }
-  };
+  }
 
   /** Hand both sockets back as they are (nothing was read from the socket yet). */
-  const letGo = (peer: 'v1' | 'raw'): void => {
-    finished = true;
-    clearTimeout(ackTimer);
-    clearTimeout(retryTimer);
-    socket.off('data', onSocketData);
-    socket.off('end', onSocketEnd);
-    socket.off('error', onSocketError);
-    socket.off('close', onSocketClose);
+  #letGo(peer: 'v1' | 'raw'): void {
+    this.#finished = true;
+    clearTimeout(this.#ackTimer);
+    clearTimeout(this.#retryTimer);
+    const socket = this.#socket;
+    socket.off('data', this.#onSocketData);
+    socket.off('end', this.#onSocketEnd);
+    socket.off('error', this.#onSocketError);
+    socket.off('close', this.#onSocketClose);
     socket.pause();
-    options.onPlain?.(peer);
-  };
+    this.#options.onPlain?.(peer);
+  }
 
-  const onControl = (frame: StreamFrame): void => {
+  #onControl(frame: StreamFrame): void {
     switch (frame.type) {
       case 'plain':
         return;
       case 'resume': {
-        if (resumePresumed) {
-          resumePresumed = false;
+        if (this.#resumePresumed) {
+          this.#resumePresumed = false;
           if (frame.received !== 0)
-            return finish('protocol-error', 'a first resume that is not from the start');
+            return this.#finish('protocol-error', 'a first resume that is not from the start');
           return;
         }
-        if (peerResumed) return finish('protocol-error', 'a second resume on one socket');
-        peerResumed = true;
+        if (this.#peerResumed)
+          return this.#finish('protocol-error', 'a second resume on one socket');
+        this.#peerResumed = true;
         let chunks: Buffer[];
         try {
-          chunks = freeing(() => replay.replayFrom(frame.received));
+          chunks = this.#freeing(() => this.#replay.replayFrom(frame.received));
         } catch (error) {
-          if (error instanceof ReplayOffsetError) return finish('protocol-error', error.message);
+          if (error instanceof ReplayOffsetError)
+            return this.#finish('protocol-error', error.message);
           throw error;
         }
         let replayed = 0;
         for (const chunk of chunks) {
           replayed += chunk.length;
-          sendPayload(chunk);
+          this.#sendPayload(chunk);
         }
-        if (localEnded) send({ type: 'eof', sent: replay.sent });
-        ackNow(); // what was passed on while the socket was away
-        if (suspendedAt !== undefined) {
-          options.onEvent?.({
+        if (this.#localEnded) this.#send({ type: 'eof', sent: this.#replay.sent });
+        this.#ackNow(); // what was passed on while the socket was away
+        if (this.#suspendedAt !== undefined) {
+          this.#options.onEvent?.({
             type: 'resumed',
-            afterMs: Date.now() - suspendedAt,
-            attempts,
+            afterMs: Date.now() - this.#suspendedAt,
+            attempts: this.#attempts,
             replayedBytes: replayed,
           });
-          suspendedAt = undefined;
-          attempts = 0;
+          this.#suspendedAt = undefined;
+          this.#attempts = 0;
         }
-        updateFlow();
-        return checkDone();
+        this.#updateFlow();
+        return this.#checkDone();
       }
       case 'ack':
         // A resume already acknowledged what the peer had received, which may be more than
         // what it has since passed on and acknowledges now: an older count changes nothing.
-        if (frame.received <= replay.acked) return checkDone();
+        if (frame.received <= this.#replay.acked) return this.#checkDone();
         try {
-          freeing(() => replay.ack(frame.received));
+          this.#freeing(() => this.#replay.ack(frame.received));
         } catch (error) {
-          if (error instanceof ReplayOffsetError) return finish('protocol-error', error.message);
+          if (error instanceof ReplayOffsetError)
+            return this.#finish('protocol-error', error.message);
           throw error;
         }
-        updateFlow();
-        return checkDone();
+        this.#updateFlow();
+        return this.#checkDone();
       case 'eof':
-        if (peerEof !== undefined && peerEof !== frame.sent)
-          return finish('protocol-error', 'the peer changed its end offset');
-        if (frame.sent < received)
-          return finish('protocol-error', 'the peer ended before bytes it had sent');
-        peerEof = frame.sent;
-        endSocketIfDelivered();
-        return checkDone();
+        if (this.#peerEof !== undefined && this.#peerEof !== frame.sent)
+          return this.#finish('protocol-error', 'the peer changed its end offset');
+        if (frame.sent < this.#received)
+          return this.#finish('protocol-error', 'the peer ended before bytes it had sent');
+        this.#peerEof = frame.sent;
+        this.#endSocketIfDelivered();
+        return this.#checkDone();
       case 'ticket':
-        ticket = frame.ticket;
+        this.#ticket = frame.ticket;
         // The hub hands out a ticket when it has paired this socket with a resumable peer:
         // only then is it safe to speak v2 (a v1 or raw peer would take a resume frame for data).
-        if (!helloSent) {
-          helloSent = true;
+        if (!this.#helloSent) {
+          this.#helloSent = true;
           // From what the socket has taken, not from what has arrived: the peer drops what a
           // resume names, and its replay bound (the window this end's memory relies on) starts
           // again from there. Resuming from `received` with bytes still queued for a slow
           // reader would let the peer send a whole window more on top of them. The bytes in
           // between come again and are dropped here (`duplicates`).
-          duplicates = undelivered;
-          send({ type: 'resume', received: received - undelivered });
+          this.#duplicates = this.#undelivered;
+          this.#send({ type: 'resume', received: this.#received - this.#undelivered });
           // The stream's first socket: the peer can have received nothing (the hub hands out
           // both tickets before it relays a byte, and no end sends payload before its ticket),
           // so its resume will say 0. Waiting for it would cost a round trip through the hub
           // before the first byte; payload goes now, after this end's own resume, which is
           // all the peer waits for.
-          if (resumptions === 0 && received === 0 && replay.sent === 0) {
-            peerResumed = resumePresumed = true;
-            updateFlow();
+          if (this.#resumptions === 0 && this.#received === 0 && this.#replay.sent === 0) {
+            this.#peerResumed = this.#resumePresumed = true;
+            this.#updateFlow();
           }
         }
         return;
     }
-  };
+  }
 
   /**
    * Take an open stream socket. It comes paused (see net/hub-client.ts: frames that arrive
    * with the handshake's answer are emitted at once, before a promise continuation could add
    * a listener), and is resumed once listened to.
    */
-  const attach = (ws: StreamSocket): void => {
-    current = ws;
-    peerResumed = resumePresumed = false;
-    inFlight = 0;
-    ws.on('error', () => undefined);
+  #attach(ws: StreamSocket): void {
+    this.#current = ws;
+    this.#peerResumed = this.#resumePresumed = false;
+    this.#inFlight = 0;
+    ws.on('error', ignore);
     const onMessage = (data: RawData, isBinary: boolean): void => {
-      if (finished || ws !== current) return;
+      if (this.#finished || ws !== this.#current) return;
       const buf = data as Buffer;
       if (isBinary) {
-        if (!peerResumed) return finish('protocol-error', 'payload before the peer resumed');
-        return onPayload(buf);
+        if (!this.#peerResumed)
+          return this.#finish('protocol-error', 'payload before the peer resumed');
+        return this.#onPayload(buf);
       }
       const frame = parseStreamFrame(buf.toString('utf8'));
-      if (!frame) return finish('protocol-error', 'an invalid stream frame');
+      if (!frame) return this.#finish('protocol-error', 'an invalid stream frame');
       if (frame.type === 'plain') {
-        if (peerResumed || resumptions > 0 || replay.sent > 0 || !options.onPlain)
-          return finish('protocol-error', 'an unexpected plain frame');
+        if (
+          this.#peerResumed ||
+          this.#resumptions > 0 ||
+          this.#replay.sent > 0 ||
+          !this.#options.onPlain
+        )
+          return this.#finish('protocol-error', 'an unexpected plain frame');
         ws.off('message', onMessage);
         ws.off('close', onClose);
-        return letGo(frame.peer);
+        return this.#letGo(frame.peer);
       }
-      onControl(frame);
+      this.#onControl(frame);
     };
     const onClose = (code: number): void => {
-      if (ws !== current || finished) return;
-      current = undefined;
-      peerResumed = false;
-      if (code === closeCodes.normal && !closingNormally) {
+      if (ws !== this.#current || this.#finished) return;
+      this.#current = undefined;
+      this.#peerResumed = false;
+      if (code === closeCodes.normal && !this.#closingNormally) {
         // The peer closes normally only once everything arrived both ways.
-        if (!socketWriteEnded) socket.end();
-        return finish('completed');
+        if (!this.#socketWriteEnded) this.#socket.end();
+        return this.#finish('completed');
       }
       // The other end reset the stream on purpose (its local connection failed, or its
       // process was stopped): nothing to resume.
       if (code === closeCodes.localError)
-        return finish('peer-reset', 'the other end reset the stream');
-      suspend(`stream socket closed (${code})`);
+        return this.#finish('peer-reset', 'the other end reset the stream');
+      this.#suspend(`stream socket closed (${code})`);
     };
     ws.on('message', onMessage);
     ws.once('close', onClose);
-    helloSent = false;
+    this.#helloSent = false;
     ws.resume();
-  };
+  }
 
-  const suspend = (reason: string): void => {
-    socket.pause();
-    clearTimeout(ackTimer);
-    ackTimer = undefined;
-    suspendedAt = Date.now();
-    attempts = 0;
+  #suspend(reason: string): void {
+    this.#socket.pause();
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    const suspendedAt = Date.now();
+    this.#suspendedAt = suspendedAt;
+    this.#attempts = 0;
+    const options = this.#options;
     options.onEvent?.({ type: 'suspended', reason });
     const deadline = suspendedAt + options.resumeWindowMs;
+    // At most a second between attempts (half to a whole, jittered): a hub that restarts is
+    // found within about a second of listening, at the cost of one refused connection a second
+    // per suspended stream while it is away.
+    const backoff = options.backoff ?? { initialMs: 100, maxMs: 1000 };
     const tryOnce = (): void => {
-      if (finished) return;
-      attempts++;
-      options.reconnect(ticket).then(
+      if (this.#finished) return;
+      this.#attempts++;
+      options.reconnect(this.#ticket).then(
         (ws) => {
-          if (finished) return closeWebSocket(ws, closeCodes.normal);
-          resumptions++;
-          attach(ws);
+          if (this.#finished) return closeWebSocket(ws, closeCodes.normal);
+          this.#resumptions++;
+          this.#attach(ws);
         },
         (error: unknown) => {
-          if (finished) return;
+          if (this.#finished) return;
           if (error instanceof ResumeRefusedError)
-            return finish('gave-up', `the hub refused to resume the stream: ${error.message}`);
-          const base = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(attempts - 1, 16));
+            return this.#finish(
+              'gave-up',
+              `the hub refused to resume the stream: ${error.message}`,
+            );
+          const base = Math.min(
+            backoff.maxMs,
+            backoff.initialMs * 2 ** Math.min(this.#attempts - 1, 16),
+          );
           // Jitter: ends that lost the hub together do not come back in lockstep.
           const delay = base / 2 + Math.random() * (base / 2);
           if (Date.now() + delay > deadline)
-            return finish(
+            return this.#finish(
               'gave-up',
               `did not resume within ${Math.round(options.resumeWindowMs / 1000)} s`,
             );
-          retryTimer = setTimeout(tryOnce, delay);
+          this.#retryTimer = setTimeout(tryOnce, delay);
         },
       );
     };
     tryOnce();
+  }
+
+  readonly #onSocketData = (chunk: Buffer): void => {
+    if (this.#finished) return;
+    this.#replay.push(chunk);
+    this.#options.budget?.take(chunk.length);
+    if (this.#peerResumed) this.#sendPayload(chunk);
+    this.#updateFlow();
   };
 
-  const onSocketData = (chunk: Buffer): void => {
-    if (finished) return;
-    replay.push(chunk);
-    budget?.take(chunk.length);
-    if (peerResumed) sendPayload(chunk);
-    updateFlow();
+  readonly #onSocketEnd = (): void => {
+    if (this.#finished) return;
+    this.#localEnded = true;
+    if (this.#peerResumed) this.#send({ type: 'eof', sent: this.#replay.sent });
+    this.#checkDone();
   };
-  const onSocketEnd = (): void => {
-    if (finished) return;
-    localEnded = true;
-    if (peerResumed) send({ type: 'eof', sent: replay.sent });
-    checkDone();
-  };
-  const onSocketError = (error: Error): void => finish('local-error', error.message);
-  const onSocketClose = (): void => {
-    if (!finished && !(localEnded && socketWriteEnded)) finish('local-error', 'socket closed');
-  };
-  // Nothing is read before the hub has told this end what its peer is (a ticket or `plain`):
-  // a server that speaks first (sshd's banner) would otherwise have bytes taken into the
-  // replay buffer that a plain (v1 or raw) peer never gets. Paused first, listening to
-  // 'data' does not start the flow; updateFlow() does, once the peer has resumed.
-  socket.pause();
-  socket.on('data', onSocketData);
-  socket.on('end', onSocketEnd);
-  socket.on('error', onSocketError);
-  socket.on('close', onSocketClose);
 
-  attach(ws);
-  return {
-    replayBytes: () => replay.size,
-    suspended: () => current === undefined,
-    close: () => finish('local-error', 'closed'),
-    stop: () => {
-      if (finished) return;
-      if (!current) return finish('local-error', 'stopped while suspended');
-      closingNormally = true;
-      closeWebSocket(current, closeCodes.normal, 'stopped');
-      finish('completed');
-    },
+  readonly #onSocketError = (error: Error): void => this.#finish('local-error', error.message);
+
+  readonly #onSocketClose = (): void => {
+    if (!this.#finished && !(this.#localEnded && this.#socketWriteEnded))
+      this.#finish('local-error', 'socket closed');
   };
 }
+
+/** A stream socket's errors end in its close, which the bridge handles. */
+function ignore(): void {}
