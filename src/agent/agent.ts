@@ -309,45 +309,49 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
    * target becomes a rejection with its reason; the socket being dialled, if any.
    */
   function dialFor(asked: Asked): Socket | undefined {
-    const target = options.allow.get(asked.streamName);
-    const log = logger.child({ stream: asked.streamName });
+    const { streamName } = asked;
+    const target = options.allow.get(streamName);
+    const log = logger.child({ stream: streamName });
     if (!target) {
       log.warn('rejected a stream request: not in the allow-list');
       // Name what is allowed (the caller holds ServiceConnect on this device already), so
       // the person at the other end sees the mismatch at once: '22' asked, 'ssh' allowed.
       const names = [...options.allow.keys()];
       const shown = names.slice(0, 10).join(', ') + (names.length > 10 ? ', ...' : '');
-      asked.reject(
-        `stream '${asked.streamName}' is not allowed on this device (it allows: ${shown})`,
-      );
+      asked.reject(`stream '${streamName}' is not allowed on this device (it allows: ${shown})`);
       return undefined;
     }
     const socket = connect({ host: target.host, port: target.port, allowHalfOpen: true });
     dialling.add(socket);
     socket.setNoDelay(true);
-    const dialTimer = setTimeout(
+    // The dial's own state, let go of once the target answered: the listeners below live as
+    // long as the socket, and what they hold would otherwise stay for the stream's life.
+    let dialTimer: NodeJS.Timeout | undefined = setTimeout(
       () => socket.destroy(new Error('timed out')),
       options.dialTimeoutMs ?? 10_000,
     );
-    let connected = false;
-    socket.on('error', (error) => {
+    let unanswered: Asked | undefined = asked;
+    const dialled = (): void => {
       clearTimeout(dialTimer);
-      if (connected) return; // the stream's end handles it
+      dialTimer = undefined;
       dialling.delete(socket);
+    };
+    socket.on('error', (error) => {
+      const waiting = unanswered;
+      if (!waiting) return; // connected: the stream's end handles it
+      unanswered = undefined;
+      dialled();
       const reason = `cannot connect to ${formatHostPort(target.host, target.port)}: ${describeError(error)}`;
       log.warn('rejected a stream request', { reason });
-      asked.reject(reason);
+      waiting.reject(reason);
     });
     // Destroyed without an error (the request was withdrawn, the agent is closing).
-    socket.once('close', () => {
-      clearTimeout(dialTimer);
-      dialling.delete(socket);
-    });
+    socket.once('close', dialled);
     socket.once('connect', () => {
-      clearTimeout(dialTimer);
-      dialling.delete(socket);
-      connected = true;
-      asked.accept(socket, {
+      const waiting = unanswered;
+      unanswered = undefined;
+      dialled();
+      waiting?.accept(socket, {
         logger: log,
         onFailed: (error) => {
           log.warn('cannot open the stream socket', { reason: describeError(error) });
@@ -356,7 +360,7 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
         onEnd: (result, durationMs) =>
           emitter.emit('stream-end', {
             ...result,
-            streamName: asked.streamName,
+            streamName,
             target,
             durationMs,
           } satisfies AgentStreamEnd),
