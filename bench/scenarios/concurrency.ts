@@ -10,7 +10,10 @@ import type { Stack, Targets } from '../stack.js';
 
 const payload = Buffer.alloc(32, 7);
 
-/** Streams held open, each echoing a small payload every second; failures counted. */
+/**
+ * Streams held open, echoing a small payload every second while echoes are on; failures
+ * counted (a close counts until the streams are let go).
+ */
 async function holdStreams(
   port: number,
   count: number,
@@ -18,7 +21,9 @@ async function holdStreams(
   sockets: Socket[];
   failures: () => number;
   ms: number;
+  startEchoes: () => void;
   stopEchoes: () => Promise<void>;
+  letGo: () => void;
 }> {
   const sockets: Socket[] = [];
   let failures = 0;
@@ -46,7 +51,8 @@ async function holdStreams(
   }
   const ms = msSince(start);
   let pending = 0;
-  const timer = setInterval(() => {
+  let timer: NodeJS.Timeout | undefined;
+  const round = (): void => {
     for (const s of sockets) {
       pending++;
       readExactly(s, payload.length, 20_000)
@@ -54,17 +60,19 @@ async function holdStreams(
         .finally(() => pending--);
       s.write(payload);
     }
-  }, 1000);
+  };
   return {
     sockets,
     failures: () => failures,
     ms,
+    startEchoes: () => void (timer ??= setInterval(round, 1000)),
     stopEchoes: async () => {
       clearInterval(timer);
+      timer = undefined;
       // Every echo sent is answered or has timed out (and was counted) before counting.
       await waitUntil(() => pending === 0, 30_000, 'the last echoes');
-      closing = true;
     },
+    letGo: () => void (closing = true),
   };
 }
 
@@ -104,13 +112,21 @@ export async function runConcurrency(
   const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 2500));
   const before = read();
   const half = Math.floor(n / 2);
+  // Echoes are off while streams are being opened: a ramp beside thousands of echoing streams
+  // measures the echoes, not the streams.
   const first = await holdStreams(stack.ports.echo, half);
+  first.startEchoes();
   await settle();
   const mid = read();
+  await first.stopEchoes();
   const second = await holdStreams(stack.ports.echo, n - half);
+  first.startEchoes();
+  second.startEchoes();
   await settle();
   const after = read();
   await Promise.all([first.stopEchoes(), second.stopEchoes()]);
+  first.letGo();
+  second.letGo();
   const sockets = [...first.sockets, ...second.sockets];
   const failures = first.failures() + second.failures() + (n - sockets.length);
   await closeAll(sockets);
