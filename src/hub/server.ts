@@ -1,3 +1,4 @@
+import { webSocketScheme } from './base/http-util.js';
 import { describeError } from '../errors.js';
 import type { Server } from 'node:http';
 import type { AddressInfo, BlockList, Socket } from 'node:net';
@@ -437,9 +438,7 @@ export async function startHub(options: HubOptions, logger: Logger): Promise<Run
       );
     if (cluster) {
       const node = addresses.nodeUrl;
-      controlSockets.announceCarrierOrigin(
-        `${node.protocol === 'https:' ? 'wss:' : 'ws:'}//${node.host}`,
-      );
+      controlSockets.announceCarrierOrigin(`${webSocketScheme(node)}//${node.host}`);
       const offerContext = {
         control,
         streams,

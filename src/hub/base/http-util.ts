@@ -7,6 +7,11 @@ import {
   type IotHubErrorName,
 } from '../../protocol/iothub-error.js';
 
+/** The WebSocket scheme of a hub URL: `wss:` for https (or wss), else `ws:`. */
+export function webSocketScheme(url: URL): 'wss:' | 'ws:' {
+  return url.protocol === 'https:' || url.protocol === 'wss:' ? 'wss:' : 'ws:';
+}
+
 export function sendJson(
   res: ServerResponse,
   status: number,

@@ -244,11 +244,7 @@ export class MuxGateway {
     const { cluster } = this.options;
     if (cluster) {
       const passable = (): Passable =>
-        substreamPassable(stream, request, {
-          path: request.path,
-          authorization: request.authorization,
-          heartbeat: this.options.heartbeat,
-        });
+        substreamPassable(stream, request, { heartbeat: this.options.heartbeat });
       // A resuming half: its ticket is checked here, then it goes where its halves meet.
       if (request.authorization.startsWith('Resume '))
         return streams.admit(arrival, id, (claims) => cluster.meet(claims, passable()));
@@ -330,9 +326,7 @@ export class MuxGateway {
         if (cluster && !streams.isLocal(id))
           return cluster.forward(
             substreamPassable(stream, granted, {
-              path,
-              authorization: granted.authorization,
-              acceptPath: path,
+              streamingPath: path,
               heartbeat: this.options.heartbeat,
             }),
             id,

@@ -7,6 +7,7 @@ import { openWebSocket, UpgradeRefusedError, type HubTrust } from '../../net/hub
 import { iotHubErrorBody, type IotHubErrorName } from '../../protocol/iothub-error.js';
 import type { MuxOpenRequest } from '../../protocol/mux-frames.js';
 import type { ResumeClaims } from '../../protocol/resume-ticket.js';
+import { webSocketScheme } from '../base/http-util.js';
 import { relay } from './relay.js';
 import type { StreamArrival } from './stream-arrival.js';
 
@@ -47,18 +48,18 @@ export interface StreamHops {
 }
 
 export interface SubstreamHopOptions {
-  /** What the substream opens on the node: `/bridges/{id}` (an initiation opened another path). */
-  readonly path: string;
-  /** Its credential there (`Bearer <stream token>` or `Resume <ticket>`). */
-  readonly authorization: string;
-  /** The streaming path its accept names, when the opener asked by the initiation path. */
-  readonly acceptPath?: string | undefined;
+  /**
+   * The stream's streaming path (`/bridges/{id}`) when the substream opened another (the
+   * initiation path): opened on the node, and named in the substream's accept.
+   */
+  readonly streamingPath?: string | undefined;
   /** Pings the stream socket to the node (a node that went silent ends the relay). */
   readonly heartbeat?: Heartbeat | undefined;
 }
 
 /**
- * A substream of a carrier connection that reached a node other than its stream's: this node
+ * A substream of a carrier connection (`request`: its path, credential and protocols) that
+ * reached a node other than its stream's: this node
  * opens the stream's side on that node as a stream socket of its own (the substream's
  * credential and protocols, marked forwarded: the node there checks the token or ticket and is
  * never asked to forward again), answers the substream as that node answered, and relays the
@@ -79,9 +80,9 @@ export function substreamPassable(
     hold: () => undefined,
     refuse,
     passTo: (hop) => {
-      const origin = `${hop.url.protocol === 'https:' ? 'wss:' : 'ws:'}//${hop.url.host}`;
-      openWebSocket(`${origin}${options.path}`, hop.trust, {
-        headers: { authorization: options.authorization, [forwardedHeader]: hop.fromNode },
+      const path = options.streamingPath ?? request.path;
+      openWebSocket(`${webSocketScheme(hop.url)}//${hop.url.host}${path}`, hop.trust, {
+        headers: { authorization: request.authorization, [forwardedHeader]: hop.fromNode },
         protocols: request.protocols,
         timeoutMs: 5000,
       }).then(
@@ -93,7 +94,7 @@ export function substreamPassable(
           );
           // The opener left while the node answered: the node ends its side when this closes.
           if (stream.readyState !== stream.CONNECTING) return void ws.terminate();
-          stream.accept(ws.protocol, options.acceptPath);
+          stream.accept(ws.protocol, options.streamingPath);
           options.heartbeat?.add(ws);
           relay(stream, ws, { passThrough: true });
         },

@@ -1,3 +1,4 @@
+import { webSocketScheme } from '../base/http-util.js';
 import type { IotHubErrorName } from '../../protocol/iothub-error.js';
 import type { Logger } from '../../log/logger.js';
 import { resumableStreamProtocol } from '../../protocol/constants.js';
@@ -95,7 +96,7 @@ export async function offerStream(
   const stream = ctx.streams.create(deviceId, streamName, request.origin);
   const requestId = randomText(12);
   const base = ctx.streamBaseUrl;
-  const wsScheme = base.protocol === 'https:' || base.protocol === 'wss:' ? 'wss:' : 'ws:';
+  const wsScheme = webSocketScheme(base);
   // The port is written out even when it is the scheme's default (URL.host drops it): some
   // of Azure's clients (the C SDK) read host and port from the URL separately.
   const port = base.port || (wsScheme === 'wss:' ? '443' : '80');
