@@ -292,4 +292,45 @@ describe('cluster nodes started with --tls-cert', () => {
     );
     await useStrings(printed.stdout.trim(), 'cluster-ca', ['--ca', ca.caFile]);
   });
+
+  it('a stream asked for on a node that does not hold the device hops to the one that does, verified by the certificate the nodes serve, on both carriers', async () => {
+    // Through the balancer a stream hops only when round robin lands it elsewhere; here the
+    // service string names a node that does not hold the device, so every stream hops.
+    const trust = ['--ca', ca.caFile];
+    const added = await runCli([
+      'device',
+      'add',
+      'cluster-hop',
+      '--connection-string',
+      cluster.serviceString,
+      ...trust,
+    ]);
+    expect(added.code).toBe(0);
+    const agent = spawn([
+      'agent',
+      '--connection-string',
+      added.stdout.trim(),
+      ...trust,
+      '--target',
+      `echo=127.0.0.1:${echo.port}`,
+    ]);
+    await agent.waitForLine(/connected to the hub/);
+    const owner = await cluster.ownerOf();
+    const other = cluster.nodes.find((n) => n !== owner);
+    if (!other) throw new Error('no other node');
+    const lbHost = `HostName=127.0.0.1:${cluster.lbPort};`;
+    expect(cluster.serviceString).toContain(lbHost);
+    const direct = cluster.serviceString.replace(lbHost, `HostName=127.0.0.1:${other.port};`);
+    for (const transport of ['mux', 'ws']) {
+      const payload = randomBytes(256 * 1024).toString('base64');
+      const connected = await runCliWithInput(
+        ['connect', 'cluster-hop', '--stream', 'echo', '--transport', transport, ...trust],
+        payload,
+        { DSTREAM_SERVICE_CONNECTION_STRING: direct },
+      );
+      expect([transport, connected.code, connected.stderr]).toEqual([transport, 0, '']);
+      expect(connected.stdout === payload).toBe(true);
+    }
+    expect(await agent.stop()).toBe(0);
+  });
 });
