@@ -24,7 +24,8 @@ export function spawnChild(
   command: string,
   args: readonly string[],
   env: Record<string, string> = {},
-  input?: string,
+  /** Written to stdin, which is then closed; null keeps stdin open for the caller to write. */
+  input?: string | null,
 ): Child {
   const child = spawn(command, args, {
     env: { ...process.env, NO_COLOR: '1', ...env },
@@ -32,7 +33,8 @@ export function spawnChild(
     // Its own process group, so a shell command (--compare) is stopped with its children.
     detached: true,
   });
-  if (input !== undefined) child.stdin?.end(input);
+  if (typeof input === 'string') child.stdin?.end(input);
+  child.stdin?.on('error', () => undefined);
   let text = '';
   const waiters = new Set<() => void>();
   const onData = (d: Buffer): void => {

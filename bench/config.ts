@@ -9,6 +9,8 @@ export interface BenchConfig {
   readonly concurrentStreams: number;
   /** Streams held open at once for the carriers' memory figures (scenario 10). */
   readonly carrierStreams: number;
+  /** Devices (each its own agent and proxy) they are split over at least (more if descriptors need). */
+  readonly carrierEnds: number;
   readonly busyStreams: number;
   readonly busySeconds: number;
   readonly idleDevices: number;
@@ -24,6 +26,7 @@ export const fullConfig: BenchConfig = {
   rateOpeners: 50,
   concurrentStreams: 5000,
   carrierStreams: 20_000,
+  carrierEnds: 1,
   busyStreams: 100,
   busySeconds: 10,
   idleDevices: 15_000,
@@ -39,6 +42,8 @@ export const quickConfig: BenchConfig = {
   rateOpeners: 50,
   concurrentStreams: 200,
   carrierStreams: 200,
+  // Two, so that CI's quick run goes through the split the full run needs here.
+  carrierEnds: 2,
   busyStreams: 20,
   busySeconds: 2,
   idleDevices: 400,

@@ -71,82 +71,170 @@ export interface StackOptions {
   readonly endFlags?: readonly string[] | undefined;
 }
 
-export async function startStack(targets: Targets, options: StackOptions): Promise<Stack> {
+/** What starting a hub gave: the children to stop (in reverse), and how to reach it. */
+interface Started {
+  readonly dataDir: string;
+  readonly children: Child[];
+  readonly nodeArgs: readonly string[];
+  readonly tlsFlag: readonly string[];
+  readonly stop: () => Promise<void>;
+}
+
+function begin(options: StackOptions): Started {
   const dataDir = mkdtempSync(join(tmpdir(), 'dstream-bench-'));
   const children: Child[] = [];
-  const stop = async (): Promise<void> => {
-    for (const c of children.reverse()) await c.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+  return {
+    dataDir,
+    children,
+    nodeArgs: options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir] : [],
+    tlsFlag: options.tls ? [] : ['--insecure-no-tls'],
+    stop: async () => {
+      for (const c of children.reverse()) await c.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
   };
-  const nodeArgs = options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir] : [];
-  try {
-    const tlsFlag = options.tls ? [] : ['--insecure-no-tls'];
-    const hub = spawnChild(process.execPath, [
-      ...nodeArgs,
-      cliPath,
+}
+
+async function startHub(
+  s: Started,
+): Promise<{ hub: Child; hubPort: number; serviceString: string }> {
+  const hub = spawnChild(process.execPath, [
+    ...s.nodeArgs,
+    cliPath,
+    'hub',
+    '--data-dir',
+    s.dataDir,
+    '--listen',
+    '127.0.0.1:0',
+    ...s.tlsFlag,
+    ...hubTuning,
+  ]);
+  s.children.push(hub);
+  // Every process logs at its default level, as users run it: that cost is part of the product.
+  const hubPort = Number((await hub.waitFor(/hub listening on https?:\/\/127\.0\.0\.1:(\d+)/))[1]);
+  const serviceString = (
+    await runCliOnce([
       'hub',
+      'init',
       '--data-dir',
-      dataDir,
+      s.dataDir,
       '--listen',
-      '127.0.0.1:0',
-      ...tlsFlag,
-      ...hubTuning,
-    ]);
-    children.push(hub);
-    // Every process logs at its default level, as users run it: that cost is part of the product.
-    const hubPort = Number(
-      (await hub.waitFor(/hub listening on https?:\/\/127\.0\.0\.1:(\d+)/))[1],
-    );
-    const serviceString = (
-      await runCliOnce([
-        'hub',
-        'init',
-        '--data-dir',
-        dataDir,
-        '--listen',
-        `127.0.0.1:${hubPort}`,
-        ...tlsFlag,
-      ])
-    ).trim();
-    const env = { DSTREAM_SERVICE_CONNECTION_STRING: serviceString };
-    const deviceString = (
-      await runCliOnce(['device', 'add', benchDevice, '--connection-string', serviceString])
-    ).trim();
-    const agent = spawnChild(process.execPath, [
-      ...nodeArgs,
+      `127.0.0.1:${hubPort}`,
+      ...s.tlsFlag,
+    ])
+  ).trim();
+  return { hub, hubPort, serviceString };
+}
+
+/** A device with its agent (reaching each target by name) and a proxy with a port per target. */
+async function startEnds(
+  s: Started,
+  serviceString: string,
+  device: string,
+  targets: Readonly<Record<string, number>>,
+  endFlags: readonly string[],
+): Promise<{ agent: Child; proxy: Child; ports: Record<string, number> }> {
+  const deviceString = (
+    await runCliOnce(['device', 'add', device, '--connection-string', serviceString])
+  ).trim();
+  const agent = spawnChild(process.execPath, [
+    ...s.nodeArgs,
+    cliPath,
+    'agent',
+    ...endFlags,
+    '--connection-string',
+    deviceString,
+    ...Object.entries(targets).flatMap(([name, port]) => ['--target', `${name}=127.0.0.1:${port}`]),
+  ]);
+  s.children.push(agent);
+  await agent.waitFor(/connected to the hub/);
+  const names = Object.keys(targets);
+  const proxy = spawnChild(
+    process.execPath,
+    [
+      ...s.nodeArgs,
       cliPath,
-      'agent',
-      ...(options.endFlags ?? []),
-      '--connection-string',
-      deviceString,
-      ...Object.entries(targets).flatMap(([name, t]) => [
-        '--target',
-        `${name}=127.0.0.1:${(t as TargetServer).port}`,
-      ]),
-    ]);
-    children.push(agent);
-    await agent.waitFor(/connected to the hub/);
-    const names = Object.keys(targets) as (keyof Targets)[];
-    const proxy = spawnChild(
-      process.execPath,
-      [
-        ...nodeArgs,
-        cliPath,
-        'proxy',
-        ...(options.endFlags ?? []),
-        '--json',
-        ...names.flatMap((n) => ['-L', `0:${benchDevice}:${n}`]),
-      ],
-      env,
+      'proxy',
+      ...endFlags,
+      '--json',
+      ...names.flatMap((n) => ['-L', `0:${device}:${n}`]),
+    ],
+    { DSTREAM_SERVICE_CONNECTION_STRING: serviceString },
+  );
+  s.children.push(proxy);
+  await proxy.waitFor(new RegExp(`"stream":"${names[names.length - 1]}"`));
+  const ports: Record<string, number> = {};
+  for (const m of proxy.output().matchAll(/"port":(\d+),"device":"[^"]+","stream":"(\w+)"/g))
+    ports[m[2] as string] = Number(m[1]);
+  return { agent, proxy, ports };
+}
+
+export async function startStack(targets: Targets, options: StackOptions): Promise<Stack> {
+  const s = begin(options);
+  try {
+    const { hub, hubPort, serviceString } = await startHub(s);
+    const { agent, proxy, ports } = await startEnds(
+      s,
+      serviceString,
+      benchDevice,
+      Object.fromEntries(Object.entries(targets).map(([n, t]) => [n, (t as TargetServer).port])),
+      options.endFlags ?? [],
     );
-    children.push(proxy);
-    await proxy.waitFor(new RegExp(`"stream":"${names[names.length - 1]}"`));
-    const ports = {} as Record<keyof Targets, number>;
-    for (const m of proxy.output().matchAll(/"port":(\d+),"device":"[^"]+","stream":"(\w+)"/g))
-      ports[m[2] as keyof Targets] = Number(m[1]);
-    return { dataDir, hub, agent, proxy, hubPort, serviceString, ports, stop };
+    return {
+      dataDir: s.dataDir,
+      hub,
+      agent,
+      proxy,
+      hubPort,
+      serviceString,
+      ports: ports as Record<keyof Targets, number>,
+      stop: s.stop,
+    };
   } catch (error) {
-    await stop();
+    await s.stop();
+    throw error;
+  }
+}
+
+/** One device's ends in a wide stack: its agent, its proxy, and the proxy's port to its echo. */
+export interface EchoEnds {
+  readonly agent: Child;
+  readonly proxy: Child;
+  readonly port: number;
+}
+
+/** A hub with a device per echo target, each with its own agent and proxy. */
+export interface WideStack {
+  readonly hub: Child;
+  readonly ends: readonly EchoEnds[];
+  stop(): Promise<void>;
+}
+
+/**
+ * A hub and one device, agent and proxy per echo port: for holding more streams than one agent
+ * or proxy may hold descriptors.
+ */
+export async function startWideStack(
+  echoPorts: readonly number[],
+  options: StackOptions,
+): Promise<WideStack> {
+  const s = begin(options);
+  try {
+    const { hub, serviceString } = await startHub(s);
+    const ends: EchoEnds[] = [];
+    for (const [i, echo] of echoPorts.entries()) {
+      const { agent, proxy, ports } = await startEnds(
+        s,
+        serviceString,
+        `${benchDevice}-${i + 1}`,
+        { echo },
+        options.endFlags ?? [],
+      );
+      ends.push({ agent, proxy, port: ports.echo ?? NaN });
+    }
+    return { hub, ends, stop: s.stop };
+  } catch (error) {
+    await s.stop();
     throw error;
   }
 }

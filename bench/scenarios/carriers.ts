@@ -2,8 +2,10 @@ import type { BenchConfig } from '../config.js';
 import { percentile, raiseOpenFileLimit } from '../proc-stats.js';
 import { figure, type Figure } from '../result.js';
 import { startBastion } from '../bastion.js';
-import { startStack, type Stack, type Targets } from '../stack.js';
-import { runBusy, runConcurrency } from './concurrency.js';
+import type { Child } from '../child.js';
+import { holdInProcess, startEchoProcess, type EchoProcess } from '../held-streams.js';
+import { startStack, startWideStack, type Stack, type Targets } from '../stack.js';
+import { measureHeld, runBusy } from './concurrency.js';
 import { pingPong } from './round-trip.js';
 import { openOnce, openRate } from './setup.js';
 import { download, upload } from './throughput.js';
@@ -70,25 +72,68 @@ async function measure(
   };
   const figures = await run((stack) => measurePorts(stack.ports, cfg, targets));
   // Fresh stacks, so that memory and fairness are each their own.
-  // The descriptor limit is raised before the stack starts: its processes inherit it.
-  const held = heldStreams(cfg);
-  const memory = await run((stack) => runConcurrency(cfg, stack, ...held));
+  const memory = await measureMemory(transport, cfg, endFlags);
   const busy = await run((stack) => runBusy(cfg, stack, targets));
   return { figures, memory, busy };
 }
 
 /**
- * How many streams the memory figures hold open: the issue's 20,000 where descriptors allow
- * (the load generator holds two per stream, its client's and the echo target's, and so do the
- * per-stream carrier's proxy and hub; the limit is raised first where this process may), else
- * as many as fit, said in the figure's note.
+ * How the memory figures hold their streams: the issue's 20,000 (`carrierStreams`) where
+ * descriptors allow. Limits are per process, so the streams are held and echoed by load
+ * processes of their own and split over as many devices (each its own agent and proxy) as the
+ * ends' descriptors need: one per stream at a multiplexed end (its local socket), two at a
+ * per-stream WebSocket end, where the hub holds two per stream as well and so bounds how many
+ * fit. The limit is raised first where this process may (its children inherit it).
  */
-function heldStreams(cfg: BenchConfig): [number, string] {
+function memoryPlan(
+  transport: Transport,
+  cfg: BenchConfig,
+): { streams: number; ends: number; note: string } {
   const wanted = cfg.carrierStreams;
   const spare = 2000;
-  const limit = raiseOpenFileLimit(4 * wanted + spare);
-  const n = Math.min(wanted, Math.floor((limit - spare) / 2));
-  return n < wanted ? [n, `; ${wanted} asked, ${n} fit the descriptor limit (${limit})`] : [n, ''];
+  const limit = raiseOpenFileLimit(2 * wanted + spare);
+  const perStream = transport === 'ws' ? 2 : 1;
+  const hubFits = transport === 'ws' ? Math.floor((limit - spare) / 2) : Infinity;
+  const streams = Math.min(wanted, hubFits);
+  const ends = Math.max(cfg.carrierEnds, Math.ceil((streams * perStream) / (limit - spare)));
+  const note =
+    streams < wanted
+      ? `; ${wanted} asked, ${streams} fit the hub's descriptor limit (${limit})`
+      : '';
+  return { streams, ends, note };
+}
+
+async function measureMemory(
+  transport: Transport,
+  cfg: BenchConfig,
+  endFlags: readonly string[],
+): Promise<Figure[]> {
+  const plan = memoryPlan(transport, cfg);
+  const procs: Child[] = [];
+  try {
+    const echoes: EchoProcess[] = [];
+    for (let i = 0; i < plan.ends; i++) {
+      const echo = await startEchoProcess();
+      procs.push(echo.child);
+      echoes.push(echo);
+    }
+    const stack = await startWideStack(
+      echoes.map((e) => e.port),
+      { tls: true, endFlags },
+    );
+    try {
+      const ends = stack.ends.map((e) => {
+        const holding = holdInProcess(e.port);
+        procs.push(holding.child);
+        return { holding, agentPid: e.agent.pid, proxyPid: e.proxy.pid };
+      });
+      return await measureHeld(stack.hub.pid, ends, plan.streams, plan.note);
+    } finally {
+      await stack.stop();
+    }
+  } finally {
+    await Promise.all(procs.map((p) => p.stop()));
+  }
 }
 
 /**

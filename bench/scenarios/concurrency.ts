@@ -1,5 +1,5 @@
-import type { Socket } from 'node:net';
-import { dial, readExactly, waitUntil } from '../client.js';
+import { dial, waitUntil } from '../client.js';
+import { StreamHolder, type Holding } from '../held-streams.js';
 import { parseConnectionString } from '../../src/auth/connection-string.js';
 import { hubRequest } from '../../src/net/hub-client.js';
 import { hubTarget } from '../../src/service/credentials.js';
@@ -8,86 +8,11 @@ import { msSince, rssBytes } from '../proc-stats.js';
 import { figure, type Figure } from '../result.js';
 import type { Stack, Targets } from '../stack.js';
 
-const payload = Buffer.alloc(32, 7);
-
-/**
- * Streams held open, echoing a small payload every second while echoes are on; failures
- * counted (a close counts until the streams are let go).
- */
-async function holdStreams(
-  port: number,
-  count: number,
-): Promise<{
-  sockets: Socket[];
-  failures: () => number;
-  ms: number;
-  startEchoes: () => void;
-  stopEchoes: () => Promise<void>;
-  letGo: () => void;
-}> {
-  const sockets: Socket[] = [];
-  let failures = 0;
-  let closing = false;
-  const start = process.hrtime.bigint();
-  // Ramp in batches: each batch's streams are up (first echo back) before the next starts.
-  const batch = 100;
-  for (let i = 0; i < count; i += batch) {
-    await Promise.all(
-      Array.from({ length: Math.min(batch, count - i) }, async () => {
-        try {
-          const socket = await dial(port);
-          socket.once('close', () => {
-            if (!closing) failures++;
-          });
-          const back = readExactly(socket, payload.length);
-          socket.write(payload);
-          await back;
-          sockets.push(socket);
-        } catch {
-          failures++;
-        }
-      }),
-    );
-  }
-  const ms = msSince(start);
-  let pending = 0;
-  let timer: NodeJS.Timeout | undefined;
-  const round = (): void => {
-    for (const s of sockets) {
-      pending++;
-      readExactly(s, payload.length, 20_000)
-        .catch(() => failures++)
-        .finally(() => pending--);
-      s.write(payload);
-    }
-  };
-  return {
-    sockets,
-    failures: () => failures,
-    ms,
-    startEchoes: () => void (timer ??= setInterval(round, 1000)),
-    stopEchoes: async () => {
-      clearInterval(timer);
-      timer = undefined;
-      // Every echo sent is answered or has timed out (and was counted) before counting.
-      await waitUntil(() => pending === 0, 30_000, 'the last echoes');
-    },
-    letGo: () => void (closing = true),
-  };
-}
-
-async function closeAll(sockets: readonly Socket[]): Promise<void> {
-  await Promise.all(
-    sockets.map(
-      (s) =>
-        new Promise<void>((resolve) => {
-          if (s.closed) return resolve();
-          s.once('close', () => resolve());
-          s.end();
-          setTimeout(() => s.destroy(), 10_000).unref();
-        }),
-    ),
-  );
+/** One agent and proxy pair through which streams are held, and what holds them. */
+export interface HeldEnds {
+  readonly holding: Holding;
+  readonly agentPid: number;
+  readonly proxyPid: number;
 }
 
 /**
@@ -99,41 +24,70 @@ export async function runConcurrency(
   cfg: BenchConfig,
   stack: Stack,
   n = cfg.concurrentStreams,
+): Promise<Figure[]> {
+  const ends = {
+    holding: new StreamHolder(stack.ports.echo),
+    agentPid: stack.agent.pid,
+    proxyPid: stack.proxy.pid,
+  };
+  return measureHeld(stack.hub.pid, [ends], n);
+}
+
+/**
+ * Memory per open stream with `n` streams held through one hub, split evenly over `ends` (each
+ * its own device with its agent and proxy): the hub's figure is its growth over all `n`; the
+ * agents' and proxies' figures are their growth summed over all `n` (the same as one pair's
+ * when there is one).
+ */
+export async function measureHeld(
+  hubPid: number,
+  ends: readonly HeldEnds[],
+  n: number,
   note = '',
 ): Promise<Figure[]> {
-  const procs = { hub: stack.hub.pid, agent: stack.agent.pid, proxy: stack.proxy.pid };
-  type Reading = Record<keyof typeof procs, number>;
+  type Reading = { hub: number; agent: number; proxy: number };
+  const sum = (pids: readonly number[]): number => pids.reduce((a, pid) => a + rssBytes(pid), 0);
   const read = (): Reading => ({
-    hub: rssBytes(procs.hub),
-    agent: rssBytes(procs.agent),
-    proxy: rssBytes(procs.proxy),
+    hub: rssBytes(hubPid),
+    agent: sum(ends.map((e) => e.agentPid)),
+    proxy: sum(ends.map((e) => e.proxyPid)),
   });
+  const share = (total: number, i: number): number =>
+    Math.floor(total / ends.length) + (i < total % ends.length ? 1 : 0);
+  const all = async (f: (e: HeldEnds, i: number) => Promise<unknown>): Promise<void> =>
+    void (await Promise.all(ends.map(f)));
   // Two echo rounds on every stream while they are open, before each reading.
   const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 2500));
   const before = read();
   const half = Math.floor(n / 2);
+  let rampMs = 0;
+  const ramp = async (count: number): Promise<void> => {
+    const ms = await Promise.all(ends.map((e, i) => e.holding.open(share(count, i))));
+    rampMs += Math.max(...ms);
+  };
   // Echoes are off while streams are being opened: a ramp beside thousands of echoing streams
   // measures the echoes, not the streams.
-  const first = await holdStreams(stack.ports.echo, half);
-  first.startEchoes();
+  await ramp(half);
+  await all((e) => e.holding.startEchoes());
   await settle();
   const mid = read();
-  await first.stopEchoes();
-  const second = await holdStreams(stack.ports.echo, n - half);
-  first.startEchoes();
-  second.startEchoes();
+  await all((e) => e.holding.stopEchoes());
+  await ramp(n - half);
+  await all((e) => e.holding.startEchoes());
   await settle();
   const after = read();
-  await Promise.all([first.stopEchoes(), second.stopEchoes()]);
-  first.letGo();
-  second.letGo();
-  const sockets = [...first.sockets, ...second.sockets];
-  const failures = first.failures() + second.failures() + (n - sockets.length);
-  await closeAll(sockets);
-  const perStream = (name: keyof typeof procs): number => (after[name] - before[name]) / 1024 / n;
-  const perAdded = (name: keyof typeof procs): number =>
-    (after[name] - mid[name]) / 1024 / (n - half);
+  await all((e) => e.holding.stopEchoes());
+  const tallies = await Promise.all(ends.map((e) => e.holding.tally()));
+  const held = tallies.reduce((a, t) => a + t.held, 0);
+  const failures = tallies.reduce((a, t) => a + t.failures, 0) + (n - held);
+  await all((e) => e.holding.close());
+  const perStream = (name: keyof Reading): number => (after[name] - before[name]) / 1024 / n;
+  const perAdded = (name: keyof Reading): number => (after[name] - mid[name]) / 1024 / (n - half);
   const slopeNote = `RSS growth from ${half} to ${n} streams / ${n - half}`;
+  const split =
+    ends.length > 1
+      ? `; ${ends.length} devices, each its own agent and proxy, ${share(n, 0)} streams each`
+      : '';
   return [
     figure({
       scenario: 5,
@@ -141,7 +95,7 @@ export async function runConcurrency(
       value: failures,
       unit: '',
       target: { op: '<', value: 1 },
-      note: `ramp took ${((first.ms + second.ms) / 1000).toFixed(1)} s${note}`,
+      note: `ramp took ${(rampMs / 1000).toFixed(1)} s${split}${note}`,
     }),
     figure({
       scenario: 5,
@@ -156,12 +110,14 @@ export async function runConcurrency(
       name: 'agent memory per open stream',
       value: perStream('agent'),
       unit: 'KiB',
+      ...(ends.length > 1 ? { note: "the agents' RSS growth / streams" } : {}),
     }),
     figure({
       scenario: 5,
       name: 'proxy memory per open stream',
       value: perStream('proxy'),
       unit: 'KiB',
+      ...(ends.length > 1 ? { note: "the proxies' RSS growth / streams" } : {}),
     }),
     ...(['hub', 'agent', 'proxy'] as const).map((name) =>
       figure({
