@@ -11,6 +11,7 @@ import {
   parseAccept,
   windowPayload,
 } from '../protocol/mux-frames.js';
+import { resumableStreamProtocol, streamProtocol } from '../protocol/constants.js';
 
 /** What a stream needs from its session (mux-session.ts implements it). */
 export interface MuxLink {
@@ -61,6 +62,12 @@ export interface MuxStreamEvents {
 const emptyReason = Buffer.alloc(0);
 
 /**
+ * dstream's stream protocols, one string each: a stream keeps the protocol its peer accepted
+ * for its life, and a copy parsed from every accept is 40 bytes of every open stream.
+ */
+const knownProtocols = new Map([streamProtocol, resumableStreamProtocol].map((p) => [p, p]));
+
+/**
  * One substream of a carrier connection, with a WebSocket's surface (`StreamSocket`): binary
  * messages are `data` frames, text messages `text` frames, `close(code, reason)` a `close`
  * frame. Each direction has its own credit: this side sends payload only while the peer has
@@ -71,13 +78,14 @@ const emptyReason = Buffer.alloc(0);
  * the window) until its owner resumes it.
  */
 export class MuxStream extends EventEmitter<MuxStreamEvents> {
-  readonly CONNECTING = 0 as const;
-  readonly OPEN = 1 as const;
-  readonly CLOSING = 2 as const;
-  readonly CLOSED = 3 as const;
-  readyState: 0 | 1 | 2 | 3 = 0;
+  // On the prototype (below), not in each stream: constant fields are 8 bytes of every stream.
+  declare readonly CONNECTING: 0;
+  declare readonly OPEN: 1;
+  declare readonly CLOSING: 2;
+  declare readonly CLOSED: 3;
   /** It lives and dies with its carrier connection, whose own heartbeat watches both. */
-  readonly watchedByConnection = true;
+  declare readonly watchedByConnection: true;
+  readyState: 0 | 1 | 2 | 3 = 0;
   /** The stream protocol the acceptor chose ('' until accepted, and for raw bytes). */
   protocol = '';
 
@@ -338,7 +346,7 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
           throw new MuxProtocolError('accept on an accepted stream');
         }
         const accepted = parseAccept(payload);
-        this.protocol = accepted.protocol;
+        this.protocol = knownProtocols.get(accepted.protocol) ?? accepted.protocol;
         if (accepted.path !== undefined) this.url = new URL(accepted.path, this.url).href;
         this.readyState = this.OPEN;
         this.emit('open');
@@ -494,6 +502,14 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     this.#inboxBytes = 0;
   }
 }
+
+Object.defineProperties(MuxStream.prototype, {
+  CONNECTING: { value: 0 },
+  OPEN: { value: 1 },
+  CLOSING: { value: 2 },
+  CLOSED: { value: 3 },
+  watchedByConnection: { value: true },
+});
 
 const isPayload = (t: MuxFrameType): boolean => t === MuxFrameType.data || t === MuxFrameType.text;
 

@@ -24,11 +24,29 @@ export interface RelayResult {
 /** A message received before the relay started. */
 export type EarlyMessage = readonly [data: Buffer, isBinary: boolean];
 
-export interface RelayOptions {
+/** Which side of a relay: `a` and `b` as they were passed to `relay`. */
+export type RelaySide = 'a' | 'b';
+
+/**
+ * What a relay reports, each about the `subject` it was given: one object for all of a caller's
+ * relays (not closures per stream, which the hub held for each open stream's life).
+ */
+export interface RelayEvents<T> {
+  /** An end's `resume`: how many bytes it holds from the other side (it is relayed too). */
+  resumed?(subject: T, from: RelaySide, received: number): void;
+  /** A frame only the hub may send (`ticket`, `plain`) came from an end and was dropped. */
+  forged?(subject: T, from: RelaySide): void;
+  /** The first close, from either side (the other side is being closed). */
+  ended?(subject: T, result: RelayResult): void;
+}
+
+export interface RelayOptions<T> {
   readonly highWaterMark?: number;
   /** Messages each side sent before its partner arrived; relayed first, in order. */
   readonly backlog?: { readonly a: readonly EarlyMessage[]; readonly b: readonly EarlyMessage[] };
-  readonly onEnd?: (result: RelayResult) => void;
+  readonly events?: RelayEvents<T>;
+  /** What `events` are about (the caller's record of the stream). */
+  readonly subject?: T;
   /** A live tally of binary bytes a->b and b->a, for callers that report while the relay runs. */
   readonly counts?: { a: number; b: number };
   /**
@@ -36,10 +54,6 @@ export interface RelayOptions {
    * closed normally once the raw peer has been quiet this long (default 2 s).
    */
   readonly rawEofLingerMs?: number;
-  /** A frame only the hub may send (`ticket`, `plain`) came from an end and was dropped. */
-  readonly onForgedFrame?: (from: 'a' | 'b') => void;
-  /** An end's `resume`: how many bytes it holds from the other side (it is relayed too). */
-  readonly onResume?: (from: 'a' | 'b', received: number) => void;
   /**
    * A hop between cluster nodes (cluster/forward.ts): one side is another node's relay, whose
    * `ticket` and `plain` frames must pass; every frame goes through as it came (the node at the
@@ -73,89 +87,146 @@ function forwardable(code: number): number {
 }
 
 /**
+ * One direction of a relay: what `src` sends goes to `dst`, with at most the high-water mark
+ * sent and not yet written (`src` is paused above it).
+ */
+class RelayDirection<T> extends InFlight {
+  readonly #relay: Relay<T>;
+  readonly src: StreamSocket;
+  readonly dst: StreamSocket;
+  readonly name: RelaySide;
+  /** Only a side that negotiated dstream.stream.v1 or v2 takes text (control) frames. */
+  readonly dstTakesText: boolean;
+
+  constructor(
+    relay: Relay<T>,
+    src: StreamSocket,
+    dst: StreamSocket,
+    name: RelaySide,
+    high: number,
+  ) {
+    super(high, high / 2, src);
+    this.#relay = relay;
+    this.src = src;
+    this.dst = dst;
+    this.name = name;
+    this.dstTakesText = dst.protocol === streamProtocol || dst.protocol === resumableStreamProtocol;
+  }
+
+  // Bound once each (no closure context kept per direction).
+  readonly onMessage: (data: RawData, isBinary: boolean) => void = this.#onMessage.bind(this);
+  readonly onClose: (code: number, reason: Buffer) => void = this.#onClose.bind(this);
+
+  #onMessage(data: RawData, isBinary: boolean): void {
+    this.#relay.forward(this, data as Buffer, isBinary);
+  }
+
+  #onClose(code: number, reason: Buffer): void {
+    this.#relay.closed(this, code, reason);
+  }
+}
+
+/** A relay's state: one object per stream, its two directions and their listeners. */
+class Relay<T> {
+  readonly #a: StreamSocket;
+  readonly #b: StreamSocket;
+  readonly #events: RelayEvents<T> | undefined;
+  readonly #subject: T | undefined;
+  readonly #counts: { a: number; b: number };
+  readonly #lingerMs: number;
+  readonly #passThrough: boolean;
+  #ended = false;
+  /** Running once a side half-closed toward a raw peer. */
+  #linger: NodeJS.Timeout | undefined;
+  /** The raw side whose quiet ends the stream. */
+  #lingeringFor: StreamSocket | undefined;
+  /** When that side last sent a frame: one timestamp per frame, not a new timer. */
+  #lastFromRaw = 0;
+
+  constructor(a: StreamSocket, b: StreamSocket, options: RelayOptions<T>) {
+    this.#a = a;
+    this.#b = b;
+    this.#events = options.events;
+    this.#subject = options.subject;
+    this.#counts = options.counts ?? { a: 0, b: 0 };
+    this.#lingerMs = options.rawEofLingerMs ?? defaultRawEofLingerMs;
+    this.#passThrough = options.passThrough ?? false;
+    const high = options.highWaterMark ?? defaultHighWaterMark;
+    this.#start(new RelayDirection(this, a, b, 'a', high), options.backlog?.a ?? []);
+    this.#start(new RelayDirection(this, b, a, 'b', high), options.backlog?.b ?? []);
+  }
+
+  #start(direction: RelayDirection<T>, backlog: readonly EarlyMessage[]): void {
+    for (const [data, isBinary] of backlog) this.forward(direction, data, isBinary);
+    direction.src.on('message', direction.onMessage);
+    direction.src.on('close', direction.onClose);
+  }
+
+  forward(direction: RelayDirection<T>, buf: Buffer, isBinary: boolean): void {
+    const { src, dst, name } = direction;
+    if (!isBinary) {
+      const text = buf.toString('utf8');
+      const kind = this.#passThrough ? 'other' : textFrameKind(text);
+      if (kind === 'hub-only') return this.#events?.forged?.(this.#subject as T, name);
+      if (kind === 'resume') {
+        const frame = parseStreamFrame(text);
+        if (frame?.type === 'resume')
+          this.#events?.resumed?.(this.#subject as T, name, frame.received);
+      }
+      if (!direction.dstTakesText) {
+        // dst cannot take a half-close; its quiet will end the stream instead.
+        if (kind === 'eof' && this.#lingeringFor === undefined) {
+          this.#lingeringFor = dst;
+          this.#lastFromRaw = Date.now();
+          this.#linger = setTimeout(() => this.#checkQuiet(), this.#lingerMs);
+        }
+        return;
+      }
+    } else if (src === this.#lingeringFor) this.#lastFromRaw = Date.now();
+    if (dst.readyState !== dst.OPEN) return;
+    if (isBinary) this.#counts[name] += buf.length;
+    const n = buf.length;
+    direction.add(n);
+    dst.send(buf, { binary: isBinary }, () => direction.done(n));
+  }
+
+  #checkQuiet(): void {
+    const quietFor = Date.now() - this.#lastFromRaw;
+    if (quietFor < this.#lingerMs) {
+      this.#linger = setTimeout(() => this.#checkQuiet(), this.#lingerMs - quietFor);
+      return;
+    }
+    const reason = 'half-closed toward a peer without half-close';
+    closeWebSocket(this.#a, closeCodes.normal, reason);
+    closeWebSocket(this.#b, closeCodes.normal, reason);
+  }
+
+  closed(direction: RelayDirection<T>, code: number, reason: Buffer): void {
+    clearTimeout(this.#linger);
+    // dst may be paused because src could not take more: closeWebSocket resumes it.
+    closeWebSocket(
+      direction.dst,
+      forwardable(code),
+      code === 1006 ? 'peer connection lost' : reason.toString(),
+    );
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#events?.ended?.(this.#subject as T, {
+      bytesAtoB: this.#counts.a,
+      bytesBtoA: this.#counts.b,
+      closeCode: code,
+      closedBy: direction.name,
+    });
+  }
+}
+
+/**
  * Relay two open WebSockets into each other (the hub's half of a stream): binary frames
  * always, text (control) frames only towards a side that negotiated dstream.stream.v1.
  * Bounded buffering each way; a close on either side is passed on to the other.
  */
-export function relay(a: StreamSocket, b: StreamSocket, options: RelayOptions = {}): void {
-  const high = options.highWaterMark ?? defaultHighWaterMark;
-  const counts = options.counts ?? { a: 0, b: 0 };
-  const lingerMs = options.rawEofLingerMs ?? defaultRawEofLingerMs;
-  let ended = false;
-  /** Running once a side half-closed toward a raw peer. */
-  let linger: NodeJS.Timeout | undefined;
-  /** The raw side whose quiet ends the stream. */
-  let lingeringFor: StreamSocket | undefined;
-  /** When that side last sent a frame: one timestamp per frame, not a new timer. */
-  let lastFromRaw = 0;
-  const checkQuiet = (): void => {
-    const quietFor = Date.now() - lastFromRaw;
-    if (quietFor < lingerMs) {
-      linger = setTimeout(checkQuiet, lingerMs - quietFor);
-      return;
-    }
-    closeWebSocket(a, closeCodes.normal, 'half-closed toward a peer without half-close');
-    closeWebSocket(b, closeCodes.normal, 'half-closed toward a peer without half-close');
-  };
-
-  const pipe = (
-    src: StreamSocket,
-    dst: StreamSocket,
-    name: 'a' | 'b',
-    backlog: readonly EarlyMessage[],
-  ): void => {
-    const dstTakesText =
-      dst.protocol === streamProtocol || dst.protocol === resumableStreamProtocol;
-    const flow = new InFlight(high, high / 2, src);
-    const forward = (data: RawData, isBinary: boolean): void => {
-      const buf = data as Buffer;
-      if (!isBinary) {
-        const text = buf.toString('utf8');
-        const kind = options.passThrough ? 'other' : textFrameKind(text);
-        if (kind === 'hub-only') return options.onForgedFrame?.(name);
-        if (kind === 'resume') {
-          const frame = parseStreamFrame(text);
-          if (frame?.type === 'resume') options.onResume?.(name, frame.received);
-        }
-        if (!dstTakesText) {
-          // dst cannot take a half-close; its quiet will end the stream instead.
-          if (kind === 'eof' && lingeringFor === undefined) {
-            lingeringFor = dst;
-            lastFromRaw = Date.now();
-            linger = setTimeout(checkQuiet, lingerMs);
-          }
-          return;
-        }
-      } else if (src === lingeringFor) lastFromRaw = Date.now();
-      if (dst.readyState !== dst.OPEN) return;
-      if (isBinary) counts[name] += buf.length;
-      const n = buf.length;
-      flow.add(n);
-      dst.send(buf, { binary: isBinary }, () => flow.done(n));
-    };
-    for (const [data, isBinary] of backlog) forward(data, isBinary);
-    src.on('message', forward);
-    src.on('close', (code: number, reason: Buffer) => {
-      clearTimeout(linger);
-      // dst may be paused because src could not take more: closeWebSocket resumes it.
-      closeWebSocket(
-        dst,
-        forwardable(code),
-        code === 1006 ? 'peer connection lost' : reason.toString(),
-      );
-      if (!ended) {
-        ended = true;
-        options.onEnd?.({
-          bytesAtoB: counts.a,
-          bytesBtoA: counts.b,
-          closeCode: code,
-          closedBy: name,
-        });
-      }
-    });
-  };
-  pipe(a, b, 'a', options.backlog?.a ?? []);
-  pipe(b, a, 'b', options.backlog?.b ?? []);
+export function relay<T>(a: StreamSocket, b: StreamSocket, options: RelayOptions<T> = {}): void {
+  new Relay(a, b, options);
   // Either side may have been paused while it waited for its partner.
   a.resume();
   b.resume();

@@ -19,7 +19,8 @@ import { ResumeDesk, resumeMemoryBound, type ResumeAdmitted } from './resume-des
 import { StreamTable } from './stream-table.js';
 import { negotiate } from './negotiation.js';
 import { mintStreamTokens, sideOfToken } from './stream-tokens.js';
-import { relay, type EarlyMessage } from './relay.js';
+import { relay, type EarlyMessage, type RelayEvents } from './relay.js';
+import { StringPool } from '../base/string-pool.js';
 import { closeWebSocket } from '../../net/close.js';
 import { arrivalMayBe, upgradeArrival, type StreamArrival } from './stream-arrival.js';
 import { randomText } from './random-text.js';
@@ -74,6 +75,18 @@ interface RecordBase {
    * end is then an end, not a suspension, whatever code its sockets closed with.
    */
   endedBecause: string | undefined;
+  /** Set when its halves pair: what the relay's events need (one object, not closures). */
+  pairing: Pairing | undefined;
+}
+
+/** One pairing of a stream's halves, as its relay's events see it. */
+interface Pairing {
+  readonly at: number;
+  /** Stream offsets where this pairing started, from each end's `resume` (what it holds). */
+  readonly start: { a?: number; b?: number };
+  /** How far the hub relayed each direction before the suspension this pairing resumes. */
+  readonly before: { readonly service: number; readonly device: number } | undefined;
+  forgeryLogged: boolean;
 }
 
 /** A new stream: its halves come with the single-use tokens the hub minted for it. */
@@ -165,6 +178,14 @@ function openStreamOf(record: StreamRecord): OpenStream {
   };
 }
 
+/**
+ * A stream socket's error listener: made outside the pairing's closures, which it would
+ * otherwise keep (with what arrived early) for the stream's life.
+ */
+function socketErrorLogger(logger: Logger, id: string, side: StreamSide): (error: Error) => void {
+  return (error) => logger.debug('stream socket error', { id, side, error: error.message });
+}
+
 /** The fields of a record in its first state: nobody connected, nothing relayed. */
 function emptyRecord(fields: Pick<RecordBase, 'id' | 'origin' | 'deviceId' | 'name'>): RecordBase {
   return {
@@ -178,6 +199,7 @@ function emptyRecord(fields: Pick<RecordBase, 'id' | 'origin' | 'deviceId' | 'na
     resumable: false,
     counts: { a: 0, b: 0 },
     endedBecause: undefined,
+    pairing: undefined,
   };
 }
 
@@ -261,6 +283,8 @@ export interface StreamEndpointEvents {
  */
 export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
   readonly #streams = new StreamTable<StreamRecord>();
+  /** Device ids, stream and policy names: one copy each for all the streams that name them. */
+  readonly #names = new StringPool();
   /** Completes stream sockets' WebSocket upgrades. */
   readonly #wss: WebSocketServer;
   readonly #pairTimeoutMs: number;
@@ -403,8 +427,15 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
     const id = this.#idPrefix + randomText(18);
     this.#created++;
     const tokens = mintStreamTokens();
+    const names = this.#names;
     const record: FreshRecord = {
-      ...emptyRecord({ id, origin, deviceId, name }),
+      ...emptyRecord({
+        id,
+        origin:
+          origin.policy === undefined ? origin : { ...origin, policy: names.intern(origin.policy) },
+        deviceId: names.intern(deviceId),
+        name: names.intern(name),
+      }),
       kind: 'fresh',
       tokens,
       used: { device: false, service: false },
@@ -684,9 +715,7 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
   #attach(record: StreamRecord, side: StreamSide, arrival: StreamArrival): void {
     const id = record.id;
     arrival.open((ws) => {
-      ws.on('error', (error) =>
-        this.logger.debug('stream socket error', { id, side, error: error.message }),
-      );
+      ws.on('error', socketErrorLogger(this.logger, id, side));
       if (this.#streams.get(id) !== record || record.sockets[side]) {
         // Cancelled, expired or replaced while the handshake was in progress.
         closeWebSocket(ws, closeCodes.shutdown, 'stream no longer exists');
@@ -784,86 +813,93 @@ export class StreamEndpoint extends EventEmitter<StreamEndpointEvents> {
         remote: record.origin.remote,
       });
     }
-    let forgeryLogged = false;
-    // Stream offsets where this pairing started, from each end's `resume` (what it holds).
-    const start: { a?: number; b?: number } = {};
     const before = this.#relayedUpTo.get(record.id);
     this.#relayedUpTo.delete(record.id);
+    record.pairing = { at: started, start: {}, before, forgeryLogged: false };
     // Tickets first: an end whose first ticket came with its stream offer may already have
     // sent its resume and payload, and its peer must hear of its own ticket before those.
     if (resumable) this.#sendTickets(record, device, service);
     relay(service, device, {
-      onResume: (from, received) => {
-        // The device's resume says where the service side sends from, and the other way.
-        const sender = from === 'b' ? 'a' : 'b';
-        if (start[sender] !== undefined) return;
-        start[sender] = received;
-        const relayedBefore = before?.[sender === 'a' ? 'service' : 'device'] ?? received;
-        if (relayedBefore > received)
-          this.emit('stream-replayed', {
-            id: record.id,
-            deviceId: record.deviceId,
-            name: record.name,
-            bytes: relayedBefore - received,
-          });
-      },
+      events: this.#relayEvents,
+      subject: record,
       backlog: { a: fromService, b: fromDevice },
       counts: record.counts,
       rawEofLingerMs: this.#rawEofLingerMs,
-      onForgedFrame: (from) => {
-        if (forgeryLogged) return;
-        forgeryLogged = true;
-        this.logger.warn('dropped a frame only the hub may send (ticket or plain) from an end', {
-          device: record.deviceId,
-          stream: record.name,
-          id: record.id,
-          side: from === 'a' ? 'service' : 'device',
-        });
-      },
-      onEnd: (result) => {
-        this.#streams.remove(record);
-        // A resumable stream ends for good with a normal close, or with an end's deliberate
-        // reset (4001: its local connection failed, or its process stopped); anything else (a
-        // lost socket, the hub going away) is a suspension that its ends may resume.
-        const suspended =
-          resumable &&
-          record.endedBecause === undefined &&
-          result.closeCode !== closeCodes.normal &&
-          result.closeCode !== closeCodes.localError;
-        if (!suspended) this.#desk?.finished(record.id);
-        else {
-          this.#awaitReturn(record);
-          if (start.a !== undefined && start.b !== undefined) {
-            this.#relayedUpTo.set(record.id, {
-              service: start.a + result.bytesAtoB,
-              device: start.b + result.bytesBtoA,
-            });
-          }
-        }
-        // Live bytes are summed over the table; once a record leaves it, its bytes count here.
-        this.#streams.addFinishedBytes(result.bytesAtoB, result.bytesBtoA);
-        this.#emitEnd(record, {
-          toDevice: result.bytesAtoB,
-          fromDevice: result.bytesBtoA,
-          reason:
-            record.endedBecause ??
-            `closed by ${result.closedBy === 'a' ? 'service' : 'device'} (${result.closeCode})`,
-          kind: suspended ? 'suspended' : 'ended',
-        });
-        // debug: the audit log already has a line per stream, and at hundreds of streams a
-        // second a second line per stream on stderr costs the hub several percent of its CPU.
-        this.logger.debug('stream ended', {
-          device: record.deviceId,
-          stream: record.name,
-          toDeviceBytes: result.bytesAtoB,
-          fromDeviceBytes: result.bytesBtoA,
-          durationMs: Date.now() - started,
-          closedBy: result.closedBy === 'a' ? 'service' : 'device',
-          code: result.closeCode,
-        });
-      },
     });
   }
+
+  /** What every stream's relay reports (a is the service side, b the device side). */
+  readonly #relayEvents: RelayEvents<StreamRecord> = {
+    resumed: (record, from, received) => {
+      const pairing = record.pairing;
+      // The device's resume says where the service side sends from, and the other way.
+      const sender = from === 'b' ? 'a' : 'b';
+      if (!pairing || pairing.start[sender] !== undefined) return;
+      pairing.start[sender] = received;
+      const relayedBefore = pairing.before?.[sender === 'a' ? 'service' : 'device'] ?? received;
+      if (relayedBefore > received)
+        this.emit('stream-replayed', {
+          id: record.id,
+          deviceId: record.deviceId,
+          name: record.name,
+          bytes: relayedBefore - received,
+        });
+    },
+    forged: (record, from) => {
+      if (!record.pairing || record.pairing.forgeryLogged) return;
+      record.pairing.forgeryLogged = true;
+      this.logger.warn('dropped a frame only the hub may send (ticket or plain) from an end', {
+        device: record.deviceId,
+        stream: record.name,
+        id: record.id,
+        side: from === 'a' ? 'service' : 'device',
+      });
+    },
+    ended: (record, result) => {
+      const pairing = record.pairing;
+      this.#streams.remove(record);
+      // A resumable stream ends for good with a normal close, or with an end's deliberate
+      // reset (4001: its local connection failed, or its process stopped); anything else (a
+      // lost socket, the hub going away) is a suspension that its ends may resume.
+      const suspended =
+        record.resumable &&
+        record.endedBecause === undefined &&
+        result.closeCode !== closeCodes.normal &&
+        result.closeCode !== closeCodes.localError;
+      if (!suspended) this.#desk?.finished(record.id);
+      else {
+        this.#awaitReturn(record);
+        const start = pairing?.start;
+        if (start?.a !== undefined && start.b !== undefined) {
+          this.#relayedUpTo.set(record.id, {
+            service: start.a + result.bytesAtoB,
+            device: start.b + result.bytesBtoA,
+          });
+        }
+      }
+      // Live bytes are summed over the table; once a record leaves it, its bytes count here.
+      this.#streams.addFinishedBytes(result.bytesAtoB, result.bytesBtoA);
+      this.#emitEnd(record, {
+        toDevice: result.bytesAtoB,
+        fromDevice: result.bytesBtoA,
+        reason:
+          record.endedBecause ??
+          `closed by ${result.closedBy === 'a' ? 'service' : 'device'} (${result.closeCode})`,
+        kind: suspended ? 'suspended' : 'ended',
+      });
+      // debug: the audit log already has a line per stream, and at hundreds of streams a
+      // second a second line per stream on stderr costs the hub several percent of its CPU.
+      this.logger.debug('stream ended', {
+        device: record.deviceId,
+        stream: record.name,
+        toDeviceBytes: result.bytesAtoB,
+        fromDeviceBytes: result.bytesBtoA,
+        durationMs: Date.now() - (pairing?.at ?? record.createdAt),
+        closedBy: result.closedBy === 'a' ? 'service' : 'device',
+        code: result.closeCode,
+      });
+    },
+  };
 
   /**
    * A new stream's first ticket for one side, ahead of its pairing (a stream offer carries the
