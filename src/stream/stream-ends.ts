@@ -3,7 +3,7 @@ import { closeWebSocket } from '../net/close.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import { closeCodes, resumableStreamProtocol } from '../protocol/constants.js';
 import type { BridgeableStream, BridgeResult } from './bridge.js';
-import { carryStream, type CarriedStream } from './carry.js';
+import { carryStream, type CarriedStream, type CarryOptions } from './carry.js';
 import {
   initiateWith,
   type Carrier,
@@ -56,13 +56,57 @@ export interface StreamEndHandle {
   stop(): void;
 }
 
-interface Entry {
-  readonly local: BridgeableStream;
-  readonly abort: AbortController;
-  socket?: StreamSocket;
-  carried?: CarriedStream;
+/**
+ * One stream end in the table: what its owner's handle and the teardown need, and, once its
+ * stream socket is open, the carry's options (its callbacks are this object's methods: one
+ * object per stream rather than closures and their context).
+ */
+class Entry implements CarryOptions {
+  /**
+   * Aborts the opening of its stream socket, while it is being opened: let go once it is open
+   * (an AbortSignal that has had listeners is about 0.4 KiB, which every open stream kept).
+   */
+  abort: AbortController | undefined;
+  socket: StreamSocket | undefined;
+  carried: CarriedStream | undefined;
   /** stop() came before the stream socket opened. */
-  stopped: boolean;
+  stopped = false;
+  /** When the stream was asked for (its end line reports the duration). */
+  readonly started = Date.now();
+
+  constructor(
+    readonly local: BridgeableStream,
+    readonly ends: StreamEnds,
+    readonly hooks: StreamHooks,
+  ) {}
+
+  get carrier(): Carrier {
+    return this.ends.options.carrier;
+  }
+
+  get resumeWindowMs(): number | undefined {
+    return this.ends.options.resumeWindowMs;
+  }
+
+  get budget(): ReplayBudget {
+    return this.ends.budget;
+  }
+
+  get logger(): Logger {
+    return this.hooks.logger;
+  }
+
+  onSocket(next: StreamSocket): void {
+    this.socket = next;
+    this.ends.heartbeat.add(next);
+  }
+
+  onEnd(result: BridgeResult): void {
+    this.ends.forget(this);
+    const durationMs = Date.now() - this.started;
+    this.hooks.logger.info('stream ended', streamEndFields(result, durationMs));
+    this.hooks.onEnd?.(result, durationMs);
+  }
 }
 
 /**
@@ -73,12 +117,19 @@ interface Entry {
  */
 export class StreamEnds {
   readonly #entries = new Set<Entry>();
-  readonly #heartbeat: Heartbeat;
-  readonly #budget: ReplayBudget;
+  /** Stream sockets are pinged; two missed pings drop one (each entry adds its sockets). */
+  readonly heartbeat: Heartbeat;
+  /** What all resumable streams keep for replay, together. */
+  readonly budget: ReplayBudget;
 
-  constructor(private readonly options: StreamEndsOptions) {
-    this.#heartbeat = new Heartbeat(options.heartbeatMs ?? defaultHeartbeatMs);
-    this.#budget = new ReplayBudget(options.replayBudgetBytes);
+  constructor(readonly options: StreamEndsOptions) {
+    this.heartbeat = new Heartbeat(options.heartbeatMs ?? defaultHeartbeatMs);
+    this.budget = new ReplayBudget(options.replayBudgetBytes);
+  }
+
+  /** An entry's stream ended: it leaves the table. */
+  forget(entry: Entry): void {
+    this.#entries.delete(entry);
   }
 
   /** Streams being opened or carried right now. */
@@ -88,7 +139,7 @@ export class StreamEnds {
 
   /** Bytes all resumable streams keep for replay now (for tests and metrics). */
   get replayBytes(): number {
-    return this.#budget.used;
+    return this.budget.used;
   }
 
   /**
@@ -102,12 +153,12 @@ export class StreamEnds {
     ask: ((signal: AbortSignal) => Promise<StreamGrant>) | StreamRequest,
     hooks: StreamHooks,
   ): StreamEndHandle {
-    const entry: Entry = { local, abort: new AbortController(), stopped: false };
+    const entry = new Entry(local, this, hooks);
     this.#entries.add(entry);
-    const started = Date.now();
-    const onEarlyClose = (): void => entry.abort.abort();
+    const abort = (entry.abort = new AbortController());
+    const onEarlyClose = (): void => abort.abort();
     local.once('close', onEarlyClose);
-    const signal = entry.abort.signal;
+    const signal = abort.signal;
     const { carrier, resume } = this.options;
     (typeof ask === 'function'
       ? ask(signal).then((grant) => carrier.open(grant, { resume }))
@@ -122,7 +173,7 @@ export class StreamEnds {
           else closeWebSocket(socket, closeCodes.localError, 'local connection closed');
           return;
         }
-        this.#carry(entry, socket, hooks, started);
+        this.#carry(entry, socket);
       },
       (error: unknown) => {
         this.#entries.delete(entry);
@@ -135,48 +186,35 @@ export class StreamEnds {
 
   /** Carry `local` over a stream socket already open (`dstream connect` opens its own). */
   carry(local: BridgeableStream, socket: StreamSocket, hooks: StreamHooks): StreamEndHandle {
-    const entry: Entry = { local, abort: new AbortController(), stopped: false };
+    const entry = new Entry(local, this, hooks);
     this.#entries.add(entry);
-    this.#carry(entry, socket, hooks, Date.now());
+    this.#carry(entry, socket);
     return { stop: () => this.#stop(entry) };
   }
 
-  #carry(entry: Entry, socket: StreamSocket, hooks: StreamHooks, started: number): void {
+  #carry(entry: Entry, socket: StreamSocket): void {
+    entry.abort = undefined;
     entry.socket = socket;
-    this.#heartbeat.add(socket);
-    const log = hooks.logger;
-    log.debug('stream open', { resumable: socket.protocol === resumableStreamProtocol });
-    hooks.onOpen?.(socket);
-    entry.carried = carryStream(entry.local, socket, {
-      carrier: this.options.carrier,
-      resumeWindowMs: this.options.resumeWindowMs,
-      budget: this.#budget,
-      logger: log,
-      onSocket: (next) => {
-        entry.socket = next;
-        this.#heartbeat.add(next);
-      },
-      onEnd: (result) => {
-        this.#entries.delete(entry);
-        const durationMs = Date.now() - started;
-        log.info('stream ended', streamEndFields(result, durationMs));
-        hooks.onEnd?.(result, durationMs);
-      },
+    this.heartbeat.add(socket);
+    entry.hooks.logger.debug('stream open', {
+      resumable: socket.protocol === resumableStreamProtocol,
     });
+    entry.hooks.onOpen?.(socket);
+    entry.carried = carryStream(entry.local, socket, entry);
   }
 
   #stop(entry: Entry): void {
     if (entry.carried) return entry.carried.stop();
     // Not open yet: the hub drops the unpaired half when its socket never comes (pair timeout).
     entry.stopped = true;
-    entry.abort.abort();
+    entry.abort?.abort();
   }
 
   /** End every stream now with a reset (the process is shutting down) and let go of the carrier. */
   close(): void {
-    this.#heartbeat.stop();
+    this.heartbeat.stop();
     for (const entry of this.#entries) {
-      entry.abort.abort();
+      entry.abort?.abort();
       // A suspended resumable stream would otherwise go on trying to resume.
       entry.carried?.close();
       entry.socket?.terminate();
