@@ -67,6 +67,34 @@ export interface AgentStreamEnd extends BridgeResult {
   readonly durationMs: number;
 }
 
+/** A connected target's socket: its stream's end listens for errors too, and handles them. */
+const ignoreError = (): void => undefined;
+
+/** What one dialled stream's end reports to: its methods are the hooks. */
+class TargetStreamHooks implements StreamHooks {
+  constructor(
+    readonly logger: Logger,
+    private readonly socket: Socket,
+    private readonly streamName: string,
+    private readonly target: LocalTarget,
+    private readonly emitter: EventEmitter,
+  ) {}
+
+  onFailed(error: unknown): void {
+    this.logger.warn('cannot open the stream socket', { reason: describeError(error) });
+    this.socket.destroy();
+  }
+
+  onEnd(result: BridgeResult, durationMs: number): void {
+    this.emitter.emit('stream-end', {
+      ...result,
+      streamName: this.streamName,
+      target: this.target,
+      durationMs,
+    } satisfies AgentStreamEnd);
+  }
+}
+
 /** Events: 'connected', 'disconnected' (reason: string), 'stream-end' (AgentStreamEnd). */
 export interface Agent extends EventEmitter {
   readonly connected: boolean;
@@ -336,35 +364,28 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
       dialTimer = undefined;
       dialling.delete(socket);
     };
-    socket.on('error', (error) => {
+    const onDialError = (error: Error): void => {
       const waiting = unanswered;
-      if (!waiting) return; // connected: the stream's end handles it
+      if (!waiting) return;
       unanswered = undefined;
       dialled();
       const reason = `cannot connect to ${formatHostPort(target.host, target.port)}: ${describeError(error)}`;
       log.warn('rejected a stream request', { reason });
       waiting.reject(reason);
-    });
+    };
+    socket.on('error', onDialError);
     // Destroyed without an error (the request was withdrawn, the agent is closing).
     socket.once('close', dialled);
     socket.once('connect', () => {
       const waiting = unanswered;
       unanswered = undefined;
       dialled();
-      waiting?.accept(socket, {
-        logger: log,
-        onFailed: (error) => {
-          log.warn('cannot open the stream socket', { reason: describeError(error) });
-          socket.destroy();
-        },
-        onEnd: (result, durationMs) =>
-          emitter.emit('stream-end', {
-            ...result,
-            streamName,
-            target,
-            durationMs,
-          } satisfies AgentStreamEnd),
-      });
+      // The dial's listeners go with it (they held its state for the stream's life); from here
+      // the stream's end handles the socket's errors, and its hooks are one object.
+      socket.off('error', onDialError);
+      socket.off('close', dialled);
+      socket.on('error', ignoreError);
+      waiting?.accept(socket, new TargetStreamHooks(log, socket, streamName, target, emitter));
     });
     return socket;
   }
