@@ -6,7 +6,8 @@ import type { Logger } from '../log/logger.js';
 import { listen } from '../net/listen.js';
 import type { HubTarget } from '../net/hub-client.js';
 import { streamRequest } from '../service/stream-client.js';
-import { StreamEnds, type StreamEnd } from '../stream/stream-ends.js';
+import { StreamEnds, type StreamEnd, type StreamHooks } from '../stream/stream-ends.js';
+import type { BridgeResult } from '../stream/bridge.js';
 import { listenerLink, type ServiceLink, type Transport } from '../service/service-carrier.js';
 
 export interface ProxyOptions {
@@ -40,6 +41,38 @@ export interface ProxyOptions {
 /** How one of the proxy's streams ended. */
 export type ProxyStreamEnd = StreamEnd;
 
+/** What one client connection's stream reports to: its methods are the hooks (one object). */
+class ClientStreamHooks implements StreamHooks {
+  readonly #started = Date.now();
+
+  constructor(
+    readonly logger: Logger,
+    private readonly socket: Socket,
+    private readonly emitter: EventEmitter,
+  ) {}
+
+  onEnd(result: BridgeResult, durationMs: number): void {
+    this.emitter.emit('stream-end', {
+      ...result,
+      outcome: result.end,
+      durationMs,
+    } satisfies ProxyStreamEnd);
+  }
+
+  onFailed(error: unknown, abandoned: boolean): void {
+    const reason = isDstreamError(error) ? error.message : describeError(error);
+    if (!abandoned) this.logger.warn('stream failed; closing the connection', { reason });
+    // End, not reset: the client sees the connection close at once.
+    this.socket.end();
+    this.socket.destroySoon();
+    this.emitter.emit('stream-end', {
+      outcome: 'failed',
+      reason,
+      durationMs: Date.now() - this.#started,
+    } satisfies ProxyStreamEnd);
+  }
+}
+
 /** Events: 'stream-end' (ProxyStreamEnd). */
 export interface PortProxy extends EventEmitter {
   readonly port: number;
@@ -67,7 +100,6 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
 
   server.on('connection', (socket: Socket) => {
     socket.on('error', () => undefined);
-    const started = Date.now();
     const log = logger.child({
       device: options.deviceId,
       stream: options.streamName,
@@ -82,27 +114,7 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
         connectTimeoutSeconds: options.connectTimeoutSeconds,
         responseTimeoutSeconds: options.responseTimeoutSeconds,
       }),
-      {
-        logger: log,
-        onEnd: (result, durationMs) =>
-          emitter.emit('stream-end', {
-            ...result,
-            outcome: result.end,
-            durationMs,
-          } satisfies ProxyStreamEnd),
-        onFailed: (error, abandoned) => {
-          const reason = isDstreamError(error) ? error.message : describeError(error);
-          if (!abandoned) log.warn('stream failed; closing the connection', { reason });
-          // End, not reset: the client sees the connection close at once.
-          socket.end();
-          socket.destroySoon();
-          emitter.emit('stream-end', {
-            outcome: 'failed',
-            reason,
-            durationMs: Date.now() - started,
-          } satisfies ProxyStreamEnd);
-        },
-      },
+      new ClientStreamHooks(log, socket, emitter),
     );
   });
 
