@@ -599,7 +599,9 @@ describe('asking for a stream on a carrier connection (the initiation in one fra
     stream.terminate();
     await waitFor(() => t.hub.streams.size === 0, 10_000, 'the stream dropped at the hub');
     await waitFor(() => t.hub.mux.substreams === 0, 10_000, 'no substream left');
-    expect(session.size).toBe(0);
+    // The opener forgets its stream when the hub's answering close arrives, which may still be
+    // on its way when the hub has forgotten its side (CI caught this under load).
+    await waitFor(() => session.size === 0, 10_000, 'the opener to forget the stream');
   });
 
   it("answers what the POST would: the device's rejection (200, isAccepted false), IoT Hub's errors, a bad token; a device's carrier cannot ask", async () => {
