@@ -20,7 +20,7 @@ export interface Holding {
   close(): Promise<void>;
 }
 
-/** Holds streams in this process: two descriptors per stream with an in-process echo target. */
+/** Holds streams in the process that runs it: one descriptor per stream (its client socket). */
 export class StreamHolder implements Holding {
   readonly #port: number;
   readonly #sockets: Socket[] = [];
@@ -124,7 +124,7 @@ export async function startEchoProcess(): Promise<EchoProcess> {
  * on its stdin, each answered by a numbered JSON line), so that many streams fit descriptor
  * limits that are per process.
  */
-export function holdInProcess(port: number): Holding & { readonly child: Child } {
+export function holdInChildProcess(port: number): Holding & { readonly child: Child } {
   const child = spawnChild(process.execPath, [holdChildPath, 'hold', String(port)], {}, null);
   let sent = 0;
   const ask = async (command: string, timeoutMs: number): Promise<Record<string, number>> => {

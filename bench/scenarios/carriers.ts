@@ -3,7 +3,7 @@ import { percentile, raiseOpenFileLimit } from '../proc-stats.js';
 import { figure, type Figure } from '../result.js';
 import { startBastion } from '../bastion.js';
 import type { Child } from '../child.js';
-import { holdInProcess, startEchoProcess, type EchoProcess } from '../held-streams.js';
+import { holdInChildProcess, startEchoProcess, type EchoProcess } from '../held-streams.js';
 import { startStack, startWideStack, type Stack, type Targets } from '../stack.js';
 import { measureHeld, runBusy } from './concurrency.js';
 import { pingPong } from './round-trip.js';
@@ -123,7 +123,7 @@ async function measureMemory(
     );
     try {
       const ends = stack.ends.map((e) => {
-        const holding = holdInProcess(e.port);
+        const holding = holdInChildProcess(e.port);
         procs.push(holding.child);
         return { holding, agentPid: e.agent.pid, proxyPid: e.proxy.pid };
       });

@@ -352,40 +352,32 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
     const socket = connect({ host: target.host, port: target.port, allowHalfOpen: true });
     dialling.add(socket);
     socket.setNoDelay(true);
-    // The dial's own state, let go of once the target answered: the listeners below live as
-    // long as the socket, and what they hold would otherwise stay for the stream's life.
-    let dialTimer: NodeJS.Timeout | undefined = setTimeout(
+    const dialTimer = setTimeout(
       () => socket.destroy(new Error('timed out')),
       options.dialTimeoutMs ?? 10_000,
     );
-    let unanswered: Asked | undefined = asked;
     const dialled = (): void => {
       clearTimeout(dialTimer);
-      dialTimer = undefined;
       dialling.delete(socket);
     };
+    // Both listeners go once the target answered, and with them the dial's state: what they
+    // hold would otherwise stay for the stream's life.
     const onDialError = (error: Error): void => {
-      const waiting = unanswered;
-      if (!waiting) return;
-      unanswered = undefined;
       dialled();
       const reason = `cannot connect to ${formatHostPort(target.host, target.port)}: ${describeError(error)}`;
       log.warn('rejected a stream request', { reason });
-      waiting.reject(reason);
+      asked.reject(reason);
     };
     socket.on('error', onDialError);
     // Destroyed without an error (the request was withdrawn, the agent is closing).
     socket.once('close', dialled);
     socket.once('connect', () => {
-      const waiting = unanswered;
-      unanswered = undefined;
       dialled();
-      // The dial's listeners go with it (they held its state for the stream's life); from here
-      // the stream's end handles the socket's errors, and its hooks are one object.
       socket.off('error', onDialError);
       socket.off('close', dialled);
+      // From here the stream's end handles the socket's errors; its hooks are one object.
       socket.on('error', ignoreError);
-      waiting?.accept(socket, new TargetStreamHooks(log, socket, streamName, target, emitter));
+      asked.accept(socket, new TargetStreamHooks(log, socket, streamName, target, emitter));
     });
     return socket;
   }

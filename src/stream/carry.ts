@@ -69,8 +69,8 @@ export function carryStream(
  */
 class ResumableCarriage implements CarriedStream, ResumableBridgeOptions {
   readonly #socket: BridgeableStream;
+  /** The stream's first socket: resumptions are opened for its URL. */
   readonly #ws: StreamSocket;
-  readonly #url: string;
   readonly #options: CarryOptions;
   readonly #resumable: ResumableBridge;
   /** Once the hub says the peer is plain, the v1 bridge carries the stream, and stops it. */
@@ -79,7 +79,6 @@ class ResumableCarriage implements CarriedStream, ResumableBridgeOptions {
   constructor(socket: BridgeableStream, ws: StreamSocket, options: CarryOptions) {
     this.#socket = socket;
     this.#ws = ws;
-    this.#url = ws.url;
     this.#options = options;
     this.#resumable = resumableBridge(socket, ws, this);
   }
@@ -94,7 +93,7 @@ class ResumableCarriage implements CarriedStream, ResumableBridgeOptions {
 
   async reconnect(ticket: string | undefined): Promise<StreamSocket> {
     if (ticket === undefined) throw new Error('no resume ticket from the hub yet');
-    const next = await this.#options.carrier.resume(this.#url, ticket);
+    const next = await this.#options.carrier.resume(this.#ws.url, ticket);
     this.#options.onSocket?.(next);
     return next;
   }
