@@ -3,6 +3,7 @@ import { percentile, raiseOpenFileLimit } from '../proc-stats.js';
 import { figure, type Figure } from '../result.js';
 import { startBastion } from '../bastion.js';
 import type { Child } from '../child.js';
+import { startRelayChain } from '../relay-chain.js';
 import { holdInChildProcess, startEchoProcess, type EchoProcess } from '../held-streams.js';
 import { startStack, startWideStack, type Stack, type Targets } from '../stack.js';
 import { measureHeld, runBusy } from './concurrency.js';
@@ -151,6 +152,13 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
   } finally {
     await bastion.stop();
   }
+  const chain = await startRelayChain(targets.greet.port);
+  let floor: FloorFigures;
+  try {
+    floor = await measureFloor(chain.port, cfg);
+  } finally {
+    await chain.stop();
+  }
   const m = mux.figures;
   const w = ws.figures;
   const relabel = (list: Figure[], label: string): Figure[] =>
@@ -230,6 +238,7 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
       note,
     }),
     ...bastionFigures(ssh),
+    ...floorFigures(floor),
     ...relabel(mux.memory, 'mux').map((f) =>
       f.name.endsWith('memory per open stream')
         ? { ...f, ...figure({ ...f, target: { op: '<', value: 8 } }) }
@@ -242,6 +251,48 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
         : f,
     ),
     ...relabel(ws.busy, 'ws'),
+  ];
+}
+
+interface FloorFigures {
+  readonly setup: number[];
+  readonly rate: Awaited<ReturnType<typeof openRate>>;
+}
+
+/** Setup latency and rate through the plain relays, measured as through the tunnels. */
+async function measureFloor(port: number, cfg: BenchConfig): Promise<FloorFigures> {
+  await openOnce(port);
+  const setup: number[] = [];
+  for (let i = 0; i < cfg.setups; i++) setup.push(await openOnce(port));
+  return { setup, rate: await openRate(port, cfg.rateOpeners, cfg.rateSeconds) };
+}
+
+/**
+ * Three plain Node relays (relay-chain.ts): what a stream's setup costs here with the proxy's,
+ * hub's and agent's processes doing nothing but pass bytes on. No targets of its own.
+ */
+function floorFigures(floor: FloorFigures): Figure[] {
+  const name = (what: string): string => `three plain Node relays (no TLS, no protocol): ${what}`;
+  return [
+    figure({
+      scenario: 10,
+      name: name('setup latency, p50'),
+      value: percentile(floor.setup, 50),
+      unit: 'ms',
+    }),
+    figure({
+      scenario: 10,
+      name: name('setup latency, p99'),
+      value: percentile(floor.setup, 99),
+      unit: 'ms',
+    }),
+    figure({
+      scenario: 10,
+      name: name('new streams per second'),
+      value: floor.rate.rate,
+      unit: '/s',
+      note: `${floor.rate.failed} failed${floor.rate.firstError ? `; first: ${floor.rate.firstError}` : ''}`,
+    }),
   ];
 }
 

@@ -1,0 +1,48 @@
+import { fileURLToPath } from 'node:url';
+import { spawnChild, type Child } from './child.js';
+import { freePort, isListening } from './scenarios/compare.js';
+
+/**
+ * The floor under a three-process tunnel on this machine: three plain Node TCP relays in a row
+ * (`plain-relay.ts`: no TLS, no protocol, no checks), where the proxy, the hub and the agent
+ * stand. Each new connection is a new connection at every hop, and crosses the same processes
+ * (and so the same wake-ups) as a stream through dstream.
+ */
+export interface RelayChain {
+  /** The first relay's port: connections through it reach `target`. */
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+const relayScript = fileURLToPath(new URL('./plain-relay.js', import.meta.url));
+
+async function waitListening(port: number, child: Child): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!isListening(port)) {
+    if (Date.now() > deadline || child.process.exitCode !== null)
+      throw new Error(`a plain relay did not listen on ${port}:\n${child.output().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** `hops` plain relays, the last one forwarding to 127.0.0.1:`target`. */
+export async function startRelayChain(target: number, hops = 3): Promise<RelayChain> {
+  const children: Child[] = [];
+  const stop = async (): Promise<void> => {
+    for (const c of children.reverse()) await c.stop();
+  };
+  try {
+    let next = target;
+    for (let i = 0; i < hops; i++) {
+      const port = await freePort();
+      const relay = spawnChild(process.execPath, [relayScript, String(port), String(next)]);
+      children.push(relay);
+      await waitListening(port, relay);
+      next = port;
+    }
+    return { port: next, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
