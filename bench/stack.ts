@@ -67,6 +67,8 @@ export interface StackOptions {
   readonly tls: boolean;
   /** Write a V8 CPU profile of each process here (--profile DIR). */
   readonly profileDir?: string | undefined;
+  /** More flags for node itself in the hub, agent and proxy (e.g. --import a recorder). */
+  readonly nodeArgs?: readonly string[] | undefined;
   /** More flags for the agent and the proxy (e.g. --no-resume). */
   readonly endFlags?: readonly string[] | undefined;
 }
@@ -86,7 +88,10 @@ function begin(options: StackOptions): Started {
   return {
     dataDir,
     children,
-    nodeArgs: options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir] : [],
+    nodeArgs: [
+      ...(options.profileDir ? ['--cpu-prof', '--cpu-prof-dir', options.profileDir] : []),
+      ...(options.nodeArgs ?? []),
+    ],
     tlsFlag: options.tls ? [] : ['--insecure-no-tls'],
     stop: async () => {
       for (const c of children.reverse()) await c.stop();

@@ -1,3 +1,4 @@
+import { channel } from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
 import type { RawData, WebSocket } from 'ws';
 import {
@@ -47,6 +48,24 @@ export interface MuxSessionEvents {
   /** The carrier connection closed; every stream on it has closed as lost. */
   close: [code: number, reason: string];
 }
+
+/** What `muxMessageChannel` publishes: one carrier message, sent or taken. */
+export interface MuxMessageTrace {
+  readonly session: MuxSession;
+  /** 'out': handed to the WebSocket; 'in': taken and every frame in it dispatched. */
+  readonly direction: 'in' | 'out';
+  /** The frame types in the message, in order. */
+  readonly frames: readonly MuxFrameType[];
+  /** 'in': when the message arrived (process.hrtime.bigint()), before its frames were handled. */
+  readonly arrivedAt?: bigint | undefined;
+}
+
+/**
+ * Every carrier message, for tracing tools (bench/setup-timeline.ts): the named
+ * `diagnostics_channel` 'dstream:mux:message', published only while someone subscribes, so it
+ * costs one check per message otherwise. Not a stable interface.
+ */
+export const muxMessageChannel = channel('dstream:mux:message');
 
 /** Default credit per stream and direction: as smux, and half of OpenSSH's channel window. */
 export const defaultMuxReceiveWindow = 1024 * 1024;
@@ -279,6 +298,12 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
         if (f.done) done.push(f.done);
       }
       this.#inFlight += size;
+      if (muxMessageChannel.hasSubscribers)
+        muxMessageChannel.publish({
+          session: this,
+          direction: 'out',
+          frames: frames.map((f) => f.type),
+        } satisfies MuxMessageTrace);
       this.ws.send(message, { binary: true }, (error) => {
         this.#inFlight -= size;
         // Written out (the socket has let go of it): the buffer may carry another message. A
@@ -335,11 +360,21 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
         this.#framesSince = now;
         this.#frames = 0;
       }
+      const trace = muxMessageChannel.hasSubscribers
+        ? { arrivedAt: process.hrtime.bigint(), frames: [] as MuxFrameType[] }
+        : undefined;
       for (const frame of parseMuxFrames(data)) {
         this.#countFrame();
+        trace?.frames.push(frame.type);
         this.#dispatch(frame.type, frame.stream, frame.payload);
         if (this.#closed) return;
       }
+      if (trace)
+        muxMessageChannel.publish({
+          session: this,
+          direction: 'in',
+          ...trace,
+        } satisfies MuxMessageTrace);
     } catch (error) {
       if (!(error instanceof MuxProtocolError)) throw error;
       this.#fail(error.message);

@@ -1,9 +1,15 @@
 import { createHash } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { MuxSession, type MuxSessionOptions } from '../../src/mux/mux-session.js';
+import {
+  MuxSession,
+  muxMessageChannel,
+  type MuxMessageTrace,
+  type MuxSessionOptions,
+} from '../../src/mux/mux-session.js';
 import { Heartbeat } from '../../src/net/heartbeat.js';
 import type { MuxStream } from '../../src/mux/mux-stream.js';
 import { bridge, type BridgeResult } from '../../src/stream/bridge.js';
@@ -310,6 +316,43 @@ describe('mux session', () => {
     stream.send(randomBytes(16 * 1024), { binary: true });
     await Promise.resolve();
     expect(socket.bytesWritten).toBeGreaterThan(afterSmall + 16 * 1024);
+  });
+
+  it("publishes every message it sends and takes on 'dstream:mux:message' while subscribed", async () => {
+    const pair = await carrierPair();
+    const seen: MuxMessageTrace[] = [];
+    const listen = (message: unknown): void => void seen.push(message as MuxMessageTrace);
+    subscribe('dstream:mux:message', listen);
+    cleanups.push(() => void unsubscribe('dstream:mux:message', listen));
+    const answered = new Promise<MuxStream>((resolve) =>
+      pair.listener.once('open-request', (s) => {
+        s.accept('');
+        resolve(s);
+      }),
+    );
+    const stream = pair.dialler.open('mux://x', { path: '/x', authorization: '', protocols: [] });
+    stream.send(Buffer.from('hi'), { binary: true });
+    const accepted = await answered;
+    await waitEvent(stream, 'open');
+    const out = seen.filter((m) => m.direction === 'out');
+    const taken = seen.filter((m) => m.direction === 'in');
+    // The open, the credit beyond the first window, and the bytes sent right after the open:
+    // one message.
+    const opening = [MuxFrameType.open, MuxFrameType.window, MuxFrameType.data];
+    expect(out[0]).toMatchObject({ session: pair.dialler, frames: opening });
+    expect(taken[0]).toMatchObject({ session: pair.listener, frames: opening });
+    expect(typeof taken[0]?.arrivedAt).toBe('bigint');
+    const answer = [MuxFrameType.accept, MuxFrameType.window];
+    expect(out[1]).toMatchObject({ session: pair.listener, frames: answer });
+    expect(taken[1]).toMatchObject({ session: pair.dialler, frames: answer });
+    // Nobody listening: nothing published (the check that keeps it free).
+    unsubscribe('dstream:mux:message', listen);
+    expect(muxMessageChannel.hasSubscribers).toBe(false);
+    const count = seen.length;
+    const got = receiveBytes(accepted, 5);
+    stream.send(Buffer.from('again'), { binary: true });
+    await got;
+    expect(seen.length).toBe(count);
   });
 
   it('a substream gets no heartbeat of its own; a WebSocket does', async () => {

@@ -1,0 +1,193 @@
+/**
+ * Where one stream's setup time goes, hop by hop: `npm run bench:timeline [-- --setups N
+ * --gap MS]`. A fresh hub, agent and proxy (TLS, the multiplexed carrier, as scenario 3 runs
+ * them) with timeline-recorder.ts loaded; N sequential setups as scenario 3 makes them (connect
+ * to the proxy's port, wait for the device-side greeter's first byte, close); then, for each
+ * setup, the recorded marks of the three processes on the shared clock, cut into the steps of
+ * the path, and the quartiles of each step over all setups.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { dial, firstData } from './client.js';
+import { percentile } from './proc-stats.js';
+import { startStack, startTargets, stopTargets } from './stack.js';
+import type { TimelineMarks } from './timeline-recorder.js';
+
+interface Mark {
+  readonly at: bigint;
+  readonly label: string;
+}
+
+interface Message {
+  readonly at: bigint;
+  readonly direction: 'in' | 'out';
+  readonly frames: readonly number[];
+  readonly session: string;
+}
+
+const open = 1;
+const data = 4;
+
+const { values } = parseArgs({
+  options: {
+    setups: { type: 'string', default: '500' },
+    gap: { type: 'string', default: '0' },
+  },
+});
+const setups = Number(values.setups);
+const gapMs = Number(values.gap);
+if (!(Number.isInteger(setups) && setups > 0) || !(gapMs >= 0)) {
+  console.error('usage: setup-timeline [--setups N (> 0)] [--gap MS between setups (>= 0)]');
+  process.exit(2);
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'dstream-timeline-'));
+process.env.DSTREAM_TIMELINE_DIR = dir;
+const recorder = fileURLToPath(new URL('./timeline-recorder.js', import.meta.url));
+const targets = await startTargets();
+const stack = await startStack(targets, {
+  tls: true,
+  endFlags: ['--transport', 'mux'],
+  nodeArgs: ['--import', recorder],
+});
+const pids = { hub: stack.hub.pid, agent: stack.agent.pid, proxy: stack.proxy.pid };
+const windows: Array<readonly [bigint, bigint]> = [];
+try {
+  for (let i = 0; i < setups + 100; i++) {
+    if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
+    const start = process.hrtime.bigint();
+    const socket = await dial(stack.ports.greet);
+    await firstData(socket);
+    const end = process.hrtime.bigint();
+    // The first 100 warm the processes up (code compiled, pools filled) and are not counted.
+    if (i >= 100) windows.push([start, end]);
+    await new Promise<void>((resolve) => {
+      socket.once('close', () => resolve());
+      socket.resume();
+      socket.end();
+    });
+  }
+} finally {
+  // Each process writes its marks as it exits.
+  await stack.stop();
+  await stopTargets(targets);
+}
+
+function read(pid: number): Mark[] {
+  const raw = JSON.parse(readFileSync(join(dir, `${pid}.json`), 'utf8')) as TimelineMarks;
+  const marks: Mark[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2)
+    marks.push({ at: BigInt(raw[i] as string), label: raw[i + 1] as string });
+  return marks.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+}
+
+function messages(marks: readonly Mark[]): Message[] {
+  const out: Message[] = [];
+  for (const { at, label } of marks) {
+    const m = /^(in|out) ([\d,]+) @(\d+)$/.exec(label);
+    if (m)
+      out.push({
+        at,
+        direction: m[1] as 'in' | 'out',
+        frames: (m[2] as string).split(',').map(Number),
+        session: m[3] as string,
+      });
+  }
+  return out;
+}
+
+const hub = read(pids.hub);
+const agent = read(pids.agent);
+const proxy = read(pids.proxy);
+rmSync(dir, { recursive: true, force: true });
+const hubMessages = messages(hub);
+// The hub's carrier connection from the proxy is the one streams are opened on; the agent's,
+// the one the hub opens them on (its offers).
+const fromService = hubMessages.find((m) => m.direction === 'in' && m.frames.includes(open));
+const toDevice = hubMessages.find((m) => m.direction === 'out' && m.frames.includes(open));
+if (!fromService || !toDevice) throw new Error('no stream was opened through the hub');
+const agentMessages = messages(agent);
+const proxyMessages = messages(proxy);
+const proxyAccepts = proxy.filter((m) => m.label === 'accept').map((m) => m.at);
+
+/** The first time in `list` at or after `after` for which `pick` holds. */
+function first<T extends { readonly at: bigint }>(
+  list: readonly T[],
+  after: bigint,
+  pick: (t: T) => boolean,
+): T | undefined {
+  return list.find((t) => t.at >= after && pick(t));
+}
+
+const with_ =
+  (direction: 'in' | 'out', frame: number, session?: string) =>
+  (m: Message): boolean =>
+    m.direction === direction &&
+    m.frames.includes(frame) &&
+    (session === undefined || m.session === session);
+
+const steps = [
+  ['client connects -> proxy accepts', 'between'],
+  ['proxy: accepted -> sends the open', 'proxy'],
+  ['proxy -> hub (the open arrives)', 'between'],
+  ['hub: the open -> sends the offer', 'hub'],
+  ['hub -> agent (the offer arrives)', 'between'],
+  ['agent: the offer -> sends the first byte (dial, target)', 'agent'],
+  ['agent -> hub (the byte arrives)', 'between'],
+  ['hub: the byte -> sends it on', 'hub'],
+  ['hub -> proxy (the byte arrives)', 'between'],
+  ['proxy: the byte -> client has it', 'between'],
+] as const;
+const times: number[][] = steps.map(() => []);
+const totals: number[] = [];
+let incomplete = 0;
+for (const [start, end] of windows) {
+  const accept = proxyAccepts.find((t) => t >= start);
+  const points: Array<bigint | undefined> = [start, accept];
+  const chain: Array<[readonly Message[], (m: Message) => boolean]> = [
+    [proxyMessages, with_('out', open)],
+    [hubMessages, with_('in', open, fromService.session)],
+    [hubMessages, with_('out', open, toDevice.session)],
+    [agentMessages, with_('in', open)],
+    [agentMessages, with_('out', data)],
+    [hubMessages, with_('in', data, toDevice.session)],
+    [hubMessages, with_('out', data, fromService.session)],
+    [proxyMessages, with_('in', data)],
+  ];
+  for (const [list, pick] of chain) {
+    const after = points[points.length - 1];
+    points.push(after === undefined ? undefined : first(list, after, pick)?.at);
+  }
+  points.push(end);
+  if (points.some((p, i) => p === undefined || p > end || (i > 0 && p < (points[i - 1] ?? 0n)))) {
+    incomplete++;
+    continue;
+  }
+  for (let i = 0; i < steps.length; i++)
+    times[i]?.push(Number((points[i + 1] as bigint) - (points[i] as bigint)) / 1e6);
+  totals.push(Number(end - start) / 1e6);
+}
+
+const ms = (v: number): string => v.toFixed(3).padStart(7);
+const row = (name: string, where: string, v: readonly number[]): string =>
+  `${name.padEnd(58)} ${where.padEnd(8)} ${ms(percentile(v, 25))} ${ms(percentile(v, 50))} ${ms(percentile(v, 75))}`;
+console.log(
+  `${totals.length} sequential setups (${incomplete} not traced whole)${gapMs ? `, ${gapMs} ms apart` : ''}; ms, quartiles p25 / p50 / p75:`,
+);
+console.log(
+  `${'step'.padEnd(58)} ${'where'.padEnd(8)} ${'p25'.padStart(7)} ${'p50'.padStart(7)} ${'p75'.padStart(7)}`,
+);
+steps.forEach(([name, where], i) => console.log(row(name, where, times[i] ?? [])));
+console.log(row('setup (connect -> first byte)', 'total', totals));
+const medianSum = (where: string): number =>
+  steps.reduce((sum, [, w], i) => (w === where ? sum + percentile(times[i] ?? [], 50) : sum), 0);
+console.log(
+  `medians by where: proxy ${ms(medianSum('proxy'))}, hub ${ms(medianSum('hub'))}, agent ${ms(medianSum('agent'))}, between processes ${ms(medianSum('between'))}`,
+);
+if (totals.length < setups / 2) {
+  console.error(`only ${totals.length} of ${setups} setups were traced whole`);
+  process.exit(1);
+}
