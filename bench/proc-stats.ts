@@ -15,6 +15,15 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
+/**
+ * A process's main thread (its JavaScript) as the scheduler saw it (Linux /proc/PID/schedstat):
+ * nanoseconds on a core, nanoseconds runnable but waiting for one, and times it was switched in.
+ */
+export function schedStats(pid: number): { runNs: number; waitNs: number; slices: number } {
+  const [run, wait, slices] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').trim().split(' ');
+  return { runNs: Number(run), waitNs: Number(wait), slices: Number(slices) };
+}
+
 /** The p-th percentile (0-100) of a list of numbers, by nearest rank. */
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return NaN;

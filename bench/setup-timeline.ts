@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { dial, firstData } from './client.js';
-import { percentile } from './proc-stats.js';
+import { percentile, schedStats } from './proc-stats.js';
 import { startStack, startTargets, stopTargets } from './stack.js';
 import type { TimelineMarks } from './timeline-recorder.js';
 
@@ -54,9 +54,13 @@ const stack = await startStack(targets, {
   nodeArgs: ['--import', recorder],
 });
 const pids = { hub: stack.hub.pid, agent: stack.agent.pid, proxy: stack.proxy.pid };
+const scheduled = { ...pids, 'load generator and target': process.pid };
 const windows: Array<readonly [bigint, bigint]> = [];
+const sched: Record<string, { runNs: number; waitNs: number; slices: number }> = {};
 try {
   for (let i = 0; i < setups + 100; i++) {
+    if (i === 100)
+      for (const [role, pid] of Object.entries(scheduled)) sched[role] = schedStats(pid);
     if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
     const start = process.hrtime.bigint();
     const socket = await dial(stack.ports.greet);
@@ -69,6 +73,18 @@ try {
       socket.resume();
       socket.end();
     });
+  }
+  // Per counted setup (its teardown included), each process's main thread on a core and
+  // waiting for one: whether the time goes in work or in the two cores' queue.
+  for (const [role, pid] of Object.entries(scheduled)) {
+    const before = sched[role];
+    const after = schedStats(pid);
+    if (before)
+      sched[role] = {
+        runNs: (after.runNs - before.runNs) / setups,
+        waitNs: (after.waitNs - before.waitNs) / setups,
+        slices: (after.slices - before.slices) / setups,
+      };
   }
 } finally {
   // Each process writes its marks as it exits.
@@ -187,6 +203,13 @@ const medianSum = (where: string): number =>
 console.log(
   `medians by where: proxy ${ms(medianSum('proxy'))}, hub ${ms(medianSum('hub'))}, agent ${ms(medianSum('agent'))}, between processes ${ms(medianSum('between'))}`,
 );
+console.log(
+  'per setup (teardown included), main threads: on a core / waiting for one / switched in',
+);
+for (const [role, s] of Object.entries(sched))
+  console.log(
+    `  ${role.padEnd(26)} ${ms(s.runNs / 1e6)} ms / ${ms(s.waitNs / 1e6)} ms / ${s.slices.toFixed(1).padStart(5)}`,
+  );
 if (totals.length < setups / 2) {
   console.error(`only ${totals.length} of ${setups} setups were traced whole`);
   process.exit(1);
