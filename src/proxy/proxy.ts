@@ -44,12 +44,31 @@ export type ProxyStreamEnd = StreamEnd;
 /** What one client connection's stream reports to: its methods are the hooks (one object). */
 class ClientStreamHooks implements StreamHooks {
   readonly #started = Date.now();
+  /** Where the client connected from, read once: the socket forgets it when it closes. */
+  readonly #address: string | undefined;
+  readonly #port: number | undefined;
 
   constructor(
-    readonly logger: Logger,
+    private readonly base: Logger,
+    private readonly options: ProxyOptions,
     private readonly socket: Socket,
     private readonly emitter: EventEmitter,
-  ) {}
+  ) {
+    this.#address = socket.remoteAddress;
+    this.#port = socket.remotePort;
+  }
+
+  /**
+   * The stream's logger, made when a line is written rather than kept: a child logger and its
+   * fields held by every open stream are about 200 B of heap each.
+   */
+  get logger(): Logger {
+    return this.base.child({
+      device: this.options.deviceId,
+      stream: this.options.streamName,
+      client: `${this.#address}:${this.#port}`,
+    });
+  }
 
   onEnd(result: BridgeResult, durationMs: number): void {
     this.emitter.emit('stream-end', {
@@ -100,11 +119,6 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
 
   server.on('connection', (socket: Socket) => {
     socket.on('error', () => undefined);
-    const log = logger.child({
-      device: options.deviceId,
-      stream: options.streamName,
-      client: `${socket.remoteAddress}:${socket.remotePort}`,
-    });
     ends.start(
       socket,
       streamRequest(options.credential, options.target, {
@@ -114,7 +128,7 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
         connectTimeoutSeconds: options.connectTimeoutSeconds,
         responseTimeoutSeconds: options.responseTimeoutSeconds,
       }),
-      new ClientStreamHooks(log, socket, emitter),
+      new ClientStreamHooks(logger, options, socket, emitter),
     );
   });
 

@@ -112,10 +112,17 @@ export function resumableBridge(
   return new ResumableEnd(socket, ws, options);
 }
 
+/** On the local socket and each stream socket it listens to: the ResumableEnd they belong to. */
+const kEnd = Symbol('dstream.resumableEnd');
+
+/** A socket carrying its end: the listeners are shared functions that find it there. */
+type Linked<T> = T & { [kEnd]?: ResumableEnd | undefined };
+
 /**
- * The resumable bridge's state. A class rather than closures over locals: an open stream
- * holds one object and a handful of listeners instead of some twenty-five closures and their
- * context (about 1 KiB of heap per stream at each end).
+ * The resumable bridge's state. A class rather than closures over locals, and its listeners
+ * shared by every stream (static methods that find the stream's end on the socket that
+ * emitted, as ws finds its WebSocket on its socket): an open stream holds one object, not
+ * some thirty closures and their contexts (about 1.5 KiB of heap per stream at each end).
  */
 class ResumableEnd implements ResumableBridge {
   readonly #socket: BridgeableStream;
@@ -155,6 +162,8 @@ class ResumableEnd implements ResumableBridge {
   #attempts = 0;
   #ackTimer: NodeJS.Timeout | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
+  /** What the replay budget calls once it has room: made only if this stream ever waits. */
+  #budgetWake: (() => void) | undefined;
 
   constructor(socket: BridgeableStream, ws: StreamSocket, options: ResumableBridgeOptions) {
     this.#socket = socket;
@@ -171,10 +180,11 @@ class ResumableEnd implements ResumableBridge {
     // replay buffer that a plain (v1 or raw) peer never gets. Paused first, listening to
     // 'data' does not start the flow; updateFlow() does, once the peer has resumed.
     socket.pause();
-    socket.on('data', this.#onSocketData);
-    socket.on('end', this.#onSocketEnd);
-    socket.on('error', this.#onSocketError);
-    socket.on('close', this.#onSocketClose);
+    (socket as Linked<BridgeableStream>)[kEnd] = this;
+    socket.on('data', ResumableEnd.#onSocketData);
+    socket.on('end', ResumableEnd.#onSocketEnd);
+    socket.on('error', ResumableEnd.#onSocketError);
+    socket.on('close', ResumableEnd.#onSocketClose);
     this.#attach(ws);
   }
 
@@ -204,7 +214,7 @@ class ResumableEnd implements ResumableBridge {
   }
 
   /** Read from the socket only while the bytes can go somewhere and the bounds allow it. */
-  readonly #updateFlow = (): void => {
+  #updateFlow(): void {
     if (this.#finished || this.#localEnded) return;
     const budget = this.#options.budget;
     const canRead =
@@ -214,11 +224,11 @@ class ResumableEnd implements ResumableBridge {
       this.#inFlight < this.#high;
     if (canRead && budget?.full) {
       // Other streams hold the process's replay memory: wait for them to give some back.
-      budget.wait(this.#updateFlow);
+      budget.wait((this.#budgetWake ??= () => this.#updateFlow()));
       this.#socket.pause();
     } else if (canRead) this.#socket.resume();
     else this.#socket.pause();
-  };
+  }
 
   /** Run an acknowledging operation on the replay, giving what it frees back to the budget. */
   #freeing<T>(op: () => T): T {
@@ -246,7 +256,7 @@ class ResumableEnd implements ResumableBridge {
     if (this.#finished) return;
     this.#finished = true;
     const budget = this.#options.budget;
-    budget?.forget(this.#updateFlow);
+    if (this.#budgetWake) budget?.forget(this.#budgetWake);
     // What this stream kept is let go of with it.
     budget?.give(this.#replay.size);
     clearTimeout(this.#ackTimer);
@@ -294,7 +304,12 @@ class ResumableEnd implements ResumableBridge {
     this.#finish('completed');
   }
 
-  readonly #ackNow = (): void => {
+  /** The acknowledgement timer: one function for every stream, given its end. */
+  static #ackDue(end: ResumableEnd): void {
+    end.#ackNow();
+  }
+
+  #ackNow(): void {
     clearTimeout(this.#ackTimer);
     this.#ackTimer = undefined;
     // Only counted as acknowledged once it is on its way: an acknowledgement taken while the
@@ -302,7 +317,7 @@ class ResumableEnd implements ResumableBridge {
     const ws = this.#current;
     if (!this.#acks.due || !ws || ws.readyState !== ws.OPEN || !this.#peerResumed) return;
     this.#send({ type: 'ack', received: this.#acks.take() });
-  };
+  }
 
   /**
    * Payload from the peer. Counted as received at once (a resume asks for what comes after),
@@ -333,7 +348,7 @@ class ResumableEnd implements ResumableBridge {
       this.#undelivered -= n;
       if (this.#finished) return;
       if (this.#acks.onData(n)) this.#ackNow();
-      else this.#ackTimer ??= setTimeout(this.#ackNow, this.#options.ackIdleMs ?? 50);
+      else this.#ackTimer ??= setTimeout(ResumableEnd.#ackDue, this.#options.ackIdleMs ?? 50, this);
       this.#checkDone();
     });
     this.#endSocketIfDelivered();
@@ -355,11 +370,13 @@ class ResumableEnd implements ResumableBridge {
     this.#finished = true;
     clearTimeout(this.#ackTimer);
     clearTimeout(this.#retryTimer);
-    const socket = this.#socket;
-    socket.off('data', this.#onSocketData);
-    socket.off('end', this.#onSocketEnd);
-    socket.off('error', this.#onSocketError);
-    socket.off('close', this.#onSocketClose);
+    const socket = this.#socket as Linked<BridgeableStream>;
+    socket.off('data', ResumableEnd.#onSocketData);
+    socket.off('end', ResumableEnd.#onSocketEnd);
+    socket.off('error', ResumableEnd.#onSocketError);
+    socket.off('close', ResumableEnd.#onSocketClose);
+    // Assigned, not deleted: a delete would turn the socket into a slow dictionary object.
+    socket[kEnd] = undefined;
     socket.pause();
     this.#options.onPlain?.(peer);
   }
@@ -464,49 +481,54 @@ class ResumableEnd implements ResumableBridge {
     this.#peerResumed = this.#resumePresumed = false;
     this.#inFlight = 0;
     ws.on('error', ignore);
-    const onMessage = (data: RawData, isBinary: boolean): void => {
-      if (this.#finished || ws !== this.#current) return;
-      const buf = data as Buffer;
-      if (isBinary) {
-        if (!this.#peerResumed)
-          return this.#finish('protocol-error', 'payload before the peer resumed');
-        return this.#onPayload(buf);
-      }
-      const frame = parseStreamFrame(buf.toString('utf8'));
-      if (!frame) return this.#finish('protocol-error', 'an invalid stream frame');
-      if (frame.type === 'plain') {
-        if (
-          this.#peerResumed ||
-          this.#resumptions > 0 ||
-          this.#replay.sent > 0 ||
-          !this.#options.onPlain
-        )
-          return this.#finish('protocol-error', 'an unexpected plain frame');
-        ws.off('message', onMessage);
-        ws.off('close', onClose);
-        return this.#letGo(frame.peer);
-      }
-      this.#onControl(frame);
-    };
-    const onClose = (code: number): void => {
-      if (ws !== this.#current || this.#finished) return;
-      this.#current = undefined;
-      this.#peerResumed = false;
-      if (code === closeCodes.normal && !this.#closingNormally) {
-        // The peer closes normally only once everything arrived both ways.
-        if (!this.#socketWriteEnded) this.#socket.end();
-        return this.#finish('completed');
-      }
-      // The other end reset the stream on purpose (its local connection failed, or its
-      // process was stopped): nothing to resume.
-      if (code === closeCodes.localError)
-        return this.#finish('peer-reset', 'the other end reset the stream');
-      this.#suspend(`stream socket closed (${code})`);
-    };
-    ws.on('message', onMessage);
-    ws.once('close', onClose);
+    (ws as Linked<StreamSocket>)[kEnd] = this;
+    ws.on('message', ResumableEnd.#onMessage);
+    // 'on', not 'once': a socket closes once, and once() would keep a wrapper and its state
+    // (about 130 B) for the stream's life.
+    ws.on('close', ResumableEnd.#onClose);
     this.#helloSent = false;
     ws.resume();
+  }
+
+  /** A stream socket's message ('message' listener: `this` is the socket). */
+  static #onMessage(this: Linked<StreamSocket>, data: RawData, isBinary: boolean): void {
+    const end = this[kEnd];
+    if (!end || end.#finished || this !== end.#current) return;
+    const buf = data as Buffer;
+    if (isBinary) {
+      if (!end.#peerResumed)
+        return end.#finish('protocol-error', 'payload before the peer resumed');
+      return end.#onPayload(buf);
+    }
+    const frame = parseStreamFrame(buf.toString('utf8'));
+    if (!frame) return end.#finish('protocol-error', 'an invalid stream frame');
+    if (frame.type === 'plain') {
+      if (end.#peerResumed || end.#resumptions > 0 || end.#replay.sent > 0 || !end.#options.onPlain)
+        return end.#finish('protocol-error', 'an unexpected plain frame');
+      this.off('message', ResumableEnd.#onMessage);
+      this.off('close', ResumableEnd.#onClose);
+      this[kEnd] = undefined;
+      return end.#letGo(frame.peer);
+    }
+    end.#onControl(frame);
+  }
+
+  /** A stream socket closed ('close' listener: `this` is the socket). */
+  static #onClose(this: Linked<StreamSocket>, code: number): void {
+    const end = this[kEnd];
+    if (!end || this !== end.#current || end.#finished) return;
+    end.#current = undefined;
+    end.#peerResumed = false;
+    if (code === closeCodes.normal && !end.#closingNormally) {
+      // The peer closes normally only once everything arrived both ways.
+      if (!end.#socketWriteEnded) end.#socket.end();
+      return end.#finish('completed');
+    }
+    // The other end reset the stream on purpose (its local connection failed, or its
+    // process was stopped): nothing to resume.
+    if (code === closeCodes.localError)
+      return end.#finish('peer-reset', 'the other end reset the stream');
+    end.#suspend(`stream socket closed (${code})`);
   }
 
   #suspend(reason: string): void {
@@ -557,27 +579,35 @@ class ResumableEnd implements ResumableBridge {
     tryOnce();
   }
 
-  readonly #onSocketData = (chunk: Buffer): void => {
-    if (this.#finished) return;
-    this.#replay.push(chunk);
-    this.#options.budget?.take(chunk.length);
-    if (this.#peerResumed) this.#sendPayload(chunk);
-    this.#updateFlow();
-  };
+  // The local socket's listeners (`this` is the socket).
 
-  readonly #onSocketEnd = (): void => {
-    if (this.#finished) return;
-    this.#localEnded = true;
-    if (this.#peerResumed) this.#send({ type: 'eof', sent: this.#replay.sent });
-    this.#checkDone();
-  };
+  static #onSocketData(this: Linked<BridgeableStream>, chunk: Buffer): void {
+    const end = this[kEnd];
+    if (!end || end.#finished) return;
+    end.#replay.push(chunk);
+    end.#options.budget?.take(chunk.length);
+    if (end.#peerResumed) end.#sendPayload(chunk);
+    end.#updateFlow();
+  }
 
-  readonly #onSocketError = (error: Error): void => this.#finish('local-error', error.message);
+  static #onSocketEnd(this: Linked<BridgeableStream>): void {
+    const end = this[kEnd];
+    if (!end || end.#finished) return;
+    end.#localEnded = true;
+    if (end.#peerResumed) end.#send({ type: 'eof', sent: end.#replay.sent });
+    end.#checkDone();
+  }
 
-  readonly #onSocketClose = (): void => {
-    if (!this.#finished && !(this.#localEnded && this.#socketWriteEnded))
-      this.#finish('local-error', 'socket closed');
-  };
+  static #onSocketError(this: Linked<BridgeableStream>, error: Error): void {
+    const end = this[kEnd];
+    if (end) end.#finish('local-error', error.message);
+  }
+
+  static #onSocketClose(this: Linked<BridgeableStream>): void {
+    const end = this[kEnd];
+    if (end && !end.#finished && !(end.#localEnded && end.#socketWriteEnded))
+      end.#finish('local-error', 'socket closed');
+  }
 }
 
 /** A stream socket's errors end in its close, which the bridge handles. */
