@@ -86,12 +86,18 @@ function forwardable(code: number): number {
   return closeCodes.peerLost;
 }
 
+/** On each relayed socket: the direction that reads it (its listeners find it there). */
+const kDirection = Symbol('dstream.relayDirection');
+
+/** A socket carrying the direction that reads it. */
+type Linked = StreamSocket & { [kDirection]?: RelayDirection<unknown> };
+
 /**
  * One direction of a relay: what `src` sends goes to `dst`, with at most the high-water mark
  * sent and not yet written (`src` is paused above it).
  */
 class RelayDirection<T> extends InFlight {
-  readonly #relay: Relay<T>;
+  readonly relay: Relay<T>;
   readonly src: StreamSocket;
   readonly dst: StreamSocket;
   readonly name: RelaySide;
@@ -106,23 +112,30 @@ class RelayDirection<T> extends InFlight {
     high: number,
   ) {
     super(high, high / 2, src);
-    this.#relay = relay;
+    this.relay = relay;
     this.src = src;
     this.dst = dst;
     this.name = name;
     this.dstTakesText = dst.protocol === streamProtocol || dst.protocol === resumableStreamProtocol;
   }
 
-  // Bound once each (no closure context kept per direction).
-  readonly onMessage: (data: RawData, isBinary: boolean) => void = this.#onMessage.bind(this);
-  readonly onClose: (code: number, reason: Buffer) => void = this.#onClose.bind(this);
-
-  #onMessage(data: RawData, isBinary: boolean): void {
-    this.#relay.forward(this, data as Buffer, isBinary);
+  /** Start reading `src`: with listeners every relay shares (none made per stream). */
+  listen(): void {
+    (this.src as Linked)[kDirection] = this;
+    this.src.on('message', RelayDirection.#onMessage);
+    this.src.on('close', RelayDirection.#onClose);
   }
 
-  #onClose(code: number, reason: Buffer): void {
-    this.#relay.closed(this, code, reason);
+  // `this` is the socket that emitted (a socket is relayed once, so it names one direction).
+
+  static #onMessage(this: Linked, data: RawData, isBinary: boolean): void {
+    const direction = this[kDirection];
+    direction?.relay.forward(direction, data as Buffer, isBinary);
+  }
+
+  static #onClose(this: Linked, code: number, reason: Buffer): void {
+    const direction = this[kDirection];
+    direction?.relay.closed(direction, code, reason);
   }
 }
 
@@ -158,8 +171,7 @@ class Relay<T> {
 
   #start(direction: RelayDirection<T>, backlog: readonly EarlyMessage[]): void {
     for (const [data, isBinary] of backlog) this.forward(direction, data, isBinary);
-    direction.src.on('message', direction.onMessage);
-    direction.src.on('close', direction.onClose);
+    direction.listen();
   }
 
   forward(direction: RelayDirection<T>, buf: Buffer, isBinary: boolean): void {
