@@ -7,7 +7,7 @@ import { listen } from '../net/listen.js';
 import type { HubTarget } from '../net/hub-client.js';
 import { deviceIdProblem } from '../protocol/identifiers.js';
 import { streamRequest } from '../service/stream-client.js';
-import { StreamEnds } from '../stream/stream-ends.js';
+import { StreamEnds, type StreamHooks } from '../stream/stream-ends.js';
 import { listenerLink, type ServiceLink, type Transport } from '../service/service-carrier.js';
 
 export interface SocksOptions {
@@ -30,6 +30,41 @@ export interface SocksOptions {
    * all; `transport` is the link's then); its owner closes it. Absent: one of its own.
    */
   readonly link?: ServiceLink | undefined;
+}
+
+/**
+ * What one SOCKS client's stream reports to: its methods are the hooks (one object per stream,
+ * not closures and their context), its logger made when a line is written.
+ */
+class SocksStreamHooks implements StreamHooks {
+  constructor(
+    private readonly base: Logger,
+    private readonly socket: Socket,
+    readonly deviceId: string,
+    readonly streamName: string,
+  ) {}
+
+  get logger(): Logger {
+    return this.base.child({ device: this.deviceId, stream: this.streamName });
+  }
+
+  /** The stream socket is open: the client hears that its CONNECT succeeded. */
+  onOpen(): void {
+    this.socket.write(reply(socksReply.succeeded));
+  }
+
+  onFailed(error: unknown, abandoned: boolean): void {
+    if (!abandoned) this.fail(error);
+  }
+
+  /** Tell the client why, in SOCKS's terms, and end its connection. */
+  fail(error: unknown): void {
+    const code = isDstreamError(error) ? error.code : undefined;
+    this.logger.warn('SOCKS request failed', {
+      reason: isDstreamError(error) ? error.message : describeError(error),
+    });
+    this.socket.end(reply(replyFor(code)));
+  }
 }
 
 /** SOCKS5 reply codes (RFC 1928 6). */
@@ -166,31 +201,18 @@ export async function startSocksProxy(
     else if (request[3] === 1) host = [...request.subarray(4, 8)].join('.');
     else return void socket.end(reply(socksReply.addressTypeNotSupported));
     const port = request.readUInt16BE(request.length - 2);
-    const log = logger.child({ device: host, stream: String(port) });
-    const failed = (error: unknown): void => {
-      const code = isDstreamError(error) ? error.code : undefined;
-      log.warn('SOCKS request failed', {
-        reason: isDstreamError(error) ? error.message : describeError(error),
-      });
-      socket.end(reply(replyFor(code)));
-    };
+    const hooks = new SocksStreamHooks(logger, socket, host, String(port));
     const problem = deviceIdProblem(host);
-    if (problem) return failed(new DstreamError('ERR_DEVICE_NOT_FOUND', problem));
+    if (problem) return hooks.fail(new DstreamError('ERR_DEVICE_NOT_FOUND', problem));
     sockets.delete(socket);
     ends.start(
       socket,
       streamRequest(options.credential, options.target, {
         pool,
         deviceId: host,
-        streamName: String(port),
+        streamName: hooks.streamName,
       }),
-      {
-        logger: log,
-        onOpen: () => void socket.write(reply(socksReply.succeeded)),
-        onFailed: (error, abandoned) => {
-          if (!abandoned) failed(error);
-        },
-      },
+      hooks,
     );
   }
 
