@@ -11,7 +11,7 @@ import {
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { spawnChild, type Child } from './child.js';
-import { freePort, isListening } from './scenarios/compare.js';
+import { freePort, waitListening } from './scenarios/compare.js';
 import type { Targets } from './stack.js';
 
 /**
@@ -27,15 +27,6 @@ export interface Bastion {
 }
 
 const sshdPaths = ['/usr/sbin/sshd', '/usr/local/sbin/sshd', '/usr/bin/sshd'];
-
-async function waitListening(port: number, child: Child, what: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (!isListening(port)) {
-    if (Date.now() > deadline || child.process.exitCode !== null)
-      throw new Error(`${what} did not listen on ${port}:\n${child.output().slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 export async function startBastion(targets: Targets): Promise<Bastion> {
   const sshd = sshdPaths.find((p) => existsSync(p));

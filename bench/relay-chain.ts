@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { spawnChild, type Child } from './child.js';
-import { freePort, isListening } from './scenarios/compare.js';
+import { freePort, waitListening } from './scenarios/compare.js';
 
 /**
  * The floor under a three-process tunnel on this machine: three plain Node TCP relays in a row
@@ -16,15 +16,6 @@ export interface RelayChain {
 
 const relayScript = fileURLToPath(new URL('./plain-relay.js', import.meta.url));
 
-async function waitListening(port: number, child: Child): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (!isListening(port)) {
-    if (Date.now() > deadline || child.process.exitCode !== null)
-      throw new Error(`a plain relay did not listen on ${port}:\n${child.output().slice(-2000)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 /** `hops` plain relays, the last one forwarding to 127.0.0.1:`target`. */
 export async function startRelayChain(target: number, hops = 3): Promise<RelayChain> {
   const children: Child[] = [];
@@ -37,7 +28,7 @@ export async function startRelayChain(target: number, hops = 3): Promise<RelayCh
       const port = await freePort();
       const relay = spawnChild(process.execPath, [relayScript, String(port), String(next)]);
       children.push(relay);
-      await waitListening(port, relay);
+      await waitListening(port, relay, 'a plain relay');
       next = port;
     }
     return { port: next, stop };

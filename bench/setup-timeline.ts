@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { dial, firstData } from './client.js';
 import { percentile, schedStats } from './proc-stats.js';
+import { closeGracefully } from './scenarios/setup.js';
 import { startStack, startTargets, stopTargets } from './stack.js';
 import type { TimelineMarks } from './timeline-recorder.js';
 
@@ -56,11 +57,15 @@ const stack = await startStack(targets, {
 const pids = { hub: stack.hub.pid, agent: stack.agent.pid, proxy: stack.proxy.pid };
 const scheduled = { ...pids, 'load generator and target': process.pid };
 const windows: Array<readonly [bigint, bigint]> = [];
-const sched: Record<string, { runNs: number; waitNs: number; slices: number }> = {};
+type Sched = ReturnType<typeof schedStats>;
+/** Each main thread's counters when the counted setups began. */
+const schedBefore: Record<string, Sched> = {};
+/** And their growth per counted setup. */
+const schedPerSetup: Record<string, Sched> = {};
 try {
   for (let i = 0; i < setups + 100; i++) {
     if (i === 100)
-      for (const [role, pid] of Object.entries(scheduled)) sched[role] = schedStats(pid);
+      for (const [role, pid] of Object.entries(scheduled)) schedBefore[role] = schedStats(pid);
     if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
     const start = process.hrtime.bigint();
     const socket = await dial(stack.ports.greet);
@@ -68,19 +73,15 @@ try {
     const end = process.hrtime.bigint();
     // The first 100 warm the processes up (code compiled, pools filled) and are not counted.
     if (i >= 100) windows.push([start, end]);
-    await new Promise<void>((resolve) => {
-      socket.once('close', () => resolve());
-      socket.resume();
-      socket.end();
-    });
+    await closeGracefully(socket);
   }
   // Per counted setup (its teardown included), each process's main thread on a core and
   // waiting for one: whether the time goes in work or in the two cores' queue.
   for (const [role, pid] of Object.entries(scheduled)) {
-    const before = sched[role];
+    const before = schedBefore[role];
     const after = schedStats(pid);
     if (before)
-      sched[role] = {
+      schedPerSetup[role] = {
         runNs: (after.runNs - before.runNs) / setups,
         waitNs: (after.waitNs - before.waitNs) / setups,
         slices: (after.slices - before.slices) / setups,
@@ -206,7 +207,7 @@ console.log(
 console.log(
   'per setup (teardown included), main threads: on a core / waiting for one / switched in',
 );
-for (const [role, s] of Object.entries(sched))
+for (const [role, s] of Object.entries(schedPerSetup))
   console.log(
     `  ${role.padEnd(26)} ${ms(s.runNs / 1e6)} ms / ${ms(s.waitNs / 1e6)} ms / ${s.slices.toFixed(1).padStart(5)}`,
   );

@@ -1,8 +1,7 @@
 /**
  * Loaded into the hub, agent and proxy by bench/setup-timeline.ts (`node --import`): records
  * when each carrier message is sent and arrives ('dstream:mux:message', src/mux/mux-session.ts)
- * and when a TCP connection is accepted or dialled (Node's own 'net.server.socket' and
- * 'net.client.socket'), on the clock every process shares (process.hrtime), and writes them to
+ * and when a TCP connection is accepted (Node's own 'net.server.socket'), on the clock every process shares (process.hrtime), and writes them to
  * DSTREAM_TIMELINE_DIR/<pid>.json when the process exits. Nothing without that variable.
  */
 import { subscribe } from 'node:diagnostics_channel';
@@ -36,6 +35,5 @@ if (dir) {
     record(m.arrivedAt ?? process.hrtime.bigint(), `${m.direction} ${m.frames.join(',')} @${id}`);
   });
   subscribe('net.server.socket', () => record(process.hrtime.bigint(), 'accept'));
-  subscribe('net.client.socket', () => record(process.hrtime.bigint(), 'dial'));
   process.on('exit', () => writeFileSync(join(dir, `${process.pid}.json`), JSON.stringify(marks)));
 }

@@ -13,9 +13,12 @@ import { download, upload } from './throughput.js';
 
 type Transport = 'mux' | 'ws';
 
-interface CarrierFigures {
+interface SetupFigures {
   readonly setup: number[];
   readonly rate: Awaited<ReturnType<typeof openRate>>;
+}
+
+interface CarrierFigures extends SetupFigures {
   readonly roundTrip: number[];
   readonly up: number;
   readonly down: number;
@@ -39,17 +42,22 @@ async function pingBesideBulk(ports: Ports, targets: Targets, cfg: BenchConfig):
   return times;
 }
 
+/** Sequential setups, then the rate with concurrent openers, through `port`. */
+async function measureSetup(port: number, cfg: BenchConfig): Promise<SetupFigures> {
+  // The first stream may open a long-lived connection (a carrier); it is not what a stream costs.
+  await openOnce(port);
+  const setup: number[] = [];
+  for (let i = 0; i < cfg.setups; i++) setup.push(await openOnce(port));
+  return { setup, rate: await openRate(port, cfg.rateOpeners, cfg.rateSeconds) };
+}
+
 /** What scenario 10 measures through any tunnel's local ports. */
 async function measurePorts(
   ports: Ports,
   cfg: BenchConfig,
   targets: Targets,
 ): Promise<CarrierFigures> {
-  const setup: number[] = [];
-  // The first stream may open a long-lived connection (a carrier); it is not what a stream costs.
-  await openOnce(ports.greet);
-  for (let i = 0; i < cfg.setups; i++) setup.push(await openOnce(ports.greet));
-  const rate = await openRate(ports.greet, cfg.rateOpeners, cfg.rateSeconds);
+  const { setup, rate } = await measureSetup(ports.greet, cfg);
   const roundTrip = await pingPong(ports.echo, cfg.roundTrips);
   const up = await upload(targets, ports.sink, cfg.bulkBytes);
   const down = await download(ports.source, cfg.bulkBytes);
@@ -153,9 +161,9 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
     await bastion.stop();
   }
   const chain = await startRelayChain(targets.greet.port);
-  let floor: FloorFigures;
+  let floor: SetupFigures;
   try {
-    floor = await measureFloor(chain.port, cfg);
+    floor = await measureSetup(chain.port, cfg);
   } finally {
     await chain.stop();
   }
@@ -238,7 +246,7 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
       note,
     }),
     ...bastionFigures(ssh),
-    ...floorFigures(floor),
+    ...setupFigures('three plain Node relays (no TLS, no protocol)', floor),
     ...relabel(mux.memory, 'mux').map((f) =>
       f.name.endsWith('memory per open stream')
         ? { ...f, ...figure({ ...f, target: { op: '<', value: 8 } }) }
@@ -254,71 +262,42 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
   ];
 }
 
-interface FloorFigures {
-  readonly setup: number[];
-  readonly rate: Awaited<ReturnType<typeof openRate>>;
-}
-
-/** Setup latency and rate through the plain relays, measured as through the tunnels. */
-async function measureFloor(port: number, cfg: BenchConfig): Promise<FloorFigures> {
-  await openOnce(port);
-  const setup: number[] = [];
-  for (let i = 0; i < cfg.setups; i++) setup.push(await openOnce(port));
-  return { setup, rate: await openRate(port, cfg.rateOpeners, cfg.rateSeconds) };
-}
-
 /**
- * Three plain Node relays (relay-chain.ts): what a stream's setup costs here with the proxy's,
- * hub's and agent's processes doing nothing but pass bytes on. No targets of its own.
+ * Setup latency p50 and p99 and the rate of a reference with no targets of its own (the
+ * bastion; three plain Node relays, relay-chain.ts: the floor with the proxy's, hub's and
+ * agent's processes doing nothing but pass bytes on), under its `label`.
  */
-function floorFigures(floor: FloorFigures): Figure[] {
-  const name = (what: string): string => `three plain Node relays (no TLS, no protocol): ${what}`;
+function setupFigures(label: string, f: SetupFigures): Figure[] {
+  const name = (what: string): string => `${label}: ${what}`;
   return [
     figure({
       scenario: 10,
       name: name('setup latency, p50'),
-      value: percentile(floor.setup, 50),
+      value: percentile(f.setup, 50),
       unit: 'ms',
     }),
     figure({
       scenario: 10,
       name: name('setup latency, p99'),
-      value: percentile(floor.setup, 99),
+      value: percentile(f.setup, 99),
       unit: 'ms',
     }),
     figure({
       scenario: 10,
       name: name('new streams per second'),
-      value: floor.rate.rate,
+      value: f.rate.rate,
       unit: '/s',
-      note: `${floor.rate.failed} failed${floor.rate.firstError ? `; first: ${floor.rate.firstError}` : ''}`,
+      note: `${f.rate.failed} failed${f.rate.firstError ? `; first: ${f.rate.firstError}` : ''}`,
     }),
   ];
 }
 
 /** The OpenSSH bastion's figures: the reference the issue names, no targets of its own. */
 function bastionFigures(ssh: CarrierFigures): Figure[] {
-  const name = (what: string): string => `OpenSSH bastion (ssh -R, ssh -L): ${what}`;
+  const label = 'OpenSSH bastion (ssh -R, ssh -L)';
+  const name = (what: string): string => `${label}: ${what}`;
   return [
-    figure({
-      scenario: 10,
-      name: name('setup latency, p50'),
-      value: percentile(ssh.setup, 50),
-      unit: 'ms',
-    }),
-    figure({
-      scenario: 10,
-      name: name('setup latency, p99'),
-      value: percentile(ssh.setup, 99),
-      unit: 'ms',
-    }),
-    figure({
-      scenario: 10,
-      name: name('new streams per second'),
-      value: ssh.rate.rate,
-      unit: '/s',
-      note: `${ssh.rate.failed} failed${ssh.rate.firstError ? `; first: ${ssh.rate.firstError}` : ''}`,
-    }),
+    ...setupFigures(label, ssh),
     figure({
       scenario: 10,
       name: name('round trip, p50'),

@@ -42,6 +42,19 @@ async function startTunnel(
   return { child, port };
 }
 
+/**
+ * Wait until `child` (a tunnel, a relay, sshd) listens on `port`, watching the listener rather
+ * than connecting; throws with `what` and the child's last output if it exits or 20 s pass.
+ */
+export async function waitListening(port: number, child: Child, what: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!isListening(port)) {
+    if (Date.now() > deadline || child.process.exitCode !== null)
+      throw new Error(`${what} did not listen on ${port}:\n${child.output().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** True if some socket on this machine listens on TCP `port` (Linux /proc/net/tcp{,6}). */
 export function isListening(port: number): boolean {
   const hex = port.toString(16).toUpperCase().padStart(4, '0');

@@ -6,7 +6,7 @@ import { figure, type Figure } from '../result.js';
 import type { Stack, Targets } from '../stack.js';
 
 /** Close our side and wait for the peer to finish: a clean end, as ssh's exit would be. */
-function closeGracefully(socket: Socket): Promise<void> {
+export function closeGracefully(socket: Socket): Promise<void> {
   return new Promise((resolve) => {
     socket.once('close', () => resolve());
     socket.resume();

@@ -96,6 +96,7 @@ class Entry implements CarryOptions {
     return this.hooks.logger;
   }
 
+  /** Its stream socket, the first or a resumed one: kept for teardown, under the heartbeat. */
   onSocket(next: StreamSocket): void {
     this.socket = next;
     this.ends.heartbeat.add(next);
@@ -194,8 +195,7 @@ export class StreamEnds {
 
   #carry(entry: Entry, socket: StreamSocket): void {
     entry.abort = undefined;
-    entry.socket = socket;
-    this.heartbeat.add(socket);
+    entry.onSocket(socket);
     entry.hooks.logger.debug('stream open', {
       resumable: socket.protocol === resumableStreamProtocol,
     });
