@@ -67,6 +67,12 @@ export class MuxCarrier implements Carrier {
   /** Hub addresses that take no initiations on a carrier connection (older, or a cluster). */
   readonly #askByPost = new Set<string>();
   readonly #heartbeat: Heartbeat;
+  /**
+   * A device's carrier: the hub address whose node offers its streams now, the one its
+   * control connection names. A carrier connection to any other address carries only the
+   * streams already on it (and resumptions toward that node), then closes.
+   */
+  #offersAt: string | undefined;
   #closed = false;
 
   constructor(private readonly options: MuxCarrierOptions) {
@@ -85,6 +91,7 @@ export class MuxCarrier implements Carrier {
       authorization: `Bearer ${grant.token}`,
       protocols: [...endProtocols(options.resume)],
     });
+    this.#retireIfElsewhere(origin, session);
     const refused = await answerOf(stream);
     if (!refused) return stream;
     if (refused.status === 421) return this.options.fallback.open(grant, options);
@@ -159,6 +166,7 @@ export class MuxCarrier implements Carrier {
       authorization: `Resume ${ticket}`,
       protocols: [resumableStreamProtocol],
     });
+    this.#retireIfElsewhere(origin, session);
     const refused = await answerOf(stream);
     if (!refused) return stream;
     if (refused.status === 421) return this.options.fallback.resume(url, ticket);
@@ -172,16 +180,46 @@ export class MuxCarrier implements Carrier {
 
   /**
    * Have a carrier connection to `origin` open now rather than with the first stream (a device
-   * that takes stream offers opens it beside its control connection); a failure is logged and
-   * left for the next stream to retry.
+   * that takes stream offers opens it beside its control connection, on every connect); a
+   * failure is logged and left for the next stream to retry. For a device's carrier, `origin`
+   * is where its stream offers come from now: a carrier connection to another node (the
+   * control connection moved, say when the balancer in front of a cluster restarted while
+   * the node stayed up) would otherwise stay open, idle and heartbeating, for as long as the
+   * agent runs. It finishes the streams it carries, then closes.
    */
   standby(origin: string): void {
-    if (this.#closed || this.#perStream.has(origin)) return;
+    if (this.#closed) return;
+    if (this.options.onOffer && this.#offersAt !== origin) {
+      this.#offersAt = origin;
+      for (const elsewhere of [...this.#sessions.keys()]) this.#retireIfElsewhere(elsewhere);
+    }
+    if (this.#perStream.has(origin)) return;
     this.#sessionFor(origin).catch((error: unknown) =>
       this.options.logger.debug('cannot open the carrier connection now', {
         hub: origin,
         reason: describeError(error),
       }),
+    );
+  }
+
+  /**
+   * A device's carrier connection to a node that no longer offers its streams (opened before
+   * the control connection moved, or since, to resume a stream held there): no new streams go
+   * on it; it closes once those on it have ended. Called after a stream was opened on `on`
+   * (so that the stream counts), or with none for whatever connection that address has.
+   */
+  #retireIfElsewhere(origin: string, on?: MuxSession): void {
+    if (!this.options.onOffer || this.#offersAt === undefined || origin === this.#offersAt) return;
+    const pending = this.#sessions.get(origin);
+    pending?.then(
+      (session) => {
+        // A newer connection to that address (this one was lost meanwhile) is not this
+        // stream's: the stream that opens on it retires it.
+        if (on !== undefined && session !== on) return;
+        if (this.#sessions.get(origin) === pending) this.#sessions.delete(origin);
+        session.closeWhenIdle(1000, 'stream offers come from another hub node now');
+      },
+      () => undefined,
     );
   }
 

@@ -30,6 +30,7 @@ import { parseIotHubError } from '../../src/protocol/iothub-error.js';
 import { startEchoServer, type TestServer } from '../helpers/servers.js';
 import { makeTempDir } from '../helpers/hub.js';
 import { startRedis } from '../helpers/redis.js';
+import { startCutter } from '../helpers/cutter.js';
 
 /**
  * Cluster mode end to end: redis-server, three `dstream hub --redis` processes and haproxy
@@ -499,6 +500,46 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     expect(await relayed(c)).toBe(0);
     for (const n of cluster.nodes)
       expect(await readUntil(() => metric(n, 'dstream_carrier_substreams'), 0, 30_000)).toBe(0);
+  });
+
+  it("the agent's control connection moves to another node while the first stays up: the carrier connection at the first finishes its stream and closes; new streams are offered at the second", async () => {
+    const { cluster, echo } = await setUp();
+    const [a, b, c] = cluster.nodes as [ClusterNodeProcess, ClusterNodeProcess, ClusterNodeProcess];
+    // The agent reaches the cluster through a relay the test steers, as through a balancer
+    // that restarts: its control connection moves, its carrier connection (to the node's own
+    // address, not through the relay) does not.
+    const cutter = await startCutter();
+    cleanups.push(() => cutter.close());
+    cutter.setTarget(a.port);
+    const agent = await runAgent(cluster, echo, await addDevice(cluster, 'roams'), cutter.port);
+    expect(await ownerOf(cluster)).toBe(a);
+    expect(await readUntil(() => metric(a, 'dstream_carrier_connections'), 1, 30_000)).toBe(1);
+    const open = await openServiceStream(cluster.service, c.target, {
+      deviceId: 'roams',
+      streamName: 'echo',
+    });
+    const before = randomBytes(100_000);
+    expect(sha256(await exchange(open, before))).toBe(sha256(before));
+    expect(await metric(a, 'dstream_device_requests_total{via="carrier"}')).toBe(1);
+
+    cutter.setTarget(b.port);
+    expect(cutter.cut()).toBeGreaterThan(0);
+    expect(await ownerOf(cluster)).toBe(b);
+    expect(await readUntil(() => metric(b, 'dstream_carrier_connections'), 1, 30_000)).toBe(1);
+    // The stream on A's carrier connection carries on there...
+    expect(await metric(a, 'dstream_carrier_connections')).toBe(1);
+    const during = randomBytes(200_000);
+    expect(sha256(await exchange(open, during))).toBe(sha256(during));
+    // ...and once it ends, nothing holds that connection open.
+    open.close();
+    expect(await readUntil(() => metric(a, 'dstream_carrier_connections'), 0, 30_000)).toBe(0);
+    expect(agent.output()).not.toMatch(/carrier connection silent/);
+    // New streams are offered on the carrier connection at B.
+    const after = randomBytes(300_000);
+    await echoThrough(cluster, c.target, 'roams', after);
+    expect(await metric(b, 'dstream_device_requests_total{via="carrier"}')).toBe(1);
+    expect(await metric(a, 'dstream_device_requests_total{via="carrier"}')).toBe(1);
+    expect(await metric(b, 'dstream_device_requests_total{via="control"}')).toBe(0);
   });
 
   it("a substream for another node's stream is passed there in one hop; that node's refusals come back as they were", async () => {

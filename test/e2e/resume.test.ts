@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { spawn } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { findOpenSsh, numberedOutput, startTempSshd } from '../helpers/openssh.js';
 import { cliPath, runCli, spawnCli, startCliHub, type CliProcess } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/hub.js';
-import { tcpSocketsOf } from '../helpers/proc.js';
+import { startCutter, type Cutter } from '../helpers/cutter.js';
 import { dial, randomBytes, sha256, sha256File, waitFor } from '../helpers/net.js';
 import { startEchoServer, startServer, type TestServer } from '../helpers/servers.js';
 import { parseConnectionString } from '../../src/auth/connection-string.js';
@@ -70,63 +70,6 @@ async function setUp(
   expect(listening[0]).toContain(`streams="resumable streams on (window ${window} s)"`);
   const proxyPort = Number(listening[1]);
   return { dir, hub: hub.hub, hubPort: hub.hubPort, proxy, proxyPort, agent, env };
-}
-
-/**
- * A TCP relay in front of the hub, as a NAT box or a Wi-Fi link is: cut() drops every flow
- * through it at once (both ends see their connections reset), and new ones pass again.
- */
-async function startCutter(): Promise<{
-  port: number;
-  setTarget(port: number): void;
-  cut(): void;
-  /** Cut only the flows whose client side is one of `pid`'s sockets (one end's, not both). */
-  cutProcess(pid: number): number;
-  /** Make new flows reach the hub from this loopback address (the laptop changed networks). */
-  setSource(address: string): void;
-  /** Flows made so far, by the source address the hub saw. */
-  readonly madeFrom: Map<string, number>;
-  close(): Promise<void>;
-}> {
-  let target = 0;
-  let source = '127.0.0.1';
-  const madeFrom = new Map<string, number>();
-  const flows = new Set<Socket>();
-  const server = createServer((inbound) => {
-    const outbound = connect({ host: '127.0.0.1', port: target, localAddress: source });
-    madeFrom.set(source, (madeFrom.get(source) ?? 0) + 1);
-    for (const s of [inbound, outbound]) {
-      s.on('error', () => undefined);
-      flows.add(s);
-      s.once('close', () => flows.delete(s));
-    }
-    inbound.pipe(outbound).pipe(inbound);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    setTarget: (port) => (target = port),
-    cut: () => {
-      for (const s of flows) s.resetAndDestroy();
-    },
-    cutProcess: (pid) => {
-      const ports = new Set(tcpSocketsOf(pid).map((t) => t.port));
-      let n = 0;
-      for (const s of flows)
-        if (s.remoteAddress === '127.0.0.1' && ports.has(s.remotePort ?? 0)) {
-          n++;
-          s.resetAndDestroy();
-        }
-      return n;
-    },
-    setSource: (address) => (source = address),
-    madeFrom,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of flows) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
 }
 
 /** The hub's /metrics text. */
@@ -313,10 +256,10 @@ describe('resumable streams through a hub killed with SIGKILL', () => {
    * proxy's flow cut once at 3 MiB (`beforeCut` runs just before); returns the set-up.
    */
   async function echoAcrossProxyCut(
-    beforeCut: (cutter: Awaited<ReturnType<typeof startCutter>>) => void = () => undefined,
+    beforeCut: (cutter: Cutter) => void = () => undefined,
   ): Promise<{
     s: Awaited<ReturnType<typeof setUp>>;
-    cutter: Awaited<ReturnType<typeof startCutter>>;
+    cutter: Cutter;
   }> {
     const echo = await startEchoServer();
     cleanups.push(() => echo.close());
