@@ -18,6 +18,33 @@ export default tseslint.config(
     },
   },
   {
+    // Code that runs per stream, per frame or per log line. In this V8 (Node 20) an object
+    // literal that starts with a spread and goes on with properties takes about a microsecond
+    // per property (the clone's map gains each one in the runtime), 10-20 times a literal or
+    // Object.assign: docs/benchmark.md, 2026-12-05 (evening).
+    files: [
+      'src/mux/**',
+      'src/stream/**',
+      'src/net/**',
+      'src/log/**',
+      'src/agent/**',
+      'src/proxy/**',
+      'src/hub/streams/**',
+      'src/hub/devices/**',
+      'src/hub/cluster/**',
+    ],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: 'ObjectExpression > SpreadElement:first-child + Property',
+          message:
+            'A spread followed by properties is slow in this V8 (about 1 µs per property): write the fields out, or use Object.assign({}, a, { ... }).',
+        },
+      ],
+    },
+  },
+  {
     files: ['src/log/**', 'test/**', 'bench/**'],
     rules: { 'no-console': 'off' },
   },

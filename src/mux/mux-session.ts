@@ -332,7 +332,15 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
       const stream = this.#turns[this.#turnHead++] as MuxStream;
       const frame = stream.takeFrame();
       if (frame) {
-        frames.push({ ...frame, stream: stream.id });
+        // Field by field: in this V8 (Node 20) a spread followed by a property costs about
+        // a microsecond (the clone's map takes each added property in the runtime), twenty
+        // times this; once per frame at every hop.
+        frames.push({
+          type: frame.type,
+          stream: stream.id,
+          payload: frame.payload,
+          done: frame.done,
+        });
         size += muxHeaderBytes + (frame.payload?.length ?? 0);
       }
       if (stream.sendable && !this.#closed) this.#turns.push(stream);

@@ -290,7 +290,6 @@ async function requestOnce(
   const socket = pool ? undefined : await connectToHub(target, req.timeoutMs);
   return new Promise((resolve, reject) => {
     const r = request({
-      ...(socket ? { createConnection: () => socket } : { agent: pool?.agent }),
       host: target.host,
       port: target.port,
       method: req.method,
@@ -308,6 +307,7 @@ async function requestOnce(
       },
       timeout: req.timeoutMs ?? 120_000,
       signal: req.signal,
+      ...(socket ? { createConnection: () => socket } : { agent: pool?.agent }),
     });
     r.on('timeout', () =>
       r.destroy(
@@ -395,12 +395,12 @@ export async function openWebSocket(
       'ERR_PROTOCOL',
       `refusing to follow a non-TLS URL (${parsed.protocol}//${parsed.host}) from a TLS hub`,
     );
-  const target: HubTarget = {
-    ...trust,
+  // Object.assign, not a spread followed by fields (slow in this V8: stream-endpoint.ts).
+  const target: HubTarget = Object.assign({}, trust, {
     tls: secure,
     host: parsed.hostname.replace(/^\[|\]$/g, ''),
     port: parsed.port ? Number(parsed.port) : secure ? 443 : 80,
-  };
+  });
   const pool = options.pool?.serves(target) ? options.pool : undefined;
   if (!pool) return upgrade(url, target, options, await connectToHub(target, options.timeoutMs));
   const { socket, spare } = await pool.takeConnection(options.timeoutMs, target);

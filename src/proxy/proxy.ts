@@ -71,11 +71,11 @@ class ClientStreamHooks implements StreamHooks {
   }
 
   onEnd(result: BridgeResult, durationMs: number): void {
-    this.emitter.emit('stream-end', {
-      ...result,
-      outcome: result.end,
-      durationMs,
-    } satisfies ProxyStreamEnd);
+    // Object.assign, not a spread followed by fields (slow in this V8: see stream-endpoint.ts).
+    this.emitter.emit(
+      'stream-end',
+      Object.assign({}, result, { outcome: result.end, durationMs }) satisfies ProxyStreamEnd,
+    );
   }
 
   onFailed(error: unknown, abandoned: boolean): void {

@@ -47,8 +47,7 @@ export class Store extends EventEmitter {
     super();
     this.#logger = logger;
     const maxReconnectMs = options.maxReconnectMs ?? 1000;
-    const base: RedisOptions = {
-      ...connectionOptions(url),
+    const base: RedisOptions = Object.assign(connectionOptions(url), {
       lazyConnect: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
@@ -61,9 +60,9 @@ export class Store extends EventEmitter {
         Math.round(
           Math.min(maxReconnectMs, 50 * 2 ** Math.min(attempt, 10)) * (0.5 + Math.random() / 2),
         ),
-    };
-    this.#cmd = new Redis({ ...base, connectionName: 'dstream-cmd' });
-    this.#sub = new Redis({ ...base, connectionName: 'dstream-sub' });
+    });
+    this.#cmd = new Redis(Object.assign({}, base, { connectionName: 'dstream-cmd' }));
+    this.#sub = new Redis(Object.assign({}, base, { connectionName: 'dstream-sub' }));
     for (const [conn, role] of [
       [this.#cmd, 'commands'],
       [this.#sub, 'subscriptions'],

@@ -184,7 +184,8 @@ export function serveMqttLink(
     const fields = { device, reason };
     if (ctx.noisy)
       ctx.noisy.write('warn', `mqtt-refused ${outcome}`, remote, 'mqtt device connection refused', {
-        ...fields,
+        device,
+        reason,
         remote,
       });
     else log.warn('mqtt device connection refused', fields);
@@ -239,7 +240,13 @@ export function serveMqttLink(
       const fields = { device: deviceId, topic: s.topic.slice(0, 200) };
       const message = 'mqtt subscription refused: dstream serves device streams only';
       if (ctx.noisy)
-        ctx.noisy.write('info', 'mqtt-subscribe', remote, message, { ...fields, remote });
+        ctx.noisy.write(
+          'info',
+          'mqtt-subscribe',
+          remote,
+          message,
+          Object.assign({ remote }, fields),
+        );
       else log.info(message, fields);
       return 0x80;
     });

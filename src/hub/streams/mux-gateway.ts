@@ -320,7 +320,9 @@ export class MuxGateway {
         const id = decoded(bridgePath.exec(path)?.[1]);
         if (id === undefined)
           return refuse(500, iotHubErrorBody('ServerError', 'the stream has no streaming path'));
-        const granted = { ...request, authorization: `Bearer ${answer.serviceToken}` };
+        const granted = Object.assign({}, request, {
+          authorization: `Bearer ${answer.serviceToken}`,
+        });
         // Routed to a device on another node, whose node holds the stream: passed there.
         const { cluster } = this.options;
         if (cluster && !streams.isLocal(id))

@@ -9,18 +9,20 @@ import type { StreamEndInfo, StreamEndpoint, StreamResumedInfo } from './stream-
  */
 export function auditStreamEnds(streams: StreamEndpoint, audit: AuditLog): void {
   streams.on('stream-resumed', (info: StreamResumedInfo) =>
-    audit.write({
-      ...auditEvent({
-        policy: undefined,
-        device: info.deviceId,
-        stream: info.name,
-        outcome: 'resumed',
-        reason: `resumed (generation ${info.generation})`,
-        remote: info.remote,
-      }),
-      // How long the first half to come back waited for the second.
-      durationMs: info.waitedMs,
-    }),
+    audit.write(
+      Object.assign(
+        auditEvent({
+          policy: undefined,
+          device: info.deviceId,
+          stream: info.name,
+          outcome: 'resumed',
+          reason: `resumed (generation ${info.generation})`,
+          remote: info.remote,
+        }),
+        // How long the first half to come back waited for the second.
+        { durationMs: info.waitedMs },
+      ),
+    ),
   );
   streams.on('stream-end', (info: StreamEndInfo) => {
     if (info.cancelled) return;
