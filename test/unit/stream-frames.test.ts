@@ -30,6 +30,10 @@ describe('v2 stream frames', () => {
       '{"type":"ack","received":"1"}',
       '{"type":"ack","received":9007199254740992}',
       '{"type":"ack","received":1,"extra":true}',
+      '{"type":"ack","sent":1}', // two keys, not the ones an ack has
+      '{"type":"eof","received":1}',
+      '{"type":"plain","peer":"v1","received":1}',
+      '{"type":"ticket","ticket":"v1.x","__proto__":{}}',
       '{"type":"resume"}',
       '{"type":"ticket","ticket":5}',
       `{"type":"ticket","ticket":"${'x'.repeat(1025)}"}`,

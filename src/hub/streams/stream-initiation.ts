@@ -219,7 +219,10 @@ export async function handleStreamInitiation(
 ): Promise<void> {
   // The service may hang up while we wait; stop waiting and drop the stream then.
   const gone = new AbortController();
-  res.on('close', () => gone.abort());
+  // Removed once answered: the response closes after every answer, and an abort makes an
+  // AbortError with its stack (microseconds) that nothing would read.
+  const onClose = (): void => gone.abort();
+  res.on('close', onClose);
   const answer = await initiateStream(ctx, {
     deviceId,
     streamName,
@@ -231,6 +234,7 @@ export async function handleStreamInitiation(
     responseTimeout: req.headers[h.responseTimeout],
     signal: gone.signal,
   });
+  res.off('close', onClose);
   if (!answer) return;
   switch (answer.kind) {
     case 'refused':
