@@ -20,8 +20,8 @@ export default tseslint.config(
   {
     // Code that runs per stream, per frame or per log line. In this V8 (Node 20) an object
     // literal that starts with a spread and goes on with properties takes about a microsecond
-    // per property (the clone's map gains each one in the runtime), 10-20 times a literal or
-    // Object.assign: docs/benchmark.md, 2026-12-05 (evening).
+    // per property, 10-50 times a literal or Object.assign (bench/object-spread.ts;
+    // docs/benchmark.md, 2026-12-05 evening).
     files: [
       'src/mux/**',
       'src/stream/**',
