@@ -21,7 +21,7 @@ export default tseslint.config(
     // Code that runs per stream, per frame or per log line. In this V8 (Node 20) an object
     // literal that starts with a spread and goes on with properties takes about a microsecond
     // per property, 10-50 times a literal or Object.assign (bench/object-spread.ts;
-    // docs/benchmark.md, 2026-12-05 evening).
+    // docs/benchmark.md, 2026-12-05 night).
     files: [
       'src/mux/**',
       'src/stream/**',
