@@ -1,17 +1,18 @@
 /**
  * Where one stream's setup time goes, hop by hop: `npm run bench:timeline [-- --setups N
- * --gap MS]`. A fresh hub, agent and proxy (TLS, the multiplexed carrier, as scenario 3 runs
- * them) with timeline-recorder.ts loaded; N sequential setups as scenario 3 makes them (connect
- * to the proxy's port, wait for the device-side greeter's first byte, close); then, for each
- * setup, the recorded marks of the three processes on the shared clock, cut into the steps of
- * the path, and the quartiles of each step over all setups.
+ * --gap MS --pings N]`. A fresh hub, agent and proxy (TLS, the multiplexed carrier, as scenario
+ * 3 runs them) with timeline-recorder.ts loaded; N sequential setups as scenario 3 makes them
+ * (connect to the proxy's port, wait for the device-side greeter's first byte, close); then,
+ * with --pings, scenario 2's round trip (64-byte pings, one at a time, on one stream to the
+ * echo target). For each setup and each ping, the recorded marks of the three processes on
+ * the shared clock, cut into the steps of the path, and the quartiles of each step.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { dial, firstData } from './client.js';
+import { dial, firstData, readExactly } from './client.js';
 import { percentile, schedStats } from './proc-stats.js';
 import { closeGracefully } from './scenarios/setup.js';
 import { startStack, startTargets, stopTargets } from './stack.js';
@@ -36,12 +37,20 @@ const { values } = parseArgs({
   options: {
     setups: { type: 'string', default: '500' },
     gap: { type: 'string', default: '0' },
+    pings: { type: 'string', default: '0' },
   },
 });
 const setups = Number(values.setups);
 const gapMs = Number(values.gap);
-if (!(Number.isInteger(setups) && setups > 0) || !(gapMs >= 0)) {
-  console.error('usage: setup-timeline [--setups N (> 0)] [--gap MS between setups (>= 0)]');
+const pings = Number(values.pings);
+if (
+  !(Number.isInteger(setups) && setups > 0) ||
+  !(gapMs >= 0) ||
+  !(Number.isInteger(pings) && pings >= 0)
+) {
+  console.error(
+    'usage: setup-timeline [--setups N (> 0)] [--gap MS between setups (>= 0)] [--pings N (>= 0)]',
+  );
   process.exit(2);
 }
 
@@ -57,6 +66,7 @@ const stack = await startStack(targets, {
 const pids = { hub: stack.hub.pid, agent: stack.agent.pid, proxy: stack.proxy.pid };
 const scheduled = { ...pids, 'load generator and target': process.pid };
 const windows: Array<readonly [bigint, bigint]> = [];
+const pingWindows: Array<readonly [bigint, bigint]> = [];
 type Sched = ReturnType<typeof schedStats>;
 /** Each main thread's counters when the counted setups began. */
 const schedBefore: Record<string, Sched> = {};
@@ -86,6 +96,19 @@ try {
         waitNs: (after.waitNs - before.waitNs) / setups,
         slices: (after.slices - before.slices) / setups,
       };
+  }
+  if (pings > 0) {
+    // As scenario 2: one stream, one ping at a time; the first 100 not counted.
+    const socket = await dial(stack.ports.echo);
+    const ping = Buffer.alloc(64, 1);
+    for (let i = 0; i < pings + 100; i++) {
+      const start = process.hrtime.bigint();
+      const back = readExactly(socket, ping.length);
+      socket.write(ping);
+      await back;
+      if (i >= 100) pingWindows.push([start, process.hrtime.bigint()]);
+    }
+    await closeGracefully(socket);
   }
 } finally {
   // Each process writes its marks as it exits.
@@ -131,7 +154,7 @@ const proxyMessages = messages(proxy);
 const proxyAccepts = proxy.filter((m) => m.label === 'accept').map((m) => m.at);
 
 /** The first time in `list` at or after `after` for which `pick` holds. */
-function first<T extends { readonly at: bigint }>(
+function firstAfter<T extends { readonly at: bigint }>(
   list: readonly T[],
   after: bigint,
   pick: (t: T) => boolean,
@@ -146,7 +169,43 @@ const with_ =
     m.frames.includes(frame) &&
     (session === undefined || m.session === session);
 
-const steps = [
+type Where = 'proxy' | 'hub' | 'agent' | 'between';
+type Steps = ReadonlyArray<readonly [string, Where]>;
+type Link = readonly [readonly Message[], (m: Message) => boolean];
+
+/**
+ * Cut each window into steps: from its start through the first mark of `first` (if any), then
+ * the first message of each link after the one before, to its end. A window whose marks are not
+ * all there, in order, inside it is counted as not traced whole.
+ */
+function cut(
+  list: ReadonlyArray<readonly [bigint, bigint]>,
+  first: readonly bigint[] | undefined,
+  chain: readonly Link[],
+): { times: number[][]; totals: number[]; incomplete: number } {
+  const times: number[][] = Array.from({ length: chain.length + (first ? 2 : 1) }, () => []);
+  const totals: number[] = [];
+  let incomplete = 0;
+  for (const [start, end] of list) {
+    const points: Array<bigint | undefined> = [start];
+    if (first) points.push(first.find((t) => t >= start));
+    for (const [messages, pick] of chain) {
+      const after = points[points.length - 1];
+      points.push(after === undefined ? undefined : firstAfter(messages, after, pick)?.at);
+    }
+    points.push(end);
+    if (points.some((p, i) => p === undefined || p > end || (i > 0 && p < (points[i - 1] ?? 0n)))) {
+      incomplete++;
+      continue;
+    }
+    for (let i = 0; i + 1 < points.length; i++)
+      times[i]?.push(Number((points[i + 1] as bigint) - (points[i] as bigint)) / 1e6);
+    totals.push(Number(end - start) / 1e6);
+  }
+  return { times, totals, incomplete };
+}
+
+const setupSteps: Steps = [
   ['client connects -> proxy accepts', 'between'],
   ['proxy: accepted -> sends the open', 'proxy'],
   ['proxy -> hub (the open arrives)', 'between'],
@@ -157,52 +216,61 @@ const steps = [
   ['hub: the byte -> sends it on', 'hub'],
   ['hub -> proxy (the byte arrives)', 'between'],
   ['proxy: the byte -> client has it', 'between'],
-] as const;
-const times: number[][] = steps.map(() => []);
-const totals: number[] = [];
-let incomplete = 0;
-for (const [start, end] of windows) {
-  const accept = proxyAccepts.find((t) => t >= start);
-  const points: Array<bigint | undefined> = [start, accept];
-  const chain: Array<[readonly Message[], (m: Message) => boolean]> = [
-    [proxyMessages, with_('out', open)],
-    [hubMessages, with_('in', open, fromService.session)],
-    [hubMessages, with_('out', open, toDevice.session)],
-    [agentMessages, with_('in', open)],
-    [agentMessages, with_('out', data)],
-    [hubMessages, with_('in', data, toDevice.session)],
-    [hubMessages, with_('out', data, fromService.session)],
-    [proxyMessages, with_('in', data)],
-  ];
-  for (const [list, pick] of chain) {
-    const after = points[points.length - 1];
-    points.push(after === undefined ? undefined : first(list, after, pick)?.at);
-  }
-  points.push(end);
-  if (points.some((p, i) => p === undefined || p > end || (i > 0 && p < (points[i - 1] ?? 0n)))) {
-    incomplete++;
-    continue;
-  }
-  for (let i = 0; i < steps.length; i++)
-    times[i]?.push(Number((points[i + 1] as bigint) - (points[i] as bigint)) / 1e6);
-  totals.push(Number(end - start) / 1e6);
-}
+];
+/**
+ * The carrier messages on the way from the proxy to the agent (the first frame of the kind
+ * `outward`: a setup's `open`, a ping's `data`) and back (the first `data`), in order.
+ */
+const path = (outward: number): Link[] => [
+  [proxyMessages, with_('out', outward)],
+  [hubMessages, with_('in', outward, fromService.session)],
+  [hubMessages, with_('out', outward, toDevice.session)],
+  [agentMessages, with_('in', outward)],
+  [agentMessages, with_('out', data)],
+  [hubMessages, with_('in', data, toDevice.session)],
+  [hubMessages, with_('out', data, fromService.session)],
+  [proxyMessages, with_('in', data)],
+];
+const setupCut = cut(windows, proxyAccepts, path(open));
+const pingSteps: Steps = [
+  ["client writes -> proxy sends it (the client's hop too)", 'proxy'],
+  ['proxy -> hub (the ping arrives)', 'between'],
+  ['hub: the ping -> sends it on', 'hub'],
+  ['hub -> agent (the ping arrives)', 'between'],
+  ['agent: the ping -> sends the echo (the target too)', 'agent'],
+  ['agent -> hub (the echo arrives)', 'between'],
+  ['hub: the echo -> sends it on', 'hub'],
+  ['hub -> proxy (the echo arrives)', 'between'],
+  ['proxy: the echo -> client has it', 'between'],
+];
+const pingCut = cut(pingWindows, undefined, path(data));
 
 const ms = (v: number): string => v.toFixed(3).padStart(7);
 const row = (name: string, where: string, v: readonly number[]): string =>
   `${name.padEnd(58)} ${where.padEnd(8)} ${ms(percentile(v, 25))} ${ms(percentile(v, 50))} ${ms(percentile(v, 75))}`;
-console.log(
-  `${totals.length} sequential setups (${incomplete} not traced whole)${gapMs ? `, ${gapMs} ms apart` : ''}; ms, quartiles p25 / p50 / p75:`,
-);
-console.log(
-  `${'step'.padEnd(58)} ${'where'.padEnd(8)} ${'p25'.padStart(7)} ${'p50'.padStart(7)} ${'p75'.padStart(7)}`,
-);
-steps.forEach(([name, where], i) => console.log(row(name, where, times[i] ?? [])));
-console.log(row('setup (connect -> first byte)', 'total', totals));
-const medianSum = (where: string): number =>
-  steps.reduce((sum, [, w], i) => (w === where ? sum + percentile(times[i] ?? [], 50) : sum), 0);
-console.log(
-  `medians by where: proxy ${ms(medianSum('proxy'))}, hub ${ms(medianSum('hub'))}, agent ${ms(medianSum('agent'))}, between processes ${ms(medianSum('between'))}`,
+const print = (title: string, steps: Steps, c: ReturnType<typeof cut>, total: string): void => {
+  console.log(
+    `${c.totals.length} ${title} (${c.incomplete} not traced whole); ms, quartiles p25 / p50 / p75:`,
+  );
+  console.log(
+    `${'step'.padEnd(58)} ${'where'.padEnd(8)} ${'p25'.padStart(7)} ${'p50'.padStart(7)} ${'p75'.padStart(7)}`,
+  );
+  steps.forEach(([name, where], i) => console.log(row(name, where, c.times[i] ?? [])));
+  console.log(row(total, 'total', c.totals));
+  const medianSum = (where: Where): number =>
+    steps.reduce(
+      (sum, [, w], i) => (w === where ? sum + percentile(c.times[i] ?? [], 50) : sum),
+      0,
+    );
+  console.log(
+    `medians by where: proxy ${ms(medianSum('proxy'))}, hub ${ms(medianSum('hub'))}, agent ${ms(medianSum('agent'))}, between processes ${ms(medianSum('between'))}`,
+  );
+};
+print(
+  `sequential setups${gapMs ? `, ${gapMs} ms apart` : ''}`,
+  setupSteps,
+  setupCut,
+  'setup (connect -> first byte)',
 );
 console.log(
   'per setup (teardown included), main threads: on a core / waiting for one / switched in',
@@ -211,7 +279,10 @@ for (const [role, s] of Object.entries(schedPerSetup))
   console.log(
     `  ${role.padEnd(26)} ${ms(s.runNs / 1e6)} ms / ${ms(s.waitNs / 1e6)} ms / ${s.slices.toFixed(1).padStart(5)}`,
   );
-if (totals.length < setups / 2) {
-  console.error(`only ${totals.length} of ${setups} setups were traced whole`);
+if (pings > 0) print('pings (64 bytes, one at a time)', pingSteps, pingCut, 'round trip');
+if (setupCut.totals.length < setups / 2 || pingCut.totals.length < pings / 2) {
+  console.error(
+    `only ${setupCut.totals.length} of ${setups} setups and ${pingCut.totals.length} of ${pings} pings were traced whole`,
+  );
   process.exit(1);
 }
