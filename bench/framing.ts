@@ -12,11 +12,13 @@ import { createSelfSignedCertificate } from '../src/tls/self-signed.js';
 import { msSince, percentile } from './proc-stats.js';
 
 // The framing comparison of issue 28: Node's HTTP/2 (nghttp2) against dstream.mux.v1 over one
-// TLS WebSocket, the same measurements on each, the acceptor in a child process:
+// TLS WebSocket, the same measurements on each, the acceptor in a child process; and, as the
+// reference for one hop of the per-stream carrier, a TLS WebSocket of its own per stream (`ws`):
 //   npx tsc -p tsconfig.bench.json && node --expose-gc .bench-build/bench/framing.js [--quick]
+// (FRAMING_ONLY=mux|http2|ws: one kind; FRAMING_PINGS_ONLY=N: only N 64-byte round trips.)
 // docs/benchmark.md ("Choosing the multiplexed framing") has the figures and the choice.
 
-type Kind = 'http2' | 'mux';
+type Kind = 'http2' | 'mux' | 'ws';
 const windowBytes = 1024 * 1024;
 const quick = process.argv.includes('--quick');
 /** Bytes each mux side hands its WebSocket ahead (the session's default unless set). */
@@ -53,8 +55,13 @@ function serve(kind: Kind): void {
     maxPayload: 1024 * 1024,
     handleProtocols: () => muxProtocol,
   });
-  wss.on('connection', (ws) => {
+  wss.on('connection', (ws, req) => {
     ws.on('error', () => undefined);
+    if (kind === 'ws') {
+      if (req.url === '/echo') echo(ws);
+      else ws.on('message', () => undefined);
+      return;
+    }
     const session = new MuxSession(ws, {
       role: 'listener',
       receiveWindow: windowBytes,
@@ -72,9 +79,9 @@ function serve(kind: Kind): void {
 }
 
 /** Echo with back-pressure: at most 1 MiB handed back and not yet sent. */
-function echo(stream: MuxStream): void {
+function echo(stream: MuxStream | WebSocket): void {
   let inFlight = 0;
-  stream.on('message', (data, isBinary) => {
+  stream.on('message', (data: Buffer, isBinary: boolean) => {
     inFlight += data.length;
     if (inFlight > windowBytes) stream.pause();
     stream.send(data, { binary: isBinary }, () => {
@@ -152,6 +159,19 @@ async function connect(kind: Kind, port: number): Promise<Opener> {
       close: () => session.close(),
     };
   }
+  if (kind === 'ws')
+    return {
+      open: async (path) => {
+        const socket = new WebSocket(`wss://127.0.0.1:${port}${path}`, {
+          rejectUnauthorized: false,
+          perMessageDeflate: false,
+        });
+        socket.on('error', () => undefined);
+        await once(socket, 'open');
+        return carried(socket);
+      },
+      close: () => undefined,
+    };
   const ws = new WebSocket(`wss://127.0.0.1:${port}/`, muxProtocol, {
     rejectUnauthorized: false,
     perMessageDeflate: false,
@@ -168,32 +188,37 @@ async function connect(kind: Kind, port: number): Promise<Opener> {
       const stream = session.open(path, { path, authorization: '', protocols: [] });
       await once(stream, 'open');
       stream.resume();
-      let inFlight = 0;
-      let waiting: (() => void) | undefined;
-      return {
-        write: (data) =>
-          new Promise<void>((resolve) => {
-            inFlight += data.length;
-            stream.send(data, { binary: true }, () => {
-              inFlight -= data.length;
-              if (inFlight <= windowBytes / 2 && waiting) {
-                const w = waiting;
-                waiting = undefined;
-                w();
-              }
-            });
-            if (inFlight <= windowBytes) resolve();
-            else waiting = resolve;
-          }),
-        onData: (listener) => stream.on('message', (d) => listener(d)),
-        end: async () => {
-          const closed = once(stream, 'close');
-          stream.close(1000);
-          await closed;
-        },
-      };
+      return carried(stream);
     },
     close: () => session.close(),
+  };
+}
+
+/** A substream or a WebSocket of its own, written with at most 1 MiB handed on and unsent. */
+function carried(stream: MuxStream | WebSocket): Carried {
+  let inFlight = 0;
+  let waiting: (() => void) | undefined;
+  return {
+    write: (data) =>
+      new Promise<void>((resolve) => {
+        inFlight += data.length;
+        stream.send(data, { binary: true }, () => {
+          inFlight -= data.length;
+          if (inFlight <= windowBytes / 2 && waiting) {
+            const w = waiting;
+            waiting = undefined;
+            w();
+          }
+        });
+        if (inFlight <= windowBytes) resolve();
+        else waiting = resolve;
+      }),
+    onData: (listener) => stream.on('message', (d: Buffer) => listener(d)),
+    end: async () => {
+      const closed = once(stream, 'close');
+      stream.close(1000);
+      await closed;
+    },
   };
 }
 
@@ -241,14 +266,8 @@ async function echoThroughput(opener: Opener, bytes: number): Promise<number> {
   return bytes / 1e6 / (ms / 1000);
 }
 
-async function pingBesideBulk(opener: Opener, count: number): Promise<number[]> {
-  const bulk = await opener.open('/sink');
-  let running = true;
-  const chunk = Buffer.alloc(64 * 1024, 1);
-  const pushing = (async () => {
-    while (running) await bulk.write(chunk);
-  })();
-  const ping = await opener.open('/echo');
+/** Round trips of `count` 64-byte pings, one at a time, on a stream to the echo. */
+async function pingTimes(ping: Carried, count: number): Promise<number[]> {
   let resolveBack: (() => void) | undefined;
   let got = 0;
   ping.onData((d) => {
@@ -268,6 +287,26 @@ async function pingBesideBulk(opener: Opener, count: number): Promise<number[]> 
     await back;
     times.push(msSince(start));
   }
+  return times;
+}
+
+async function pingAlone(opener: Opener, count: number): Promise<number[]> {
+  const ping = await opener.open('/echo');
+  await pingTimes(ping, 200);
+  const times = await pingTimes(ping, count);
+  await ping.end();
+  return times;
+}
+
+async function pingBesideBulk(opener: Opener, count: number): Promise<number[]> {
+  const bulk = await opener.open('/sink');
+  let running = true;
+  const chunk = Buffer.alloc(64 * 1024, 1);
+  const pushing = (async () => {
+    while (running) await bulk.write(chunk);
+  })();
+  const ping = await opener.open('/echo');
+  const times = await pingTimes(ping, count);
   running = false;
   await pushing;
   await Promise.all([bulk.end(), ping.end()]);
@@ -315,15 +354,32 @@ async function measure(kind: Kind, tls: { key: string; cert: string }): Promise<
   };
   try {
     const opener = await connect(kind, port);
+    if (process.env.FRAMING_PINGS_ONLY) {
+      // Only the round trip, many times (A/B runs of a change to the per-message path).
+      const alone = await pingAlone(opener, Number(process.env.FRAMING_PINGS_ONLY));
+      opener.close();
+      console.log(
+        `${kind.padEnd(6)} | ping p50 ${percentile(alone, 50).toFixed(3)} ms p90 ${percentile(alone, 90).toFixed(3)} ms`,
+      );
+      return;
+    }
     // First, while nothing else has passed through either process.
     const memory = await openMemory(
       opener,
       serverMemory,
-      process.env.FRAMING_STREAMS ? Number(process.env.FRAMING_STREAMS) : quick ? 5000 : 20_000,
+      process.env.FRAMING_STREAMS
+        ? Number(process.env.FRAMING_STREAMS)
+        : // A TLS connection per stream: fewer, or the handshakes take minutes.
+          kind === 'ws'
+          ? 2000
+          : quick
+            ? 5000
+            : 20_000,
     );
     const latency = await setupLatency(opener, quick ? 500 : 3000);
     const rate = await setupRate(opener, quick ? 2 : 5);
     const mbps = await echoThroughput(opener, (quick ? 64 : 256) * 1024 * 1024);
+    const alone = await pingAlone(opener, quick ? 1000 : 5000);
     const ping = await pingBesideBulk(opener, quick ? 300 : 1000);
     opener.close();
     const f = (n: number, d = 3): string => n.toFixed(d);
@@ -333,6 +389,7 @@ async function measure(kind: Kind, tls: { key: string; cert: string }): Promise<
         `setup p50 ${f(percentile(latency, 50))} ms p99 ${f(percentile(latency, 99))} ms`,
         `rate ${f(rate, 0)}/s (50 openers)`,
         `echo ${f(mbps, 0)} MB/s`,
+        `ping p50 ${f(percentile(alone, 50))} ms p90 ${f(percentile(alone, 90))} ms`,
         `ping beside bulk p50 ${f(percentile(ping, 50))} ms p99 ${f(percentile(ping, 99))} ms`,
         `per open stream: acceptor ${f(memory.serverPerStream / 1024, 1)} KiB, opener ${f(memory.clientPerStream / 1024, 1)} KiB`,
       ].join(' | '),
@@ -346,6 +403,6 @@ if (process.argv[2] === '--serve') serve(process.argv[3] as Kind);
 else {
   const tls = await createSelfSignedCertificate('framing', ['127.0.0.1']);
   const only = process.env.FRAMING_ONLY;
-  for (const kind of ['http2', 'mux'] as const)
+  for (const kind of ['http2', 'mux', 'ws'] as const)
     if (only === undefined || only === kind) await measure(kind, tls);
 }
