@@ -191,7 +191,8 @@ export class MuxCarrier implements Carrier {
     if (this.#closed) return;
     if (this.options.onOffer && this.#offersAt !== origin) {
       this.#offersAt = origin;
-      for (const elsewhere of [...this.#sessions.keys()]) this.#retireIfElsewhere(elsewhere);
+      // Retiring deletes a turn later (once the connection is there): iterating is safe.
+      for (const elsewhere of this.#sessions.keys()) this.#retireIfElsewhere(elsewhere);
     }
     if (this.#perStream.has(origin)) return;
     this.#sessionFor(origin).catch((error: unknown) =>

@@ -245,7 +245,7 @@ export function serveMqttLink(
           'mqtt-subscribe',
           remote,
           message,
-          Object.assign({ remote }, fields),
+          Object.assign({}, fields, { remote }),
         );
       else log.info(message, fields);
       return 0x80;
