@@ -3,11 +3,15 @@ import { muxHeaderBytes, muxMaxPayload } from '../protocol/mux-frames.js';
 /** What one carrier message carries at most before it is sent: several small frames, or one full data frame. */
 export const batchBytes = 64 * 1024;
 
-/** A pooled buffer holds a batch plus the frame that crossed its end, and some `window` frames. */
-const capacity = batchBytes + muxHeaderBytes + muxMaxPayload + 4096;
+/** Bytes of a message being put together: a batch plus the frame that crossed its end, and some. */
+export const messageCapacity = batchBytes + muxHeaderBytes + muxMaxPayload + 4096;
 
-/** Messages smaller than this come from Node's own pool (a slab for small ones): not worth it. */
-const pooledFrom = 16 * 1024;
+/**
+ * Messages smaller than this are copied out of the buffer they were put together in, into one
+ * of their own size (from Node's slab for small ones), and the buffer goes straight back: a
+ * small message in flight does not hold a whole buffer.
+ */
+export const pooledFrom = 16 * 1024;
 
 /** Spare buffers kept for the whole process: a few busy carriers' messages in flight. */
 const maxSpare = 32;
@@ -15,27 +19,22 @@ const maxSpare = 32;
 const spare: Buffer[] = [];
 
 /**
- * A buffer for one outgoing carrier message of `size` bytes, and its release.
+ * A buffer of `messageCapacity` bytes to put one outgoing carrier message together in; give it
+ * back with `releaseMessageBuffer` once nothing refers to it (its message written out).
  *
- * Why: a bulk stream's frames are copied into one new 64 KiB message per send, and a new
- * buffer of that size is memory outside the JS heap, which V8 answers with more frequent
- * garbage collection (bench scenario 1 through the multiplexed carrier spent about twice the
+ * Why: a bulk stream's frames are copied into one 64 KiB message per send, and a new buffer of
+ * that size is memory outside the JS heap, which V8 answers with more frequent garbage
+ * collection (bench scenario 1 through the multiplexed carrier spent about twice the
  * per-stream WebSocket carrier's GC time per byte). Reusing the buffers once the WebSocket has
  * written them (the send callback) takes that allocation out of the data path. At most
  * `maxSpare` buffers (2.6 MiB) are kept, for the whole process.
  */
-export function takeMessageBuffer(size: number): {
-  readonly message: Buffer;
-  readonly release: () => void;
-} {
-  if (size < pooledFrom || size > capacity) return { message: Buffer.allocUnsafe(size), release };
-  const buffer = spare.pop() ?? Buffer.allocUnsafeSlow(capacity);
-  return {
-    message: buffer.subarray(0, size),
-    release: () => {
-      if (spare.length < maxSpare) spare.push(buffer);
-    },
-  };
+export function takeMessageBuffer(): Buffer {
+  return spare.pop() ?? Buffer.allocUnsafeSlow(messageCapacity);
 }
 
-const release = (): void => undefined;
+/** Give back a buffer from `takeMessageBuffer`, once; anything else is ignored. */
+export function releaseMessageBuffer(buffer: Buffer): void {
+  if (buffer.length !== messageCapacity || buffer.byteOffset !== 0) return;
+  if (spare.length < maxSpare) spare.push(buffer);
+}

@@ -10,6 +10,7 @@ import {
   MuxProtocolError,
   parseAccept,
   windowPayload,
+  writeMuxHeader,
 } from '../protocol/mux-frames.js';
 import { resumableStreamProtocol, streamProtocol } from '../protocol/constants.js';
 
@@ -27,19 +28,20 @@ export interface MuxLink {
   forget(stream: MuxStream): void;
   /** Ask the carrier for a pong on this stream's behalf (the heartbeat's ping). */
   ping(stream: MuxStream): void;
+  /**
+   * `writeFrame` just wrote the last piece of a send: run `callback` once the message holding
+   * it has been written out (or with the error that lost it).
+   */
+  written(callback: (error?: Error) => void): void;
 }
 
-/** A frame a stream hands its session's writer. */
-export interface OutFrame {
-  readonly type: MuxFrameType;
-  readonly payload: Buffer | undefined;
-  /** Called once the frame (the last piece of a send) has reached the connection. */
-  readonly done: ((error?: Error) => void) | undefined;
-}
-
+/** What a stream has queued to send: one owner's send, or a frame of the protocol's own. */
 interface OutItem {
   readonly type: MuxFrameType;
-  payload: Buffer | undefined;
+  readonly payload: Buffer;
+  /** Payload bytes already written out in earlier frames (a send larger than a frame). */
+  sent: number;
+  /** Called once the last of it has reached the connection (or with the error that ends it). */
   readonly done: ((error?: Error) => void) | undefined;
 }
 
@@ -148,7 +150,7 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
   /** Payload bytes queued to send (not yet handed to the connection). */
   get queuedBytes(): number {
     let n = 0;
-    for (const item of this.#outbox) if (isPayload(item.type)) n += item.payload?.length ?? 0;
+    for (const item of this.#outbox) if (isPayload(item.type)) n += item.payload.length - item.sent;
     return n;
   }
 
@@ -184,6 +186,7 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     this.#enqueue({
       type: binary ? MuxFrameType.data : MuxFrameType.text,
       payload,
+      sent: 0,
       done: callback,
     });
     this.link.queued(payload.length);
@@ -197,6 +200,7 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     this.#enqueue({
       type: MuxFrameType.close,
       payload: codeAndText(code, reason, muxMaxClose),
+      sent: 0,
       done: undefined,
     });
   }
@@ -222,10 +226,11 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
       this.#closeQueued = true;
       this.#enqueue(
         queuedClose
-          ? { type: queuedClose.type, payload: queuedClose.payload, done: undefined }
+          ? { type: queuedClose.type, payload: queuedClose.payload, sent: 0, done: undefined }
           : {
               type: MuxFrameType.close,
               payload: codeAndText(1006, 'terminated', muxMaxClose),
+              sent: 0,
               done: undefined,
             },
       );
@@ -261,6 +266,7 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     this.#enqueue({
       type: MuxFrameType.accept,
       payload: Buffer.from(JSON.stringify(path === undefined ? { protocol } : { protocol, path })),
+      sent: 0,
       done: undefined,
     });
     this.#raiseWindow();
@@ -275,13 +281,14 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     this.#enqueue({
       type: MuxFrameType.refuse,
       payload: codeAndText(status, body, muxMaxHandshake),
+      sent: 0,
       done: undefined,
     });
   }
 
   /** The opener's first frames: `open`, then the rest of this side's window. */
   sendOpen(request: Buffer): void {
-    this.#enqueue({ type: MuxFrameType.open, payload: request, done: undefined });
+    this.#enqueue({ type: MuxFrameType.open, payload: request, sent: 0, done: undefined });
     this.#raiseWindow();
   }
 
@@ -292,35 +299,43 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     const head = this.#outbox[0];
     if (!head) return false;
     if (head.type === MuxFrameType.data) return this.#sendCredit > 0;
-    if (head.type === MuxFrameType.text) return this.#sendCredit >= (head.payload?.length ?? 0);
+    if (head.type === MuxFrameType.text) return this.#sendCredit >= head.payload.length;
     return true;
   }
 
-  /** The next frame to send (a `data` frame at most one frame's worth), or undefined. */
-  takeFrame(): OutFrame | undefined {
-    if (!this.sendable) return undefined;
+  /**
+   * Write the next frame (a `data` frame at most one frame's worth) into `message` at `at`,
+   * which has room for a whole frame: returns the offset after it, or `at` when nothing may go
+   * now. The payload is copied straight from the owner's buffer into the message.
+   */
+  writeFrame(message: Buffer, at: number): number {
+    if (!this.sendable) return at;
     const head = this.#outbox[0];
-    if (!head) return undefined;
-    if (head.type === MuxFrameType.data && head.payload) {
-      const n = Math.min(head.payload.length, muxMaxPayload, this.#sendCredit);
+    if (!head) return at;
+    if (head.type === MuxFrameType.data) {
+      const n = Math.min(head.payload.length - head.sent, muxMaxPayload, this.#sendCredit);
       this.#sendCredit -= n;
-      if (n < head.payload.length) {
-        const piece = head.payload.subarray(0, n);
-        head.payload = head.payload.subarray(n);
-        return { type: head.type, payload: piece, done: undefined };
+      const end = writeMuxHeader(message, at, head.type, this.id, n);
+      head.payload.copy(message, end, head.sent, head.sent + n);
+      head.sent += n;
+      if (head.sent === head.payload.length) {
+        this.#shiftOutbox();
+        if (head.done) this.link.written(head.done);
       }
-      this.#shiftOutbox();
-      return head;
+      return end + n;
     }
     this.#shiftOutbox();
     this.#announced = true;
-    if (head.type === MuxFrameType.text) this.#sendCredit -= head.payload?.length ?? 0;
+    if (head.type === MuxFrameType.text) this.#sendCredit -= head.payload.length;
+    const end = writeMuxHeader(message, at, head.type, this.id, head.payload.length);
+    head.payload.copy(message, end);
+    if (head.done) this.link.written(head.done);
     if (head.type === MuxFrameType.close || head.type === MuxFrameType.refuse) {
       this.#closeSent = true;
       this.#dropOutbox('the stream is closed');
       if (this.#closeReceived) this.#finish();
     }
-    return head;
+    return end + head.payload.length;
   }
 
   /** A frame for this stream arrived. Throws MuxProtocolError for one that breaks the rules. */
@@ -442,6 +457,7 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
       this.#enqueue({
         type: MuxFrameType.close,
         payload: codeAndText(code, '', muxMaxClose),
+        sent: 0,
         done: undefined,
       });
       if (this.readyState !== this.CLOSED) this.readyState = this.CLOSING;
@@ -482,7 +498,12 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     const more = this.receiveWindow - muxInitialWindow;
     if (more <= 0) return;
     this.#receiveCredit += more;
-    this.#enqueue({ type: MuxFrameType.window, payload: windowPayload(more), done: undefined });
+    this.#enqueue({
+      type: MuxFrameType.window,
+      payload: windowPayload(more),
+      sent: 0,
+      done: undefined,
+    });
   }
 
   #shiftOutbox(): void {

@@ -78,12 +78,11 @@ export interface MuxOpenRequest {
   readonly headers?: Readonly<Record<string, string>> | undefined;
 }
 
-/** One frame as parsed: `payload` is a view into the message (not a copy). */
-export interface MuxFrame {
-  readonly type: MuxFrameType;
-  readonly stream: number;
-  readonly payload: Buffer;
-}
+/**
+ * Called for each frame of a carrier message, in order: `payload` is a view into the message
+ * (not a copy). Returning false stops the reading (the connection was closed by a frame).
+ */
+export type MuxFrameVisitor = (type: MuxFrameType, stream: number, payload: Buffer) => boolean;
 
 /** Why a message is not valid framing; the connection is then closed with 1002. */
 export class MuxProtocolError extends Error {
@@ -103,10 +102,13 @@ const maxPayloadOf: Record<MuxFrameType, number> = {
 const isFrameType = (t: number): t is MuxFrameType => t >= 1 && t <= 7;
 
 /**
- * The frames of one carrier message, checked for shape (type, lengths, a stream id above 0);
- * what they mean to a stream is the session's to check. Throws MuxProtocolError.
+ * Read the frames of one carrier message, checked for shape (type, lengths, a stream id above
+ * 0), handing each to `visit`; what they mean to a stream is the session's to check. Throws
+ * MuxProtocolError. A callback, not a generator: a generator's object and its `{ value, done }`
+ * results, and an object per frame, were a kilobyte of garbage per 64 KiB message at every hop,
+ * and with them the collector's full collections (see docs/benchmark.md, "Bulk per hop").
  */
-export function* parseMuxFrames(message: Buffer): Generator<MuxFrame> {
+export function readMuxFrames(message: Buffer, visit: MuxFrameVisitor): void {
   let at = 0;
   if (message.length === 0) throw new MuxProtocolError('empty carrier message');
   while (at < message.length) {
@@ -125,7 +127,7 @@ export function* parseMuxFrames(message: Buffer): Generator<MuxFrame> {
       throw new MuxProtocolError('close or refuse frame without a code');
     at += muxHeaderBytes;
     if (message.length - at < length) throw new MuxProtocolError('truncated frame payload');
-    yield { type, stream, payload: message.subarray(at, at + length) };
+    if (!visit(type, stream, message.subarray(at, at + length))) return;
     at += length;
   }
 }
