@@ -1,7 +1,7 @@
 import type { RawData } from 'ws';
 import type { StreamSocket } from '../net/stream-socket.js';
 import { closeCodes, eofFrame, streamProtocol } from '../protocol/constants.js';
-import { defaultHighWaterMark, InFlight } from '../net/flow.js';
+import { defaultHighWaterMark, InFlight, localWriteBound, TickWriter } from '../net/flow.js';
 import { closeWebSocket } from '../net/close.js';
 import { resetSocket, type ResettableStream } from '../net/reset.js';
 
@@ -95,6 +95,7 @@ export function bridge(
   let outcome: BridgeEnd = 'completed';
 
   const flow = new InFlight(high, high / 2, socket);
+  const writer = new TickWriter(socket, localWriteBound);
 
   socket.on('data', (chunk: Buffer) => {
     bytesSent += chunk.length;
@@ -131,7 +132,7 @@ export function bridge(
     if (peerEnded || socket.destroyed) return;
     const buf = data as Buffer;
     bytesReceived += buf.length;
-    if (!socket.write(buf) && !waitingForDrain) {
+    if (writer.write(buf) && !waitingForDrain) {
       waitingForDrain = true;
       ws.pause();
       socket.once('drain', onDrain);

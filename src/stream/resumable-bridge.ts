@@ -3,7 +3,7 @@ import type { StreamSocket } from '../net/stream-socket.js';
 import type { BridgeableStream } from './bridge.js';
 import { closeWebSocket } from '../net/close.js';
 import { resetSocket } from '../net/reset.js';
-import { defaultHighWaterMark } from '../net/flow.js';
+import { defaultHighWaterMark, localWriteBound, TickWriter } from '../net/flow.js';
 import { closeCodes } from '../protocol/constants.js';
 import { AckTracker } from './ack-tracker.js';
 import {
@@ -126,6 +126,8 @@ type Linked<T> = T & { [kEnd]?: ResumableEnd | undefined };
  */
 class ResumableEnd implements ResumableBridge {
   readonly #socket: BridgeableStream;
+  /** Writes to the socket, a turn's worth in one system call. */
+  readonly #writer: TickWriter;
   readonly #options: ResumableBridgeOptions;
   readonly #replayCapacity: number;
   readonly #replay: ReplayBuffer;
@@ -167,6 +169,7 @@ class ResumableEnd implements ResumableBridge {
 
   constructor(socket: BridgeableStream, ws: StreamSocket, options: ResumableBridgeOptions) {
     this.#socket = socket;
+    this.#writer = new TickWriter(socket, localWriteBound);
     this.#options = options;
     this.#replayCapacity = options.replayBytes ?? defaultReplayBytes;
     this.#replay = new ReplayBuffer(this.#replayCapacity);
@@ -344,7 +347,8 @@ class ResumableEnd implements ResumableBridge {
     this.#undelivered += n;
     if (this.#undelivered > this.#replayCapacity + this.#high)
       return this.#finish('protocol-error', 'the peer sent past its replay window');
-    this.#socket.write(data, () => {
+    // What the writer says of the socket's buffer is not needed: the bound above holds it.
+    this.#writer.write(data, () => {
       this.#undelivered -= n;
       if (this.#finished) return;
       if (this.#acks.onData(n)) this.#ackNow();
