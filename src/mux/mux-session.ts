@@ -303,9 +303,9 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
     this.#queuedSinceSend = 0;
     while (!this.#closed && (all || this.#inFlight < this.#sendHighWater)) {
       if (this.#grantHead === this.#grants.length && this.#turnHead === this.#turns.length) return;
-      // Frames are written straight into the message, nothing allocated per frame: at every
-      // hop, an object per frame and an array per message were much of the garbage that made
-      // V8 collect the old generation over and over in a bulk transfer (docs/benchmark.md).
+      // Frames are written straight into the message, nothing allocated per frame: an object
+      // per frame and an array per message, at every hop, were most of the carrier's own
+      // garbage in a bulk transfer (docs/benchmark.md, "Bulk per hop").
       const batch = takeMessageBuffer();
       const size = this.#writeBatch(batch);
       const done = this.#batchDone;

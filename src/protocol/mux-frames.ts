@@ -104,9 +104,9 @@ const isFrameType = (t: number): t is MuxFrameType => t >= 1 && t <= 7;
 /**
  * Read the frames of one carrier message, checked for shape (type, lengths, a stream id above
  * 0), handing each to `visit`; what they mean to a stream is the session's to check. Throws
- * MuxProtocolError. A callback, not a generator: a generator's object and its `{ value, done }`
- * results, and an object per frame, were a kilobyte of garbage per 64 KiB message at every hop,
- * and with them the collector's full collections (see docs/benchmark.md, "Bulk per hop").
+ * MuxProtocolError. A callback, not a generator: a generator's object, its `{ value, done }`
+ * results and an object per frame were about a kilobyte of garbage per 64 KiB message at every
+ * hop (docs/benchmark.md, "Bulk per hop").
  */
 export function readMuxFrames(message: Buffer, visit: MuxFrameVisitor): void {
   let at = 0;
