@@ -183,12 +183,26 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
     this.#closeIfIdle();
   }
 
+  /**
+   * Take new streams again after `closeWhenIdle`, if the connection has not closed yet (true
+   * then): the connection is wanted after all (a device's stream offers came back to this
+   * node while it finished its last stream here).
+   */
+  keepOpen(): boolean {
+    if (this.#closed) return false;
+    this.#closeWhenIdle = undefined;
+    return true;
+  }
+
   #closeIfIdle(): void {
-    const idle = this.#closeWhenIdle;
-    if (!idle || this.#streams.size > 0 || this.#closed) return;
+    if (!this.#closeWhenIdle || this.#streams.size > 0 || this.#closed) return;
     // A stream is forgotten as its last frame is taken into a message, which is sent right
-    // after: the WebSocket's close goes out behind it.
-    queueMicrotask(() => this.close(idle.code, idle.reason));
+    // after: the WebSocket's close goes out behind it. Checked again then: `keepOpen` may
+    // have been called, or a stream opened, in between.
+    queueMicrotask(() => {
+      const idle = this.#closeWhenIdle;
+      if (idle && this.#streams.size === 0) this.close(idle.code, idle.reason);
+    });
   }
 
   /**

@@ -73,6 +73,8 @@ export class MuxCarrier implements Carrier {
    * streams already on it (and resumptions toward that node), then closes.
    */
   #offersAt: string | undefined;
+  /** A device's carrier connections finishing their streams at a node offers left, by address. */
+  readonly #retiring = new Map<string, MuxSession>();
   #closed = false;
 
   constructor(private readonly options: MuxCarrierOptions) {
@@ -193,6 +195,7 @@ export class MuxCarrier implements Carrier {
       this.#offersAt = origin;
       // Retiring deletes a turn later (once the connection is there): iterating is safe.
       for (const elsewhere of this.#sessions.keys()) this.#retireIfElsewhere(elsewhere);
+      this.#reinstate(origin);
     }
     if (this.#perStream.has(origin)) return;
     this.#sessionFor(origin).catch((error: unknown) =>
@@ -217,11 +220,28 @@ export class MuxCarrier implements Carrier {
         // A newer connection to that address (this one was lost meanwhile) is not this
         // stream's: the stream that opens on it retires it.
         if (on !== undefined && session !== on) return;
+        // Offers came back to that address while the connection was still being made.
+        if (this.#offersAt === origin) return;
         if (this.#sessions.get(origin) === pending) this.#sessions.delete(origin);
         session.closeWhenIdle(1000, 'stream offers come from another hub node now');
+        if (!session.closed) this.#retiring.set(origin, session);
       },
       () => undefined,
     );
+  }
+
+  /**
+   * Offers come from `origin` again while the connection there still finishes its streams:
+   * that connection takes new streams again, rather than a second one being opened. The hub
+   * offers a device's streams on its newest carrier connection at the node, which until a
+   * second one arrived would have been this one, refusing them (403) as it was closing.
+   */
+  #reinstate(origin: string): void {
+    const session = this.#retiring.get(origin);
+    if (!session) return;
+    this.#retiring.delete(origin);
+    if (this.#sessions.has(origin) || !session.keepOpen()) return;
+    this.#sessions.set(origin, Promise.resolve(session));
   }
 
   /** The carrier connection to `origin`, opened if there is none; undefined: per-stream. */
@@ -288,6 +308,7 @@ export class MuxCarrier implements Carrier {
       });
     session.on('close', (code, reason) => {
       this.options.logger.debug('carrier connection closed', { hub: origin, code, reason });
+      if (this.#retiring.get(origin) === session) this.#retiring.delete(origin);
       const current = this.#sessions.get(origin);
       void current?.then((s) => {
         if (s === session && this.#sessions.get(origin) === current) this.#sessions.delete(origin);
@@ -309,6 +330,8 @@ export class MuxCarrier implements Carrier {
         () => undefined,
       );
     this.#sessions.clear();
+    for (const session of this.#retiring.values()) session.close(1000, 'carrier closed');
+    this.#retiring.clear();
     this.options.fallback.close();
   }
 }

@@ -30,7 +30,7 @@ import { parseIotHubError } from '../../src/protocol/iothub-error.js';
 import { startEchoServer, type TestServer } from '../helpers/servers.js';
 import { makeTempDir } from '../helpers/hub.js';
 import { startRedis } from '../helpers/redis.js';
-import { startCutter } from '../helpers/cutter.js';
+import { startCutter, type Cutter } from '../helpers/cutter.js';
 
 /**
  * Cluster mode end to end: redis-server, three `dstream hub --redis` processes and haproxy
@@ -184,6 +184,52 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     const line = body.split('\n').find((l) => l.startsWith(`${sample} `));
     if (!line) throw new Error(`${node.name} /metrics has no ${sample}`);
     return Number(line.slice(sample.length + 1));
+  }
+
+  /**
+   * A device whose agent reaches the cluster through a relay the test steers, as through a
+   * balancer that restarts (its control connection moves; its carrier connection, to the
+   * node's own address, does not), with its control connection at the first node and one
+   * stream open to it through the third, echoing.
+   */
+  async function roamingDevice(deviceId: string): Promise<{
+    cluster: TestCluster;
+    nodes: [ClusterNodeProcess, ClusterNodeProcess, ClusterNodeProcess];
+    cutter: Cutter;
+    agent: CliProcess;
+    open: WebSocket;
+  }> {
+    const { cluster, echo } = await setUp();
+    const [a, b, c] = cluster.nodes as [ClusterNodeProcess, ClusterNodeProcess, ClusterNodeProcess];
+    const cutter = await startCutter();
+    cleanups.push(() => cutter.close());
+    cutter.setTarget(a.port);
+    const agent = await runAgent(cluster, echo, await addDevice(cluster, deviceId), cutter.port);
+    expect(await ownerOf(cluster)).toBe(a);
+    expect(await readUntil(() => metric(a, 'dstream_carrier_connections'), 1, 30_000)).toBe(1);
+    const open = await openServiceStream(cluster.service, c.target, {
+      deviceId,
+      streamName: 'echo',
+    });
+    const first = randomBytes(100_000);
+    expect(sha256(await exchange(open, first))).toBe(sha256(first));
+    expect(await metric(a, 'dstream_device_requests_total{via="carrier"}')).toBe(1);
+    return { cluster, nodes: [a, b, c], cutter, agent, open };
+  }
+
+  /**
+   * Steer a roaming device's control connection to `to` (its flow through the relay cut) and
+   * wait until that node holds the device and a carrier connection of it.
+   */
+  async function moveControl(
+    cluster: TestCluster,
+    cutter: Cutter,
+    to: ClusterNodeProcess,
+  ): Promise<void> {
+    cutter.setTarget(to.port);
+    expect(cutter.cut()).toBeGreaterThan(0);
+    expect(await ownerOf(cluster)).toBe(to);
+    expect(await readUntil(() => metric(to, 'dstream_carrier_connections'), 1, 30_000)).toBe(1);
   }
 
   async function readyz(node: ClusterNodeProcess): Promise<string> {
@@ -503,29 +549,10 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
   });
 
   it("the agent's control connection moves to another node while the first stays up: the carrier connection at the first finishes its stream and closes; new streams are offered at the second", async () => {
-    const { cluster, echo } = await setUp();
-    const [a, b, c] = cluster.nodes as [ClusterNodeProcess, ClusterNodeProcess, ClusterNodeProcess];
-    // The agent reaches the cluster through a relay the test steers, as through a balancer
-    // that restarts: its control connection moves, its carrier connection (to the node's own
-    // address, not through the relay) does not.
-    const cutter = await startCutter();
-    cleanups.push(() => cutter.close());
-    cutter.setTarget(a.port);
-    const agent = await runAgent(cluster, echo, await addDevice(cluster, 'roams'), cutter.port);
-    expect(await ownerOf(cluster)).toBe(a);
-    expect(await readUntil(() => metric(a, 'dstream_carrier_connections'), 1, 30_000)).toBe(1);
-    const open = await openServiceStream(cluster.service, c.target, {
-      deviceId: 'roams',
-      streamName: 'echo',
-    });
-    const before = randomBytes(100_000);
-    expect(sha256(await exchange(open, before))).toBe(sha256(before));
-    expect(await metric(a, 'dstream_device_requests_total{via="carrier"}')).toBe(1);
+    const { cluster, nodes, cutter, agent, open } = await roamingDevice('roams');
+    const [a, b, c] = nodes;
 
-    cutter.setTarget(b.port);
-    expect(cutter.cut()).toBeGreaterThan(0);
-    expect(await ownerOf(cluster)).toBe(b);
-    expect(await readUntil(() => metric(b, 'dstream_carrier_connections'), 1, 30_000)).toBe(1);
+    await moveControl(cluster, cutter, b);
     // The stream on A's carrier connection carries on there...
     expect(await metric(a, 'dstream_carrier_connections')).toBe(1);
     const during = randomBytes(200_000);
@@ -540,6 +567,35 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     expect(await metric(b, 'dstream_device_requests_total{via="carrier"}')).toBe(1);
     expect(await metric(a, 'dstream_device_requests_total{via="carrier"}')).toBe(1);
     expect(await metric(b, 'dstream_device_requests_total{via="control"}')).toBe(0);
+  });
+
+  it('the control connection comes back to the first node while its carrier connection still finishes a stream: that connection takes new streams again, no second one is opened', async () => {
+    const { cluster, nodes, cutter, agent, open } = await roamingDevice('returns');
+    const [a, b, c] = nodes;
+
+    // Away to B: A's connection finishes the open stream and would then close...
+    await moveControl(cluster, cutter, b);
+    // ...but control comes back to A before that stream ends.
+    await moveControl(cluster, cutter, a);
+    // B's connection, idle, retires at once.
+    expect(await readUntil(() => metric(b, 'dstream_carrier_connections'), 0, 30_000)).toBe(0);
+    // New streams are offered at A, on the connection that was finishing (before, it refused
+    // them with 403 until a second connection arrived).
+    const next = randomBytes(300_000);
+    await echoThrough(cluster, c.target, 'returns', next);
+    expect(await metric(a, 'dstream_device_requests_total{via="carrier"}')).toBe(2);
+    expect(await metric(a, 'dstream_carrier_connections')).toBe(1);
+    // The first stream still carries, and once it ends the connection stays.
+    const during = randomBytes(200_000);
+    expect(sha256(await exchange(open, during))).toBe(sha256(during));
+    open.close();
+    expect(await readUntil(() => metric(a, 'dstream_active_streams'), 0, 30_000)).toBe(0);
+    const last = randomBytes(50_000);
+    await echoThrough(cluster, c.target, 'returns', last);
+    expect(await metric(a, 'dstream_device_requests_total{via="carrier"}')).toBe(3);
+    expect(await metric(a, 'dstream_carrier_connections')).toBe(1);
+    expect(await metric(a, 'dstream_device_requests_total{via="control"}')).toBe(0);
+    expect(agent.output()).not.toMatch(/carrier connection silent/);
   });
 
   it("a substream for another node's stream is passed there in one hop; that node's refusals come back as they were", async () => {

@@ -11,7 +11,7 @@ import {
   type MuxSessionOptions,
 } from '../../src/mux/mux-session.js';
 import { Heartbeat } from '../../src/net/heartbeat.js';
-import type { MuxStream } from '../../src/mux/mux-stream.js';
+import { answerOf, type MuxStream } from '../../src/mux/mux-stream.js';
 import { bridge, type BridgeResult } from '../../src/stream/bridge.js';
 import type { StreamSocket } from '../../src/stream/carrier.js';
 import { MuxFrameType, muxProtocol, writeMuxHeader } from '../../src/protocol/mux-frames.js';
@@ -531,6 +531,55 @@ describe('mux session', () => {
     expect(() =>
       dialler.open('mux://late', { path: '/', authorization: '', protocols: [] }),
     ).toThrow(/closed/);
+  });
+
+  it('closing when idle refuses new streams (403) and closes after the last one; kept open, it takes streams again', async () => {
+    const { dialler, listener } = await carrierPair();
+    // The dialler takes streams, as an agent's carrier connection takes the hub's offers.
+    dialler.on('open-request', (s) => {
+      s.accept('');
+      s.on('message', (data, isBinary) => s.send(Buffer.from(data), { binary: isBinary }));
+      s.resume();
+    });
+    const offer = (name: string): MuxStream =>
+      listener.open(`mux://${name}`, { path: `/${name}`, authorization: '', protocols: [] });
+    const echoOn = async (stream: MuxStream, text: string): Promise<string> => {
+      const back = once(stream, 'message') as Promise<[Buffer, boolean]>;
+      stream.resume();
+      stream.send(Buffer.from(text), { binary: true });
+      return (await back)[0].toString();
+    };
+    const first = offer('first');
+    expect(await answerOf(first)).toBeUndefined();
+    dialler.closeWhenIdle(1000, 'offers moved');
+    const refused = await answerOf(offer('refused'));
+    expect(refused?.status).toBe(403);
+    expect(refused?.body).toMatch(/closing/);
+    expect(await echoOn(first, 'still carried')).toBe('still carried');
+    expect(dialler.keepOpen()).toBe(true);
+    const again = offer('again');
+    expect(await answerOf(again)).toBeUndefined();
+    expect(await echoOn(again, 'taken again')).toBe('taken again');
+    // Retired once more: it closes once both streams have ended, with its code and reason.
+    dialler.closeWhenIdle(1000, 'offers moved');
+    const closed = once(listener, 'close') as Promise<[number, string]>;
+    first.close(1000);
+    await waitEvent(first, 'close');
+    expect(dialler.closed).toBe(false);
+    again.close(1000);
+    expect(await closed).toEqual([1000, 'offers moved']);
+    expect(dialler.keepOpen()).toBe(false);
+  });
+
+  it('kept open in the same turn as it was told to close when idle (no stream on it), it stays open', async () => {
+    const { dialler, listener } = await carrierPair();
+    dialler.on('open-request', (s) => s.accept(''));
+    dialler.closeWhenIdle(1000, 'offers moved');
+    expect(dialler.keepOpen()).toBe(true);
+    const stream = listener.open('mux://x', { path: '/x', authorization: '', protocols: [] });
+    expect(await answerOf(stream)).toBeUndefined();
+    expect(dialler.closed).toBe(false);
+    expect(listener.closed).toBe(false);
   });
 });
 
