@@ -6,6 +6,7 @@ import {
   MuxProtocolError,
   muxHeaderBytes,
   muxInitialWindow,
+  muxMaxHandshake,
   muxMaxPayload,
   readMuxFrames,
   parseOpenRequest,
@@ -166,10 +167,14 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
     if (this.#closed) throw new Error('the carrier connection is closed');
     if (this.#streams.size >= this.#maxStreams)
       throw new Error('too many streams on one carrier connection');
+    const payload = Buffer.from(JSON.stringify(request));
+    // The peer would close the whole connection for it (and a message has room for no more).
+    if (payload.length > muxMaxHandshake)
+      throw new RangeError(`a stream's open request may not exceed ${muxMaxHandshake} bytes`);
     const id = this.#allocateId();
     const stream = new MuxStream(id, url, true, this.#receiveWindow, this);
     this.#streams.set(id, stream);
-    stream.sendOpen(Buffer.from(JSON.stringify(request)));
+    stream.sendOpen(payload);
     return stream;
   }
 

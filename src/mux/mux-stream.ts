@@ -261,11 +261,17 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
    */
   accept(protocol: string, path?: string): void {
     if (this.opener || this.readyState !== this.CONNECTING) return;
+    const payload = Buffer.from(
+      JSON.stringify(path === undefined ? { protocol } : { protocol, path }),
+    );
+    // The peer would close the whole connection for it (and a message has room for no more).
+    if (payload.length > muxMaxHandshake)
+      throw new RangeError(`a stream's accept may not exceed ${muxMaxHandshake} bytes`);
     this.protocol = protocol;
     this.readyState = this.OPEN;
     this.#enqueue({
       type: MuxFrameType.accept,
-      payload: Buffer.from(JSON.stringify(path === undefined ? { protocol } : { protocol, path })),
+      payload,
       sent: 0,
       done: undefined,
     });

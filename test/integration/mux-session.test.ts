@@ -571,6 +571,24 @@ describe('mux session', () => {
     expect(dialler.keepOpen()).toBe(false);
   });
 
+  it('an open request over 4 KiB is refused at the opener, before the peer would close the connection for it', async () => {
+    const { stream, dialler } = await oneRawStream();
+    expect(() =>
+      dialler.open('mux://big', { path: '/big', authorization: 'x'.repeat(5000), protocols: [] }),
+    ).toThrow(/may not exceed 4096 bytes/);
+    expect(dialler.size).toBe(1);
+    const back = once(stream, 'close') as Promise<[number, Buffer]>;
+    const next = dialler.open('mux://ok', {
+      path: '/ok',
+      authorization: 'x'.repeat(3000),
+      protocols: [],
+    });
+    expect(await answerOf(next)).toBeUndefined();
+    stream.close(1000);
+    expect((await back)[0]).toBe(1000);
+    expect(dialler.closed).toBe(false);
+  });
+
   it('kept open in the same turn as it was told to close when idle (no stream on it), it stays open', async () => {
     const { dialler, listener } = await carrierPair();
     dialler.on('open-request', (s) => s.accept(''));
