@@ -183,12 +183,7 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     }
     if (!binary && payload.length > muxMaxPayload)
       throw new RangeError(`a text message may not exceed ${muxMaxPayload} bytes`);
-    this.#enqueue({
-      type: binary ? MuxFrameType.data : MuxFrameType.text,
-      payload,
-      sent: 0,
-      done: callback,
-    });
+    this.#enqueue(binary ? MuxFrameType.data : MuxFrameType.text, payload, callback);
     this.link.queued(payload.length);
   }
 
@@ -197,12 +192,7 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     if (this.#closeQueued || this.readyState === this.CLOSED) return;
     this.readyState = this.CLOSING;
     this.#closeQueued = true;
-    this.#enqueue({
-      type: MuxFrameType.close,
-      payload: codeAndText(code, reason, muxMaxClose),
-      sent: 0,
-      done: undefined,
-    });
+    this.#enqueue(MuxFrameType.close, codeAndText(code, reason, muxMaxClose));
   }
 
   /**
@@ -224,16 +214,8 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
       this.#finish();
     } else if (!this.#closeSent) {
       this.#closeQueued = true;
-      this.#enqueue(
-        queuedClose
-          ? { type: queuedClose.type, payload: queuedClose.payload, sent: 0, done: undefined }
-          : {
-              type: MuxFrameType.close,
-              payload: codeAndText(1006, 'terminated', muxMaxClose),
-              sent: 0,
-              done: undefined,
-            },
-      );
+      if (queuedClose) this.#enqueue(queuedClose.type, queuedClose.payload);
+      else this.#enqueue(MuxFrameType.close, codeAndText(1006, 'terminated', muxMaxClose));
     }
     process.nextTick(() => this.#emitClose(1006, emptyReason));
   }
@@ -269,12 +251,7 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
       throw new RangeError(`a stream's accept may not exceed ${muxMaxHandshake} bytes`);
     this.protocol = protocol;
     this.readyState = this.OPEN;
-    this.#enqueue({
-      type: MuxFrameType.accept,
-      payload,
-      sent: 0,
-      done: undefined,
-    });
+    this.#enqueue(MuxFrameType.accept, payload);
     this.#raiseWindow();
   }
 
@@ -284,17 +261,12 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     this.readyState = this.CLOSING;
     this.#refused = this.#closeQueued = true;
     this.#dropInbox();
-    this.#enqueue({
-      type: MuxFrameType.refuse,
-      payload: codeAndText(status, body, muxMaxHandshake),
-      sent: 0,
-      done: undefined,
-    });
+    this.#enqueue(MuxFrameType.refuse, codeAndText(status, body, muxMaxHandshake));
   }
 
   /** The opener's first frames: `open`, then the rest of this side's window. */
   sendOpen(request: Buffer): void {
-    this.#enqueue({ type: MuxFrameType.open, payload: request, sent: 0, done: undefined });
+    this.#enqueue(MuxFrameType.open, request);
     this.#raiseWindow();
   }
 
@@ -460,12 +432,7 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
       // would never give credit for now).
       this.#closeQueued = true;
       this.#dropOutbox('the peer closed the stream');
-      this.#enqueue({
-        type: MuxFrameType.close,
-        payload: codeAndText(code, '', muxMaxClose),
-        sent: 0,
-        done: undefined,
-      });
+      this.#enqueue(MuxFrameType.close, codeAndText(code, '', muxMaxClose));
       if (this.readyState !== this.CLOSED) this.readyState = this.CLOSING;
       return;
     }
@@ -495,8 +462,9 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     this.emit('close', code, reason);
   }
 
-  #enqueue(item: OutItem): void {
-    this.#outbox.push(item);
+  /** Queue a frame (a send's whole payload, cut into frames as credit allows). */
+  #enqueue(type: MuxFrameType, payload: Buffer, done?: SendCallback): void {
+    this.#outbox.push({ type, payload, sent: 0, done });
     if (!this.scheduled && this.sendable) this.link.ready(this);
   }
 
@@ -504,12 +472,7 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     const more = this.receiveWindow - muxInitialWindow;
     if (more <= 0) return;
     this.#receiveCredit += more;
-    this.#enqueue({
-      type: MuxFrameType.window,
-      payload: windowPayload(more),
-      sent: 0,
-      done: undefined,
-    });
+    this.#enqueue(MuxFrameType.window, windowPayload(more));
   }
 
   #shiftOutbox(): void {
