@@ -172,6 +172,9 @@ const maxResponseBytes = 4 * 1024 * 1024;
  * handshake (its WebSocket) instead of two. Idle connections close after 4 s, before the hub's
  * 5 s keep-alive timeout, so a request rarely meets a connection the hub is closing.
  */
+/** How long a spare connection is used (and kept) after it was opened. */
+const spareLifeMs = 5000;
+
 export class HubConnectionPool {
   readonly agent: Agent;
   /**
@@ -200,8 +203,8 @@ export class HubConnectionPool {
    * A verified connection for a stream WebSocket to `target` (default: the hub's address): the
    * spare opened after the previous one to that address (so the TLS handshake is off the
    * stream's setup path), or a new one. Each take starts the next spare; an idle spare is not
-   * renewed, and one older than 5 s is not used (the hub drops connections that send nothing
-   * for --headers-timeout, 15 s by default).
+   * renewed, and one older than 5 s is not used but closed (the hub drops connections that
+   * send nothing for --headers-timeout, 15 s by default).
    */
   async takeConnection(
     timeoutMs?: number,
@@ -213,7 +216,7 @@ export class HubConnectionPool {
     this.#refill(key, target);
     if (spare) {
       const socket = await spare.socket.catch(() => undefined);
-      if (socket && !socket.destroyed && Date.now() - spare.since < 5000)
+      if (socket && !socket.destroyed && Date.now() - spare.since < spareLifeMs)
         return { socket, spare: true };
       socket?.destroy();
     }
@@ -231,6 +234,15 @@ export class HubConnectionPool {
     socket.then((s) => {
       s.once('close', forget);
       if (this.#closed) s.destroy();
+      // Past its use-by time a spare is only a descriptor at both ends (the hub would drop it
+      // at its headers timeout, 15 s): say, a device's spare to a node it has just left.
+      const expire = setTimeout(() => {
+        if (this.#spares.get(key) !== entry) return;
+        this.#spares.delete(key);
+        s.destroy();
+      }, spareLifeMs);
+      expire.unref();
+      s.once('close', () => clearTimeout(expire));
     }, forget);
   }
 

@@ -1,6 +1,6 @@
 import type { AddressInfo, Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
-import { HubConnectionPool } from '../../src/net/hub-client.js';
+import { HubConnectionPool, type HubTarget } from '../../src/net/hub-client.js';
 import { hubTarget } from '../../src/service/credentials.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log/logger.js';
@@ -57,6 +57,30 @@ async function echoOnce(port: number): Promise<void> {
   await closed(socket);
 }
 
+/**
+ * A hub, and another address serving its certificate as a second cluster node does (a bare
+ * TLS server: it drops no idle connection), with the connections it accepted.
+ */
+async function hubAndNode(): Promise<{ hub: HubTarget; other: HubTarget; accepted: Socket[] }> {
+  const t = await startTestHub();
+  cleanups.push(() => t.cleanup());
+  const accepted: Socket[] = [];
+  const node = createTlsServer({ cert: t.state.tls?.cert, key: t.state.tls?.key }, (s) => {
+    s.on('error', () => undefined);
+    accepted.push(s);
+  });
+  await new Promise<void>((resolve) => node.listen(0, '127.0.0.1', resolve));
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const s of accepted) s.destroy();
+        node.close(() => resolve());
+      }),
+  );
+  const hub = hubTarget(t.service);
+  return { hub, other: { ...hub, port: (node.address() as AddressInfo).port }, accepted };
+}
+
 describe('connection reuse between the proxy/agent and the hub', () => {
   it('a stream costs two new hub connections (its two WebSockets), not three', async () => {
     const c = await chain();
@@ -81,24 +105,7 @@ describe('connection reuse between the proxy/agent and the hub', () => {
   });
 
   it('keeps a spare per address: a cluster node named by a streaming URL gets its own', async () => {
-    const t = await startTestHub();
-    cleanups.push(() => t.cleanup());
-    // Another address serving the same certificate, as a second cluster node does.
-    const accepted: Socket[] = [];
-    const node = createTlsServer({ cert: t.state.tls?.cert, key: t.state.tls?.key }, (s) => {
-      s.on('error', () => undefined);
-      accepted.push(s);
-    });
-    await new Promise<void>((resolve) => node.listen(0, '127.0.0.1', resolve));
-    cleanups.push(
-      () =>
-        new Promise<void>((resolve) => {
-          for (const s of accepted) s.destroy();
-          node.close(() => resolve());
-        }),
-    );
-    const hub = hubTarget(t.service);
-    const other = { ...hub, port: (node.address() as AddressInfo).port };
+    const { hub, other, accepted } = await hubAndNode();
     const pool = new HubConnectionPool(hub);
     cleanups.push(() => Promise.resolve(pool.close()));
     expect(pool.serves(other)).toBe(true);
@@ -112,5 +119,26 @@ describe('connection reuse between the proxy/agent and the hub', () => {
     expect(second.socket.remotePort).toBe(other.port);
     first.socket.destroy();
     second.socket.destroy();
+  });
+
+  it('closes a spare nobody took once it is too old to be used (5 s), rather than holding it', async () => {
+    // Not a hub: nothing there drops an idle connection, so only the pool can close the spare.
+    const { hub, other, accepted } = await hubAndNode();
+    const pool = new HubConnectionPool(hub);
+    cleanups.push(() => Promise.resolve(pool.close()));
+    const first = await pool.takeConnection(undefined, other);
+    await waitFor(() => accepted.length === 2, 5000, 'the spare to connect');
+    // Told apart by port: the spare's connect may be accepted first.
+    const taken = accepted.find((s) => s.remotePort === first.socket.localPort);
+    const spare = accepted.find((s) => s !== taken);
+    expect(taken && spare && !spare.destroyed).toBe(true);
+    await waitFor(() => spare?.destroyed === true, 30_000, 'the pool to close its stale spare');
+    // The taken connection is the caller's: left open.
+    expect(taken?.destroyed).toBe(false);
+    // The next take makes a new connection (no spare left) and starts the next spare.
+    const next = await pool.takeConnection(undefined, other);
+    expect(next.spare).toBe(false);
+    first.socket.destroy();
+    next.socket.destroy();
   });
 });
