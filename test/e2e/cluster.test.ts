@@ -3,6 +3,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hubError } from '../helpers/hub-error.js';
+import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import { serviceToken } from '../../src/service/credentials.js';
 import { openServiceStream } from '../../src/service/stream-client.js';
@@ -21,8 +22,13 @@ import {
   type CliProcess,
   withoutInstallLines,
 } from '../helpers/cli.js';
-import { startTestCluster, type ClusterNodeProcess, type TestCluster } from '../helpers/cluster.js';
-import { randomBytes, readUntil, sha256, waitFor } from '../helpers/net.js';
+import {
+  startTestCluster,
+  type ClusterNodeProcess,
+  type TestCluster,
+  type TestClusterOptions,
+} from '../helpers/cluster.js';
+import { dial, randomBytes, readUntil, sha256, waitFor } from '../helpers/net.js';
 import { MuxSession } from '../../src/mux/mux-session.js';
 import { answerOf, type MuxStream } from '../../src/mux/mux-stream.js';
 import { muxProtocol } from '../../src/protocol/mux-frames.js';
@@ -42,8 +48,10 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function setUp(): Promise<{ cluster: TestCluster; echo: TestServer }> {
-    const cluster = await startTestCluster();
+  async function setUp(
+    options: TestClusterOptions = {},
+  ): Promise<{ cluster: TestCluster; echo: TestServer }> {
+    const cluster = await startTestCluster(options);
     cleanups.push(() => cluster.stop());
     const echo = await startEchoServer();
     cleanups.push(() => echo.close());
@@ -137,6 +145,34 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
       // Stream sockets come back paused, so that no byte arrives before a listener.
       ws.resume();
       for (let i = 0; i < bytes.length; i += 64 * 1024) ws.send(bytes.subarray(i, i + 64 * 1024));
+    });
+  }
+
+  /** Write `bytes` to a local TCP connection through the tunnel and collect as many back. */
+  function echoOver(
+    socket: Socket,
+    bytes: Buffer,
+    explain: () => string,
+    timeoutMs = 30_000,
+  ): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let n = 0;
+      const timer = setTimeout(
+        () => reject(new Error(`echo: got ${n} of ${bytes.length} bytes\n${explain()}`)),
+        timeoutMs,
+      );
+      const onData = (data: Buffer): void => {
+        chunks.push(data);
+        n += data.length;
+        if (n >= bytes.length) {
+          clearTimeout(timer);
+          socket.off('data', onData);
+          resolve(Buffer.concat(chunks));
+        }
+      };
+      socket.on('data', onData);
+      socket.write(bytes);
     });
   }
 
@@ -596,6 +632,75 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     expect(await metric(a, 'dstream_carrier_connections')).toBe(1);
     expect(await metric(a, 'dstream_device_requests_total{via="control"}')).toBe(0);
     expect(agent.output()).not.toMatch(/carrier connection silent/);
+  });
+
+  it('a resumable stream on the carrier connection at a node offers left is cut: the agent resumes it at that node, byte-exact, on a connection that retires once the stream ends; offers stay where control is', async () => {
+    // Node A's own address (its --node-url) goes through a relay the test can cut, so that the
+    // agent's carrier connection to A can be lost while A stays up and holds the stream.
+    const toA = await startCutter();
+    cleanups.push(() => toA.close());
+    const { cluster, echo } = await setUp({
+      flagsOf: (name) => (name === 'n1' ? ['--node-url', `https://127.0.0.1:${toA.port}`] : []),
+    });
+    const [a, b, c] = cluster.nodes as [ClusterNodeProcess, ClusterNodeProcess, ClusterNodeProcess];
+    toA.setTarget(a.port);
+    const control = await startCutter();
+    cleanups.push(() => control.close());
+    control.setTarget(a.port);
+    const agent = await runAgent(cluster, echo, await addDevice(cluster, 'comeback'), control.port);
+    expect(await ownerOf(cluster)).toBe(a);
+    expect(await readUntil(() => metric(a, 'dstream_carrier_connections'), 1, 30_000)).toBe(1);
+    // A laptop's proxy (resumable streams, as by default), at A too: its carrier connection
+    // is then the only other one there.
+    const proxy = spawnCli(
+      ['proxy', '--device', 'comeback', '--local-port', '0', '--stream', 'echo'],
+      {
+        DSTREAM_SERVICE_CONNECTION_STRING: cluster.serviceString.replace(
+          `:${cluster.lbPort};`,
+          `:${toA.port};`,
+        ),
+      },
+    );
+    cleanups.push(async () => void (await proxy.stop('SIGKILL')));
+    const listening = await proxy.waitForLine(/proxy listening on 127\.0\.0\.1:(\d+)/);
+    const client = await dial(Number(listening[1]));
+    cleanups.push(() => Promise.resolve(void client.destroy()));
+    const logs = (): string =>
+      `agent:\n${agent.output()}\nproxy:\n${proxy.output()}\nA:\n${a.proc.output()}`;
+    const first = randomBytes(300_000);
+    expect(sha256(await echoOver(client, first, logs))).toBe(sha256(first));
+    // The stream is A's, its device half on the agent's carrier connection there.
+    expect(await metric(a, 'dstream_active_streams')).toBe(1);
+    expect(await metric(a, 'dstream_device_requests_total{via="carrier"}')).toBe(1);
+    expect(await metric(a, 'dstream_carrier_connections')).toBe(2);
+
+    // Control moves to B: offers come from B now; A's connection keeps carrying the stream.
+    await moveControl(cluster, control, b);
+    // The agent's flow to A is lost (its NAT dropped it; the proxy's stays up).
+    expect(toA.cutProcess(agent.child.pid ?? 0)).toBeGreaterThan(0);
+    // The stream resumes where it lives, at A, on a new connection the agent opens there.
+    const during = randomBytes(500_000);
+    expect(sha256(await echoOver(client, during, logs))).toBe(sha256(during));
+    await agent.waitForLine(/stream resumed/);
+    expect(await metric(a, 'dstream_streams_resumed_total')).toBe(1);
+    expect(await metric(b, 'dstream_active_streams')).toBe(0);
+    // Once it ends, that connection closes: A keeps only the proxy's (the lost one's hub side
+    // goes at A's heartbeat: the relay reset only the agent's side, as a NAT forgets a flow),
+    // and the agent has no flow to A left (no spare either).
+    client.end();
+    expect(await readUntil(() => metric(a, 'dstream_active_streams'), 0, 30_000)).toBe(0);
+    expect(await readUntil(() => metric(a, 'dstream_carrier_connections'), 1, 30_000)).toBe(1);
+    expect(
+      await readUntil(() => Promise.resolve(toA.flowsOf(agent.child.pid ?? 0)), 0, 30_000),
+    ).toBe(0);
+    expect(await ownerOf(cluster)).toBe(b);
+    // New streams are offered at B, on the agent's carrier connection there.
+    const next = randomBytes(100_000);
+    await echoThrough(cluster, c.target, 'comeback', next);
+    expect(await metric(b, 'dstream_device_requests_total{via="carrier"}')).toBe(1);
+    expect(await metric(a, 'dstream_device_requests_total{via="carrier"}')).toBe(1);
+    expect(await metric(b, 'dstream_carrier_connections')).toBe(1);
+    expect(agent.output()).not.toMatch(/carrier connection silent|could not be resumed/);
   });
 
   it("a substream for another node's stream is passed there in one hop; that node's refusals come back as they were", async () => {

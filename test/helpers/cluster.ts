@@ -49,6 +49,8 @@ export interface TestClusterOptions {
   readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly caFile: string };
   /** More `dstream hub` flags for every node. */
   readonly nodeFlags?: readonly string[];
+  /** More `dstream hub` flags for one node, by its name (`n1`, `n2`, `n3`). */
+  readonly flagsOf?: (name: string) => readonly string[];
 }
 
 /** Redis, `hub init`, three hub nodes and haproxy in front of them: all real processes. */
@@ -97,6 +99,7 @@ export async function startTestCluster(options: TestClusterOptions = {}): Promis
       ...behindBalancerFlags,
       ...tlsFlags,
       ...(options.nodeFlags ?? []),
+      ...(options.flagsOf?.(name) ?? []),
     ]);
     children.push(proc);
     const m = await proc.waitForLine(/hub listening on https:\/\/127\.0\.0\.1:(\d+)/);

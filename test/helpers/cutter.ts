@@ -10,6 +10,8 @@ export interface Cutter {
   cut(): number;
   /** Cut only the flows whose client side is one of `pid`'s sockets (one end's, not both). */
   cutProcess(pid: number): number;
+  /** How many flows through it `pid` has open (their client side is one of its sockets). */
+  flowsOf(pid: number): number;
   /** Make new flows reach the hub from this loopback address (the laptop changed networks). */
   setSource(address: string): void;
   /** Flows made so far, by the source address the hub saw. */
@@ -36,6 +38,13 @@ export async function startCutter(): Promise<Cutter> {
     }
     inbound.pipe(outbound).pipe(inbound);
   });
+  /** The inbound sides of the flows `pid` opened (matched by its sockets' local ports). */
+  const flowsFrom = (pid: number): Socket[] => {
+    const ports = new Set(tcpSocketsOf(pid).map((t) => t.port));
+    return [...flows].filter(
+      (s) => s.remoteAddress === '127.0.0.1' && ports.has(s.remotePort ?? 0),
+    );
+  };
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as AddressInfo).port,
@@ -46,15 +55,11 @@ export async function startCutter(): Promise<Cutter> {
       return n;
     },
     cutProcess: (pid) => {
-      const ports = new Set(tcpSocketsOf(pid).map((t) => t.port));
-      let n = 0;
-      for (const s of flows)
-        if (s.remoteAddress === '127.0.0.1' && ports.has(s.remotePort ?? 0)) {
-          n++;
-          s.resetAndDestroy();
-        }
-      return n;
+      const of = flowsFrom(pid);
+      for (const s of of) s.resetAndDestroy();
+      return of.length;
     },
+    flowsOf: (pid) => flowsFrom(pid).length,
     setSource: (address) => (source = address),
     madeFrom,
     close: () =>
