@@ -772,13 +772,14 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     const [b, c] = others(cluster, a) as [ClusterNodeProcess, ClusterNodeProcess];
     const carrierToC = (): Promise<{ ws: WebSocket; session: MuxSession }> => carrierTo(cluster, c);
     /** A raw v2 end: what it received, and the tickets the hub sent it. */
-    const end = { received: 0, tickets: [] as string[] };
+    const end = { received: 0, tickets: [] as string[], peerResumes: 0 };
     const attach = (stream: MuxStream): void => {
       stream.on('message', (data: Buffer, isBinary: boolean) => {
         if (isBinary) end.received += data.length;
         else {
           const frame = parseStreamFrame(data.toString());
           if (frame?.type === 'ticket') end.tickets.push(frame.ticket);
+          if (frame?.type === 'resume') end.peerResumes++;
         }
       });
       stream.resume();
@@ -799,6 +800,7 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     // The carrier connection is lost (not closed): the stream is suspended at A.
     first.ws.terminate();
     const ticketsBefore = end.tickets.length;
+    const resumesBefore = end.peerResumes;
     const second = await carrierToC();
     const back = second.session.open(res.url as string, {
       path: new URL(res.url as string).pathname,
@@ -808,6 +810,10 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
     expect(await answerOf(back)).toBeUndefined();
     attach(back);
     back.send(formatStreamFrame({ type: 'resume', received: end.received }));
+    // As a real end does: bytes only once the other end has resumed too (its `resume` says
+    // what it holds). A resuming half that sends bytes before its peer is back is closed
+    // (policy violation): sent at once, this echo failed when the agent was slow to resume.
+    await waitFor(() => end.peerResumes === resumesBefore + 1, 30_000, "the device end's resume");
     back.send(randomBytes(500), { binary: true });
     await waitFor(() => end.received === 1500, 30_000, 'the echo after resuming');
     // A's next ticket came through C's relay (the hub's frames pass a hop).
