@@ -245,8 +245,11 @@ describe('resumable streams through a hub killed with SIGKILL', () => {
     expect(metrics).toMatch(/^dstream_streams_resumed_total 2$/m);
     expect(metrics).toMatch(/^dstream_streams_total\{outcome="suspended"\} 2$/m);
     expect(metrics).toMatch(/^dstream_streams_total\{outcome="resumed"\} 2$/m);
-    // Bytes in flight through the hub when the flows were cut were relayed again.
-    expect(metrics).toMatch(/^dstream_stream_replayed_bytes_total [1-9]\d*$/m);
+    // Bytes in flight through the hub when the flows were cut are relayed again and counted;
+    // how many depends on the instant (the socket queues on a hop are empty half the time,
+    // docs/benchmark.md, so it may be none: a CI run had 0). The exact count is checked in
+    // test/integration/resume-tickets.test.ts.
+    expect(metrics).toMatch(/^dstream_stream_replayed_bytes_total \d+$/m);
     // Usually about 2 s. Runs that stalled here once were the overrun a resumption allowed
     // toward a slow reader (fixed: resumable-bridge.ts resumes from what the socket took).
   }, 90_000);
