@@ -7,6 +7,7 @@ import { openHubDataDir } from '../../src/hub/store/data-dir.js';
 import { SqliteRegistry } from '../../src/hub/store/sqlite-registry.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { registryContract } from '../helpers/registry-contract.js';
+import { waitFor } from '../helpers/net.js';
 
 describe('SQLite registry', () => {
   let dir: string;
@@ -19,6 +20,57 @@ describe('SQLite registry', () => {
     () => Promise.resolve(new SqliteRegistry(join(dir, 'r.db'))),
     () => Promise.resolve(new SqliteRegistry(join(dir, 'r.db'))),
   );
+
+  it("records read lately: this registry's own writes are seen at once; another process's within the latency, and never lost", async () => {
+    const file = join(dir, 'cached.db');
+    const hub = new SqliteRegistry(file);
+    // Another process on the same file (`hub init`, a tool): its own connection.
+    const other = new SqliteRegistry(file);
+    try {
+      const added = hub.addDeviceNow('d1');
+      hub.addPolicyNow('p1', ['ServiceConnect']);
+      expect(hub.getDevice('d1')).toEqual(added);
+      expect(hub.getPolicy('p1')?.rights).toEqual(['ServiceConnect']);
+      // Own writes: the next read has them.
+      await hub.setDeviceStatus('d1', 'disabled');
+      expect(hub.getDevice('d1')?.status).toBe('disabled');
+      await hub.updatePolicy('p1', { rights: ['RegistryRead'] });
+      expect(hub.getPolicy('p1')?.rights).toEqual(['RegistryRead']);
+      hub.touchDevice('d1', new Date('2026-12-05T00:00:00.000Z'));
+      expect(hub.getDevice('d1')?.lastActivityTime).toBe('2026-12-05T00:00:00.000Z');
+      // Another connection's writes: seen once the latency has passed.
+      const rotated = await other.regenerateKey('d1', 'secondary');
+      await other.updatePolicy('p1', { rights: ['RegistryWrite'] });
+      await waitFor(
+        () => hub.getDevice('d1')?.secondaryKey === rotated?.secondaryKey,
+        5000,
+        "the other connection's new key",
+      );
+      await waitFor(
+        () => hub.getPolicy('p1')?.rights.join() === 'RegistryWrite',
+        5000,
+        "the other connection's rights",
+      );
+      // A write here reads the file, not a record read lately: the other process's key stays.
+      const again = await other.regenerateKey('d1', 'primary');
+      const enabled = await hub.setDeviceStatus('d1', 'enabled');
+      expect(enabled?.primaryKey).toBe(again?.primaryKey);
+      expect(other.getDevice('d1')?.primaryKey).toBe(again?.primaryKey);
+      // Removed elsewhere: gone here too.
+      expect(await other.removeDevice('d1')).toBe(true);
+      expect(await other.removePolicy('p1')).toBe(true);
+      await waitFor(() => hub.getDevice('d1') === undefined, 5000, "the device's removal");
+      await waitFor(() => hub.getPolicy('p1') === undefined, 5000, "the policy's removal");
+      // Removed here: at once.
+      hub.addDeviceNow('d2');
+      expect(hub.getDevice('d2')).toBeDefined();
+      expect(await hub.removeDevice('d2')).toBe(true);
+      expect(hub.getDevice('d2')).toBeUndefined();
+    } finally {
+      other.close();
+      hub.close();
+    }
+  });
 
   it('a registry from before device versions: its devices read as version 1 and count on', async () => {
     const file = join(dir, 'old.db');

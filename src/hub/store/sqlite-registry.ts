@@ -12,6 +12,7 @@ import {
   type Right,
   newKey,
 } from './registry.js';
+import { BoundedMemory } from '../base/bounded-memory.js';
 
 interface DeviceRow {
   device_id: string;
@@ -120,10 +121,27 @@ function settle<T>(run: () => T): Promise<T> {
   return new Promise((resolve) => resolve(run()));
 }
 
+/**
+ * How long a change another process made to the file (`dstream hub init` on a running hub's
+ * data dir, a tool filling it) may go unseen by the records read lately. This hub's own
+ * changes are seen at once.
+ */
+export const externalChangeLatencyMs = 100;
+
 /** The embedded registry: one SQLite file, synchronous, durable (WAL). */
 export class SqliteRegistry implements Registry {
   readonly #db: Database.Database;
   readonly #stmts;
+  /**
+   * Devices and policies read lately: every stream's initiation reads both, and a statement
+   * and its row's conversion were a tenth of the hub's time in a run of new streams
+   * (docs/benchmark.md). Writes read the file itself, never these.
+   */
+  readonly #devices = new BoundedMemory<DeviceRecord>(10_000);
+  readonly #policies = new BoundedMemory<PolicyRecord>(1_000);
+  /** SQLite's count of changes other connections committed, when last looked at. */
+  #dataVersion = -1;
+  #dataVersionAt = 0;
 
   constructor(file: string) {
     this.#db = new Database(file);
@@ -158,6 +176,8 @@ export class SqliteRegistry implements Registry {
       setPolicy: db.prepare<[string, string, string]>(
         `UPDATE policies SET rights = ?, key = ? WHERE name = ?`,
       ),
+      // Changes when another connection (process) commits to the file; not for this one's.
+      dataVersion: db.prepare<[], number>(`PRAGMA data_version`).pluck(),
       getSetting: db.prepare<[string], { value: string }>(
         `SELECT value FROM settings WHERE name = ?`,
       ),
@@ -186,12 +206,39 @@ export class SqliteRegistry implements Registry {
         now.toISOString(),
       ),
     );
-    return this.getDevice(deviceId) as DeviceRecord;
+    return this.#readDevice(deviceId) as DeviceRecord;
   }
 
   getDevice(deviceId: string): DeviceRecord | undefined {
+    this.#forgetIfChangedElsewhere();
+    const known = this.#devices.get(deviceId);
+    if (known) return known;
+    const found = this.#readDevice(deviceId);
+    if (found) this.#devices.set(deviceId, found);
+    return found;
+  }
+
+  /** From the file, for a write (a read record may be up to the latency above old). */
+  #readDevice(deviceId: string): DeviceRecord | undefined {
     const row = this.#stmts.getDevice.get(deviceId);
     return row && toDevice(row);
+  }
+
+  #readPolicy(name: string): PolicyRecord | undefined {
+    const row = this.#stmts.getPolicy.get(name);
+    return row && toPolicy(row);
+  }
+
+  /** Drop the records read lately if another process committed a change since. */
+  #forgetIfChangedElsewhere(): void {
+    const now = Date.now();
+    if (now - this.#dataVersionAt < externalChangeLatencyMs) return;
+    this.#dataVersionAt = now;
+    const version = this.#stmts.dataVersion.get() as number;
+    if (version === this.#dataVersion) return;
+    this.#dataVersion = version;
+    this.#devices.clear();
+    this.#policies.clear();
   }
 
   listDevices(): DeviceRecord[] {
@@ -201,7 +248,8 @@ export class SqliteRegistry implements Registry {
   removeDevice(deviceId: string, ifVersion?: number): Promise<boolean> {
     // Synchronous: nothing else runs between the check and the delete.
     return settle(() => {
-      const current = this.getDevice(deviceId);
+      this.#devices.delete(deviceId);
+      const current = this.#readDevice(deviceId);
       if (!current) return false;
       checkVersion(deviceId, current, ifVersion);
       return this.#stmts.removeDevice.run(deviceId).changes > 0;
@@ -214,7 +262,8 @@ export class SqliteRegistry implements Registry {
     ifVersion?: number,
   ): Promise<DeviceRecord | undefined> {
     return settle(() => {
-      const current = this.getDevice(deviceId);
+      this.#devices.delete(deviceId);
+      const current = this.#readDevice(deviceId);
       if (!current) return undefined;
       checkVersion(deviceId, current, ifVersion);
       this.#stmts.setDevice.run(
@@ -223,7 +272,7 @@ export class SqliteRegistry implements Registry {
         update.secondaryKey ?? current.secondaryKey,
         deviceId,
       );
-      return this.getDevice(deviceId);
+      return this.#readDevice(deviceId);
     });
   }
 
@@ -232,6 +281,7 @@ export class SqliteRegistry implements Registry {
   }
 
   touchDevice(deviceId: string, when: Date): void {
+    this.#devices.delete(deviceId);
     this.#stmts.touch.run(when.toISOString(), deviceId);
   }
 
@@ -244,12 +294,16 @@ export class SqliteRegistry implements Registry {
     insertUnique(`policy '${name}'`, () =>
       this.#stmts.insertPolicy.run(name, newKey(), rights.join(',')),
     );
-    return this.getPolicy(name) as PolicyRecord;
+    return this.#readPolicy(name) as PolicyRecord;
   }
 
   getPolicy(name: string): PolicyRecord | undefined {
-    const row = this.#stmts.getPolicy.get(name);
-    return row && toPolicy(row);
+    this.#forgetIfChangedElsewhere();
+    const known = this.#policies.get(name);
+    if (known) return known;
+    const found = this.#readPolicy(name);
+    if (found) this.#policies.set(name, found);
+    return found;
   }
 
   listPolicies(): PolicyRecord[] {
@@ -257,17 +311,21 @@ export class SqliteRegistry implements Registry {
   }
 
   removePolicy(name: string): Promise<boolean> {
-    return settle(() => this.#stmts.removePolicy.run(name).changes > 0);
+    return settle(() => {
+      this.#policies.delete(name);
+      return this.#stmts.removePolicy.run(name).changes > 0;
+    });
   }
 
   updatePolicy(name: string, update: PolicyUpdate): Promise<PolicyRecord | undefined> {
     return settle(() => {
-      const current = this.getPolicy(name);
+      this.#policies.delete(name);
+      const current = this.#readPolicy(name);
       if (!current) return undefined;
       const rights = update.rights ?? current.rights;
       const key = update.regenerateKey ? newKey() : current.key;
       this.#stmts.setPolicy.run(rights.join(','), key, name);
-      return this.getPolicy(name);
+      return this.#readPolicy(name);
     });
   }
 

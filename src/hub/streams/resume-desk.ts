@@ -6,7 +6,7 @@ import {
   type StreamSide,
 } from '../../protocol/resume-ticket.js';
 import type { IotHubErrorName } from '../../protocol/iothub-error.js';
-import { BoundedMemory } from './bounded-memory.js';
+import { BoundedMemory } from '../base/bounded-memory.js';
 
 /** How long a resume ticket is good for; the resume window is enforced beside it. */
 const ticketLifetimeS = 24 * 3600;

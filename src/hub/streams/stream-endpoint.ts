@@ -14,7 +14,7 @@ import {
 } from '../../protocol/constants.js';
 import { formatStreamFrame } from '../../protocol/stream-frames.js';
 import type { ResumeClaims, StreamSide } from '../../protocol/resume-ticket.js';
-import { BoundedMemory } from './bounded-memory.js';
+import { BoundedMemory } from '../base/bounded-memory.js';
 import { ResumeDesk, resumeMemoryBound, type ResumeAdmitted } from './resume-desk.js';
 import { StreamTable } from './stream-table.js';
 import { negotiate } from './negotiation.js';

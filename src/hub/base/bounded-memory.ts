@@ -1,7 +1,8 @@
 /**
  * A map that forgets its oldest entries past a bound (insertion order; a refreshed entry is
  * the newest). What the hub remembers about streams that are not running (spent tickets,
- * suspended streams) is kept in these, so that no peer can grow it without limit.
+ * suspended streams) is kept in these, so that no peer can grow it without limit; so are the
+ * registry records the SQLite registry read lately.
  */
 export class BoundedMemory<V> {
   readonly #entries = new Map<string, V>();
