@@ -166,15 +166,15 @@ export interface HubRequest {
 
 const maxResponseBytes = 4 * 1024 * 1024;
 
+/** How long a spare connection is used (and kept) after it was opened. */
+const spareLifeMs = 5000;
+
 /**
  * Kept-alive connections to one hub, each verified (pin or CA) before its first request, for a
  * process that initiates streams again and again (the proxy): a stream then costs one TLS
  * handshake (its WebSocket) instead of two. Idle connections close after 4 s, before the hub's
  * 5 s keep-alive timeout, so a request rarely meets a connection the hub is closing.
  */
-/** How long a spare connection is used (and kept) after it was opened. */
-const spareLifeMs = 5000;
-
 export class HubConnectionPool {
   readonly agent: Agent;
   /**

@@ -126,7 +126,7 @@ function settle<T>(run: () => T): Promise<T> {
  * data dir, a tool filling it) may go unseen by the records read lately. This hub's own
  * changes are seen at once.
  */
-export const externalChangeLatencyMs = 100;
+const externalChangeLatencyMs = 100;
 
 /** The embedded registry: one SQLite file, synchronous, durable (WAL). */
 export class SqliteRegistry implements Registry {
