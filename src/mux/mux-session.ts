@@ -4,7 +4,6 @@ import type { RawData, WebSocket } from 'ws';
 import {
   MuxFrameType,
   MuxProtocolError,
-  muxHeaderBytes,
   muxInitialWindow,
   muxMaxHandshake,
   muxMaxPayload,
@@ -73,8 +72,10 @@ const binaryMessage = { binary: true } as const;
 /** The frame types of a message this side wrote (for tracing only). */
 function frameTypesOf(message: Buffer): MuxFrameType[] {
   const types: MuxFrameType[] = [];
-  for (let at = 0; at < message.length; at += muxHeaderBytes + message.readUInt32BE(at + 5))
-    types.push(message.readUInt8(at) as MuxFrameType);
+  readMuxFrames(message, (type) => {
+    types.push(type);
+    return true;
+  });
   return types;
 }
 

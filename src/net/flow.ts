@@ -57,7 +57,7 @@ export const defaultHighWaterMark = 64 * 1024;
  * Bytes waiting in a local socket's write buffer before its stream stops delivering (see
  * `TickWriter`): two carrier messages' worth of one stream (each carries at most 64 KiB of it).
  */
-export const localWriteBound = 128 * 1024;
+const localWriteBound = 128 * 1024;
 
 /** What `TickWriter` writes to: a TCP socket, or stdout for `dstream connect`. */
 export interface CorkableWritable {
@@ -85,7 +85,7 @@ export class TickWriter {
 
   constructor(
     private readonly socket: CorkableWritable,
-    private readonly bound: number,
+    private readonly bound: number = localWriteBound,
   ) {}
 
   /** Write `data`; true when the writer should wait for the socket's 'drain'. */

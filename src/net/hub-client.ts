@@ -232,17 +232,18 @@ export class HubConnectionPool {
       if (this.#spares.get(key) === entry) this.#spares.delete(key);
     };
     socket.then((s) => {
-      s.once('close', forget);
-      if (this.#closed) s.destroy();
       // Past its use-by time a spare is only a descriptor at both ends (the hub would drop it
-      // at its headers timeout, 15 s): say, a device's spare to a node it has just left.
+      // at its headers timeout, 15 s): say, a device's spare to a node it has just left. Its
+      // close forgets it.
       const expire = setTimeout(() => {
-        if (this.#spares.get(key) !== entry) return;
-        this.#spares.delete(key);
-        s.destroy();
+        if (this.#spares.get(key) === entry) s.destroy();
       }, spareLifeMs);
       expire.unref();
-      s.once('close', () => clearTimeout(expire));
+      s.once('close', () => {
+        clearTimeout(expire);
+        forget();
+      });
+      if (this.#closed) s.destroy();
     }, forget);
   }
 

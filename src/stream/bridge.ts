@@ -1,7 +1,7 @@
 import type { RawData } from 'ws';
 import type { StreamSocket } from '../net/stream-socket.js';
 import { closeCodes, eofFrame, streamProtocol } from '../protocol/constants.js';
-import { defaultHighWaterMark, InFlight, localWriteBound, TickWriter } from '../net/flow.js';
+import { defaultHighWaterMark, InFlight, TickWriter } from '../net/flow.js';
 import { closeWebSocket } from '../net/close.js';
 import { resetSocket, type ResettableStream } from '../net/reset.js';
 
@@ -95,7 +95,7 @@ export function bridge(
   let outcome: BridgeEnd = 'completed';
 
   const flow = new InFlight(high, high / 2, socket);
-  const writer = new TickWriter(socket, localWriteBound);
+  const writer = new TickWriter(socket);
 
   socket.on('data', (chunk: Buffer) => {
     bytesSent += chunk.length;

@@ -3,7 +3,7 @@ import type { StreamSocket } from '../net/stream-socket.js';
 import type { BridgeableStream } from './bridge.js';
 import { closeWebSocket } from '../net/close.js';
 import { resetSocket } from '../net/reset.js';
-import { defaultHighWaterMark, localWriteBound, TickWriter } from '../net/flow.js';
+import { defaultHighWaterMark, TickWriter } from '../net/flow.js';
 import { closeCodes } from '../protocol/constants.js';
 import { AckTracker } from './ack-tracker.js';
 import {
@@ -169,7 +169,7 @@ class ResumableEnd implements ResumableBridge {
 
   constructor(socket: BridgeableStream, ws: StreamSocket, options: ResumableBridgeOptions) {
     this.#socket = socket;
-    this.#writer = new TickWriter(socket, localWriteBound);
+    this.#writer = new TickWriter(socket);
     this.#options = options;
     this.#replayCapacity = options.replayBytes ?? defaultReplayBytes;
     this.#replay = new ReplayBuffer(this.#replayCapacity);

@@ -28,7 +28,7 @@ import {
   type TestCluster,
   type TestClusterOptions,
 } from '../helpers/cluster.js';
-import { dial, randomBytes, readUntil, sha256, waitFor } from '../helpers/net.js';
+import { collect, dial, randomBytes, readUntil, sha256, waitFor } from '../helpers/net.js';
 import { MuxSession } from '../../src/mux/mux-session.js';
 import { answerOf, type MuxStream } from '../../src/mux/mux-stream.js';
 import { muxProtocol } from '../../src/protocol/mux-frames.js';
@@ -149,31 +149,10 @@ describe('cluster: three hub nodes sharing Redis behind haproxy', () => {
   }
 
   /** Write `bytes` to a local TCP connection through the tunnel and collect as many back. */
-  function echoOver(
-    socket: Socket,
-    bytes: Buffer,
-    explain: () => string,
-    timeoutMs = 30_000,
-  ): Promise<Buffer> {
-    return new Promise((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let n = 0;
-      const timer = setTimeout(
-        () => reject(new Error(`echo: got ${n} of ${bytes.length} bytes\n${explain()}`)),
-        timeoutMs,
-      );
-      const onData = (data: Buffer): void => {
-        chunks.push(data);
-        n += data.length;
-        if (n >= bytes.length) {
-          clearTimeout(timer);
-          socket.off('data', onData);
-          resolve(Buffer.concat(chunks));
-        }
-      };
-      socket.on('data', onData);
-      socket.write(bytes);
-    });
+  function echoOver(socket: Socket, bytes: Buffer, explain: () => string): Promise<Buffer> {
+    const back = collect(socket, bytes.length, undefined, explain, 30_000);
+    socket.write(bytes);
+    return back;
   }
 
   /** POST a stream request to one node and return its status, body, headers and time taken. */

@@ -11,7 +11,7 @@ import { findOpenSsh, numberedOutput, startTempSshd } from '../helpers/openssh.j
 import { cliPath, runCli, spawnCli, startCliHub, type CliProcess } from '../helpers/cli.js';
 import { makeTempDir } from '../helpers/hub.js';
 import { startCutter, type Cutter } from '../helpers/cutter.js';
-import { dial, randomBytes, sha256, sha256File, waitFor } from '../helpers/net.js';
+import { collect, dial, randomBytes, sha256, sha256File, waitFor } from '../helpers/net.js';
 import { startEchoServer, startServer, type TestServer } from '../helpers/servers.js';
 import { parseConnectionString } from '../../src/auth/connection-string.js';
 import { hubTarget } from '../../src/service/credentials.js';
@@ -94,43 +94,6 @@ function restartHub(dir: string, port: number): Promise<CliProcess> {
   const hub = spawnCli(['hub', '--data-dir', join(dir, 'hub'), '--listen', `127.0.0.1:${port}`]);
   cleanups.push(() => hub.stop('SIGKILL'));
   return hub.waitForLine(/hub listening/).then(() => hub);
-}
-
-/**
- * Collect what `socket` receives; resolves once `n` bytes are in. Rejects if the socket closes
- * first, or after `limitMs` (well inside the test's own timeout, so that a stall is reported
- * with the processes' logs instead of as a bare timeout).
- */
-function collect(
-  socket: Socket,
-  n: number,
-  onProgress: (got: number) => void,
-  /** The processes' logs, for the error. */
-  explain: () => string = () => '',
-  limitMs = 75_000,
-): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let got = 0;
-    const timer = setTimeout(
-      () =>
-        reject(new Error(`stalled: ${got} of ${n} bytes after ${limitMs / 1000} s\n${explain()}`)),
-      limitMs,
-    );
-    socket.on('data', (c: Buffer) => {
-      chunks.push(c);
-      got += c.length;
-      onProgress(got);
-      if (got >= n) {
-        clearTimeout(timer);
-        resolve(Buffer.concat(chunks));
-      }
-    });
-    socket.once('close', () => {
-      clearTimeout(timer);
-      if (got < n) reject(new Error(`closed after ${got} of ${n} bytes\n${explain()}`));
-    });
-  });
 }
 
 /** The three processes' logs, for a failure's message. */

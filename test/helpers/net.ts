@@ -45,6 +45,50 @@ export function readAll(socket: Socket, timeoutMs = 30_000): Promise<Buffer> {
   });
 }
 
+/**
+ * Collect what `socket` receives; resolves once `n` bytes are in (and stops listening, so the
+ * socket can carry the next exchange). Rejects if the socket closes first, or after `limitMs`
+ * (well inside the test's own timeout, so that a stall is reported with the processes' logs
+ * instead of as a bare timeout).
+ */
+export function collect(
+  socket: Socket,
+  n: number,
+  onProgress: (got: number) => void = () => undefined,
+  /** The processes' logs, for the error. */
+  explain: () => string = () => '',
+  limitMs = 75_000,
+): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let got = 0;
+    const stop = (): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+    };
+    const timer = setTimeout(() => {
+      stop();
+      reject(new Error(`stalled: ${got} of ${n} bytes after ${limitMs / 1000} s\n${explain()}`));
+    }, limitMs);
+    const onData = (c: Buffer): void => {
+      chunks.push(c);
+      got += c.length;
+      onProgress(got);
+      if (got >= n) {
+        stop();
+        resolve(Buffer.concat(chunks));
+      }
+    };
+    const onClose = (): void => {
+      stop();
+      reject(new Error(`closed after ${got} of ${n} bytes\n${explain()}`));
+    };
+    socket.on('data', onData);
+    socket.once('close', onClose);
+  });
+}
+
 /** Wait for a socket to close; resolves with whether it closed with an error. */
 export function closed(
   socket: Socket,

@@ -210,11 +210,20 @@ export class SqliteRegistry implements Registry {
   }
 
   getDevice(deviceId: string): DeviceRecord | undefined {
+    return this.#keptOrRead(this.#devices, deviceId, (id) => this.#readDevice(id));
+  }
+
+  /** A record read lately, or read now (and kept if found). */
+  #keptOrRead<T>(
+    kept: BoundedMemory<T>,
+    key: string,
+    read: (key: string) => T | undefined,
+  ): T | undefined {
     this.#forgetIfChangedElsewhere();
-    const known = this.#devices.get(deviceId);
+    const known = kept.get(key);
     if (known) return known;
-    const found = this.#readDevice(deviceId);
-    if (found) this.#devices.set(deviceId, found);
+    const found = read(key);
+    if (found) kept.set(key, found);
     return found;
   }
 
@@ -298,12 +307,7 @@ export class SqliteRegistry implements Registry {
   }
 
   getPolicy(name: string): PolicyRecord | undefined {
-    this.#forgetIfChangedElsewhere();
-    const known = this.#policies.get(name);
-    if (known) return known;
-    const found = this.#readPolicy(name);
-    if (found) this.#policies.set(name, found);
-    return found;
+    return this.#keptOrRead(this.#policies, name, (n) => this.#readPolicy(n));
   }
 
   listPolicies(): PolicyRecord[] {
