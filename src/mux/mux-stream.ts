@@ -22,6 +22,12 @@ export interface MuxLink {
   queued(n: number): void;
   /** Send a `window` frame ahead of the rotation (credit is never held behind data). */
   grant(stream: MuxStream, increment: number): void;
+  /**
+   * The window a stream is granted now: the session's, or a smaller one while an interactive
+   * stream shares the connection, so that a bulk stream's bytes in flight, which every other
+   * stream's frames wait behind, stay few.
+   */
+  windowNow(): number;
   /** Bytes received on some stream and not yet taken by its owner went up or down by `n`. */
   buffered(n: number): void;
   /** The stream sent and received its close: its id is free. */
@@ -101,7 +107,17 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
   #sendCredit = muxInitialWindow;
   /** Payload bytes the peer may still send. */
   #receiveCredit = muxInitialWindow;
-  /** Bytes taken by the owner and not yet granted back to the peer. */
+  /**
+   * What the peer's credit, what waits here and what was taken and not granted again add up
+   * to: the credit this side keeps granting the peer. Raised when the stream opens, and
+   * changed to the session's `windowNow()` whenever credit goes back.
+   */
+  #window = muxInitialWindow;
+  /**
+   * Bytes taken by the owner and not yet granted back to the peer; below zero after the
+   * window shrank, until the peer has used the credit it holds beyond the new window (credit
+   * cannot be taken back, only not granted again).
+   */
   #taken = 0;
   /** What arrived while paused, in order. */
   #inbox: Array<[Buffer, boolean]> = [];
@@ -110,6 +126,8 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
   #draining = false;
   /** In the session's send rotation. */
   scheduled = false;
+  /** The last `data` frame received was a few bytes (the session's, to tell interactive streams). */
+  smallBefore = true;
   /** This side's `open` (opener) or answer (acceptor) has gone out: the peer knows the id. */
   #announced = false;
   /** This side's `close` (or `refuse`) is queued: nothing more may be queued after it. */
@@ -126,13 +144,12 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
    * @param url what the stream was opened for (the streaming URL, or the acceptor's path); an
    *   initiation's becomes the streaming URL its accept names
    * @param opener true on the side that sent `open`
-   * @param receiveWindow the credit this side keeps granting the peer
+   * @param link its session
    */
   constructor(
     readonly id: number,
     public url: string,
     readonly opener: boolean,
-    private readonly receiveWindow: number,
     private readonly link: MuxLink,
   ) {
     super();
@@ -145,6 +162,11 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
   /** Payload bytes received and not yet taken (for tests of bounded memory). */
   get heldBytes(): number {
     return this.#inboxBytes;
+  }
+
+  /** The credit this side keeps granting the peer (tests). */
+  get window(): number {
+    return this.#window;
   }
 
   /** Payload bytes queued to send (not yet handed to the connection). */
@@ -396,11 +418,14 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     this.emit('message', payload, isBinary);
     this.#taken += payload.length;
     // Credit goes back in quarters of the window: few frames, and never a stall at the edge.
-    if (this.#taken >= this.receiveWindow / 4 && !this.#closeSent && !this.#closeReceived) {
-      this.#receiveCredit += this.#taken;
-      this.link.grant(this, this.#taken);
-      this.#taken = 0;
-    }
+    if (this.#taken < this.#window / 4 || this.#closeSent || this.#closeReceived) return;
+    const window = this.link.windowNow();
+    this.#taken += window - this.#window;
+    this.#window = window;
+    if (this.#taken < window / 4) return;
+    this.#receiveCredit += this.#taken;
+    this.link.grant(this, this.#taken);
+    this.#taken = 0;
   }
 
   #scheduleDrain(): void {
@@ -469,8 +494,9 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
   }
 
   #raiseWindow(): void {
-    const more = this.receiveWindow - muxInitialWindow;
+    const more = this.link.windowNow() - muxInitialWindow;
     if (more <= 0) return;
+    this.#window += more;
     this.#receiveCredit += more;
     this.#enqueue(MuxFrameType.window, windowPayload(more));
   }

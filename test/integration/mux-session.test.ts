@@ -369,6 +369,125 @@ describe('mux session', () => {
     expect(client.listenerCount('pong')).toBe(before.pong + 1);
   });
 
+  describe('the window while an interactive stream shares the connection', () => {
+    const full = 1024 * 1024;
+    const shared = 128 * 1024;
+
+    /** A pair whose listener reads every stream it accepts, and its accepted streams in order. */
+    async function readingPair(sharedHoldMs: number): Promise<{
+      dialler: MuxSession;
+      accepted: MuxStream[];
+      received: Map<MuxStream, Buffer[]>;
+    }> {
+      const { dialler, listener } = await carrierPair({
+        receiveWindow: full,
+        sharedReceiveWindow: shared,
+        sharedHoldMs,
+      });
+      const accepted: MuxStream[] = [];
+      const received = new Map<MuxStream, Buffer[]>();
+      listener.on('open-request', (s) => {
+        s.accept('dstream.stream.v1');
+        const chunks: Buffer[] = [];
+        received.set(s, chunks);
+        s.on('message', (data) => chunks.push(Buffer.from(data)));
+        s.resume();
+        accepted.push(s);
+      });
+      return { dialler, accepted, received };
+    }
+
+    const bytesOf = (chunks: Buffer[] | undefined): number =>
+      (chunks ?? []).reduce((n, c) => n + c.length, 0);
+
+    async function openStream(dialler: MuxSession, name: string): Promise<MuxStream> {
+      const stream = dialler.open(`mux://${name}`, {
+        path: `/${name}`,
+        authorization: '',
+        protocols: [],
+      });
+      await waitEvent(stream, 'open');
+      return stream;
+    }
+
+    /** Send `n` random bytes on `stream` and wait until its peer has them all, byte-exact. */
+    async function carry(
+      stream: MuxStream,
+      peer: MuxStream,
+      received: Map<MuxStream, Buffer[]>,
+      n: number,
+    ): Promise<void> {
+      const chunks = received.get(peer) ?? [];
+      const before = bytesOf(chunks);
+      const payload = randomBytes(n);
+      await sendAll(stream, payload);
+      await waitFor(() => bytesOf(chunks) >= before + n, 60_000, `${n} bytes on ${stream.url}`);
+      expect(sha256(Buffer.concat(chunks).subarray(before))).toBe(sha256(payload));
+    }
+
+    it('bulk streams alone or taking turns keep the full window; beside small frames every stream gets the shared one, and a bulk stream then holds no more', async () => {
+      const { dialler, accepted, received } = await readingPair(600_000);
+      const bulk = await openStream(dialler, 'bulk');
+      const other = await openStream(dialler, 'other');
+      const [bulkPeer, otherPeer] = accepted as [MuxStream, MuxStream];
+      // Two bulk streams at once: their frames are full (64 KiB sends) but for the last one
+      // (100 bytes), so neither is taken for an interactive one.
+      await Promise.all([
+        carry(bulk, bulkPeer, received, 8 * 1024 * 1024 + 100),
+        carry(other, otherPeer, received, 8 * 1024 * 1024 + 100),
+      ]);
+      expect(bulkPeer.window).toBe(full);
+      expect(otherPeer.window).toBe(full);
+
+      // Keystrokes on the other stream (a few bytes at a time), next to the bulk stream's data.
+      await carry(other, otherPeer, received, 64);
+      await carry(other, otherPeer, received, 64);
+      await carry(bulk, bulkPeer, received, 4 * 1024 * 1024);
+      expect(bulkPeer.window).toBe(shared);
+
+      // What the bulk stream may have in flight is the shared window: with its reader stopped,
+      // the receiver holds at most that much, and the sender keeps the rest.
+      bulkPeer.pause();
+      const stalled = sendAll(bulk, randomBytes(4 * 1024 * 1024)).catch((e: unknown) => e);
+      await waitFor(
+        () => bulk.queuedBytes > 0 && bulkPeer.heldBytes > 0,
+        30_000,
+        'the bulk stream to stall',
+      );
+      // A frame sent after everything the bulk stream could send: once it is in, so is all of that.
+      await carry(other, otherPeer, received, 64);
+      expect(bulkPeer.heldBytes).toBeLessThanOrEqual(shared);
+      expect(bulk.queuedBytes).toBeGreaterThan(0);
+      bulkPeer.resume();
+      expect(await stalled).toBeUndefined();
+    });
+
+    it('the full window comes back once the interactive stream has been quiet for the hold', async () => {
+      const holdMs = 300;
+      const { dialler, accepted, received } = await readingPair(holdMs);
+      const bulk = await openStream(dialler, 'bulk');
+      const other = await openStream(dialler, 'other');
+      const [bulkPeer, otherPeer] = accepted as [MuxStream, MuxStream];
+      await carry(bulk, bulkPeer, received, 1024 * 1024);
+      await carry(other, otherPeer, received, 64);
+      const quietSince = Date.now();
+      await carry(bulk, bulkPeer, received, 2 * 1024 * 1024);
+      // Waiting for the rule's own time to pass, not for anything to be fast.
+      await waitFor(() => Date.now() - quietSince > holdMs, 30_000, 'the hold to pass');
+      await carry(bulk, bulkPeer, received, 2 * 1024 * 1024);
+      expect(bulkPeer.window).toBe(full);
+      // And the peer has the credit: a stopped reader now holds more than the shared window
+      // could ever let in (all of the full one but what was taken and not yet granted back,
+      // under a quarter of it).
+      bulkPeer.pause();
+      const rest = sendAll(bulk, randomBytes(4 * 1024 * 1024)).catch((e: unknown) => e);
+      await waitFor(() => bulkPeer.heldBytes > (full * 3) / 4, 30_000, 'the full window to fill');
+      expect(bulkPeer.heldBytes).toBeLessThanOrEqual(full);
+      bulkPeer.resume();
+      expect(await rest).toBeUndefined();
+    });
+  });
+
   it('a small stream keeps moving beside a bulk one (frames take turns)', async () => {
     const { dialler, listener } = await carrierPair();
     const accepted: MuxStream[] = [];
