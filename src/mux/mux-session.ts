@@ -33,6 +33,8 @@ export interface MuxSessionOptions {
    * shared (ms, default 1,000).
    */
   readonly sharedHoldMs?: number | undefined;
+  /** The time in ms the hold is counted on (default `Date.now`; tests move it on). */
+  readonly clock?: (() => number) | undefined;
   /** Streams open at once on this connection, opened by either side (default 65,536). */
   readonly maxStreams?: number | undefined;
   /** More frames than this in one second from the peer is a flood: the connection closes. */
@@ -116,11 +118,12 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
   readonly #receiveWindow: number;
   readonly #sharedReceiveWindow: number;
   readonly #sharedHoldMs: number;
+  readonly #clock: () => number;
   /** The live stream the last `data` frame was for (forgotten when it ends). */
   #lastReceiver: MuxStream | undefined;
   /** That frame was an interactive stream's. */
   #lastInteractive = false;
-  /** When an interactive stream last received beside another (Date.now()). */
+  /** When an interactive stream last received beside another (`#clock`). */
   #sharedAt = -Infinity;
   readonly #maxStreams: number;
   readonly #maxFrames: number;
@@ -157,6 +160,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
       Math.max(muxMaxPayload, options.sharedReceiveWindow ?? defaultMuxSharedReceiveWindow),
     );
     this.#sharedHoldMs = options.sharedHoldMs ?? 1000;
+    this.#clock = options.clock ?? Date.now;
     this.#maxStreams = options.maxStreams ?? 65_536;
     this.#maxFrames = options.maxFramesPerSecond ?? 200_000;
     this.#sendHighWater = options.sendHighWater ?? 256 * 1024;
@@ -311,7 +315,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
    * otherwise the full one, with which bulk streams alone or among bulk streams move fastest.
    */
   windowNow(): number {
-    return Date.now() - this.#sharedAt < this.#sharedHoldMs
+    return this.#clock() - this.#sharedAt < this.#sharedHoldMs
       ? this.#sharedReceiveWindow
       : this.#receiveWindow;
   }
@@ -498,7 +502,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
         stream.smallBefore = small;
         if (stream !== this.#lastReceiver) {
           if (this.#lastReceiver !== undefined && (interactive || this.#lastInteractive))
-            this.#sharedAt = Date.now();
+            this.#sharedAt = this.#clock();
           this.#lastReceiver = stream;
         }
         this.#lastInteractive = interactive;
