@@ -6,6 +6,11 @@ export interface BenchConfig {
   readonly setups: number;
   readonly rateSeconds: number;
   readonly rateOpeners: number;
+  /**
+   * Seconds of streams opened at the rate's pace, unmeasured, before scenario 10's setup
+   * figures: V8 compiles a process's per-stream paths only after some thousands of streams.
+   */
+  readonly warmupSeconds: number;
   readonly concurrentStreams: number;
   /** Streams held open at once for the carriers' memory figures (scenario 10). */
   readonly carrierStreams: number;
@@ -24,6 +29,7 @@ export const fullConfig: BenchConfig = {
   setups: 500,
   rateSeconds: 10,
   rateOpeners: 50,
+  warmupSeconds: 10,
   concurrentStreams: 5000,
   carrierStreams: 20_000,
   carrierEnds: 1,
@@ -40,6 +46,7 @@ export const quickConfig: BenchConfig = {
   setups: 50,
   rateSeconds: 2,
   rateOpeners: 50,
+  warmupSeconds: 1,
   concurrentStreams: 200,
   carrierStreams: 200,
   // Two, so that CI's quick run goes through the split the full run needs here.

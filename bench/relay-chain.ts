@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { spawnChild, type Child } from './child.js';
+import { createSelfSignedCertificate } from '../src/tls/self-signed.js';
 import { freePort, waitListening } from './scenarios/compare.js';
 
 /**
@@ -32,6 +33,41 @@ export async function startRelayChain(target: number, hops = 3): Promise<RelayCh
       next = port;
     }
     return { port: next, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+const leanScript = fileURLToPath(new URL('./lean-relay.js', import.meta.url));
+
+/**
+ * The floor under the multiplexed carrier's shape (`lean-relay.ts`): a front where the proxy
+ * stands and a back where the agent stands, both joined by a long-lived verified TLS connection
+ * of their own to a middle where the hub stands, every stream a few frames on them; returns the
+ * front's port, whose connections reach 127.0.0.1:`target`.
+ */
+export async function startLeanChain(target: number): Promise<RelayChain> {
+  const children: Child[] = [];
+  const stop = async (): Promise<void> => {
+    for (const c of children.reverse()) await c.stop();
+  };
+  try {
+    const { key, cert } = await createSelfSignedCertificate('lean-relay', ['127.0.0.1']);
+    const start = (args: readonly string[], env: Record<string, string>): Child => {
+      const child = spawnChild(process.execPath, [leanScript, ...args], env);
+      children.push(child);
+      return child;
+    };
+    const middle = start(['middle'], { LEAN_KEY: key, LEAN_CERT: cert });
+    const middlePort = (await middle.waitFor(/listening on (\d+)/))[1] ?? '';
+    start(['back', middlePort, String(target)], { LEAN_CA: cert });
+    await middle.waitFor(/back connected/);
+    const port = await freePort();
+    const front = start(['front', String(port), middlePort], { LEAN_CA: cert });
+    await middle.waitFor(/front connected/);
+    await waitListening(port, front, 'the lean relay chain');
+    return { port, stop };
   } catch (error) {
     await stop();
     throw error;

@@ -1,7 +1,8 @@
 /**
  * Where one stream's setup time goes, hop by hop: `npm run bench:timeline [-- --setups N
- * --gap MS --pings N]`. A fresh hub, agent and proxy (TLS, the multiplexed carrier, as scenario
- * 3 runs them) with timeline-recorder.ts loaded; N sequential setups as scenario 3 makes them
+ * --warmup N --gap MS --pings N]`. A fresh hub, agent and proxy (TLS, the multiplexed carrier, as scenario
+ * 3 runs them) with timeline-recorder.ts loaded; --warmup setups not counted (2,000 by default:
+ * V8 compiles the per-stream paths only after a few thousand streams), then N sequential setups as scenario 3 makes them
  * (connect to the proxy's port, wait for the device-side greeter's first byte, close); then,
  * with --pings, scenario 2's round trip (64-byte pings, one at a time, on one stream to the
  * echo target). For each setup and each ping, the recorded marks of the three processes on
@@ -36,20 +37,23 @@ const data = 4;
 const { values } = parseArgs({
   options: {
     setups: { type: 'string', default: '500' },
+    warmup: { type: 'string', default: '2000' },
     gap: { type: 'string', default: '0' },
     pings: { type: 'string', default: '0' },
   },
 });
 const setups = Number(values.setups);
+const warmup = Number(values.warmup);
 const gapMs = Number(values.gap);
 const pings = Number(values.pings);
 if (
   !(Number.isInteger(setups) && setups > 0) ||
+  !(Number.isInteger(warmup) && warmup >= 0) ||
   !(gapMs >= 0) ||
   !(Number.isInteger(pings) && pings >= 0)
 ) {
   console.error(
-    'usage: setup-timeline [--setups N (> 0)] [--gap MS between setups (>= 0)] [--pings N (>= 0)]',
+    'usage: setup-timeline [--setups N (> 0)] [--warmup N (>= 0)] [--gap MS between setups (>= 0)] [--pings N (>= 0)]',
   );
   process.exit(2);
 }
@@ -73,16 +77,16 @@ const schedBefore: Record<string, Sched> = {};
 /** And their growth per counted setup. */
 const schedPerSetup: Record<string, Sched> = {};
 try {
-  for (let i = 0; i < setups + 100; i++) {
-    if (i === 100)
+  for (let i = 0; i < setups + warmup; i++) {
+    if (i === warmup)
       for (const [role, pid] of Object.entries(scheduled)) schedBefore[role] = schedStats(pid);
     if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
     const start = process.hrtime.bigint();
     const socket = await dial(stack.ports.greet);
     await firstData(socket);
     const end = process.hrtime.bigint();
-    // The first 100 warm the processes up (code compiled, pools filled) and are not counted.
-    if (i >= 100) windows.push([start, end]);
+    // The first `warmup` warm the processes up (code compiled, pools filled) and are not counted.
+    if (i >= warmup) windows.push([start, end]);
     await closeGracefully(socket);
   }
   // Per counted setup (its teardown included), each process's main thread on a core and

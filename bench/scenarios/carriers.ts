@@ -3,7 +3,7 @@ import { percentile, raiseOpenFileLimit } from '../proc-stats.js';
 import { figure, type Figure } from '../result.js';
 import { startBastion } from '../bastion.js';
 import type { Child } from '../child.js';
-import { startRelayChain } from '../relay-chain.js';
+import { startLeanChain, startRelayChain, type RelayChain } from '../relay-chain.js';
 import { holdInChildProcess, startEchoProcess, type EchoProcess } from '../held-streams.js';
 import { startStack, startWideStack, type Stack, type Targets } from '../stack.js';
 import { measureHeld, runBusy } from './concurrency.js';
@@ -14,6 +14,8 @@ import { download, upload } from './throughput.js';
 type Transport = 'mux' | 'ws';
 
 interface SetupFigures {
+  /** The first setups of fresh processes, before V8 has compiled their per-stream paths. */
+  readonly cold: number[];
   readonly setup: number[];
   readonly rate: Awaited<ReturnType<typeof openRate>>;
 }
@@ -42,13 +44,24 @@ async function pingBesideBulk(ports: Ports, targets: Targets, cfg: BenchConfig):
   return times;
 }
 
-/** Sequential setups, then the rate with concurrent openers, through `port`. */
+/**
+ * Sequential setups of fresh processes (cold); then, after the warm-up, sequential setups
+ * again and the rate with concurrent openers, through `port`.
+ */
 async function measureSetup(port: number, cfg: BenchConfig): Promise<SetupFigures> {
   // The first stream may open a long-lived connection (a carrier); it is not what a stream costs.
   await openOnce(port);
+  const cold: number[] = [];
+  for (let i = 0; i < cfg.setups; i++) cold.push(await openOnce(port));
+  // V8 runs a new process's code in its interpreter and compiles the hot paths in threads of
+  // its own after thousands of calls: through dstream's ends and hub, setup p50 went from 3.5 ms
+  // in the first 250 streams to 1.1-1.4 ms after 2,000, and in the first 5 s of 50 openers the
+  // compiler threads took a third of the processes' CPU time. The targets are a running hub's,
+  // so every stack gets the same warm-up before its figures (the cold ones are reported too).
+  await openRate(port, cfg.rateOpeners, cfg.warmupSeconds);
   const setup: number[] = [];
   for (let i = 0; i < cfg.setups; i++) setup.push(await openOnce(port));
-  return { setup, rate: await openRate(port, cfg.rateOpeners, cfg.rateSeconds) };
+  return { cold, setup, rate: await openRate(port, cfg.rateOpeners, cfg.rateSeconds) };
 }
 
 /** What scenario 10 measures through any tunnel's local ports. */
@@ -57,12 +70,12 @@ async function measurePorts(
   cfg: BenchConfig,
   targets: Targets,
 ): Promise<CarrierFigures> {
-  const { setup, rate } = await measureSetup(ports.greet, cfg);
+  const opened = await measureSetup(ports.greet, cfg);
   const roundTrip = await pingPong(ports.echo, cfg.roundTrips);
   const up = await upload(targets, ports.sink, cfg.bulkBytes);
   const down = await download(ports.source, cfg.bulkBytes);
   const beside = await pingBesideBulk(ports, targets, cfg);
-  return { setup, rate, roundTrip, up, down, pingBesideBulk: beside };
+  return { ...opened, roundTrip, up, down, pingBesideBulk: beside };
 }
 
 async function measure(
@@ -160,18 +173,14 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
   } finally {
     await bastion.stop();
   }
-  const chain = await startRelayChain(targets.greet.port);
-  let floor: SetupFigures;
-  try {
-    floor = await measureSetup(chain.port, cfg);
-  } finally {
-    await chain.stop();
-  }
+  const floor = await measureChain(await startRelayChain(targets.greet.port), cfg);
+  const lean = await measureChain(await startLeanChain(targets.greet.port), cfg);
   const m = mux.figures;
   const w = ws.figures;
   const relabel = (list: Figure[], label: string): Figure[] =>
     list.map((f) => ({ ...f, scenario: 10, name: `${label}: ${f.name}` }));
   const note = 'baseline: the per-stream WebSocket carrier (--transport ws), same run';
+  const warm = `after a ${cfg.warmupSeconds} s warm-up`;
   return [
     figure({
       scenario: 10,
@@ -180,7 +189,7 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
       unit: 'ms',
       baseline: percentile(w.setup, 50),
       target: { op: '<', value: 1.5 },
-      note,
+      note: `${note}; ${warm}`,
     }),
     figure({
       scenario: 10,
@@ -189,7 +198,23 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
       unit: 'ms',
       baseline: percentile(w.setup, 99),
       target: { op: '<', value: 5 },
-      note,
+      note: `${note}; ${warm}`,
+    }),
+    figure({
+      scenario: 10,
+      name: 'mux: stream setup latency, p50, cold',
+      value: percentile(m.cold, 50),
+      unit: 'ms',
+      baseline: percentile(w.cold, 50),
+      note: `${note}; the first ${cfg.setups} setups of fresh processes`,
+    }),
+    figure({
+      scenario: 10,
+      name: 'mux: stream setup latency, p99, cold',
+      value: percentile(m.cold, 99),
+      unit: 'ms',
+      baseline: percentile(w.cold, 99),
+      note: `${note}; the first ${cfg.setups} setups of fresh processes`,
     }),
     figure({
       scenario: 10,
@@ -198,7 +223,7 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
       unit: '/s',
       baseline: w.rate.rate,
       target: { op: '>=', value: 2000 },
-      note,
+      note: `${note}; ${warm}`,
     }),
     figure({
       scenario: 10,
@@ -247,6 +272,7 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
     }),
     ...bastionFigures(ssh),
     ...setupFigures('three plain Node relays (no TLS, no protocol)', floor),
+    ...setupFigures('three Node processes on two TLS connections (frames only)', lean),
     ...relabel(mux.memory, 'mux').map((f) =>
       f.name.endsWith('memory per open stream')
         ? { ...f, ...figure({ ...f, target: { op: '<', value: 8 } }) }
@@ -262,14 +288,30 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
   ];
 }
 
+/** `measureSetup` through a relay chain, which is stopped after. */
+async function measureChain(chain: RelayChain, cfg: BenchConfig): Promise<SetupFigures> {
+  try {
+    return await measureSetup(chain.port, cfg);
+  } finally {
+    await chain.stop();
+  }
+}
+
 /**
- * Setup latency p50 and p99 and the rate of a reference with no targets of its own (the
- * bastion; three plain Node relays, relay-chain.ts: the floor with the proxy's, hub's and
- * agent's processes doing nothing but pass bytes on), under its `label`.
+ * Setup latency p50 and p99 (cold and warm) and the rate of a reference with no targets of its
+ * own (the bastion; three plain Node relays and three Node processes with the carrier's shape,
+ * relay-chain.ts: floors with the proxy's, hub's and agent's processes doing nothing but pass
+ * bytes on), under its `label`.
  */
 function setupFigures(label: string, f: SetupFigures): Figure[] {
   const name = (what: string): string => `${label}: ${what}`;
   return [
+    figure({
+      scenario: 10,
+      name: name('setup latency, p50, cold'),
+      value: percentile(f.cold, 50),
+      unit: 'ms',
+    }),
     figure({
       scenario: 10,
       name: name('setup latency, p50'),
