@@ -14,7 +14,8 @@
  * Back-pressure is whole-connection: a full local socket pauses the carrier connection that
  * feeds it until it drains, a full carrier connection pauses every socket that feeds it.
  */
-import { connect as connectTcp, createServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { dialTarget, fail, runRelayRole } from './relay-roles.js';
 import { connect as connectTls, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 
 const frameOpen = 1;
@@ -140,7 +141,7 @@ function deliver(
 function front(listenPort: number, middlePort: number, ca: string): void {
   const streams = new Map<number, Socket>();
   const tls = connectTls({ host: '127.0.0.1', port: middlePort, ca });
-  tls.on('error', (e: Error) => fail(`front: ${e.message}`));
+  tls.on('error', (e: Error) => fail('lean-relay', `front: ${e.message}`));
   const carrier = new Carrier(tls, (type, id, payload) =>
     deliver(type, id, payload, carrier, streams),
   );
@@ -158,16 +159,10 @@ function front(listenPort: number, middlePort: number, ca: string): void {
 function back(middlePort: number, targetPort: number, ca: string): void {
   const streams = new Map<number, Socket>();
   const tls = connectTls({ host: '127.0.0.1', port: middlePort, ca });
-  tls.on('error', (e: Error) => fail(`back: ${e.message}`));
+  tls.on('error', (e: Error) => fail('lean-relay', `back: ${e.message}`));
   const carrier: Carrier = new Carrier(tls, (type, id, payload) => {
     if (type !== frameOpen) return deliver(type, id, payload, carrier, streams);
-    const socket = connectTcp({
-      host: '127.0.0.1',
-      port: targetPort,
-      noDelay: true,
-      allowHalfOpen: true,
-    });
-    socket.on('error', () => socket.destroy());
+    const socket = dialTarget(targetPort);
     bridge(socket, id, carrier, streams);
   });
   carrier.send(frameOpen, 0, Buffer.from('back'));
@@ -198,14 +193,4 @@ function middle(key: string, cert: string): void {
   );
 }
 
-function fail(message: string): never {
-  process.stderr.write(`lean-relay: ${message}\n`);
-  process.exit(1);
-}
-
-const [role, a, b] = process.argv.slice(2);
-const ca = process.env.LEAN_CA ?? '';
-if (role === 'middle') middle(process.env.LEAN_KEY ?? '', process.env.LEAN_CERT ?? '');
-else if (role === 'front') front(Number(a), Number(b), ca);
-else if (role === 'back') back(Number(a), Number(b), ca);
-else fail('usage: lean-relay.js middle | front LISTEN MIDDLE | back MIDDLE TARGET');
+await runRelayRole('lean-relay', { middle, front, back });

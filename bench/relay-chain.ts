@@ -39,7 +39,10 @@ export async function startRelayChain(target: number, hops = 3): Promise<RelayCh
   }
 }
 
-const leanScript = fileURLToPath(new URL('./lean-relay.js', import.meta.url));
+const leanScripts = {
+  frames: fileURLToPath(new URL('./lean-relay.js', import.meta.url)),
+  mux: fileURLToPath(new URL('./mux-relay.js', import.meta.url)),
+} as const;
 
 /**
  * The floor under the multiplexed carrier's shape (`lean-relay.ts`): a front where the proxy
@@ -47,7 +50,11 @@ const leanScript = fileURLToPath(new URL('./lean-relay.js', import.meta.url));
  * of their own to a middle where the hub stands, every stream a few frames on them; returns the
  * front's port, whose connections reach 127.0.0.1:`target`.
  */
-export async function startLeanChain(target: number): Promise<RelayChain> {
+export async function startLeanChain(
+  target: number,
+  /** `frames`: lean-relay.ts's bare frames on TLS; `mux`: mux-relay.ts's MuxSession on a TLS WebSocket. */
+  layer: keyof typeof leanScripts = 'frames',
+): Promise<RelayChain> {
   const children: Child[] = [];
   const stop = async (): Promise<void> => {
     for (const c of children.reverse()) await c.stop();
@@ -55,7 +62,7 @@ export async function startLeanChain(target: number): Promise<RelayChain> {
   try {
     const { key, cert } = await createSelfSignedCertificate('lean-relay', ['127.0.0.1']);
     const start = (args: readonly string[], env: Record<string, string>): Child => {
-      const child = spawnChild(process.execPath, [leanScript, ...args], env);
+      const child = spawnChild(process.execPath, [leanScripts[layer], ...args], env);
       children.push(child);
       return child;
     };

@@ -175,6 +175,7 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
   }
   const floor = await measureChain(await startRelayChain(targets.greet.port), cfg);
   const lean = await measureChain(await startLeanChain(targets.greet.port), cfg);
+  const framing = await measureChain(await startLeanChain(targets.greet.port, 'mux'), cfg);
   const m = mux.figures;
   const w = ws.figures;
   const relabel = (list: Figure[], label: string): Figure[] =>
@@ -273,6 +274,10 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
     ...bastionFigures(ssh),
     ...setupFigures('three plain Node relays (no TLS, no protocol)', floor),
     ...setupFigures('three Node processes on two TLS connections (frames only)', lean),
+    ...setupFigures(
+      "three Node processes on dstream's framing (MuxSession on TLS WebSockets)",
+      framing,
+    ),
     ...relabel(mux.memory, 'mux').map((f) =>
       f.name.endsWith('memory per open stream')
         ? { ...f, ...figure({ ...f, target: { op: '<', value: 8 } }) }
@@ -299,9 +304,9 @@ async function measureChain(chain: RelayChain, cfg: BenchConfig): Promise<SetupF
 
 /**
  * Setup latency p50 and p99 (cold and warm) and the rate of a reference with no targets of its
- * own (the bastion; three plain Node relays and three Node processes with the carrier's shape,
- * relay-chain.ts: floors with the proxy's, hub's and agent's processes doing nothing but pass
- * bytes on), under its `label`.
+ * own (the bastion; three plain Node relays, and three Node processes with the carrier's shape,
+ * bare frames or dstream's framing, relay-chain.ts: floors with the proxy's, hub's and agent's
+ * processes doing nothing but pass bytes on), under its `label`.
  */
 function setupFigures(label: string, f: SetupFigures): Figure[] {
   const name = (what: string): string => `${label}: ${what}`;
