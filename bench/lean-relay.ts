@@ -39,10 +39,7 @@ class Carrier {
   constructor(socket: Socket, onFrame: (type: number, id: number, payload: Buffer) => void) {
     this.#socket = socket;
     socket.setNoDelay(true);
-    socket.on('drain', () => {
-      for (const w of [...this.#drainWaiters]) w();
-      this.#drainWaiters.clear();
-    });
+    socket.on('drain', () => this.#wake());
     let buffered: Buffer = Buffer.alloc(0);
     socket.on('data', (chunk: Buffer) => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
@@ -97,7 +94,16 @@ class Carrier {
     const chunks = this.#pending;
     this.#pending = [];
     this.#pendingBytes = 0;
-    this.#socket.write(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+    // A write the socket took at once emits no 'drain': those waiting on the frames it held
+    // (a sender that was over the bound only with them) go on now.
+    if (this.#socket.write(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)))
+      this.#wake();
+  }
+
+  #wake(): void {
+    const waiters = [...this.#drainWaiters];
+    this.#drainWaiters.clear();
+    for (const w of waiters) w();
   }
 }
 
@@ -129,7 +135,15 @@ function deliver(
   if (type === frameData) {
     if (!socket.write(payload)) {
       carrier.pauseReading();
-      socket.once('drain', () => carrier.resumeReading());
+      // Resumed once, when the socket drains or goes away (a closed socket never drains).
+      let resumed = false;
+      const resume = (): void => {
+        if (resumed) return;
+        resumed = true;
+        carrier.resumeReading();
+      };
+      socket.once('drain', resume);
+      socket.once('close', resume);
     }
   } else if (type === frameEnd) socket.end();
   else if (type === frameClose) {
