@@ -1,12 +1,13 @@
 /**
  * Where one stream's setup time goes, hop by hop: `npm run bench:timeline [-- --setups N
- * --warmup N --gap MS --pings N]`. A fresh hub, agent and proxy (TLS, the multiplexed carrier, as scenario
- * 3 runs them) with timeline-recorder.ts loaded; --warmup setups not counted (2,000 by default:
- * V8 compiles the per-stream paths only after a few thousand streams), then N sequential setups as scenario 3 makes them
- * (connect to the proxy's port, wait for the device-side greeter's first byte, close); then,
- * with --pings, scenario 2's round trip (64-byte pings, one at a time, on one stream to the
- * echo target). For each setup and each ping, the recorded marks of the three processes on
- * the shared clock, cut into the steps of the path, and the quartiles of each step.
+ * --warmup N --gap MS --pings N]`. A fresh hub, agent and proxy (TLS, the multiplexed carrier,
+ * as scenario 3 runs them) with timeline-recorder.ts loaded; --warmup setups not counted (2,000
+ * by default: V8 compiles the per-stream paths only after a few thousand streams), then N
+ * sequential setups as scenario 3 makes them (connect to the proxy's port, wait for the
+ * device-side greeter's first byte, close); then, with --pings, scenario 2's round trip
+ * (64-byte pings, one at a time, on one stream to the echo target). For each setup and each
+ * ping, the recorded marks of the three processes on the shared clock, cut into the steps of
+ * the path, and the quartiles of each step.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
