@@ -14,9 +14,9 @@
  * Back-pressure is whole-connection: a full local socket pauses the carrier connection that
  * feeds it until it drains, a full carrier connection pauses every socket that feeds it.
  */
-import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { dialTarget, fail, runRelayRole } from './relay-roles.js';
+import type { AddressInfo, Socket } from 'node:net';
 import { connect as connectTls, createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { dialTarget, fail, listenLocal, runRelayRole } from './relay-roles.js';
 
 const frameOpen = 1;
 const frameData = 2;
@@ -161,13 +161,13 @@ function front(listenPort: number, middlePort: number, ca: string): void {
   );
   carrier.send(frameOpen, 0, Buffer.from('front'));
   let next = 1;
-  const server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
-    socket.on('error', () => socket.destroy());
-    const id = next++;
-    carrier.send(frameOpen, id);
-    bridge(socket, id, carrier, streams);
-  });
-  tls.once('secureConnect', () => server.listen(listenPort, '127.0.0.1'));
+  tls.once('secureConnect', () =>
+    listenLocal(listenPort, (socket) => {
+      const id = next++;
+      carrier.send(frameOpen, id);
+      bridge(socket, id, carrier, streams);
+    }),
+  );
 }
 
 function back(middlePort: number, targetPort: number, ca: string): void {

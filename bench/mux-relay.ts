@@ -12,12 +12,12 @@
  * The middle prints `listening on PORT`, then `back connected` and `front connected`.
  */
 import { createServer as createHttpsServer } from 'node:https';
-import { dialTarget, fail, runRelayRole } from './relay-roles.js';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { MuxSession } from '../src/mux/mux-session.js';
 import type { MuxStream } from '../src/mux/mux-stream.js';
 import { muxProtocol } from '../src/protocol/mux-frames.js';
+import { dialTarget, fail, listenLocal, runRelayRole } from './relay-roles.js';
 
 /** Up to this many bytes handed to a substream and not yet sent before the socket pauses. */
 const highWater = 1024 * 1024;
@@ -74,11 +74,9 @@ function dial(port: number, ca: string, role: string): Promise<MuxSession> {
 
 async function front(listenPort: number, middlePort: number, ca: string): Promise<void> {
   const session = await dial(middlePort, ca, 'front');
-  createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
-    socket.on('error', () => socket.destroy());
-    const stream = session.open('/', { path: '/', authorization: '', protocols: [] });
-    pipe(socket, stream);
-  }).listen(listenPort, '127.0.0.1');
+  listenLocal(listenPort, (socket) =>
+    pipe(socket, session.open('/', { path: '/', authorization: '', protocols: [] })),
+  );
 }
 
 async function back(middlePort: number, targetPort: number, ca: string): Promise<void> {

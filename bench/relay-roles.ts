@@ -1,4 +1,4 @@
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 
 /**
  * The command line the floors with the carrier's shape share (lean-relay.ts, mux-relay.ts):
@@ -32,4 +32,15 @@ export function dialTarget(port: number): Socket {
   const socket = connect({ host: '127.0.0.1', port, noDelay: true, allowHalfOpen: true });
   socket.on('error', () => socket.destroy());
   return socket;
+}
+
+/**
+ * The front's listener, as the proxy's: on loopback, no Nagle, half-open; each connection gets
+ * an 'error' listener before `onSocket` sees it.
+ */
+export function listenLocal(port: number, onSocket: (socket: Socket) => void): Server {
+  return createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
+    socket.on('error', () => socket.destroy());
+    onSocket(socket);
+  }).listen(port, '127.0.0.1');
 }
