@@ -64,6 +64,28 @@ describe('SAS tokens', () => {
     expect(hasValidSignature(token, otherKey)).toBe(false);
   });
 
+  it('a token parsed before is the same frozen object, still checked against the key', () => {
+    const text = signSas({ resource: 'hub:443', key, expiry: 1_900_000_456, keyName: 'svc' });
+    const token = parseSas(text);
+    expect(parseSas(text)).toBe(token);
+    expect(Object.isFrozen(token)).toBe(true);
+    expect(hasValidSignature(token, key)).toBe(true);
+    expect(hasValidSignature(token, otherKey)).toBe(false);
+    // A copy is a token of its own: checked in full, so a changed field is refused.
+    expect(hasValidSignature({ ...token }, key)).toBe(true);
+    expect(hasValidSignature({ ...token, expiry: token.expiry + 1 }, key)).toBe(false);
+    // Malformed text is never remembered: it throws every time.
+    const bad = text.replace('se=1900000456', 'se=soon');
+    for (let i = 0; i < 2; i++) expect(() => parseSas(bad)).toThrow('expiry (se) is not a number');
+    // Past the bound the text is parsed anew, to an equal token.
+    for (let e = 0; e < 300; e++)
+      parseSas(signSas({ resource: 'h', key, expiry: 1_700_000_000 + e }));
+    const again = parseSas(text);
+    expect(again).not.toBe(token);
+    expect(again).toEqual(token);
+    expect(hasValidSignature(again, key)).toBe(true);
+  });
+
   it.each([
     ['', 'expected "SharedAccessSignature'],
     ['Bearer abc', 'expected "SharedAccessSignature'],
