@@ -11,7 +11,7 @@ const layers = [
   { name: 'mux', path: '^src/mux/' },
   { name: 'net', path: '^src/net/' },
   { name: 'credentials', path: '^src/(auth|tls)/' },
-  { name: 'basics', path: '^src/(protocol|log|fs)/' },
+  { name: 'basics', path: '^src/(protocol|log|fs|runtime)/' },
   { name: 'errors', path: '^src/errors\\.ts$' },
 ];
 

@@ -2,6 +2,7 @@ import { Chalk } from 'chalk';
 import { Command, CommanderError, type Option } from 'commander';
 import type { CommandContext } from './commands/common.js';
 import { exitCodeFor, isDstreamError } from './errors.js';
+import { keepHeapFloor } from './runtime/heap-floor.js';
 
 /** dstream's version, shown by --version and GET /hub. */
 export const version = '0.1.0';
@@ -74,6 +75,9 @@ export async function runProgram(
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code === 'EPIPE') process.exit(0);
   });
+  // Every byte a stream moves is a Buffer: without a floor under V8's old generation, a bulk
+  // transfer makes a full collection every few hundred milliseconds in each process.
+  keepHeapFloor();
   const color = process.stderr.isTTY && process.env.NO_COLOR === undefined;
   const paint = new Chalk({ level: color ? 1 : 0 });
   const ctx: CommandContext = {
