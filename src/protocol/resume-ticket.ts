@@ -57,7 +57,7 @@ export function signResumeTicket(key: Buffer, claims: ResumeClaims): string {
       ...(claims.node === undefined ? {} : { o: claims.node }),
     }),
   ).toString('base64url');
-  // Digested straight to text: no Buffer made for the signature (a ticket is two a stream).
+  // Digested straight to text: no Buffer made for the signature (two tickets per stream).
   const signature = createHmac('sha256', key)
     .update(prefix + payload)
     .digest('base64url');
