@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual, type Hmac } from 'node:crypto';
 import { isSafeOffset } from './offsets.js';
 
 /**
@@ -38,10 +38,9 @@ const prefix = 'v1.';
 /** Tickets travel in a header: bound what is parsed. */
 const maxTicketLength = 1024;
 
-function mac(key: Buffer, payload: string): Buffer {
-  return createHmac('sha256', key)
-    .update(prefix + payload)
-    .digest();
+/** The ticket's HMAC over its payload, to digest as bytes (checking) or as text (signing). */
+function mac(key: Buffer, payload: string): Hmac {
+  return createHmac('sha256', key).update(prefix + payload);
 }
 
 /** Sign claims into a ticket: `v1.<base64url JSON>.<base64url HMAC-SHA256>`. */
@@ -58,10 +57,7 @@ export function signResumeTicket(key: Buffer, claims: ResumeClaims): string {
     }),
   ).toString('base64url');
   // Digested straight to text: no Buffer made for the signature (two tickets per stream).
-  const signature = createHmac('sha256', key)
-    .update(prefix + payload)
-    .digest('base64url');
-  return `${prefix}${payload}.${signature}`;
+  return `${prefix}${payload}.${mac(key, payload).digest('base64url')}`;
 }
 
 const bad = (problem: TicketProblem, message: string): TicketCheck => ({
@@ -91,7 +87,7 @@ export function verifyResumeTicket(
   )
     return bad('malformed', 'not a resume ticket');
   const given = Buffer.from(signature, 'base64url');
-  if (!keys.some((key) => timingSafeEqual(mac(key, payload), given)))
+  if (!keys.some((key) => timingSafeEqual(mac(key, payload).digest(), given)))
     return bad('bad-signature', 'the resume ticket is not signed by this hub');
   let o: Record<string, unknown>;
   try {

@@ -50,9 +50,8 @@ function isFullCollection(entry: PerformanceEntry): boolean {
 /**
  * Keep V8's old generation from being collected below `floorBytes` (see `heapFloorBytes`) for
  * the life of the process: sets the growth factor now and after every full collection.
- * Returns a function that stops it and gives V8 its own factor back.
  */
-export function keepHeapFloor(floorBytes: number = heapFloorBytes): () => void {
+export function keepHeapFloor(floorBytes: number = heapFloorBytes): void {
   let percent = -1;
   const apply = (): void => {
     const next = growingPercentFor(oldGenerationBytes(), floorBytes);
@@ -66,8 +65,4 @@ export function keepHeapFloor(floorBytes: number = heapFloorBytes): () => void {
     for (const entry of list.getEntries()) if (isFullCollection(entry)) return apply();
   });
   observer.observe({ entryTypes: ['gc'] });
-  return () => {
-    observer.disconnect();
-    setFlagsFromString('--heap-growing-percent=0');
-  };
 }
