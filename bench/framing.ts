@@ -8,6 +8,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { MuxSession } from '../src/mux/mux-session.js';
 import type { MuxStream } from '../src/mux/mux-stream.js';
 import { muxProtocol } from '../src/protocol/mux-frames.js';
+import { keepHeapFloor } from '../src/runtime/heap-floor.js';
 import { createSelfSignedCertificate } from '../src/tls/self-signed.js';
 import { msSince, percentile } from './proc-stats.js';
 
@@ -15,7 +16,8 @@ import { msSince, percentile } from './proc-stats.js';
 // TLS WebSocket, the same measurements on each, the acceptor in a child process; and, as the
 // reference for one hop of the per-stream carrier, a TLS WebSocket of its own per stream (`ws`):
 //   npx tsc -p tsconfig.bench.json && node --expose-gc .bench-build/bench/framing.js [--quick]
-// (FRAMING_ONLY=mux|http2|ws: one kind; FRAMING_PINGS_ONLY=N: only N 64-byte round trips.)
+// (FRAMING_ONLY=mux|http2|ws: one kind; FRAMING_PINGS_ONLY=N: only N 64-byte round trips;
+// FRAMING_ECHO_ONLY=N: only the echo of N MiB.)
 // docs/benchmark.md ("Choosing the multiplexed framing") has the figures and the choice.
 
 type Kind = 'http2' | 'mux' | 'ws';
@@ -354,6 +356,16 @@ async function measure(kind: Kind, tls: { key: string; cert: string }): Promise<
   };
   try {
     const opener = await connect(kind, port);
+    if (process.env.FRAMING_ECHO_ONLY) {
+      // Only the echo, of that many MiB (A/B runs of a change to the bulk path).
+      const mbps = await echoThroughput(
+        opener,
+        Number(process.env.FRAMING_ECHO_ONLY) * 1024 * 1024,
+      );
+      opener.close();
+      console.log(`${kind.padEnd(6)} | echo ${mbps.toFixed(0)} MB/s`);
+      return;
+    }
     if (process.env.FRAMING_PINGS_ONLY) {
       // Only the round trip, many times (A/B runs of a change to the per-message path).
       const alone = await pingAlone(opener, Number(process.env.FRAMING_PINGS_ONLY));
@@ -399,6 +411,9 @@ async function measure(kind: Kind, tls: { key: string; cert: string }): Promise<
   }
 }
 
+// As every dstream process does (src/cli-runner.ts): without it both sides' full collections,
+// not the framing, set a bulk transfer's pace (docs/benchmark.md, "The garbage collector's floor").
+keepHeapFloor();
 if (process.argv[2] === '--serve') serve(process.argv[3] as Kind);
 else {
   const tls = await createSelfSignedCertificate('framing', ['127.0.0.1']);

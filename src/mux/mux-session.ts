@@ -21,8 +21,17 @@ export interface MuxSessionOptions {
    * 'listener' on the side that accepted it (even ids).
    */
   readonly role: 'dialler' | 'listener';
-  /** Credit this side grants each stream, per direction (default 1 MiB). */
+  /**
+   * Credit this side grants a stream, per direction, at most (default 2 MiB): while few of the
+   * connection's streams are busy (see `connectionWindow`).
+   */
   readonly receiveWindow?: number | undefined;
+  /**
+   * Credit this side grants the connection's streams beyond their first window (256 KiB
+   * each), all together (default 16 MiB): shared out equally among the busy ones, those whose
+   * credit went back within `sharedHoldMs`. See `windowFor`.
+   */
+  readonly connectionWindow?: number | undefined;
   /**
    * Credit per stream while an interactive stream shares the connection (default 128 KiB, at
    * most `receiveWindow`): see `windowNow`.
@@ -91,8 +100,10 @@ function frameTypesOf(message: Buffer): MuxFrameType[] {
   return types;
 }
 
-/** Default credit per stream and direction: as smux, and half of OpenSSH's channel window. */
-export const defaultMuxReceiveWindow = 1024 * 1024;
+/** Default credit per stream and direction, at most: OpenSSH's channel window. */
+export const defaultMuxReceiveWindow = 2 * 1024 * 1024;
+/** Default credit beyond the first windows for all of a connection's streams: smux's session buffer. */
+export const defaultMuxConnectionWindow = 16 * 1024 * 1024;
 /** And while an interactive stream shares the connection (see `windowNow`). */
 export const defaultMuxSharedReceiveWindow = 128 * 1024;
 /** A `data` frame this small after another as small on its stream is an interactive stream's. */
@@ -116,6 +127,12 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
   /** The send callbacks of the message being put together. */
   #batchDone: Array<(error?: Error) => void> | undefined;
   readonly #receiveWindow: number;
+  readonly #connectionWindow: number;
+  /** Credit granted beyond the first window, all streams together: at most `#connectionWindow`. */
+  #extra = 0;
+  /** Streams whose credit went back within `#sharedHoldMs`, and when (pruned now and then). */
+  readonly #busy = new Map<MuxStream, number>();
+  #busyPrunedAt = -Infinity;
   readonly #sharedReceiveWindow: number;
   readonly #sharedHoldMs: number;
   readonly #clock: () => number;
@@ -155,6 +172,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
       muxInitialWindow,
       options.receiveWindow ?? defaultMuxReceiveWindow,
     );
+    this.#connectionWindow = options.connectionWindow ?? defaultMuxConnectionWindow;
     this.#sharedReceiveWindow = Math.min(
       this.#receiveWindow,
       Math.max(muxMaxPayload, options.sharedReceiveWindow ?? defaultMuxSharedReceiveWindow),
@@ -311,17 +329,48 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
    * between streams do not reach. Beside a bulk upload, a 64-byte ping took 29-39 ms at p99
    * with 1 MiB windows, 14-17 ms with 128 KiB (docs/benchmark.md, where the bulk stream lost a
    * third of its speed meanwhile). So while an interactive stream (small `data` frames) has
-   * received beside another within `sharedHoldMs`, every stream is granted the shared window;
-   * otherwise the full one, with which bulk streams alone or among bulk streams move fastest.
+   * received beside another within `sharedHoldMs`, every stream is granted the shared window.
+   *
+   * Otherwise a stream gets the first window and an equal share of the connection window among
+   * the busy streams, up to the full `receiveWindow`, as far as what the others were granted
+   * leaves room. A bulk stream alone moves fastest with a large window (2 MiB against 1: about
+   * a tenth more each way through proxy, hub and agent), but a flat 2 MiB per stream made 100
+   * busy streams cost the hub and the proxy 25-40 MB more at peak (docs/benchmark.md, "The
+   * connection window"). Counting busy streams, not open ones, keeps a bulk stream's 2 MiB
+   * beside many idle ones; credit once granted cannot be taken back, so a stream that went
+   * quiet keeps its share of the room until its credit next goes back or it closes: what this
+   * side may hold for a connection stays within a first window per stream and the connection
+   * window.
    */
-  windowNow(): number {
-    return this.#clock() - this.#sharedAt < this.#sharedHoldMs
-      ? this.#sharedReceiveWindow
-      : this.#receiveWindow;
+  windowFor(stream: MuxStream): number {
+    // Not (or no longer) this connection's: nothing is counted for it.
+    if (this.#streams.get(stream.id) !== stream) return stream.window;
+    const now = this.#clock();
+    const held = Math.max(0, stream.window - muxInitialWindow);
+    let window = this.#sharedReceiveWindow;
+    if (now - this.#sharedAt >= this.#sharedHoldMs) {
+      this.#busy.set(stream, now);
+      if (now - this.#busyPrunedAt >= this.#sharedHoldMs / 4) {
+        this.#busyPrunedAt = now;
+        for (const [s, at] of this.#busy) if (now - at >= this.#sharedHoldMs) this.#busy.delete(s);
+      }
+      const share = Math.floor(this.#connectionWindow / Math.max(1, this.#busy.size));
+      const room = this.#connectionWindow - this.#extra + held;
+      window =
+        muxInitialWindow +
+        Math.max(0, Math.min(this.#receiveWindow - muxInitialWindow, share, room));
+    }
+    this.#extra += Math.max(0, window - muxInitialWindow) - held;
+    return window;
   }
 
   forget(stream: MuxStream): void {
-    if (this.#streams.get(stream.id) === stream) this.#streams.delete(stream.id);
+    if (this.#streams.get(stream.id) === stream) {
+      this.#streams.delete(stream.id);
+      // Its credit is spent or void: the room goes back to the others.
+      this.#extra -= Math.max(0, stream.window - muxInitialWindow);
+      this.#busy.delete(stream);
+    }
     // A stream that ended shares nothing with the next one.
     if (this.#lastReceiver === stream) this.#lastReceiver = undefined;
     this.#pings.delete(stream);

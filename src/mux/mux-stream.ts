@@ -9,7 +9,6 @@ import {
   MuxFrameType,
   MuxProtocolError,
   parseAccept,
-  windowPayload,
   writeMuxHeader,
 } from '../protocol/mux-frames.js';
 import { resumableStreamProtocol, streamProtocol } from '../protocol/constants.js';
@@ -23,11 +22,12 @@ export interface MuxLink {
   /** Send a `window` frame ahead of the rotation (credit is never held behind data). */
   grant(stream: MuxStream, increment: number): void;
   /**
-   * The window a stream is granted now: the session's, or a smaller one while an interactive
-   * stream shares the connection, so that a bulk stream's bytes in flight, which every other
-   * stream's frames wait behind, stay few.
+   * The window `stream` is granted from now on (asked as it opens and each time its credit
+   * goes back, `stream.window` still the one before): its share of the connection's, or a
+   * smaller one while an interactive stream shares the connection, so that a bulk stream's
+   * bytes in flight, which every other stream's frames wait behind, stay few.
    */
-  windowNow(): number;
+  windowFor(stream: MuxStream): number;
   /** Bytes received on some stream and not yet taken by its owner went up or down by `n`. */
   buffered(n: number): void;
   /** The stream sent and received its close: its id is free. */
@@ -109,8 +109,8 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
   #receiveCredit = muxInitialWindow;
   /**
    * What the peer's credit, what waits here and what was taken and not granted again add up
-   * to: the credit this side keeps granting the peer. Raised when the stream opens, and
-   * changed to the session's `windowNow()` whenever credit goes back.
+   * to: the credit this side keeps granting the peer. The first window until credit first
+   * goes back, then the session's `windowFor()` each time it does.
    */
   #window = muxInitialWindow;
   /**
@@ -164,7 +164,7 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     return this.#inboxBytes;
   }
 
-  /** The credit this side keeps granting the peer (tests). */
+  /** The credit this side keeps granting the peer (counted against the connection window). */
   get window(): number {
     return this.#window;
   }
@@ -274,7 +274,6 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     this.protocol = protocol;
     this.readyState = this.OPEN;
     this.#enqueue(MuxFrameType.accept, payload);
-    this.#raiseWindow();
   }
 
   /** Refuse a stream the peer opened, with an HTTP status and IoT Hub's error JSON. */
@@ -286,10 +285,13 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     this.#enqueue(MuxFrameType.refuse, codeAndText(status, body, muxMaxHandshake));
   }
 
-  /** The opener's first frames: `open`, then the rest of this side's window. */
+  /**
+   * The opener's first frame. No `window` with it: a stream starts at the first window and is
+   * granted its share of the connection's once its credit first goes back (so a stream that
+   * moves little claims none, and an open costs one frame).
+   */
   sendOpen(request: Buffer): void {
     this.#enqueue(MuxFrameType.open, request);
-    this.#raiseWindow();
   }
 
   // --- the session's side ---
@@ -419,7 +421,7 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     this.#taken += payload.length;
     // Credit goes back in quarters of the window: few frames, and never a stall at the edge.
     if (this.#taken < this.#window / 4 || this.#closeSent || this.#closeReceived) return;
-    const window = this.link.windowNow();
+    const window = this.link.windowFor(this);
     this.#taken += window - this.#window;
     this.#window = window;
     if (this.#taken < window / 4) return;
@@ -491,14 +493,6 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
   #enqueue(type: MuxFrameType, payload: Buffer, done?: SendCallback): void {
     this.#outbox.push({ type, payload, sent: 0, done });
     if (!this.scheduled && this.sendable) this.link.ready(this);
-  }
-
-  #raiseWindow(): void {
-    const more = this.link.windowNow() - muxInitialWindow;
-    if (more <= 0) return;
-    this.#window += more;
-    this.#receiveCredit += more;
-    this.#enqueue(MuxFrameType.window, windowPayload(more));
   }
 
   #shiftOutbox(): void {

@@ -155,13 +155,6 @@ export function codeAndText(code: number, text: string, max: number): Buffer {
   return payload;
 }
 
-/** A `window` frame's payload. */
-export function windowPayload(increment: number): Buffer {
-  const payload = Buffer.allocUnsafe(4);
-  payload.writeUInt32BE(increment, 0);
-  return payload;
-}
-
 /** The JSON payload of an `open` frame, checked; throws MuxProtocolError. */
 export function parseOpenRequest(payload: Buffer): MuxOpenRequest {
   const o = parseJsonObject(payload);

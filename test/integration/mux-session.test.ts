@@ -6,6 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import {
   MuxSession,
+  defaultMuxConnectionWindow,
+  defaultMuxReceiveWindow,
   muxMessageChannel,
   type MuxMessageTrace,
   type MuxSessionOptions,
@@ -256,8 +258,9 @@ describe('mux session', () => {
   });
 
   it('a paused stream holds at most its window and stalls neither the other streams nor memory', async () => {
-    const window = 1024 * 1024;
-    const { dialler, listener } = await carrierPair({ receiveWindow: window });
+    // Never read, its credit never goes back: it keeps the first window.
+    const window = 256 * 1024;
+    const { dialler, listener } = await carrierPair();
     const accepted: MuxStream[] = [];
     listener.on('open-request', (s) => {
       s.accept('dstream.stream.v1');
@@ -336,13 +339,13 @@ describe('mux session', () => {
     await waitEvent(stream, 'open');
     const out = seen.filter((m) => m.direction === 'out');
     const taken = seen.filter((m) => m.direction === 'in');
-    // The open, the credit beyond the first window, and the bytes sent right after the open:
-    // one message.
-    const opening = [MuxFrameType.open, MuxFrameType.window, MuxFrameType.data];
+    // The open and the bytes sent right after it, in one message; no credit beyond the first
+    // window until some goes back (a stream that moves little claims none of the connection's).
+    const opening = [MuxFrameType.open, MuxFrameType.data];
     expect(out[0]).toMatchObject({ session: pair.dialler, frames: opening });
     expect(taken[0]).toMatchObject({ session: pair.listener, frames: opening });
     expect(typeof taken[0]?.arrivedAt).toBe('bigint');
-    const answer = [MuxFrameType.accept, MuxFrameType.window];
+    const answer = [MuxFrameType.accept];
     expect(out[1]).toMatchObject({ session: pair.listener, frames: answer });
     expect(taken[1]).toMatchObject({ session: pair.dialler, frames: answer });
     // Nobody listening: nothing published (the check that keeps it free).
@@ -369,7 +372,7 @@ describe('mux session', () => {
     expect(client.listenerCount('pong')).toBe(before.pong + 1);
   });
 
-  describe('the window while an interactive stream shares the connection', () => {
+  describe('the window: a share of the connection window, smaller beside an interactive stream', () => {
     const full = 1024 * 1024;
     const shared = 128 * 1024;
 
@@ -379,8 +382,12 @@ describe('mux session', () => {
      * A pair whose listener reads every stream it accepts, and its accepted streams in order.
      * The listener's hold is counted on `clock.now`, which stands still until a test moves it.
      */
-    async function readingPair(clock: { now: number }): Promise<{
+    async function readingPair(
+      clock: { now: number },
+      options: Partial<MuxSessionOptions> = {},
+    ): Promise<{
       dialler: MuxSession;
+      listener: MuxSession;
       accepted: MuxStream[];
       received: Map<MuxStream, Buffer[]>;
     }> {
@@ -389,6 +396,7 @@ describe('mux session', () => {
         sharedReceiveWindow: shared,
         sharedHoldMs: holdMs,
         clock: () => clock.now,
+        ...options,
       });
       const accepted: MuxStream[] = [];
       const received = new Map<MuxStream, Buffer[]>();
@@ -400,7 +408,7 @@ describe('mux session', () => {
         s.resume();
         accepted.push(s);
       });
-      return { dialler, accepted, received };
+      return { dialler, listener, accepted, received };
     }
 
     const bytesOf = (chunks: Buffer[] | undefined): number =>
@@ -466,6 +474,88 @@ describe('mux session', () => {
       expect(bulk.queuedBytes).toBeGreaterThan(0);
       bulkPeer.resume();
       expect(await stalled).toBeUndefined();
+    });
+
+    it('busy streams share the connection window, idle ones claim none of it, and what was granted stays within it', async () => {
+      const first = 256 * 1024;
+      // Room beyond the first windows for two streams at the full window.
+      const room = 2 * (full - first);
+      const clock = { now: 0 };
+      const { dialler, listener, accepted, received } = await readingPair(clock, {
+        connectionWindow: room,
+      });
+      // What the open streams were granted beyond their first windows.
+      const extraOf = (): number =>
+        accepted
+          .filter((s) => s.readyState !== s.CLOSED)
+          .reduce((n, s) => n + Math.max(0, s.window - first), 0);
+
+      // Ten streams that move nothing: they keep the first window and leave the room alone.
+      for (let i = 0; i < 10; i++) await openStream(dialler, `idle${i}`);
+      expect(accepted.map((s) => s.window)).toEqual(Array.from({ length: 10 }, () => first));
+
+      // A bulk stream beside them gets the full window; so does a second one (the room holds two).
+      const a = await openStream(dialler, 'a');
+      const aPeer = accepted[10] as MuxStream;
+      await carry(a, aPeer, received, 2 * 1024 * 1024);
+      expect(aPeer.window).toBe(full);
+      const b = await openStream(dialler, 'b');
+      const bPeer = accepted[11] as MuxStream;
+      await carry(b, bPeer, received, 2 * 1024 * 1024);
+      expect(bPeer.window).toBe(full);
+
+      // A third finds no room: the first window. Stalled, its reader holds exactly that much.
+      const c = await openStream(dialler, 'c');
+      const cPeer = accepted[12] as MuxStream;
+      await carry(c, cPeer, received, 2 * 1024 * 1024);
+      expect(cPeer.window).toBe(first);
+      cPeer.pause();
+      const stalled = sendAll(c, randomBytes(1024 * 1024)).catch((e: unknown) => e);
+      await waitFor(() => c.queuedBytes > 0 && cPeer.heldBytes > 0, 30_000, 'c to stall');
+      // A frame sent after everything c could send: once it is in, so is all of that.
+      await carry(a, aPeer, received, 64);
+      expect(cPeer.heldBytes).toBe(first);
+      cPeer.resume();
+      expect(await stalled).toBeUndefined();
+
+      // Three busy: a third of the room each, as their credit goes back: a gives up what is
+      // over its share, and c takes what is free.
+      await carry(a, aPeer, received, 2 * 1024 * 1024);
+      expect(aPeer.window).toBe(first + room / 3);
+      await carry(c, cPeer, received, 2 * 1024 * 1024);
+      expect(cPeer.window).toBe(first + (room - room / 3 - (full - first)));
+      console.log('DBG', accepted.map((s) => s.window / 1024).join(','));
+      expect(extraOf()).toBeLessThanOrEqual(room);
+
+      // a and b go quiet for the hold, and b closes: c, busy alone, takes the room b left.
+      clock.now += holdMs;
+      b.close(1000);
+      await waitFor(() => listener.size === 12, 30_000, 'b to close');
+      await carry(c, cPeer, received, 2 * 1024 * 1024);
+      expect(cPeer.window).toBe(full);
+      console.log('DBG', accepted.map((s) => s.window / 1024).join(','));
+      expect(extraOf()).toBeLessThanOrEqual(room);
+    });
+
+    it('by default a stream alone is granted 2 MiB once its credit goes back, of a 16 MiB connection window', async () => {
+      const { dialler, listener } = await carrierPair();
+      const peers: MuxStream[] = [];
+      const chunks: Buffer[] = [];
+      listener.on('open-request', (s) => {
+        s.accept('dstream.stream.v1');
+        s.on('message', (data) => chunks.push(Buffer.from(data)));
+        s.resume();
+        peers.push(s);
+      });
+      expect(defaultMuxReceiveWindow).toBe(2 * 1024 * 1024);
+      expect(defaultMuxConnectionWindow).toBe(16 * 1024 * 1024);
+      const stream = await openStream(dialler, 'a');
+      expect(peers[0]?.window).toBe(256 * 1024);
+      const payload = randomBytes(4 * 1024 * 1024);
+      await sendAll(stream, payload);
+      await waitFor(() => bytesOf(chunks) >= payload.length, 60_000, 'the payload');
+      expect(sha256(Buffer.concat(chunks))).toBe(sha256(payload));
+      expect(peers[0]?.window).toBe(defaultMuxReceiveWindow);
     });
 
     it('the full window comes back once the interactive stream has been quiet for the hold', async () => {
@@ -765,10 +855,13 @@ describe('mux session against a peer that breaks the rules', () => {
     [
       'payload past the window',
       (ws) => {
-        // The acceptor grants 1 MiB (and does not read): 65 full frames are one too many.
+        // The acceptor grants a stream alone 2 MiB (and does not read): 129 full frames are one
+        // too many (in messages under the listener's 1 MiB).
         const full = (): Buffer => frame(4, 1, Buffer.alloc(16 * 1024));
         ws.send(Buffer.concat([frame(1, 1, openPayload), ...Array.from({ length: 40 }, full)]));
-        ws.send(Buffer.concat(Array.from({ length: 25 }, full)));
+        ws.send(Buffer.concat(Array.from({ length: 40 }, full)));
+        ws.send(Buffer.concat(Array.from({ length: 40 }, full)));
+        ws.send(Buffer.concat(Array.from({ length: 9 }, full)));
       },
       /window exceeded/,
     ],
