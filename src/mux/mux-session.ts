@@ -34,7 +34,7 @@ export interface MuxSessionOptions {
   readonly connectionWindow?: number | undefined;
   /**
    * Credit per stream while an interactive stream shares the connection (default 128 KiB, at
-   * most `receiveWindow`): see `windowNow`.
+   * most `receiveWindow`): see `windowFor`.
    */
   readonly sharedReceiveWindow?: number | undefined;
   /**
@@ -104,7 +104,7 @@ function frameTypesOf(message: Buffer): MuxFrameType[] {
 export const defaultMuxReceiveWindow = 2 * 1024 * 1024;
 /** Default credit beyond the first windows for all of a connection's streams: smux's session buffer. */
 export const defaultMuxConnectionWindow = 16 * 1024 * 1024;
-/** And while an interactive stream shares the connection (see `windowNow`). */
+/** And while an interactive stream shares the connection (see `windowFor`). */
 export const defaultMuxSharedReceiveWindow = 128 * 1024;
 /** A `data` frame this small after another as small on its stream is an interactive stream's. */
 const interactiveFrameBytes = 1024;
@@ -592,6 +592,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
     this.#grants.length = 0;
     this.#grantHead = 0;
     this.#pings.clear();
+    this.#busy.clear();
     for (const stream of streams) stream.lost();
   }
 

@@ -22,10 +22,10 @@ export interface MuxLink {
   /** Send a `window` frame ahead of the rotation (credit is never held behind data). */
   grant(stream: MuxStream, increment: number): void;
   /**
-   * The window `stream` is granted from now on (asked as it opens and each time its credit
-   * goes back, `stream.window` still the one before): its share of the connection's, or a
-   * smaller one while an interactive stream shares the connection, so that a bulk stream's
-   * bytes in flight, which every other stream's frames wait behind, stay few.
+   * The window `stream` is granted from now on (asked each time its credit goes back,
+   * `stream.window` still the one before): the first window and its share of the
+   * connection's, or a smaller one while an interactive stream shares the connection, so that
+   * a bulk stream's bytes in flight, which every other stream's frames wait behind, stay few.
    */
   windowFor(stream: MuxStream): number;
   /** Bytes received on some stream and not yet taken by its owner went up or down by `n`. */
