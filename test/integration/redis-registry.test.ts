@@ -46,7 +46,7 @@ describe('Redis registry (cluster mode)', () => {
     // The second disable of d4 changes only its version, and reaches b after the fourth
     // change did: b catches up through the same channel, a moment later (CI once compared
     // before it had, version 2 against 3).
-    await expect.poll(() => b.listDevices(), { timeout: 2000 }).toEqual(a.listDevices());
+    await expect.poll(() => b.listDevices(), { timeout: 15_000 }).toEqual(a.listDevices());
   });
 
   it('while redis is away: reads go on, writes fail with a clear error; then it catches up', async () => {
