@@ -1,26 +1,19 @@
 /**
  * Bulk throughput of the two carriers, taking turns: `npm run bench:turns [-- --rounds N
- * --mib M]`. On this two-core machine the speed drifts by a third within minutes, so scenario
- * 10's upload and download, each carrier measured once and minutes apart, can say either
- * (docs/benchmark.md, "Bulk per hop"). Here each round starts a fresh hub, agent and proxy for
- * each carrier in turn (TLS, as scenario 10 runs them), moves M MiB up and then down, and
- * reads each process's CPU time; the medians of the rounds are printed side by side, with the
- * three processes' CPU per MiB, which drifts less than the speed.
+ * --mib M]`. A fresh hub, agent and proxy for each carrier (TLS, as scenario 10 runs them),
+ * side by side; M MiB up and then down through each, their first transfer (cold), then N
+ * rounds of the same through each in turn; with the three processes' CPU per MiB, which drifts
+ * less than the speed. Scenario 10's bulk figures are measured the same way
+ * (scenarios/bulk-in-turns.ts says why).
  */
 import { parseArgs } from 'node:util';
-import { cpuSeconds, percentile } from './proc-stats.js';
-import { download, upload } from './scenarios/throughput.js';
-import { startStack, startTargets, stopTargets, type Stack, type Targets } from './stack.js';
-
-type Transport = 'mux' | 'ws';
-
-interface Turn {
-  readonly up: number;
-  readonly down: number;
-  /** CPU seconds of hub, agent and proxy together, per MiB moved, each way. */
-  readonly upCpu: number;
-  readonly downCpu: number;
-}
+import {
+  bulkInTurns,
+  medianOf,
+  type BulkFigures,
+  type BulkTurn,
+} from './scenarios/bulk-in-turns.js';
+import { startTargets, stopTargets } from './stack.js';
 
 const { values } = parseArgs({
   options: {
@@ -35,48 +28,30 @@ if (!(Number.isInteger(rounds) && rounds > 0) || !(Number.isInteger(mib) && mib 
   process.exit(2);
 }
 
-const cpuOf = (stack: Stack): number =>
-  cpuSeconds(stack.hub.pid) + cpuSeconds(stack.agent.pid) + cpuSeconds(stack.proxy.pid);
-
-async function turn(targets: Targets, transport: Transport): Promise<Turn> {
-  const stack = await startStack(targets, { tls: true, endFlags: ['--transport', transport] });
-  try {
-    const bytes = mib * 1024 * 1024;
-    const start = cpuOf(stack);
-    const up = await upload(targets, stack.ports.sink, bytes);
-    const between = cpuOf(stack);
-    const down = await download(stack.ports.source, bytes);
-    const end = cpuOf(stack);
-    return { up, down, upCpu: (between - start) / mib, downCpu: (end - between) / mib };
-  } finally {
-    await stack.stop();
-  }
-}
+const f = (n: number, d = 0): string => n.toFixed(d);
+const line = (label: string, t: BulkTurn): string =>
+  `  ${label.padEnd(13)} up ${f(t.up).padStart(4)} (${f(t.upCpu * 1000, 1)})  down ${f(t.down).padStart(4)} (${f(t.downCpu * 1000, 1)})`;
 
 const targets = await startTargets();
-const turns: Record<Transport, Turn[]> = { mux: [], ws: [] };
-const f = (n: number, d = 0): string => n.toFixed(d);
+let figures: Record<'mux' | 'ws', BulkFigures>;
 try {
   console.log(
-    `bulk, ${mib} MiB each way, the carriers in turns, ${rounds} round${rounds === 1 ? '' : 's'} (MB/s; ms CPU per MiB)`,
+    `bulk, ${mib} MiB each way, the carriers in turns: a first transfer (cold), then ${rounds} round${rounds === 1 ? '' : 's'} (MB/s; ms CPU per MiB)`,
   );
-  for (let round = 1; round <= rounds; round++)
-    for (const transport of ['mux', 'ws'] as const) {
-      const t = await turn(targets, transport);
-      turns[transport].push(t);
-      console.log(
-        `  round ${round} ${transport.padEnd(3)}  up ${f(t.up).padStart(4)} (${f(t.upCpu * 1000, 1)})  down ${f(t.down).padStart(4)} (${f(t.downCpu * 1000, 1)})`,
-      );
-    }
+  figures = await bulkInTurns(targets, {
+    bytes: mib * 1024 * 1024,
+    rounds,
+    onTurn: (t, round, turn) =>
+      console.log(line(`${round === 0 ? 'cold' : `round ${round}`} ${t}`, turn)),
+  });
 } finally {
   await stopTargets(targets);
 }
-const median = (transport: Transport, key: keyof Turn): number =>
-  percentile(
-    turns[transport].map((t) => t[key]),
-    50,
+const row = (label: string, mux: number, ws: number): void =>
+  console.log(
+    `  ${label.padEnd(28)} ${f(mux, 1).padStart(6)} ${f(ws, 1).padStart(9)} ${f((mux / ws) * 100).padStart(8)}%`,
   );
-console.log('medians           mux        ws     mux/ws');
+console.log(`${' '.repeat(32)}mux        ws     mux/ws`);
 for (const [label, key] of [
   ['upload MB/s', 'up'],
   ['download MB/s', 'down'],
@@ -84,9 +59,6 @@ for (const [label, key] of [
   ['download ms CPU/MiB', 'downCpu'],
 ] as const) {
   const scale = key.endsWith('Cpu') ? 1000 : 1;
-  const mux = median('mux', key) * scale;
-  const ws = median('ws', key) * scale;
-  console.log(
-    `  ${label.padEnd(20)} ${f(mux, 1).padStart(6)} ${f(ws, 1).padStart(9)} ${f((mux / ws) * 100).padStart(8)}%`,
-  );
+  row(`${label}, median`, medianOf(figures.mux, key) * scale, medianOf(figures.ws, key) * scale);
+  row(`${label}, cold`, figures.mux.cold[key] * scale, figures.ws.cold[key] * scale);
 }

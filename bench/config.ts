@@ -2,6 +2,11 @@
 export interface BenchConfig {
   readonly quick: boolean;
   readonly bulkBytes: number;
+  /**
+   * Scenario 10's bulk: after a first transfer each way, rounds of the carriers in turns, each
+   * moving `bulkBytes / bulkRounds` each way (scenarios/bulk-in-turns.ts).
+   */
+  readonly bulkRounds: number;
   readonly roundTrips: number;
   readonly setups: number;
   readonly rateSeconds: number;
@@ -25,6 +30,7 @@ export interface BenchConfig {
 export const fullConfig: BenchConfig = {
   quick: false,
   bulkBytes: 1024 ** 3,
+  bulkRounds: 4,
   roundTrips: 2000,
   setups: 500,
   rateSeconds: 10,
@@ -42,6 +48,7 @@ export const fullConfig: BenchConfig = {
 export const quickConfig: BenchConfig = {
   quick: true,
   bulkBytes: 64 * 1024 ** 2,
+  bulkRounds: 2,
   roundTrips: 200,
   setups: 50,
   rateSeconds: 2,

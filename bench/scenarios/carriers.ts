@@ -9,9 +9,8 @@ import { startStack, startWideStack, type Stack, type Targets } from '../stack.j
 import { measureHeld, runBusy } from './concurrency.js';
 import { pingPong } from './round-trip.js';
 import { openOnce, openRate } from './setup.js';
+import { bulkInTurns, medianOf, type Transport } from './bulk-in-turns.js';
 import { download, upload } from './throughput.js';
-
-type Transport = 'mux' | 'ws';
 
 interface SetupFigures {
   /** The first setups of fresh processes, before V8 has compiled their per-stream paths. */
@@ -22,8 +21,6 @@ interface SetupFigures {
 
 interface CarrierFigures extends SetupFigures {
   readonly roundTrip: number[];
-  readonly up: number;
-  readonly down: number;
   readonly pingBesideBulk: number[];
 }
 
@@ -64,7 +61,10 @@ async function measureSetup(port: number, cfg: BenchConfig): Promise<SetupFigure
   return { cold, setup, rate: await openRate(port, cfg.rateOpeners, cfg.rateSeconds) };
 }
 
-/** What scenario 10 measures through any tunnel's local ports. */
+/**
+ * What scenario 10 measures through any tunnel's local ports, but bulk throughput (the
+ * carriers' is measured in turns: `bulkInTurns`).
+ */
 async function measurePorts(
   ports: Ports,
   cfg: BenchConfig,
@@ -72,10 +72,8 @@ async function measurePorts(
 ): Promise<CarrierFigures> {
   const opened = await measureSetup(ports.greet, cfg);
   const roundTrip = await pingPong(ports.echo, cfg.roundTrips);
-  const up = await upload(targets, ports.sink, cfg.bulkBytes);
-  const down = await download(ports.source, cfg.bulkBytes);
   const beside = await pingBesideBulk(ports, targets, cfg);
-  return { ...opened, roundTrip, up, down, pingBesideBulk: beside };
+  return { ...opened, roundTrip, pingBesideBulk: beside };
 }
 
 async function measure(
@@ -166,10 +164,15 @@ async function measureMemory(
 export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<Figure[]> {
   const ws = await measure('ws', cfg, targets);
   const mux = await measure('mux', cfg, targets);
+  const bulkBytes = Math.round(cfg.bulkBytes / cfg.bulkRounds);
+  const bulk = await bulkInTurns(targets, { bytes: bulkBytes, rounds: cfg.bulkRounds });
   const bastion = await startBastion(targets);
-  let ssh: CarrierFigures;
+  let ssh: CarrierFigures & { up: number; down: number };
   try {
-    ssh = await measurePorts(bastion.ports, cfg, targets);
+    const figures = await measurePorts(bastion.ports, cfg, targets);
+    const up = await upload(targets, bastion.ports.sink, cfg.bulkBytes);
+    const down = await download(bastion.ports.source, cfg.bulkBytes);
+    ssh = { ...figures, up, down };
   } finally {
     await bastion.stop();
   }
@@ -182,6 +185,13 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
     list.map((f) => ({ ...f, scenario: 10, name: `${label}: ${f.name}` }));
   const note = 'baseline: the per-stream WebSocket carrier (--transport ws), same run';
   const warm = `after a ${cfg.warmupSeconds} s warm-up`;
+  const mib = (bulkBytes / 1024 ** 2).toFixed(0);
+  const inTurns = `${note}; median of ${cfg.bulkRounds} rounds in turns, ${mib} MiB each way, after a first transfer each way`;
+  const firstTransfer = `${note}; the first ${mib} MiB of fresh processes`;
+  const ways = [
+    ['upload', 'up'],
+    ['download', 'down'],
+  ] as const;
   return [
     figure({
       scenario: 10,
@@ -244,24 +254,37 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
       target: { op: '<', value: percentile(w.roundTrip, 50) * 1.1 },
       note: `${note}; target: the baseline + 10%`,
     }),
-    figure({
-      scenario: 10,
-      name: 'mux: upload',
-      value: m.up,
-      unit: 'MB/s',
-      baseline: w.up,
-      ratioTarget: 1,
-      note,
-    }),
-    figure({
-      scenario: 10,
-      name: 'mux: download',
-      value: m.down,
-      unit: 'MB/s',
-      baseline: w.down,
-      ratioTarget: 1,
-      note,
-    }),
+    ...ways.map(([way, key]) =>
+      figure({
+        scenario: 10,
+        name: `mux: ${way}`,
+        value: medianOf(bulk.mux, key),
+        unit: 'MB/s',
+        baseline: medianOf(bulk.ws, key),
+        ratioTarget: 1,
+        note: inTurns,
+      }),
+    ),
+    ...ways.map(([way, key]) =>
+      figure({
+        scenario: 10,
+        name: `mux: ${way}, CPU per MiB (hub, agent and proxy)`,
+        value: medianOf(bulk.mux, `${key}Cpu`) * 1000,
+        unit: 'ms',
+        baseline: medianOf(bulk.ws, `${key}Cpu`) * 1000,
+        note: inTurns,
+      }),
+    ),
+    ...ways.map(([way, key]) =>
+      figure({
+        scenario: 10,
+        name: `mux: ${way}, cold`,
+        value: bulk.mux.cold[key],
+        unit: 'MB/s',
+        baseline: bulk.ws.cold[key],
+        note: firstTransfer,
+      }),
+    ),
     figure({
       scenario: 10,
       name: 'mux: 64 B round trip beside a bulk upload, p99',
@@ -340,7 +363,7 @@ function setupFigures(label: string, f: SetupFigures): Figure[] {
 }
 
 /** The OpenSSH bastion's figures: the reference the issue names, no targets of its own. */
-function bastionFigures(ssh: CarrierFigures): Figure[] {
+function bastionFigures(ssh: CarrierFigures & { up: number; down: number }): Figure[] {
   const label = 'OpenSSH bastion (ssh -R, ssh -L)';
   const name = (what: string): string => `${label}: ${what}`;
   return [
