@@ -12,6 +12,7 @@ import {
   medianOf,
   type BulkFigures,
   type BulkTurn,
+  type Transport,
 } from './scenarios/bulk-in-turns.js';
 import { startTargets, stopTargets } from './stack.js';
 
@@ -33,7 +34,7 @@ const line = (label: string, t: BulkTurn): string =>
   `  ${label.padEnd(13)} up ${f(t.up).padStart(4)} (${f(t.upCpu * 1000, 1)})  down ${f(t.down).padStart(4)} (${f(t.downCpu * 1000, 1)})`;
 
 const targets = await startTargets();
-let figures: Record<'mux' | 'ws', BulkFigures>;
+let figures: Record<Transport, BulkFigures>;
 try {
   console.log(
     `bulk, ${mib} MiB each way, the carriers in turns: a first transfer (cold), then ${rounds} round${rounds === 1 ? '' : 's'} (MB/s; ms CPU per MiB)`,

@@ -3,7 +3,7 @@ import { startStack, type Stack, type Targets } from '../stack.js';
 import { download, upload } from './throughput.js';
 
 export type Transport = 'mux' | 'ws';
-export const transports: readonly Transport[] = ['mux', 'ws'];
+const transports: readonly Transport[] = ['mux', 'ws'];
 
 /** One transfer each way through one stack. */
 export interface BulkTurn {
@@ -59,29 +59,25 @@ export async function bulkInTurns(
   targets: Targets,
   options: BulkInTurnsOptions,
 ): Promise<Record<Transport, BulkFigures>> {
-  const stacks: Partial<Record<Transport, Stack>> = {};
+  const stacks = new Map<Transport, Stack>();
   try {
     for (const t of transports)
-      stacks[t] = await startStack(targets, { tls: true, endFlags: ['--transport', t] });
-    const cold: Partial<Record<Transport, BulkTurn>> = {};
-    const warm: Record<Transport, BulkTurn[]> = { mux: [], ws: [] };
-    for (const t of transports) {
-      const first = await turn(stacks[t] as Stack, targets, options.bytes);
-      cold[t] = first;
-      options.onTurn?.(t, 0, first);
-    }
-    for (let round = 1; round <= options.rounds; round++)
-      for (const t of transports) {
-        const next = await turn(stacks[t] as Stack, targets, options.bytes);
-        warm[t].push(next);
+      stacks.set(t, await startStack(targets, { tls: true, endFlags: ['--transport', t] }));
+    // Each carrier's rounds, the first one (cold) included.
+    const turns: Record<Transport, BulkTurn[]> = { mux: [], ws: [] };
+    for (let round = 0; round <= options.rounds; round++)
+      for (const [t, stack] of stacks) {
+        const next = await turn(stack, targets, options.bytes);
+        turns[t].push(next);
         options.onTurn?.(t, round, next);
       }
-    return {
-      mux: { cold: cold.mux as BulkTurn, warm: warm.mux },
-      ws: { cold: cold.ws as BulkTurn, warm: warm.ws },
-    };
+    const figuresOf = ([cold, ...warm]: BulkTurn[]): BulkFigures => ({
+      cold: cold as BulkTurn,
+      warm,
+    });
+    return { mux: figuresOf(turns.mux), ws: figuresOf(turns.ws) };
   } finally {
-    for (const t of transports) await stacks[t]?.stop();
+    for (const stack of stacks.values()) await stack.stop();
   }
 }
 

@@ -24,6 +24,12 @@ interface CarrierFigures extends SetupFigures {
   readonly pingBesideBulk: number[];
 }
 
+/** The bastion's: one bulk transfer each way besides (OpenSSH is compiled ahead, never cold). */
+interface BastionFigures extends CarrierFigures {
+  readonly up: number;
+  readonly down: number;
+}
+
 type Ports = Readonly<Record<keyof Targets, number>>;
 
 /** A 64-byte ping-pong on one stream while another uploads flat out through the same ends. */
@@ -167,7 +173,7 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
   const bulkBytes = Math.round(cfg.bulkBytes / cfg.bulkRounds);
   const bulk = await bulkInTurns(targets, { bytes: bulkBytes, rounds: cfg.bulkRounds });
   const bastion = await startBastion(targets);
-  let ssh: CarrierFigures & { up: number; down: number };
+  let ssh: BastionFigures;
   try {
     const figures = await measurePorts(bastion.ports, cfg, targets);
     const up = await upload(targets, bastion.ports.sink, cfg.bulkBytes);
@@ -363,7 +369,7 @@ function setupFigures(label: string, f: SetupFigures): Figure[] {
 }
 
 /** The OpenSSH bastion's figures: the reference the issue names, no targets of its own. */
-function bastionFigures(ssh: CarrierFigures & { up: number; down: number }): Figure[] {
+function bastionFigures(ssh: BastionFigures): Figure[] {
   const label = 'OpenSSH bastion (ssh -R, ssh -L)';
   const name = (what: string): string => `${label}: ${what}`;
   return [
