@@ -1,15 +1,16 @@
 /**
- * Bulk throughput of the two carriers, taking turns: `npm run bench:turns [-- --rounds N
- * --mib M]`. A fresh hub, agent and proxy for each carrier (TLS, as scenario 10 runs them),
- * side by side; M MiB up and then down through each, their first transfer (cold), then N
- * rounds of the same through each in turn; with the three processes' CPU per MiB, which drifts
- * less than the speed. Scenario 10's bulk figures are measured the same way
+ * Bulk throughput of the two carriers, taking turns: `npm run bench:turns [-- --pairs N --mib M
+ * --warm-mib W --cold-mib C]`. A fresh hub, agent and proxy for each carrier (TLS, as scenario
+ * 10 runs them), side by side; C MiB up and then down through each (cold), W MiB each way
+ * unmeasured, then N pairs of M MiB transfers, the carriers back to back; with the three
+ * processes' CPU per MiB. Scenario 10's bulk figures are measured the same way
  * (scenarios/bulk-in-turns.ts says why).
  */
 import { parseArgs } from 'node:util';
 import {
   bulkInTurns,
   medianOf,
+  pairedRatio,
   type BulkFigures,
   type BulkTurn,
   type Transport,
@@ -18,14 +19,21 @@ import { startTargets, stopTargets } from './stack.js';
 
 const { values } = parseArgs({
   options: {
-    rounds: { type: 'string', default: '3' },
-    mib: { type: 'string', default: '256' },
+    pairs: { type: 'string', default: '16' },
+    mib: { type: 'string', default: '64' },
+    'warm-mib': { type: 'string', default: '2048' },
+    'cold-mib': { type: 'string', default: '256' },
   },
 });
-const rounds = Number(values.rounds);
+const pairs = Number(values.pairs);
 const mib = Number(values.mib);
-if (!(Number.isInteger(rounds) && rounds > 0) || !(Number.isInteger(mib) && mib > 0)) {
-  console.error('usage: bulk-turns [--rounds N (> 0)] [--mib M (> 0), each way per round]');
+const warmMib = Number(values['warm-mib']);
+const coldMib = Number(values['cold-mib']);
+const positive = (n: number): boolean => Number.isInteger(n) && n > 0;
+if (!positive(pairs) || !positive(mib) || !positive(warmMib) || !positive(coldMib)) {
+  console.error(
+    'usage: bulk-turns [--pairs N] [--mib M, each transfer] [--warm-mib W, unmeasured] [--cold-mib C, the first transfer] (whole numbers > 0)',
+  );
   process.exit(2);
 }
 
@@ -37,22 +45,25 @@ const targets = await startTargets();
 let figures: Record<Transport, BulkFigures>;
 try {
   console.log(
-    `bulk, ${mib} MiB each way, the carriers in turns: a first transfer (cold), then ${rounds} round${rounds === 1 ? '' : 's'} (MB/s; ms CPU per MiB)`,
+    `bulk, the carriers side by side: ${coldMib} MiB each way through fresh processes (cold), ${warmMib} MiB unmeasured, then ${pairs} pair${pairs === 1 ? '' : 's'} of ${mib} MiB transfers (MB/s; ms CPU per MiB)`,
   );
+  const MiB = 1024 * 1024;
   figures = await bulkInTurns(targets, {
-    bytes: mib * 1024 * 1024,
-    rounds,
-    onTurn: (t, round, turn) =>
-      console.log(line(`${round === 0 ? 'cold' : `round ${round}`} ${t}`, turn)),
+    coldBytes: coldMib * MiB,
+    warmBytes: warmMib * MiB,
+    pairs,
+    pairBytes: mib * MiB,
+    onTurn: (t, pair, turn) =>
+      console.log(line(`${pair === 0 ? 'cold' : `pair ${pair}`} ${t}`, turn)),
   });
 } finally {
   await stopTargets(targets);
 }
-const row = (label: string, mux: number, ws: number): void =>
+const row = (label: string, mux: number, ws: number, ratio = mux / ws): void =>
   console.log(
-    `  ${label.padEnd(28)} ${f(mux, 1).padStart(6)} ${f(ws, 1).padStart(9)} ${f((mux / ws) * 100).padStart(8)}%`,
+    `  ${label.padEnd(28)} ${f(mux, 1).padStart(6)} ${f(ws, 1).padStart(9)} ${f(ratio * 100).padStart(8)}%`,
   );
-console.log(`${' '.repeat(32)}mux        ws     mux/ws`);
+console.log(`${' '.repeat(32)}mux        ws     mux/ws (medians; warm: of the pairs' own ratios)`);
 for (const [label, key] of [
   ['upload MB/s', 'up'],
   ['download MB/s', 'down'],
@@ -60,6 +71,11 @@ for (const [label, key] of [
   ['download ms CPU/MiB', 'downCpu'],
 ] as const) {
   const scale = key.endsWith('Cpu') ? 1000 : 1;
-  row(`${label}, median`, medianOf(figures.mux, key) * scale, medianOf(figures.ws, key) * scale);
+  row(
+    `${label}, median`,
+    medianOf(figures.mux, key) * scale,
+    medianOf(figures.ws, key) * scale,
+    pairedRatio(figures.mux, figures.ws, key),
+  );
   row(`${label}, cold`, figures.mux.cold[key] * scale, figures.ws.cold[key] * scale);
 }

@@ -3,10 +3,14 @@ export interface BenchConfig {
   readonly quick: boolean;
   readonly bulkBytes: number;
   /**
-   * Scenario 10's bulk: after a first transfer each way, rounds of the carriers in turns, each
-   * moving `bulkBytes / bulkRounds` each way (scenarios/bulk-in-turns.ts).
+   * Scenario 10's bulk (scenarios/bulk-in-turns.ts): after a first transfer of a quarter of
+   * `bulkBytes` each way through fresh processes (cold), `bulkWarmBytes` each way through each
+   * carrier unmeasured, then `bulkPairs` pairs of transfers of `bulkPairBytes`, the carriers
+   * back to back.
    */
-  readonly bulkRounds: number;
+  readonly bulkWarmBytes: number;
+  readonly bulkPairs: number;
+  readonly bulkPairBytes: number;
   readonly roundTrips: number;
   readonly setups: number;
   readonly rateSeconds: number;
@@ -30,7 +34,9 @@ export interface BenchConfig {
 export const fullConfig: BenchConfig = {
   quick: false,
   bulkBytes: 1024 ** 3,
-  bulkRounds: 4,
+  bulkWarmBytes: 2 * 1024 ** 3,
+  bulkPairs: 16,
+  bulkPairBytes: 64 * 1024 ** 2,
   roundTrips: 2000,
   setups: 500,
   rateSeconds: 10,
@@ -48,7 +54,9 @@ export const fullConfig: BenchConfig = {
 export const quickConfig: BenchConfig = {
   quick: true,
   bulkBytes: 64 * 1024 ** 2,
-  bulkRounds: 2,
+  bulkWarmBytes: 64 * 1024 ** 2,
+  bulkPairs: 2,
+  bulkPairBytes: 16 * 1024 ** 2,
   roundTrips: 200,
   setups: 50,
   rateSeconds: 2,

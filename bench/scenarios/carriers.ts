@@ -9,7 +9,7 @@ import { startStack, startWideStack, type Stack, type Targets } from '../stack.j
 import { measureHeld, runBusy } from './concurrency.js';
 import { pingPong } from './round-trip.js';
 import { openOnce, openRate } from './setup.js';
-import { bulkInTurns, medianOf, type Transport } from './bulk-in-turns.js';
+import { bulkInTurns, medianOf, pairedRatio, type Transport } from './bulk-in-turns.js';
 import { download, upload } from './throughput.js';
 
 interface SetupFigures {
@@ -170,8 +170,13 @@ async function measureMemory(
 export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<Figure[]> {
   const ws = await measure('ws', cfg, targets);
   const mux = await measure('mux', cfg, targets);
-  const bulkBytes = Math.round(cfg.bulkBytes / cfg.bulkRounds);
-  const bulk = await bulkInTurns(targets, { bytes: bulkBytes, rounds: cfg.bulkRounds });
+  const coldBytes = Math.round(cfg.bulkBytes / 4);
+  const bulk = await bulkInTurns(targets, {
+    coldBytes,
+    warmBytes: cfg.bulkWarmBytes,
+    pairs: cfg.bulkPairs,
+    pairBytes: cfg.bulkPairBytes,
+  });
   const bastion = await startBastion(targets);
   let ssh: BastionFigures;
   try {
@@ -191,9 +196,11 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
     list.map((f) => ({ ...f, scenario: 10, name: `${label}: ${f.name}` }));
   const note = 'baseline: the per-stream WebSocket carrier (--transport ws), same run';
   const warm = `after a ${cfg.warmupSeconds} s warm-up`;
-  const mib = (bulkBytes / 1024 ** 2).toFixed(0);
-  const inTurns = `${note}; median of ${cfg.bulkRounds} rounds in turns, ${mib} MiB each way, after a first transfer each way`;
-  const firstTransfer = `${note}; the first ${mib} MiB of fresh processes`;
+  const mib = (n: number): string => `${(n / 1024 ** 2).toFixed(0)} MiB`;
+  const inTurns = `${note}; medians of ${cfg.bulkPairs} transfers of ${mib(cfg.bulkPairBytes)} each way, each next to one through the baseline, after ${mib(cfg.bulkWarmBytes)} each way unmeasured`;
+  const paired = (key: 'up' | 'down' | 'upCpu' | 'downCpu'): string =>
+    `median of the pairs' own ratios ${pairedRatio(bulk.mux, bulk.ws, key).toFixed(3)}`;
+  const firstTransfer = `${note}; the first ${mib(coldBytes)} of fresh processes`;
   const ways = [
     ['upload', 'up'],
     ['download', 'down'],
@@ -268,7 +275,7 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
         unit: 'MB/s',
         baseline: medianOf(bulk.ws, key),
         ratioTarget: 1,
-        note: inTurns,
+        note: `${inTurns}; ${paired(key)}`,
       }),
     ),
     ...ways.map(([way, key]) =>
@@ -278,7 +285,7 @@ export async function runCarriers(cfg: BenchConfig, targets: Targets): Promise<F
         value: medianOf(bulk.mux, `${key}Cpu`) * 1000,
         unit: 'ms',
         baseline: medianOf(bulk.ws, `${key}Cpu`) * 1000,
-        note: inTurns,
+        note: `${inTurns}; ${paired(`${key}Cpu`)}`,
       }),
     ),
     ...ways.map(([way, key]) =>
