@@ -10,6 +10,7 @@ import { muxProtocol, writeMuxHeader, MuxFrameType } from '../../src/protocol/mu
 import { parseIotHubError } from '../../src/protocol/iothub-error.js';
 import { startProxy, type PortProxy } from '../../src/proxy/proxy.js';
 import { hubTarget, serviceToken } from '../../src/service/credentials.js';
+import { hubRequest } from '../../src/net/hub-client.js';
 import { requestStream } from '../../src/service/stream-client.js';
 import { expiryIn, signSas } from '../../src/auth/sas.js';
 import {
@@ -602,6 +603,39 @@ describe('asking for a stream on a carrier connection (the initiation in one fra
     // The opener forgets its stream when the hub's answering close arrives, which may still be
     // on its way when the hub has forgotten its side (CI caught this under load).
     await waitFor(() => session.size === 0, 10_000, 'the opener to forget the stream');
+  });
+
+  it("a POST whose caller hangs up while the device is asked drops the stream at the hub, as a substream's opener does", async () => {
+    const t = await startTestHub();
+    cleanups.push(() => t.cleanup());
+    const requests = await deviceControl(t, await t.addDevice('silent'));
+    await waitFor(() => t.hub.devices.size === 1, 10_000, 'the device online');
+    const caller = new AbortController();
+    const post = hubRequest(hubTarget(t.service), {
+      method: 'POST',
+      path: '/twins/silent/streams/22',
+      headers: { authorization: serviceToken(t.service) },
+      signal: caller.signal,
+    }).then(
+      () => 'answered',
+      () => 'hung up',
+    );
+    await waitFor(
+      () => requests.some((r) => r.includes('"stream-request"')),
+      10_000,
+      'the request at the device',
+    );
+    expect(t.hub.streams.size).toBe(1);
+    caller.abort();
+    expect(await post).toBe('hung up');
+    await waitFor(() => t.hub.streams.size === 0, 10_000, 'the stream dropped at the hub');
+    // The hub still answers the next caller (nothing was left waiting on the hung-up one).
+    const next = await hubRequest(hubTarget(t.service), {
+      method: 'POST',
+      path: '/twins/nobody/streams/22',
+      headers: { authorization: serviceToken(t.service) },
+    });
+    expect(next.status).toBe(404);
   });
 
   it("answers what the POST would: the device's rejection (200, isAccepted false), IoT Hub's errors, a bad token; a device's carrier cannot ask", async () => {

@@ -5,6 +5,7 @@ import type { DeviceLinks } from '../devices/device-links.js';
 import type { ClusterStats } from '../observe/metrics.js';
 import type { RouteStream } from '../streams/stream-initiation.js';
 import type { StreamOffer, StreamOfferRequest } from '../streams/stream-offer.js';
+import type { AbortLike } from '../base/hangup.js';
 
 /** What a hub gives its cluster membership once it listens. */
 export interface ClusterAttachment {
@@ -16,7 +17,7 @@ export interface ClusterAttachment {
   /** How long a suspended stream waits for its halves (ms), when this hub resumes streams. */
   readonly resumeWindowMs?: number | undefined;
   /** Offer a stream to a device connected here. */
-  offer(request: StreamOfferRequest, signal: AbortSignal): Promise<StreamOffer>;
+  offer(request: StreamOfferRequest, signal: AbortLike): Promise<StreamOffer>;
   /** What this node holds, for the other nodes' operator API (cluster-view.ts). */
   readonly view: LocalView;
 }

@@ -15,6 +15,7 @@ import { RedisRegistry } from './redis-registry.js';
 import { StreamRouter } from './router.js';
 import { Store } from './store.js';
 import { redactedUrl } from './store-url.js';
+import type { AbortLike } from '../base/hangup.js';
 
 export interface ClusterNodeOptions {
   readonly redisUrl: URL;
@@ -105,7 +106,7 @@ export class ClusterNode implements HubCluster {
   route = (
     request: StreamOfferRequest,
     connectTimeoutS: number,
-    signal: AbortSignal,
+    signal: AbortLike,
   ): Promise<StreamOffer> => {
     if (!this.#router) throw new Error('cluster node used before attach()');
     return this.#router.route(request, connectTimeoutS, signal);

@@ -10,6 +10,7 @@ import {
 import { keys } from './keys.js';
 import type { Presence } from './presence.js';
 import type { Store } from './store.js';
+import type { AbortLike } from '../base/hangup.js';
 
 /** Messages on a node's channel. */
 type NodeMessage =
@@ -46,7 +47,7 @@ export interface RouterOptions {
 /** What the router needs of the local hub. */
 export interface LocalStreams {
   isOnline(deviceId: string): boolean;
-  offer(request: StreamOfferRequest, signal: AbortSignal): Promise<StreamOffer>;
+  offer(request: StreamOfferRequest, signal: AbortLike): Promise<StreamOffer>;
 }
 
 const unavailable = (): StreamOffer =>
@@ -58,7 +59,7 @@ const unavailable = (): StreamOffer =>
     5,
   );
 
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+const sleep = (ms: number, signal: AbortLike): Promise<void> =>
   new Promise((resolve) => {
     const timer = setTimeout(done, ms);
     function done(): void {
@@ -185,7 +186,7 @@ export class StreamRouter {
   async route(
     request: StreamOfferRequest,
     connectTimeoutS: number,
-    signal: AbortSignal,
+    signal: AbortLike,
   ): Promise<StreamOffer> {
     const local = this.#local;
     if (!local) return unavailable();
@@ -212,7 +213,7 @@ export class StreamRouter {
   async #ask(
     nodeId: string,
     request: StreamOfferRequest,
-    signal: AbortSignal,
+    signal: AbortLike,
   ): Promise<StreamOffer | undefined> {
     const id = randomBytes(12).toString('base64url');
     let acked!: () => void;

@@ -5,6 +5,7 @@ import type {
   StreamResponseMessage,
 } from '../../protocol/control-messages.js';
 import type { Registry } from '../store/registry.js';
+import type { AbortLike } from '../base/hangup.js';
 import type {
   AttachedLink,
   DeviceAnswer,
@@ -193,7 +194,7 @@ export class DeviceLinks {
   }
 
   /** Wait up to `ms` for a device to come online; true if it is online now. */
-  waitOnline(deviceId: string, ms: number, signal: AbortSignal): Promise<boolean> {
+  waitOnline(deviceId: string, ms: number, signal: AbortLike): Promise<boolean> {
     if (this.#online.has(deviceId)) return Promise.resolve(true);
     if (ms <= 0 || signal.aborted) return Promise.resolve(false);
     return new Promise((resolve) => {

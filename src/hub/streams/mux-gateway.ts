@@ -17,6 +17,7 @@ import { deviceIdProblem, moduleIdProblem, streamNameProblem } from '../../proto
 import { iotHubErrorBody } from '../../protocol/iothub-error.js';
 import type { Guard } from '../admission/guard.js';
 import { refuseUpgrade } from '../base/http-util.js';
+import { Hangup } from '../base/hangup.js';
 import {
   offeredArrival,
   substreamArrival,
@@ -292,8 +293,8 @@ export class MuxGateway {
       return refuse(400, iotHubErrorBody('ArgumentInvalid', problem ?? 'bad path'));
     // The opener may leave while the device is asked: the stream is dropped then, as when a
     // POST's caller hangs up.
-    const gone = new AbortController();
-    const onClose = (): void => gone.abort();
+    const gone = new Hangup();
+    const onClose = (): void => gone.hangUp();
     stream.once('close', onClose);
     const answer = await initiate({
       deviceId,
@@ -305,7 +306,7 @@ export class MuxGateway {
         this.options.guard.serviceToken(carrier, request.authorization, 'ServiceConnect'),
       connectTimeout: request.headers?.[h.connectTimeout],
       responseTimeout: request.headers?.[h.responseTimeout],
-      signal: gone.signal,
+      signal: gone,
       protocols: request.protocols,
     });
     stream.off('close', onClose);

@@ -13,6 +13,7 @@ import type { StreamEndpoint } from './stream-endpoint.js';
 import type { AuthResult } from '../admission/authenticate.js';
 import type { Throttled } from '../admission/guard.js';
 import type { PolicyRecord } from '../store/registry.js';
+import { Hangup, type AbortLike } from '../base/hangup.js';
 import {
   drainingMessage,
   offerStream,
@@ -43,7 +44,7 @@ export interface StreamInitiationContext {
 export type RouteStream = (
   request: StreamOfferRequest,
   connectTimeoutS: number,
-  signal: AbortSignal,
+  signal: AbortLike,
 ) => Promise<StreamOffer>;
 
 /** Defaults when the service sends no timeout headers, and the most it may ask for. */
@@ -81,7 +82,7 @@ export interface InitiationAsk {
   readonly connectTimeout: string | string[] | undefined;
   readonly responseTimeout: string | string[] | undefined;
   /** Aborted when the caller hangs up while the device is asked: the stream is dropped. */
-  readonly signal: AbortSignal;
+  readonly signal: AbortLike;
   /** The stream protocols the caller's half offers, when it came with the ask (a substream). */
   readonly protocols?: readonly string[] | undefined;
 }
@@ -218,10 +219,9 @@ export async function handleStreamInitiation(
   moduleId?: string,
 ): Promise<void> {
   // The service may hang up while we wait; stop waiting and drop the stream then.
-  const gone = new AbortController();
-  // Removed once answered: the response closes after every answer, and an abort makes an
-  // AbortError with its stack (microseconds) that nothing would read.
-  const onClose = (): void => gone.abort();
+  const gone = new Hangup();
+  // Removed once answered: the response closes after every answer.
+  const onClose = (): void => gone.hangUp();
   res.on('close', onClose);
   const answer = await initiateStream(ctx, {
     deviceId,
@@ -232,7 +232,7 @@ export async function handleStreamInitiation(
     authenticate: () => ctx.guard.service(req, 'ServiceConnect'),
     connectTimeout: req.headers[h.connectTimeout],
     responseTimeout: req.headers[h.responseTimeout],
-    signal: gone.signal,
+    signal: gone,
   });
   res.off('close', onClose);
   if (!answer) return;

@@ -7,6 +7,7 @@ import type { DeviceLinks } from '../devices/device-links.js';
 import type { HubLimits } from './limits.js';
 import type { StreamEndpoint, StreamOrigin } from './stream-endpoint.js';
 import { randomText } from './random-text.js';
+import type { AbortLike } from '../base/hangup.js';
 
 /** A stream request, as the node that holds the device's control connection gets it. */
 export interface StreamOfferRequest {
@@ -82,7 +83,7 @@ function limitProblem(ctx: StreamOfferContext, deviceId: string): string | undef
 export async function offerStream(
   ctx: StreamOfferContext,
   request: StreamOfferRequest,
-  signal: AbortSignal,
+  signal: AbortLike,
 ): Promise<StreamOffer> {
   const { deviceId, streamName } = request;
   const log = ctx.logger.child({ device: deviceId, stream: streamName });
