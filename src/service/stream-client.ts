@@ -8,6 +8,7 @@ import type { WebSocket } from 'ws';
 import type { StreamGrant, StreamRequest } from '../stream/carrier.js';
 import { formatHostPort } from '../auth/connection-string.js';
 import { WebSocketCarrier } from '../stream/websocket-carrier.js';
+import { abortSignalOf } from '../runtime/hangup.js';
 
 export interface StreamInitiationOptions {
   readonly deviceId: string;
@@ -115,7 +116,8 @@ export function streamRequest(
     deviceId: options.deviceId,
     streamName: options.streamName,
     headers: timeoutHeaders(options),
-    grant: (signal) => requestStream(credential, target, { ...options, signal }),
+    grant: (signal) =>
+      requestStream(credential, target, { ...options, signal: abortSignalOf(signal) }),
     refusal: (status, body) =>
       status === 200 ? rejection(options, body) : errorFromResponse({ status, body, headers: {} }),
   };

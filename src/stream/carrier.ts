@@ -1,4 +1,5 @@
 import type { StreamSocket } from '../net/stream-socket.js';
+import type { AbortLike } from '../runtime/hangup.js';
 
 export type { StreamSocket } from '../net/stream-socket.js';
 
@@ -26,7 +27,7 @@ export interface StreamRequest {
   /** IoT Hub's timeout headers of the initiation (lower-case names), if any. */
   readonly headers: Readonly<Record<string, string>>;
   /** Ask with IoT Hub's POST: the way of a carrier that cannot ask itself, and its fallback. */
-  readonly grant: (signal: AbortSignal) => Promise<StreamGrant>;
+  readonly grant: (signal: AbortLike) => Promise<StreamGrant>;
   /**
    * The error for an initiation the hub answered without a stream, from the status and body a
    * POST would have been answered with (an IoT Hub error; 200 with `isAccepted: false`).
@@ -85,7 +86,7 @@ export interface OpenOptions {
 
 export interface InitiateOptions extends OpenOptions {
   /** Aborted when the local side leaves first: the hub drops the stream. */
-  readonly signal: AbortSignal;
+  readonly signal: AbortLike;
 }
 
 /**

@@ -22,6 +22,7 @@ import type {
 } from './carrier.js';
 import { ResumeRefusedError } from './resumable-bridge.js';
 import { endProtocols, type WebSocketCarrier } from './websocket-carrier.js';
+import { abortError } from '../runtime/hangup.js';
 
 export interface MuxCarrierOptions {
   /** How the hub is verified. */
@@ -123,7 +124,7 @@ export class MuxCarrier implements Carrier {
     if (this.#askByPost.has(origin) || this.#perStream.has(origin)) return byPost();
     const session = await this.#sessionFor(origin);
     if (!session) return byPost();
-    options.signal.throwIfAborted();
+    if (options.signal.aborted) throw abortError();
     const path = `/twins/${encodeURIComponent(request.deviceId)}/streams/${encodeURIComponent(request.streamName)}`;
     const stream = session.open(`${origin}${path}`, {
       path,
@@ -133,10 +134,10 @@ export class MuxCarrier implements Carrier {
     });
     // The local side left while the device was asked: the hub drops the stream.
     const leave = (): void => stream.terminate();
-    options.signal.addEventListener('abort', leave, { once: true });
+    options.signal.addEventListener('abort', leave);
     const refused = await answerOf(stream);
     options.signal.removeEventListener('abort', leave);
-    options.signal.throwIfAborted();
+    if (options.signal.aborted) throw abortError();
     if (!refused) return stream;
     if (
       refused.status === 421 ||

@@ -13,6 +13,7 @@ import {
 } from './carrier.js';
 import { streamEndFields } from './end-report.js';
 import { ReplayBudget } from './replay-budget.js';
+import { Hangup, type AbortLike } from '../runtime/hangup.js';
 
 export interface StreamEndsOptions {
   /** How stream sockets reach the hub. Closed with the table. */
@@ -64,9 +65,10 @@ export interface StreamEndHandle {
 class Entry implements CarryOptions {
   /**
    * Aborts the opening of its stream socket, while it is being opened: let go once it is open
-   * (an AbortSignal that has had listeners is about 0.4 KiB, which every open stream kept).
+   * (an AbortSignal that has had listeners was about 0.4 KiB, which every open stream kept; a
+   * Hangup, not an AbortController, for the time one takes to make: runtime/hangup.ts).
    */
-  abort: AbortController | undefined;
+  abort: Hangup | undefined;
   socket: StreamSocket | undefined;
   carried: CarriedStream | undefined;
   /** stop() came before the stream socket opened. */
@@ -151,15 +153,14 @@ export class StreamEnds {
    */
   start(
     local: BridgeableStream,
-    ask: ((signal: AbortSignal) => Promise<StreamGrant>) | StreamRequest,
+    ask: ((signal: AbortLike) => Promise<StreamGrant>) | StreamRequest,
     hooks: StreamHooks,
   ): StreamEndHandle {
     const entry = new Entry(local, this, hooks);
     this.#entries.add(entry);
-    const abort = (entry.abort = new AbortController());
-    const onEarlyClose = (): void => abort.abort();
+    const signal = (entry.abort = new Hangup());
+    const onEarlyClose = (): void => signal.hangUp();
     local.once('close', onEarlyClose);
-    const signal = abort.signal;
     const { carrier, resume } = this.options;
     (typeof ask === 'function'
       ? ask(signal).then((grant) => carrier.open(grant, { resume }))
@@ -207,14 +208,14 @@ export class StreamEnds {
     if (entry.carried) return entry.carried.stop();
     // Not open yet: the hub drops the unpaired half when its socket never comes (pair timeout).
     entry.stopped = true;
-    entry.abort?.abort();
+    entry.abort?.hangUp();
   }
 
   /** End every stream now with a reset (the process is shutting down) and let go of the carrier. */
   close(): void {
     this.heartbeat.stop();
     for (const entry of this.#entries) {
-      entry.abort?.abort();
+      entry.abort?.hangUp();
       // A suspended resumable stream would otherwise go on trying to resume.
       entry.carried?.close();
       entry.socket?.terminate();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Hangup, type AbortLike } from '../../src/hub/base/hangup.js';
+import { abortError, abortSignalOf, Hangup, type AbortLike } from '../../src/runtime/hangup.js';
 
 describe('Hangup', () => {
   it('runs each listener once, in the order added, on the first hang-up only', () => {
@@ -41,5 +41,38 @@ describe('Hangup', () => {
     hangup.hangUp();
     controller.abort();
     return expect(both).resolves.toEqual(['aborted', 'aborted']);
+  });
+});
+
+describe('abortSignalOf', () => {
+  it('passes an AbortSignal through, and makes one that follows a Hangup, aborted or not yet', () => {
+    const controller = new AbortController();
+    expect(abortSignalOf(controller.signal)).toBe(controller.signal);
+    const hangup = new Hangup();
+    const signal = abortSignalOf(hangup);
+    expect(signal).toBeInstanceOf(AbortSignal);
+    expect(signal.aborted).toBe(false);
+    hangup.hangUp();
+    expect(signal.aborted).toBe(true);
+    const late = new Hangup();
+    late.hangUp();
+    expect(abortSignalOf(late).aborted).toBe(true);
+  });
+
+  it("abortError is what an aborted signal's throwIfAborted throws", () => {
+    const controller = new AbortController();
+    controller.abort();
+    let thrown: unknown;
+    try {
+      controller.signal.throwIfAborted();
+    } catch (error) {
+      thrown = error;
+    }
+    const ours = abortError();
+    expect(ours).toBeInstanceOf(DOMException);
+    expect({ name: ours.name, message: ours.message }).toEqual({
+      name: (thrown as DOMException).name,
+      message: (thrown as DOMException).message,
+    });
   });
 });

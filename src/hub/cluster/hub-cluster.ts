@@ -5,7 +5,7 @@ import type { DeviceLinks } from '../devices/device-links.js';
 import type { ClusterStats } from '../observe/metrics.js';
 import type { RouteStream } from '../streams/stream-initiation.js';
 import type { StreamOffer, StreamOfferRequest } from '../streams/stream-offer.js';
-import type { AbortLike } from '../base/hangup.js';
+import type { AbortLike } from '../../runtime/hangup.js';
 
 /** What a hub gives its cluster membership once it listens. */
 export interface ClusterAttachment {

@@ -15,7 +15,7 @@ import { RedisRegistry } from './redis-registry.js';
 import { StreamRouter } from './router.js';
 import { Store } from './store.js';
 import { redactedUrl } from './store-url.js';
-import type { AbortLike } from '../base/hangup.js';
+import type { AbortLike } from '../../runtime/hangup.js';
 
 export interface ClusterNodeOptions {
   readonly redisUrl: URL;

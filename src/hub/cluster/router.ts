@@ -10,7 +10,7 @@ import {
 import { keys } from './keys.js';
 import type { Presence } from './presence.js';
 import type { Store } from './store.js';
-import type { AbortLike } from '../base/hangup.js';
+import type { AbortLike } from '../../runtime/hangup.js';
 
 /** Messages on a node's channel. */
 type NodeMessage =

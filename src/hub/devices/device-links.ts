@@ -5,7 +5,7 @@ import type {
   StreamResponseMessage,
 } from '../../protocol/control-messages.js';
 import type { Registry } from '../store/registry.js';
-import type { AbortLike } from '../base/hangup.js';
+import type { AbortLike } from '../../runtime/hangup.js';
 import type {
   AttachedLink,
   DeviceAnswer,

@@ -17,7 +17,7 @@ import { deviceIdProblem, moduleIdProblem, streamNameProblem } from '../../proto
 import { iotHubErrorBody } from '../../protocol/iothub-error.js';
 import type { Guard } from '../admission/guard.js';
 import { refuseUpgrade } from '../base/http-util.js';
-import { Hangup } from '../base/hangup.js';
+import { Hangup } from '../../runtime/hangup.js';
 import {
   offeredArrival,
   substreamArrival,

@@ -13,7 +13,7 @@ import type { StreamEndpoint } from './stream-endpoint.js';
 import type { AuthResult } from '../admission/authenticate.js';
 import type { Throttled } from '../admission/guard.js';
 import type { PolicyRecord } from '../store/registry.js';
-import { Hangup, type AbortLike } from '../base/hangup.js';
+import { Hangup, type AbortLike } from '../../runtime/hangup.js';
 import {
   drainingMessage,
   offerStream,

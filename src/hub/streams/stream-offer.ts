@@ -7,7 +7,7 @@ import type { DeviceLinks } from '../devices/device-links.js';
 import type { HubLimits } from './limits.js';
 import type { StreamEndpoint, StreamOrigin } from './stream-endpoint.js';
 import { randomText } from './random-text.js';
-import type { AbortLike } from '../base/hangup.js';
+import type { AbortLike } from '../../runtime/hangup.js';
 
 /** A stream request, as the node that holds the device's control connection gets it. */
 export interface StreamOfferRequest {
