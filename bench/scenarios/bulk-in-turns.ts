@@ -87,42 +87,37 @@ export async function bulkInTurns(
       const [down, downCpu] = await transfer(stack, targets, 'down', bytes);
       return { up, down, upCpu, downCpu };
     };
-    const cold = new Map<Transport, BulkTurn>();
+    const cold: Partial<Record<Transport, BulkTurn>> = {};
     for (const t of transports) {
-      const turn = await turnOf(t, options.coldBytes);
-      cold.set(t, turn);
+      const turn = (cold[t] = await turnOf(t, options.coldBytes));
       options.onTurn?.(t, 0, turn);
     }
     for (const t of transports) await turnOf(t, options.warmBytes);
     const warm: Record<Transport, BulkTurn[]> = { mux: [], ws: [] };
     for (let pair = 1; pair <= options.pairs; pair++) {
       const order = pair % 2 === 1 ? transports : [...transports].reverse();
-      const turns = new Map<Transport, { -readonly [K in keyof BulkTurn]: number }>(
-        transports.map((t) => [t, { up: 0, down: 0, upCpu: 0, downCpu: 0 }]),
-      );
+      const turns: Record<Transport, { -readonly [K in keyof BulkTurn]: number }> = {
+        mux: { up: 0, down: 0, upCpu: 0, downCpu: 0 },
+        ws: { up: 0, down: 0, upCpu: 0, downCpu: 0 },
+      };
       for (const way of ['up', 'down'] as const)
         for (const t of order) {
-          const [rate, cpu] = await transfer(
-            stacks.get(t) as Stack,
+          const stack = stacks.get(t) as Stack;
+          [turns[t][way], turns[t][`${way}Cpu`]] = await transfer(
+            stack,
             targets,
             way,
             options.pairBytes,
           );
-          const turn = turns.get(t);
-          if (turn) {
-            turn[way] = rate;
-            turn[`${way}Cpu`] = cpu;
-          }
         }
       for (const t of transports) {
-        const turn = turns.get(t) as BulkTurn;
-        warm[t].push(turn);
-        options.onTurn?.(t, pair, turn);
+        warm[t].push(turns[t]);
+        options.onTurn?.(t, pair, turns[t]);
       }
     }
     return {
-      mux: { cold: cold.get('mux') as BulkTurn, warm: warm.mux },
-      ws: { cold: cold.get('ws') as BulkTurn, warm: warm.ws },
+      mux: { cold: cold.mux as BulkTurn, warm: warm.mux },
+      ws: { cold: cold.ws as BulkTurn, warm: warm.ws },
     };
   } finally {
     for (const stack of stacks.values()) await stack.stop();

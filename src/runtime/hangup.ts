@@ -1,6 +1,7 @@
 /**
- * What the hub's stream initiation needs of a cancellation: an AbortSignal's `aborted` and its
- * 'abort' listeners, nothing else. An AbortSignal is one; so is a `Hangup`.
+ * What a stream setup needs of a cancellation (the hub's initiation, an end's opening): an
+ * AbortSignal's `aborted` and its 'abort' listeners, nothing else. An AbortSignal is one; so is
+ * a `Hangup`.
  */
 export interface AbortLike {
   readonly aborted: boolean;
@@ -15,8 +16,8 @@ export interface AbortLike {
  *
  * Why not an AbortController: its signal, an EventTarget, took 4-6 µs to make here (Node 20)
  * and 6-8 µs with an 'abort' listener added and removed, against 0.1-0.3 µs for this (loops of
- * 200,000), and one was made per stream: 3-4% of the hub's CPU per stream in its profile at
- * bench scenario 10's setup rate, a sixth of it measured in turns (docs/benchmark.md).
+ * 200,000), and one was made per stream: in turns at bench scenario 10's setup rate, the hub's
+ * CPU per stream went down a fifth without it and the proxy's a tenth (docs/benchmark.md).
  */
 export class Hangup implements AbortLike {
   #aborted = false;
@@ -27,7 +28,7 @@ export class Hangup implements AbortLike {
     return this.#aborted;
   }
 
-  /** Call `listener` once, when the caller hangs up (never if it already has, as an AbortSignal). */
+  /** Call `listener` once, at the hang-up (never if it came already, as an AbortSignal). */
   addEventListener(_type: 'abort', listener: () => void): void {
     if (!this.#aborted) (this.#listeners ??= new Set()).add(listener);
   }
@@ -36,7 +37,7 @@ export class Hangup implements AbortLike {
     this.#listeners?.delete(listener);
   }
 
-  /** The caller hung up: every listener runs once, in the order added. Idempotent. */
+  /** The setup is abandoned: every listener runs once, in the order added. Idempotent. */
   hangUp(): void {
     if (this.#aborted) return;
     this.#aborted = true;

@@ -64,11 +64,11 @@ export interface StreamEndHandle {
  */
 class Entry implements CarryOptions {
   /**
-   * Aborts the opening of its stream socket, while it is being opened: let go once it is open
+   * Abandons the opening of its stream socket, while it is being opened: let go once it is open
    * (an AbortSignal that has had listeners was about 0.4 KiB, which every open stream kept; a
    * Hangup, not an AbortController, for the time one takes to make: runtime/hangup.ts).
    */
-  abort: Hangup | undefined;
+  hangup: Hangup | undefined;
   socket: StreamSocket | undefined;
   carried: CarriedStream | undefined;
   /** stop() came before the stream socket opened. */
@@ -158,7 +158,7 @@ export class StreamEnds {
   ): StreamEndHandle {
     const entry = new Entry(local, this, hooks);
     this.#entries.add(entry);
-    const signal = (entry.abort = new Hangup());
+    const signal = (entry.hangup = new Hangup());
     const onEarlyClose = (): void => signal.hangUp();
     local.once('close', onEarlyClose);
     const { carrier, resume } = this.options;
@@ -195,7 +195,7 @@ export class StreamEnds {
   }
 
   #carry(entry: Entry, socket: StreamSocket): void {
-    entry.abort = undefined;
+    entry.hangup = undefined;
     entry.onSocket(socket);
     entry.hooks.logger.debug('stream open', {
       resumable: socket.protocol === resumableStreamProtocol,
@@ -208,14 +208,14 @@ export class StreamEnds {
     if (entry.carried) return entry.carried.stop();
     // Not open yet: the hub drops the unpaired half when its socket never comes (pair timeout).
     entry.stopped = true;
-    entry.abort?.hangUp();
+    entry.hangup?.hangUp();
   }
 
   /** End every stream now with a reset (the process is shutting down) and let go of the carrier. */
   close(): void {
     this.heartbeat.stop();
     for (const entry of this.#entries) {
-      entry.abort?.hangUp();
+      entry.hangup?.hangUp();
       // A suspended resumable stream would otherwise go on trying to resume.
       entry.carried?.close();
       entry.socket?.terminate();
