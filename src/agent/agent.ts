@@ -362,9 +362,15 @@ export function startAgent(options: AgentOptions, logger: Logger): Agent {
       asked.reject(`stream '${streamName}' is not allowed on this device (it allows: ${shown})`);
       return undefined;
     }
-    const socket = connect({ host: target.host, port: target.port, allowHalfOpen: true });
+    // noDelay as an option: set once the socket connects (one setsockopt); setNoDelay() on the
+    // socket being dialled sets it before connect() and Node sets it again after, two a stream.
+    const socket = connect({
+      host: target.host,
+      port: target.port,
+      allowHalfOpen: true,
+      noDelay: true,
+    });
     dialling.add(socket);
-    socket.setNoDelay(true);
     const dialTimer = setTimeout(
       () => socket.destroy(new Error('timed out')),
       options.dialTimeoutMs ?? 10_000,
