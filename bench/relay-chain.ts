@@ -12,6 +12,8 @@ import { freePort, waitListening } from './scenarios/compare.js';
 export interface RelayChain {
   /** The first relay's port: connections through it reach `target`. */
   readonly port: number;
+  /** The processes a connection crosses, from the client's side to the target's. */
+  readonly pids: readonly number[];
   stop(): Promise<void>;
 }
 
@@ -32,7 +34,7 @@ export async function startRelayChain(target: number, hops = 3): Promise<RelayCh
       await waitListening(port, relay, 'a plain relay');
       next = port;
     }
-    return { port: next, stop };
+    return { port: next, pids: children.map((c) => c.pid).reverse(), stop };
   } catch (error) {
     await stop();
     throw error;
@@ -68,13 +70,13 @@ export async function startLeanChain(
     };
     const middle = start(['middle'], { LEAN_KEY: key, LEAN_CERT: cert });
     const middlePort = (await middle.waitFor(/listening on (\d+)/))[1] ?? '';
-    start(['back', middlePort, String(target)], { LEAN_CA: cert });
+    const back = start(['back', middlePort, String(target)], { LEAN_CA: cert });
     await middle.waitFor(/back connected/);
     const port = await freePort();
     const front = start(['front', String(port), middlePort], { LEAN_CA: cert });
     await middle.waitFor(/front connected/);
     await waitListening(port, front, 'the lean relay chain');
-    return { port, stop };
+    return { port, pids: [front.pid, middle.pid, back.pid], stop };
   } catch (error) {
     await stop();
     throw error;

@@ -1,0 +1,152 @@
+/**
+ * What a new stream costs each process, dstream against the floors with its shape, taking
+ * turns: `npm run bench:setup-cpu [-- --rounds N --seconds S --variants a,b,... --warm W --setups M]`.
+ * Each round starts every variant afresh, in an order turned by one each round, warms it (W
+ * seconds of 50 openers, 8 by default: V8 compiles the per-stream paths only after a few
+ * thousand streams), takes M sequential setups (500; p50, p99), then S seconds of 50 openers with the CPU time of the three
+ * processes a stream crosses and of this one (the load generator and the targets, the same
+ * work in every variant, so it stands for the machine's speed at that moment). A variant
+ * is a setup rate's CPU split by process, which scenario 10's rates alone do not show.
+ *
+ * Variants: `mux` (dstream as shipped: the multiplexed carrier, resumable streams),
+ * `no-resume` (the same with --no-resume), `ws` (the per-stream carrier), `framing` (three Node
+ * processes on dstream's MuxSession and nothing of dstream above it, mux-relay.ts), `frames`
+ * (bare frames on TLS, lean-relay.ts), `relays` (three plain Node relays, no TLS).
+ */
+import { parseArgs } from 'node:util';
+import { cpuSeconds, percentile } from './proc-stats.js';
+import { startLeanChain, startRelayChain } from './relay-chain.js';
+import { openOnce, openRate } from './scenarios/setup.js';
+import { startStack, startTargets, stopTargets, type Targets } from './stack.js';
+
+/** A started variant: the port a client connects to, the processes its stream crosses. */
+interface Running {
+  readonly port: number;
+  /** Where the proxy, the hub and the agent stand, in that order. */
+  readonly pids: readonly number[];
+  stop(): Promise<void>;
+}
+
+const stackOf =
+  (flags: readonly string[]) =>
+  async (targets: Targets): Promise<Running> => {
+    const s = await startStack(targets, { tls: true, endFlags: flags });
+    return {
+      port: s.ports.greet,
+      pids: [s.proxy.pid, s.hub.pid, s.agent.pid],
+      stop: () => s.stop(),
+    };
+  };
+
+const variants: Record<string, (targets: Targets) => Promise<Running>> = {
+  mux: stackOf(['--transport', 'mux']),
+  'no-resume': stackOf(['--transport', 'mux', '--no-resume']),
+  ws: stackOf(['--transport', 'ws']),
+  framing: (t) => startLeanChain(t.greet.port, 'mux'),
+  frames: (t) => startLeanChain(t.greet.port, 'frames'),
+  relays: (t) => startRelayChain(t.greet.port),
+};
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '4' },
+    seconds: { type: 'string', default: '5' },
+    variants: { type: 'string', default: 'mux,framing' },
+    warm: { type: 'string', default: '8' },
+    setups: { type: 'string', default: '500' },
+  },
+});
+const rounds = Number(values.rounds);
+const seconds = Number(values.seconds);
+const warmSeconds = Number(values.warm);
+const sequential = Number(values.setups);
+const chosen = values.variants.split(',').filter(Boolean);
+const unknown = chosen.filter((v) => !(v in variants));
+if (
+  !(Number.isInteger(rounds) && rounds > 0) ||
+  !(Number.isInteger(seconds) && seconds > 0) ||
+  !(Number.isInteger(warmSeconds) && warmSeconds > 0) ||
+  !(Number.isInteger(sequential) && sequential > 0) ||
+  chosen.length === 0 ||
+  unknown.length > 0
+) {
+  console.error(
+    `usage: setup-cpu [--rounds N] [--seconds S] [--variants ${Object.keys(variants).join(',')}] [--warm W] [--setups M] (whole numbers > 0${unknown.length ? `; unknown: ${unknown.join(', ')}` : ''})`,
+  );
+  process.exit(2);
+}
+
+/** One variant's round: setup latency and rate, and ms of CPU per stream by process. */
+interface Sample {
+  readonly p50: number;
+  readonly p99: number;
+  readonly rate: number;
+  readonly failed: number;
+  /** proxy, hub, agent (or the relays standing there), then the load generator. */
+  readonly cpu: readonly number[];
+}
+
+const selfSeconds = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+async function measure(run: Running): Promise<Sample> {
+  await openOnce(run.port);
+  await openRate(run.port, 50, warmSeconds);
+  const setups: number[] = [];
+  for (let i = 0; i < sequential; i++) setups.push(await openOnce(run.port));
+  const before = [...run.pids.map(cpuSeconds), selfSeconds()];
+  const rate = await openRate(run.port, 50, seconds);
+  const after = [...run.pids.map(cpuSeconds), selfSeconds()];
+  return {
+    p50: percentile(setups, 50),
+    p99: percentile(setups, 99),
+    rate: rate.rate,
+    failed: rate.failed,
+    cpu: after.map((t, i) => ((t - (before[i] ?? 0)) * 1000) / Math.max(1, rate.ok)),
+  };
+}
+
+const f = (n: number, d = 3): string => n.toFixed(d);
+const roles = ['proxy', 'hub', 'agent'] as const;
+const samples = new Map<string, Sample[]>(chosen.map((v) => [v, []]));
+const targets = await startTargets();
+try {
+  console.log(
+    `setup CPU in turns: ${rounds} round${rounds === 1 ? '' : 's'} of ${chosen.join(', ')}; ${seconds} s of 50 openers measured after ${warmSeconds} s and ${sequential} sequential setups (ms of CPU per stream)`,
+  );
+  for (let r = 0; r < rounds; r++) {
+    const order = chosen.map((_, i) => chosen[(i + r) % chosen.length] as string);
+    for (const name of order) {
+      const run = await (variants[name] as (t: Targets) => Promise<Running>)(targets);
+      let s: Sample;
+      try {
+        s = await measure(run);
+      } finally {
+        await run.stop();
+      }
+      samples.get(name)?.push(s);
+      const [proxy = 0, hub = 0, agent = 0, load = 0] = s.cpu;
+      console.log(
+        `  r${r + 1} ${name.padEnd(9)} ${f(s.rate, 0).padStart(5)}/s ${s.failed} failed  p50 ${f(s.p50, 2)} p99 ${f(s.p99, 2)} ms  proxy ${f(proxy)} hub ${f(hub)} agent ${f(agent)} (three ${f(proxy + hub + agent)})  load generator ${f(load)}`,
+      );
+    }
+  }
+} finally {
+  await stopTargets(targets);
+}
+
+const median = (xs: readonly number[]): number => percentile(xs, 50);
+console.log(
+  "medians over the rounds; in brackets, each process's CPU per stream over the load generator's (the machine's speed taken out):",
+);
+for (const [name, list] of samples) {
+  const cpu = (i: number): number => median(list.map((s) => s.cpu[i] ?? 0));
+  const rel = (i: number): number => median(list.map((s) => (s.cpu[i] ?? 0) / (s.cpu[3] || 1)));
+  console.log(
+    `  ${name.padEnd(9)} ${f(median(list.map((s) => s.rate)), 0).padStart(5)}/s  p50 ${f(median(list.map((s) => s.p50)), 2)} p99 ${f(median(list.map((s) => s.p99)), 2)} ms  ` +
+      roles.map((role, i) => `${role} ${f(cpu(i))} (${f(rel(i), 2)})`).join(' ') +
+      `  load generator ${f(cpu(3))}`,
+  );
+}
