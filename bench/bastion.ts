@@ -8,11 +8,10 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { spawnChild, type Child } from './child.js';
-import { waitListening } from './scenarios/compare.js';
+import { freePort, waitListening } from './scenarios/compare.js';
 import type { Targets } from './stack.js';
 
 /**
@@ -28,38 +27,6 @@ export interface Bastion {
 }
 
 const sshdPaths = ['/usr/sbin/sshd', '/usr/local/sbin/sshd', '/usr/bin/sshd'];
-
-/** The first port of the kernel's ephemeral range (what outgoing connections are given). */
-function ephemeralStart(): number {
-  try {
-    const low = Number(
-      readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0],
-    );
-    return Number.isInteger(low) && low > 2048 ? low : 32768;
-  } catch {
-    return 32768;
-  }
-}
-
-/**
- * A free loopback port below the kernel's ephemeral range. A port the kernel picks (listening on
- * 0) is in that range, and an outgoing connection may be given it before sshd or ssh binds it:
- * scenario 10 starts the bastion right after thousands of connections came and went, and CI saw
- * "remote port forwarding failed for listen port 38053".
- */
-async function quietPort(): Promise<number> {
-  const high = ephemeralStart();
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const port = 10_000 + Math.floor(Math.random() * (high - 10_000));
-    const free = await new Promise<boolean>((resolve) => {
-      const probe = createServer();
-      probe.once('error', () => resolve(false));
-      probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
-    });
-    if (free) return port;
-  }
-  throw new Error(`no free port below ${high} on 127.0.0.1 after 100 tries`);
-}
 
 export async function startBastion(targets: Targets): Promise<Bastion> {
   const sshd = sshdPaths.find((p) => existsSync(p));
@@ -80,7 +47,7 @@ export async function startBastion(targets: Targets): Promise<Bastion> {
     }
     writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'client_key.pub')));
     chmodSync(join(dir, 'authorized_keys'), 0o600);
-    const sshPort = await quietPort();
+    const sshPort = await freePort();
     const config = join(dir, 'sshd_config');
     writeFileSync(
       config,
@@ -129,8 +96,8 @@ export async function startBastion(targets: Targets): Promise<Bastion> {
     const remote = {} as Record<keyof Targets, number>;
     const local = {} as Record<keyof Targets, number>;
     for (const n of names) {
-      remote[n] = await quietPort();
-      local[n] = await quietPort();
+      remote[n] = await freePort();
+      local[n] = await freePort();
     }
     const device = spawnChild('ssh', [
       ...ssh,

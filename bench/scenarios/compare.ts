@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import { spawnChild, type Child } from '../child.js';
 import type { BenchConfig } from '../config.js';
 import { percentile } from '../proc-stats.js';
@@ -8,16 +8,37 @@ import type { Targets } from '../stack.js';
 import { pingPong } from './round-trip.js';
 import { upload } from './throughput.js';
 
-/** A port free right now. The other tool binds it itself, so this one is handed over. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
+/** The first port of the kernel's ephemeral range (what outgoing connections are given). */
+function ephemeralStart(): number {
+  try {
+    const low = Number(
+      readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').split(/\s+/)[0],
+    );
+    return Number.isInteger(low) && low > 2048 ? low : 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+/**
+ * A loopback port free right now, below the kernel's ephemeral range, for another process to
+ * bind (a tunnel, a relay, sshd, ssh's forwarding). A port the kernel picks (listening on 0) is
+ * in that range, and an outgoing connection may be given it before the other process binds it:
+ * scenario 10 starts the bastion and the relays right after thousands of connections came and
+ * went, and CI saw "remote port forwarding failed for listen port 38053".
+ */
+export async function freePort(): Promise<number> {
+  const high = ephemeralStart();
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = 10_000 + Math.floor(Math.random() * (high - 10_000));
+    const free = await new Promise<boolean>((resolve) => {
+      const probe = createServer();
+      probe.once('error', () => resolve(false));
+      probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
     });
-  });
+    if (free) return port;
+  }
+  throw new Error(`no free port below ${high} on 127.0.0.1 after 100 tries`);
 }
 
 /** Start `command` with {listen} and {target} filled in; resolves once its port accepts. */
