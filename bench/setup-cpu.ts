@@ -1,12 +1,14 @@
 /**
  * What a new stream costs each process, dstream against the floors with its shape, taking
- * turns: `npm run bench:setup-cpu [-- --rounds N --seconds S --variants a,b,... --warm W --setups M]`.
- * Each round starts every variant afresh, in an order turned by one each round, warms it (W
- * seconds of 50 openers, 8 by default: V8 compiles the per-stream paths only after a few
- * thousand streams), takes M sequential setups (500; p50, p99), then S seconds of 50 openers with the CPU time of the three
- * processes a stream crosses and of this one (the load generator and the targets, the same
- * work in every variant, so it stands for the machine's speed at that moment). A variant
- * is a setup rate's CPU split by process, which scenario 10's rates alone do not show.
+ * turns: `npm run bench:setup-cpu [-- --rounds N --seconds S --variants a,b,... --warm W
+ * --setups M]`. Each round starts every variant afresh, in an order turned by one each round,
+ * warms it (W seconds of 50 openers, 8 by default: V8 compiles the per-stream paths only after
+ * a few thousand streams), takes M sequential setups (500; p50, p99), then S seconds of 50
+ * openers with the CPU time of the three processes a stream crosses and of this one (the load
+ * generator and the targets). What scenario 10's rates alone do not show: where each variant's
+ * CPU per stream goes. The load generator's own share is printed as a rough yardstick of the
+ * machine's speed at the time; it is not an exact one (at a higher rate it handles more
+ * streams per wake-up, so it costs less per stream beside a faster variant).
  *
  * Variants: `mux` (dstream as shipped: the multiplexed carrier, resumable streams),
  * `no-resume` (the same with --no-resume), `ws` (the per-stream carrier), `framing` (three Node
@@ -139,7 +141,7 @@ try {
 
 const median = (xs: readonly number[]): number => percentile(xs, 50);
 console.log(
-  "medians over the rounds; in brackets, each process's CPU per stream over the load generator's (the machine's speed taken out):",
+  "medians over the rounds; in brackets, each process's CPU per stream over the load generator's (a rough yardstick of the machine's speed):",
 );
 for (const [name, list] of samples) {
   const cpu = (i: number): number => median(list.map((s) => s.cpu[i] ?? 0));

@@ -67,6 +67,11 @@ async function inspect(url: string): Promise<{
     waiting.get(answer.id)?.(answer);
     waiting.delete(answer.id);
   });
+  // The process went away: what waits is answered with an error rather than left hanging.
+  ws.on('close', () => {
+    for (const answer of waiting.values()) answer({ error: 'the inspector connection closed' });
+    waiting.clear();
+  });
   return {
     call: (method, params = {}) =>
       new Promise((resolve) => {
@@ -113,7 +118,8 @@ try {
       let total = 0;
       const walk = (node: ProfileNode): void => {
         if (node.selfSize > 0) {
-          bytes.set(where(node), (bytes.get(where(node)) ?? 0) + node.selfSize);
+          const site = where(node);
+          bytes.set(site, (bytes.get(site) ?? 0) + node.selfSize);
           total += node.selfSize;
         }
         for (const child of node.children) walk(child);
