@@ -17,8 +17,13 @@ import { resumableStreamProtocol, streamProtocol } from '../protocol/constants.j
 export interface MuxLink {
   /** The stream has a frame it may send now: put it in the send rotation. */
   ready(stream: MuxStream): void;
-  /** The owner queued `n` payload bytes to send (the session flushes sooner when it is a lot). */
-  queued(n: number): void;
+  /**
+   * The owner is about to queue `n` payload bytes to send, binary (`data`) or not: the session
+   * flushes sooner when it is a lot, or when it is a stream's bytes and nothing is being
+   * written (called before the frame is queued, so that the session knows which flush it
+   * takes).
+   */
+  queued(n: number, binary: boolean): void;
   /** Send a `window` frame ahead of the rotation (credit is never held behind data). */
   grant(stream: MuxStream, increment: number): void;
   /**
@@ -205,8 +210,8 @@ export class MuxStream extends EventEmitter<MuxStreamEvents> {
     }
     if (!binary && payload.length > muxMaxPayload)
       throw new RangeError(`a text message may not exceed ${muxMaxPayload} bytes`);
+    this.link.queued(payload.length, binary);
     this.#enqueue(binary ? MuxFrameType.data : MuxFrameType.text, payload, callback);
-    this.link.queued(payload.length);
   }
 
   /** Close after what is queued has been sent; 'close' follows once the peer closed too. */

@@ -301,24 +301,37 @@ describe('mux session', () => {
     expect(listener.bufferedBytes).toBe(0);
   });
 
-  it('a frame of payload goes out from the next microtask; smaller frames wait for the loop phase to end', async () => {
+  it("a stream's payload goes out from the next microtask while nothing is being written; the protocol's own frames, and payload behind a write, wait for the loop phase to end", async () => {
     const { stream, client } = await oneRawStream();
     await new Promise((r) => setImmediate(r));
     // What the carrier connection has handed its TCP socket so far (ws writes synchronously).
     const socket = (client as unknown as { _socket: Socket })._socket;
     const before = socket.bytesWritten;
+    // A few bytes on an idle connection (a keystroke) go at once, not a loop turn later...
     stream.send(randomBytes(100), { binary: true });
     await Promise.resolve();
-    // A small frame gathers with whatever else this loop phase queues...
-    expect(socket.bytesWritten).toBe(before);
-    await new Promise((r) => setImmediate(r));
-    // ...and goes out in the check phase.
     const afterSmall = socket.bytesWritten;
     expect(afterSmall).toBeGreaterThan(before + 100);
+    // ...and while that message is still being written (its completion comes after this
+    // microtask), more waits to go with whatever else this loop phase queues...
+    stream.send(randomBytes(100), { binary: true });
+    await Promise.resolve();
+    expect(socket.bytesWritten).toBe(afterSmall);
+    await new Promise((r) => setImmediate(r));
+    // ...and goes out in the check phase.
+    const afterSecond = socket.bytesWritten;
+    expect(afterSecond).toBeGreaterThan(afterSmall + 100);
+    // A text frame (the stream protocol's) waits for the check phase too, idle or not.
+    stream.send('{"type":"ack","received":100}');
+    await Promise.resolve();
+    expect(socket.bytesWritten).toBe(afterSecond);
+    await new Promise((r) => setImmediate(r));
+    const afterText = socket.bytesWritten;
+    expect(afterText).toBeGreaterThan(afterSecond + 20);
     // A full frame's worth is sent at once: a bulk stream must not wait a loop turn per message.
     stream.send(randomBytes(16 * 1024), { binary: true });
     await Promise.resolve();
-    expect(socket.bytesWritten).toBeGreaterThan(afterSmall + 16 * 1024);
+    expect(socket.bytesWritten).toBeGreaterThan(afterText + 16 * 1024);
   });
 
   it("publishes every message it sends and takes on 'dstream:mux:message' while subscribed", async () => {
