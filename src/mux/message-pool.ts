@@ -1,10 +1,14 @@
 import { muxHeaderBytes, muxMaxPayload } from '../protocol/mux-frames.js';
+import { frameHeaderRoom } from './direct-frame.js';
 
 /** What one carrier message carries at most before it is sent: several small frames, or one full data frame. */
 export const batchBytes = 64 * 1024;
 
-/** Bytes of a message being put together: a batch plus the frame that crossed its end, and some. */
-export const messageCapacity = batchBytes + muxHeaderBytes + muxMaxPayload + 4096;
+/**
+ * Bytes of a message being put together: room for its WebSocket frame header
+ * (direct-frame.ts), a batch, the frame that crossed its end, and some.
+ */
+export const messageCapacity = frameHeaderRoom + batchBytes + muxHeaderBytes + muxMaxPayload + 4096;
 
 /**
  * Messages smaller than this are copied out of the buffer they were put together in, into one

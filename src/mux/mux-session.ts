@@ -12,6 +12,7 @@ import {
   writeMuxHeader,
   type MuxOpenRequest,
 } from '../protocol/mux-frames.js';
+import { frameHeaderRoom, writeFrameHeader, type DirectFraming } from './direct-frame.js';
 import { batchBytes, pooledFrom, releaseMessageBuffer, takeMessageBuffer } from './message-pool.js';
 import { MuxStream, type MuxLink } from './mux-stream.js';
 
@@ -54,6 +55,13 @@ export interface MuxSessionOptions {
    * 78/81 MB/s up and down where 256 KiB gave 111/101; this machine's runs vary by a fifth).
    */
   readonly sendHighWater?: number | undefined;
+  /**
+   * The socket under the WebSocket, when this side may write its messages to it as whole
+   * frames itself (direct-frame.ts): one buffer per message for the TLS socket to encrypt, not
+   * `ws`'s header and message, which the socket copies into a new one. Without it, or once the
+   * WebSocket is no longer open, messages go through `ws`.
+   */
+  readonly direct?: DirectFraming | undefined;
 }
 
 /** The events of a MuxSession. */
@@ -145,6 +153,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
   readonly #maxStreams: number;
   readonly #maxFrames: number;
   readonly #sendHighWater: number;
+  readonly #direct: DirectFraming | undefined;
   #nextId: number;
   /** id % 2 of the streams the peer opens. */
   readonly #peerParity: 0 | 1;
@@ -182,6 +191,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
     this.#maxStreams = options.maxStreams ?? 65_536;
     this.#maxFrames = options.maxFramesPerSecond ?? 200_000;
     this.#sendHighWater = options.sendHighWater ?? 256 * 1024;
+    this.#direct = options.direct;
     ws.binaryType = 'nodebuffer';
     ws.on('message', (data: RawData, isBinary: boolean) => this.#onMessage(data, isBinary));
     ws.on('pong', () => {
@@ -437,18 +447,23 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
       // per frame and an array per message, at every hop, were most of the carrier's own
       // garbage in a bulk transfer (docs/benchmark.md, "Bulk per hop").
       const batch = takeMessageBuffer();
-      const size = this.#writeBatch(batch);
+      // Room in front for the WebSocket frame's header, when this side writes it itself.
+      const direct = this.#direct && this.ws.readyState === this.ws.OPEN ? this.#direct : undefined;
+      const room = direct ? frameHeaderRoom : 0;
+      const end = this.#writeBatch(batch, room);
+      const size = end - room;
       const done = this.#batchDone;
       this.#batchDone = undefined;
       if (size === 0) {
         releaseMessageBuffer(batch);
         return;
       }
+      const start = direct ? writeFrameHeader(batch, room, size, direct.masked) : 0;
       // A small message is copied into one of its size, and the buffer goes back at once.
       const pooled = size >= pooledFrom;
-      const message = pooled ? batch.subarray(0, size) : Buffer.allocUnsafe(size);
+      const message = pooled ? batch.subarray(start, end) : Buffer.allocUnsafe(end - start);
       if (!pooled) {
-        batch.copy(message, 0, 0, size);
+        batch.copy(message, 0, start, end);
         releaseMessageBuffer(batch);
       }
       this.#inFlight += size;
@@ -456,9 +471,9 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
         muxMessageChannel.publish({
           session: this,
           direction: 'out',
-          frames: frameTypesOf(message),
+          frames: frameTypesOf(message.subarray(message.length - size)),
         } satisfies MuxMessageTrace);
-      this.ws.send(message, binaryMessage, (error) => {
+      const sent = (error?: Error | null): void => {
         this.#inFlight -= size;
         // Written out (the socket has let go of it): the buffer may carry another message. A
         // failed send may have left it anywhere: it is not reused.
@@ -466,19 +481,27 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
         if (done) for (const cb of done) cb(error ?? undefined);
         if (this.#turnHead < this.#turns.length || this.#grantHead < this.#grants.length)
           this.#queuePump();
-      });
+      };
+      // `ws` writes every frame of its own (pings, the close) whole and at once, in the order
+      // asked, so a frame written here between two of them cannot interleave with one; and it
+      // is open, so its close has not gone out yet.
+      if (direct) direct.socket.write(message, sent);
+      else this.ws.send(message, binaryMessage, sent);
     }
   }
 
   /**
-   * Put the next message together in `message`: window frames first, then one frame from each
-   * stream whose turn it is, up to a batch. Returns its size (0: nothing may go now).
+   * Put the next message together in `message` from `room` on: window frames first, then one
+   * frame from each stream whose turn it is, up to a batch. Returns where it ends (`room`:
+   * nothing may go now). A buffer has room for a batch, the frame that crosses its end and
+   * `frameHeaderRoom` (message-pool.ts).
    */
-  #writeBatch(message: Buffer): number {
-    let at = 0;
+  #writeBatch(message: Buffer, room: number): number {
+    let at = room;
     const grants = this.#grants;
+    const full = room + batchBytes;
     // Grants are bounded per message (a batch's room is the buffer's); the rest go next.
-    while (this.#grantHead < grants.length && at < batchBytes / 2) {
+    while (this.#grantHead < grants.length && at < room + batchBytes / 2) {
       at = writeMuxHeader(message, at, MuxFrameType.window, grants[this.#grantHead] as number, 4);
       at = message.writeUInt32BE(grants[this.#grantHead + 1] as number, at);
       this.#grantHead += 2;
@@ -487,7 +510,7 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
       grants.length = 0;
       this.#grantHead = 0;
     }
-    while (at < batchBytes && this.#turnHead < this.#turns.length) {
+    while (at < full && this.#turnHead < this.#turns.length) {
       const stream = this.#turns[this.#turnHead++] as MuxStream;
       at = stream.writeFrame(message, at);
       if (stream.sendable && !this.#closed) this.#turns.push(stream);

@@ -426,6 +426,20 @@ export async function openWebSocket(
   }
 }
 
+/**
+ * The TLS socket under each WebSocket `openWebSocket` made on TLS, whose frames carry an
+ * all-zero mask: its owner may write whole frames of its own to it (mux/carrier-writer.ts).
+ */
+const zeroMaskedSockets = new WeakMap<WebSocket, Socket>();
+
+/**
+ * The socket under `ws` when `openWebSocket` opened it on TLS (client frames then carry an
+ * all-zero mask, so a frame written straight to the socket needs no masking); else undefined.
+ */
+export function zeroMaskedSocketOf(ws: WebSocket): Socket | undefined {
+  return zeroMaskedSockets.get(ws);
+}
+
 function upgrade(
   url: string,
   target: HubTarget,
@@ -446,6 +460,7 @@ function upgrade(
       // of a bulk transfer). Without TLS the masks stay random.
       ...(secure ? { generateMask: (mask: Buffer) => void mask.fill(0) } : {}),
     });
+    if (secure) zeroMaskedSockets.set(ws, socket);
     const onError = (error: Error): void => {
       socket.destroy();
       reject(connectError(target, error));

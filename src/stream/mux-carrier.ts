@@ -5,6 +5,7 @@ import { answerOf, type MuxStream } from '../mux/mux-stream.js';
 import { defaultHeartbeatMs, Heartbeat } from '../net/heartbeat.js';
 import {
   openWebSocket,
+  zeroMaskedSocketOf,
   UpgradeRefusedError,
   type HubConnectionPool,
   type HubTrust,
@@ -299,7 +300,11 @@ export class MuxCarrier implements Carrier {
     });
     // openWebSocket hands sockets over paused; the session reads from now on.
     ws.resume();
-    const session = new MuxSession(ws, { role: 'dialler' });
+    const socket = zeroMaskedSocketOf(ws);
+    const session = new MuxSession(ws, {
+      role: 'dialler',
+      direct: socket && { socket, masked: true },
+    });
     this.#heartbeat.add(ws);
     if (onOffer)
       session.on('open-request', (stream, request) => {

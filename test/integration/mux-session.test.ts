@@ -12,6 +12,7 @@ import {
   type MuxMessageTrace,
   type MuxSessionOptions,
 } from '../../src/mux/mux-session.js';
+import type { DirectFraming } from '../../src/mux/direct-frame.js';
 import { Heartbeat } from '../../src/net/heartbeat.js';
 import { answerOf, type MuxStream } from '../../src/mux/mux-stream.js';
 import { bridge, type BridgeResult } from '../../src/stream/bridge.js';
@@ -42,6 +43,8 @@ interface CarrierPair {
 async function startListener(
   options: Partial<MuxSessionOptions> = {},
   onSession: (session: MuxSession, ws: WebSocket) => void = () => undefined,
+  /** Where each session writes its own frames (`direct`), given its WebSocket. */
+  direct?: (ws: WebSocket) => DirectFraming,
 ): Promise<{ readonly port: number; readonly sessions: MuxSession[] }> {
   const wss = new WebSocketServer({
     host: '127.0.0.1',
@@ -54,7 +57,7 @@ async function startListener(
   const sessions: MuxSession[] = [];
   wss.on('connection', (ws) => {
     ws.on('error', () => undefined);
-    const session = new MuxSession(ws, { ...options, role: 'listener' });
+    const session = new MuxSession(ws, { ...options, role: 'listener', direct: direct?.(ws) });
     sessions.push(session);
     onSession(session, ws);
   });
@@ -332,6 +335,55 @@ describe('mux session', () => {
     stream.send(randomBytes(16 * 1024), { binary: true });
     await Promise.resolve();
     expect(socket.bytesWritten).toBeGreaterThan(afterText + 16 * 1024);
+  });
+
+  it('writes its messages to the socket itself as whole WebSocket frames when given it, which ws takes as its own: payloads of every size echo byte-exact both ways', async () => {
+    const socketOf = (ws: WebSocket): Socket => (ws as unknown as { _socket: Socket })._socket;
+    // Each side's frames counted as they are written straight to its socket.
+    const written = { listener: 0, dialler: 0 };
+    const counting = (socket: Socket, side: keyof typeof written) => ({
+      write: (data: Buffer, cb: (error?: Error | null) => void): boolean => {
+        written[side]++;
+        return socket.write(data, cb);
+      },
+    });
+    const l = await startListener(
+      {},
+      (listener) =>
+        listener.on('open-request', (s) => {
+          s.accept('');
+          s.on('message', (data, isBinary) => s.send(Buffer.from(data), { binary: isBinary }));
+          s.resume();
+        }),
+      (ws) => ({ socket: counting(socketOf(ws), 'listener'), masked: false }),
+    );
+    // A client's frames carry an all-zero mask key, as openWebSocket's do on TLS.
+    const client = new WebSocket(`ws://127.0.0.1:${l.port}/`, muxProtocol, {
+      perMessageDeflate: false,
+      generateMask: (mask: Buffer) => void mask.fill(0),
+    });
+    client.on('error', () => undefined);
+    await once(client, 'open');
+    cleanups.push(() => client.terminate());
+    const dialler = new MuxSession(client, {
+      role: 'dialler',
+      direct: { socket: counting(socketOf(client), 'dialler'), masked: true },
+    });
+    // Messages under 126 bytes, under 64 KiB and above (the three header forms), on a few
+    // streams at once.
+    const sizes = [1, 40, 3000, 70_000, 3 * 1024 * 1024];
+    await Promise.all(
+      sizes.map(async (size) => {
+        const stream = dialler.open('mux://x', { path: '/x', authorization: '', protocols: [] });
+        await waitEvent(stream, 'open');
+        const payload = randomBytes(size);
+        const echoed = receiveBytes(stream, size);
+        await sendAll(stream, payload);
+        expect(sha256(await echoed)).toBe(sha256(payload));
+      }),
+    );
+    expect(written.dialler).toBeGreaterThan(sizes.length);
+    expect(written.listener).toBeGreaterThan(sizes.length);
   });
 
   it("publishes every message it sends and takes on 'dstream:mux:message' while subscribed", async () => {

@@ -129,7 +129,8 @@ export class MuxGateway {
       ws.on('error', (error) =>
         this.logger.debug('carrier connection error', { remote, error: error.message }),
       );
-      const session = new MuxSession(ws, { role: 'listener' });
+      // The upgraded socket is the WebSocket's: the session may write its frames to it.
+      const session = new MuxSession(ws, { role: 'listener', direct: { socket, masked: false } });
       this.#sessions.set(session, identity);
       this.options.heartbeat?.add(ws);
       session.on('close', () => this.#sessions.delete(session));
