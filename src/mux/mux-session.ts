@@ -310,8 +310,8 @@ export class MuxSession extends EventEmitter<MuxSessionEvents> implements MuxLin
    * check phase is asked for. A send in the check phase made every message cost the process
    * another turn of the loop (the write's completion, which Node hands to the check phase,
    * then waits for the next one): one more `epoll_pwait` per message in each process, and a
-   * 64-byte round trip through proxy, hub and agent 0.01-0.19 ms slower at p50 (six rounds in
-   * turns). The stream protocol's own frames (opens, answers, closes, windows, text) still
+   * 64-byte round trip through proxy, hub and agent slower at p50 in most rounds in turns
+   * (docs/benchmark.md, "One buffer per message, payload at once"). The stream protocol's own frames (opens, answers, closes, windows, text) still
    * wait for the check phase, where many streams' go out in one message under load; so does a
    * stream's payload while a message is being written (a write completes in the check phase:
    * the first callback of a busy I/O phase flushes at once, the others' frames go together).

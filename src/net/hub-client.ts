@@ -428,7 +428,7 @@ export async function openWebSocket(
 
 /**
  * The TLS socket under each WebSocket `openWebSocket` made on TLS, whose frames carry an
- * all-zero mask: its owner may write whole frames of its own to it (mux/carrier-writer.ts).
+ * all-zero mask: its owner may write whole frames of its own to it (mux/direct-frame.ts).
  */
 const zeroMaskedSockets = new WeakMap<WebSocket, Socket>();
 
