@@ -3,9 +3,16 @@ import { Command, CommanderError, type Option } from 'commander';
 import type { CommandContext } from './commands/common.js';
 import { exitCodeFor, isDstreamError } from './errors.js';
 import { keepHeapFloor } from './runtime/heap-floor.js';
+import { stderrLines } from './log/line-batch.js';
 
 /** dstream's version, shown by --version and GET /hub. */
 export const version = '0.1.0';
+
+/** The CLI's own stderr output, after the log lines written before it (log/line-batch.ts). */
+function writeStderr(text: string): boolean {
+  stderrLines().flush();
+  return process.stderr.write(text);
+}
 
 function stopSignal(): Promise<string> {
   return new Promise((resolve) => {
@@ -48,7 +55,7 @@ export function newProgram(name: string, description: string): Command {
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({
       writeOut: (s) => process.stdout.write(s),
-      writeErr: (s) => process.stderr.write(s),
+      writeErr: writeStderr,
     });
 }
 
@@ -83,7 +90,7 @@ export async function runProgram(
   const ctx: CommandContext = {
     env: process.env,
     stdout: (text) => process.stdout.write(text),
-    stderr: (text) => process.stderr.write(text),
+    stderr: writeStderr,
     onHangup: (handler) => process.on('SIGHUP', handler),
     stdio: { input: process.stdin, output: process.stdout },
     stderrIsTty: process.stderr.isTTY,
@@ -99,12 +106,12 @@ export async function runProgram(
       return error.exitCode === 0 ? 0 : 2;
     }
     if (isDstreamError(error)) {
-      process.stderr.write(`${paint.red('error:')} ${error.message}\n`);
-      if (error.hint) process.stderr.write(`${paint.dim('hint:')} ${error.hint}\n`);
+      writeStderr(`${paint.red('error:')} ${error.message}\n`);
+      if (error.hint) writeStderr(`${paint.dim('hint:')} ${error.hint}\n`);
       return exitCodeFor(error);
     }
     // Not a user mistake: a bug. Say so, with the stack, so it can be reported.
-    process.stderr.write(
+    writeStderr(
       `${paint.red('internal error:')} ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
     );
     return 1;

@@ -1,4 +1,5 @@
 import { Chalk } from 'chalk';
+import { stderrLines } from './line-batch.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFields = Readonly<Record<string, unknown>>;
@@ -16,6 +17,10 @@ export interface Logger {
 export interface LoggerOptions {
   readonly level: LogLevel;
   readonly format: 'text' | 'json';
+  /**
+   * Where lines go, one call each. Default: stderr, debug and info lines gathered for a few
+   * milliseconds and written together, warnings and errors at once (line-batch.ts).
+   */
   readonly write?: (line: string) => void;
   /** Colour the level names; the CLI decides (TTY, NO_COLOR). Default off. */
   readonly color?: boolean;
@@ -74,7 +79,7 @@ function formatValue(value: unknown): string {
 /** What all the loggers made from one createLogger share: made once, not per child. */
 interface LogSink {
   readonly options: LoggerOptions;
-  readonly write: (line: string) => void;
+  readonly write: (line: string, level: LogLevel) => void;
   readonly painter: InstanceType<typeof Chalk>;
   readonly paint: Readonly<Record<LogLevel, (s: string) => string>>;
 }
@@ -116,15 +121,24 @@ class LineLogger implements Logger {
     // literal that starts with a spread is slow to go on (bench/object-spread.ts).
     const all = redactFields(Object.assign({}, this.bound, fields));
     if (options.format === 'json') {
-      write(JSON.stringify({ time: new Date().toISOString(), level, msg: message, ...all }));
+      write(JSON.stringify({ time: new Date().toISOString(), level, msg: message, ...all }), level);
       return;
     }
     const extras = Object.entries(all)
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => painter.gray(`${k}=`) + formatField(k, v))
       .join(' ');
-    write(`${paint[level](level.toUpperCase().padEnd(5))} ${message}${extras ? ' ' + extras : ''}`);
+    write(
+      `${paint[level](level.toUpperCase().padEnd(5))} ${message}${extras ? ' ' + extras : ''}`,
+      level,
+    );
   }
+}
+
+/** Warnings and errors reach stderr at once; debug and info lines may wait a few ms for others. */
+function toStderr(line: string, level: LogLevel): void {
+  if (levelRank[level] >= levelRank.warn) stderrLines().addNow(line);
+  else stderrLines().add(line);
 }
 
 /** A logger writing one line per event to stderr (or `write`), as text or JSON lines. */
@@ -132,7 +146,7 @@ export function createLogger(options: LoggerOptions, bound: LogFields = {}): Log
   const painter = new Chalk({ level: options.color === true ? 1 : 0 });
   const sink: LogSink = {
     options,
-    write: options.write ?? ((line: string) => process.stderr.write(line + '\n')),
+    write: options.write ?? toStderr,
     painter,
     paint: {
       debug: painter.gray,

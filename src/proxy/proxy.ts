@@ -117,19 +117,18 @@ export async function startProxy(options: ProxyOptions, logger: Logger): Promise
   });
   const server = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
 
+  // Every connection asks for the same stream: one request (it holds no state of its own),
+  // not a new one and its parsed hub address per connection.
+  const request = streamRequest(options.credential, options.target, {
+    pool,
+    deviceId: options.deviceId,
+    streamName: options.streamName,
+    connectTimeoutSeconds: options.connectTimeoutSeconds,
+    responseTimeoutSeconds: options.responseTimeoutSeconds,
+  });
   server.on('connection', (socket: Socket) => {
     socket.on('error', () => undefined);
-    ends.start(
-      socket,
-      streamRequest(options.credential, options.target, {
-        pool,
-        deviceId: options.deviceId,
-        streamName: options.streamName,
-        connectTimeoutSeconds: options.connectTimeoutSeconds,
-        responseTimeoutSeconds: options.responseTimeoutSeconds,
-      }),
-      new ClientStreamHooks(logger, options, socket, emitter),
-    );
+    ends.start(socket, request, new ClientStreamHooks(logger, options, socket, emitter));
   });
 
   await listen(server, options.bindHost, options.port, 'Pick another --local-port.');
