@@ -1,7 +1,7 @@
 /**
  * What a new stream costs each process, dstream against the floors with its shape, taking
  * turns: `npm run bench:setup-cpu [-- --rounds N --seconds S --variants a,b,... --warm W
- * --setups M]`. Each round starts every variant afresh, in an order turned by one each round,
+ * --setups M --alternate]`. Each round starts every variant afresh, in an order turned by one each round,
  * warms it (W seconds of 50 openers, 8 by default: V8 compiles the per-stream paths only after
  * a few thousand streams), takes M sequential setups (500; p50, p99), then S seconds of 50
  * openers with the CPU time of the three processes a stream crosses and of this one (the load
@@ -9,6 +9,14 @@
  * CPU per stream goes. The load generator's own share is printed as a rough yardstick of the
  * machine's speed at the time; it is not an exact one (at a higher rate it handles more
  * streams per wake-up, so it costs less per stream beside a faster variant).
+ *
+ * With `--alternate`, the variants are started once and kept up, and each of N windows
+ * measures S seconds of 50 openers on every variant in turn (the order reversed every other
+ * window): this machine's speed swings by a fifth within minutes, and a variant started
+ * afresh for each round meets another moment of the machine than the variant before it; two
+ * windows a few seconds apart meet the same one. It prints each window, the medians, and each
+ * variant's rate and three-process CPU over the first variant's in the same window: the
+ * median ratio and in how many windows it was above (rate) or below (CPU) 1.
  *
  * Variants: `mux` (dstream as shipped: the multiplexed carrier, resumable streams),
  * `no-resume` (the same with --no-resume), `ws` (the per-stream carrier), `framing` (three Node
@@ -56,6 +64,7 @@ const { values } = parseArgs({
     variants: { type: 'string', default: 'mux,framing' },
     warm: { type: 'string', default: '8' },
     setups: { type: 'string', default: '500' },
+    alternate: { type: 'boolean', default: false },
   },
 });
 const rounds = Number(values.rounds);
@@ -73,7 +82,7 @@ if (
   unknown.length > 0
 ) {
   console.error(
-    `usage: setup-cpu [--rounds N] [--seconds S] [--variants ${Object.keys(variants).join(',')}] [--warm W] [--setups M] (whole numbers > 0${unknown.length ? `; unknown: ${unknown.join(', ')}` : ''})`,
+    `usage: setup-cpu [--rounds N] [--seconds S] [--variants ${Object.keys(variants).join(',')}] [--warm W] [--setups M] [--alternate] (whole numbers > 0${unknown.length ? `; unknown: ${unknown.join(', ')}` : ''})`,
   );
   process.exit(2);
 }
@@ -93,28 +102,97 @@ const selfSeconds = (): number => {
   return (u.user + u.system) / 1e6;
 };
 
-async function measure(run: Running): Promise<Sample> {
+/** Warm a started variant, then its sequential setups (ms each). */
+async function warmed(run: Running): Promise<number[]> {
   await openOnce(run.port);
   await openRate(run.port, 50, warmSeconds);
   const setups: number[] = [];
   for (let i = 0; i < sequential; i++) setups.push(await openOnce(run.port));
+  return setups;
+}
+
+/** S seconds of 50 openers: the rate, failures and ms of CPU per stream by process. */
+async function rateSample(
+  run: Running,
+): Promise<{ rate: number; failed: number; cpu: readonly number[] }> {
   const before = [...run.pids.map(cpuSeconds), selfSeconds()];
   const rate = await openRate(run.port, 50, seconds);
   const after = [...run.pids.map(cpuSeconds), selfSeconds()];
   return {
-    p50: percentile(setups, 50),
-    p99: percentile(setups, 99),
     rate: rate.rate,
     failed: rate.failed,
     cpu: after.map((t, i) => ((t - (before[i] ?? 0)) * 1000) / Math.max(1, rate.ok)),
   };
 }
 
+async function measure(run: Running): Promise<Sample> {
+  const setups = await warmed(run);
+  return Object.assign(
+    { p50: percentile(setups, 50), p99: percentile(setups, 99) },
+    await rateSample(run),
+  );
+}
+
 const f = (n: number, d = 3): string => n.toFixed(d);
 const roles = ['proxy', 'hub', 'agent'] as const;
 const samples = new Map<string, Sample[]>(chosen.map((v) => [v, []]));
+/** Each kept-up variant's sequential setups after its warm-up (--alternate). */
+const setupsOf = new Map<string, number[]>();
 const targets = await startTargets();
 try {
+  if (values.alternate) await alternate();
+  else await inTurns();
+} finally {
+  await stopTargets(targets);
+}
+
+/** Every variant started once and kept up, measured in alternating windows. */
+async function alternate(): Promise<void> {
+  console.log(
+    `setup CPU in alternating windows: ${rounds} window${rounds === 1 ? '' : 's'} of ${seconds} s of 50 openers on each of ${chosen.join(', ')}, kept up (ms of CPU per stream)`,
+  );
+  const running: [string, Running][] = [];
+  try {
+    for (const name of chosen)
+      running.push([name, await (variants[name] as (t: Targets) => Promise<Running>)(targets)]);
+    for (const [name, run] of running) {
+      const setups = await warmed(run);
+      console.log(
+        `  ${name.padEnd(9)} warmed: ${sequential} sequential setups p50 ${f(percentile(setups, 50), 2)} p99 ${f(percentile(setups, 99), 2)} ms`,
+      );
+      setupsOf.set(name, setups);
+    }
+    for (let w = 0; w < rounds; w++) {
+      const order = w % 2 === 0 ? running : [...running].reverse();
+      const line: string[] = [];
+      for (const [name, run] of order) {
+        const s = await rateSample(run);
+        const setups = setupsOf.get(name) ?? [];
+        samples
+          .get(name)
+          ?.push(Object.assign({ p50: percentile(setups, 50), p99: percentile(setups, 99) }, s));
+        line.push(`${name} ${f(s.rate, 0)}/s${s.failed ? ` (${s.failed} failed)` : ''}`);
+      }
+      console.log(`  w${w + 1} ${line.join('  ')}`);
+    }
+  } finally {
+    for (const [, run] of running) await run.stop();
+  }
+  const [first, ...others] = chosen;
+  const base = samples.get(first ?? '') ?? [];
+  const three = (s: Sample): number => (s.cpu[0] ?? 0) + (s.cpu[1] ?? 0) + (s.cpu[2] ?? 0);
+  for (const name of others) {
+    const list = samples.get(name) ?? [];
+    const rates = list.map((s, i) => s.rate / (base[i]?.rate || 1));
+    const cpus = list.map((s, i) => three(s) / (three(base[i] ?? s) || 1));
+    console.log(
+      `  ${name} over ${first ?? ''}, window by window: rate ${f(percentile(rates, 50))} (above 1 in ${rates.filter((x) => x > 1).length} of ${rates.length}), three-process CPU per stream ${f(percentile(cpus, 50))} (below 1 in ${cpus.filter((x) => x < 1).length} of ${cpus.length})`,
+    );
+  }
+}
+
+/** Each round, every variant started afresh, warmed and measured, in a turned order. */
+async function inTurns(): Promise<void> {
   console.log(
     `setup CPU in turns: ${rounds} round${rounds === 1 ? '' : 's'} of ${chosen.join(', ')}; ${seconds} s of 50 openers measured after ${warmSeconds} s and ${sequential} sequential setups (ms of CPU per stream)`,
   );
@@ -135,13 +213,11 @@ try {
       );
     }
   }
-} finally {
-  await stopTargets(targets);
 }
 
 const median = (xs: readonly number[]): number => percentile(xs, 50);
 console.log(
-  "medians over the rounds; in brackets, each process's CPU per stream over the load generator's (a rough yardstick of the machine's speed):",
+  `medians over the ${values.alternate ? 'windows' : 'rounds'}; in brackets, each process's CPU per stream over the load generator's (a rough yardstick of the machine's speed):`,
 );
 for (const [name, list] of samples) {
   const cpu = (i: number): number => median(list.map((s) => s.cpu[i] ?? 0));
