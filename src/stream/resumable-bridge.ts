@@ -301,8 +301,11 @@ class ResumableEnd implements ResumableBridge {
       return;
     // (acks.received counts what the socket took: everything the peer sent has landed.)
     this.#closingNormally = true;
-    // Our last acknowledgement first, so the peer knows its bytes arrived.
-    this.#send({ type: 'ack', received: this.#acks.take() });
+    // Our last acknowledgement first, so the peer knows its bytes arrived; none when it has
+    // them all acknowledged already (on this socket, or by its resume): an end that received
+    // nothing, or whose acknowledgement went out with the peer's `eof` on its way, would
+    // otherwise send a frame that says nothing new, and the hub relay it, once per stream.
+    if (this.#acks.due) this.#send({ type: 'ack', received: this.#acks.take() });
     closeWebSocket(this.#current, closeCodes.normal);
     this.#finish('completed');
   }

@@ -485,6 +485,51 @@ describe("a stream's first socket", () => {
     expect(Buffer.concat(got.bytes).toString()).toBe('early bytes and more');
   });
 
+  it('closes without a last acknowledgement when it has nothing new to acknowledge, and with one when it has', async () => {
+    const frames = (texts: string[]): unknown[] => texts.map((t) => JSON.parse(t) as unknown);
+    // Nothing received: the end says so with its resume and owes no acknowledgement.
+    {
+      const { local, peer, got, result } = await endAgainstFakePeer();
+      const closed = new Promise<number>((resolve) => peer.once('close', resolve));
+      peer.send(JSON.stringify({ type: 'ticket', ticket: 'v1.t.t' }));
+      peer.send(JSON.stringify({ type: 'resume', received: 0 }));
+      local.end();
+      await waitFor(() => got.text.length >= 2, 10_000, "the end's eof");
+      peer.send(JSON.stringify({ type: 'eof', sent: 0 }));
+      expect(await closed).toBe(1000);
+      expect((await result).end).toBe('completed');
+      expect(frames(got.text)).toEqual([
+        { type: 'resume', received: 0 },
+        { type: 'eof', sent: 0 },
+      ]);
+    }
+    // Five bytes passed on: acknowledged once, before the close.
+    {
+      const { local, peer, got, result } = await endAgainstFakePeer();
+      const closed = new Promise<number>((resolve) => peer.once('close', resolve));
+      let read = '';
+      local.on('data', (d: Buffer) => (read += d.toString()));
+      peer.send(JSON.stringify({ type: 'ticket', ticket: 'v1.t.t' }));
+      peer.send(JSON.stringify({ type: 'resume', received: 0 }));
+      peer.send(Buffer.from('hello'), { binary: true });
+      peer.send(JSON.stringify({ type: 'eof', sent: 5 }));
+      await waitFor(() => read === 'hello', 10_000, 'the bytes at the local socket');
+      local.end();
+      expect(await closed).toBe(1000);
+      expect((await result).end).toBe('completed');
+      // The acknowledgement goes at the close, or earlier if the end was idle 50 ms first
+      // (a slow machine): once either way.
+      expect(frames(got.text)[0]).toEqual({ type: 'resume', received: 0 });
+      expect(frames(got.text).slice(1)).toHaveLength(2);
+      expect(frames(got.text).slice(1)).toEqual(
+        expect.arrayContaining([
+          { type: 'eof', sent: 0 },
+          { type: 'ack', received: 5 },
+        ]),
+      );
+    }
+  });
+
   it('ends with a protocol error when the first resume does not come from the start', async () => {
     const { peer, result } = await endAgainstFakePeer();
     peer.send(JSON.stringify({ type: 'ticket', ticket: 'v1.t.t' }));
