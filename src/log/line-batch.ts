@@ -2,33 +2,33 @@
  * Log lines on their way to stderr, a few at a time. An end logs one line per stream, and at
  * a thousand new streams a second one write(2) per line was a system call and a wake-up of
  * whoever reads the pipe (a terminal, journald, the bench) per stream: measured in
- * docs/benchmark.md, about 3-8% of the setup rate on two cores. Lines are gathered for at most
+ * docs/benchmark.md, 2-8% of the setup rate on two cores. Lines are gathered for at most
  * `delayMs` and written together, in order; a warning or an error goes out at once with
  * everything before it, and whatever is pending is written before the process exits.
  */
 export class LineBatch {
   readonly #out: (text: string) => void;
   readonly #delayMs: number;
-  readonly #maxBytes: number;
+  readonly #maxChars: number;
   #pending: string[] = [];
-  #bytes = 0;
+  #chars = 0;
   #timer: NodeJS.Timeout | undefined;
 
   /**
    * `out` takes one or more whole lines, each ending in a newline. `delayMs`: how long a line
-   * may wait for others; `maxBytes`: pending text written at once past this size.
+   * may wait for others; `maxChars`: pending text (newlines counted) written at once past it.
    */
-  constructor(out: (text: string) => void, options: { delayMs: number; maxBytes: number }) {
+  constructor(out: (text: string) => void, options: { delayMs: number; maxChars: number }) {
     this.#out = out;
     this.#delayMs = options.delayMs;
-    this.#maxBytes = options.maxBytes;
+    this.#maxChars = options.maxChars;
   }
 
   /** A line (without its newline) to go out within `delayMs`. */
   add(line: string): void {
     this.#pending.push(line);
-    this.#bytes += line.length + 1;
-    if (this.#bytes >= this.#maxBytes) return this.flush();
+    this.#chars += line.length + 1;
+    if (this.#chars >= this.#maxChars) return this.flush();
     // Unref'd: a pending line never keeps a process alive (its 'exit' writes it).
     this.#timer ??= setTimeout(LineBatch.#due, this.#delayMs, this).unref();
   }
@@ -46,7 +46,7 @@ export class LineBatch {
     if (this.#pending.length === 0) return;
     const text = this.#pending.join('\n') + '\n';
     this.#pending = [];
-    this.#bytes = 0;
+    this.#chars = 0;
     this.#out(text);
   }
 
@@ -74,7 +74,7 @@ export function stderrLines(): LineBatch {
   if (stderrBatch) return stderrBatch;
   const batch = new LineBatch((text) => process.stderr.write(text), {
     delayMs: 20,
-    maxBytes: 16 * 1024,
+    maxChars: 16 * 1024,
   });
   process.on('exit', () => batch.flush());
   process.on('uncaughtExceptionMonitor', () => batch.flush());

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { LineBatch } from '../../src/log/line-batch.js';
 
 /** A batch whose writes are recorded; `next()` resolves with the next write. */
-function recorded(options = { delayMs: 20, maxBytes: 16 * 1024 }): {
+function recorded(options = { delayMs: 20, maxChars: 16 * 1024 }): {
   batch: LineBatch;
   writes: string[];
   next: () => Promise<string>;
@@ -43,7 +43,7 @@ describe('log lines gathered for stderr', () => {
   });
 
   it('writes at once past its size bound, and nothing when nothing is pending', () => {
-    const { batch, writes } = recorded({ delayMs: 60_000, maxBytes: 10 });
+    const { batch, writes } = recorded({ delayMs: 60_000, maxChars: 10 });
     batch.add('12345');
     expect(writes).toEqual([]);
     batch.add('6789');
