@@ -1,8 +1,8 @@
 /**
  * What a new stream costs each process, dstream against the floors with its shape, taking
  * turns: `npm run bench:setup-cpu [-- --rounds N --seconds S --variants a,b,... --warm W
- * --setups M --alternate]`. Each round starts every variant afresh, in an order turned by one each round,
- * warms it (W seconds of 50 openers, 8 by default: V8 compiles the per-stream paths only after
+ * --setups M --alternate]`. Each round starts every variant afresh, in an order turned by one
+ * each round, warms it (W seconds of 50 openers, 8 by default: V8 compiles the per-stream paths only after
  * a few thousand streams), takes M sequential setups (500; p50, p99), then S seconds of 50
  * openers with the CPU time of the three processes a stream crosses and of this one (the load
  * generator and the targets). What scenario 10's rates alone do not show: where each variant's
@@ -125,19 +125,19 @@ async function rateSample(
   };
 }
 
+/** Sequential setups' p50 and p99 (ms). */
+function latencyOf(setups: readonly number[]): { p50: number; p99: number } {
+  return { p50: percentile(setups, 50), p99: percentile(setups, 99) };
+}
+
 async function measure(run: Running): Promise<Sample> {
-  const setups = await warmed(run);
-  return Object.assign(
-    { p50: percentile(setups, 50), p99: percentile(setups, 99) },
-    await rateSample(run),
-  );
+  const latency = latencyOf(await warmed(run));
+  return Object.assign(latency, await rateSample(run));
 }
 
 const f = (n: number, d = 3): string => n.toFixed(d);
 const roles = ['proxy', 'hub', 'agent'] as const;
 const samples = new Map<string, Sample[]>(chosen.map((v) => [v, []]));
-/** Each kept-up variant's sequential setups after its warm-up (--alternate). */
-const setupsOf = new Map<string, number[]>();
 const targets = await startTargets();
 try {
   if (values.alternate) await alternate();
@@ -151,32 +151,30 @@ async function alternate(): Promise<void> {
   console.log(
     `setup CPU in alternating windows: ${rounds} window${rounds === 1 ? '' : 's'} of ${seconds} s of 50 openers on each of ${chosen.join(', ')}, kept up (ms of CPU per stream)`,
   );
-  const running: [string, Running][] = [];
+  const running: { name: string; run: Running; latency: { p50: number; p99: number } }[] = [];
   try {
-    for (const name of chosen)
-      running.push([name, await (variants[name] as (t: Targets) => Promise<Running>)(targets)]);
-    for (const [name, run] of running) {
-      const setups = await warmed(run);
+    for (const name of chosen) {
+      const run = await (variants[name] as (t: Targets) => Promise<Running>)(targets);
+      running.push({ name, run, latency: { p50: 0, p99: 0 } });
+    }
+    for (const entry of running) {
+      entry.latency = latencyOf(await warmed(entry.run));
       console.log(
-        `  ${name.padEnd(9)} warmed: ${sequential} sequential setups p50 ${f(percentile(setups, 50), 2)} p99 ${f(percentile(setups, 99), 2)} ms`,
+        `  ${entry.name.padEnd(9)} warmed: ${sequential} sequential setups p50 ${f(entry.latency.p50, 2)} p99 ${f(entry.latency.p99, 2)} ms`,
       );
-      setupsOf.set(name, setups);
     }
     for (let w = 0; w < rounds; w++) {
       const order = w % 2 === 0 ? running : [...running].reverse();
       const line: string[] = [];
-      for (const [name, run] of order) {
+      for (const { name, run, latency } of order) {
         const s = await rateSample(run);
-        const setups = setupsOf.get(name) ?? [];
-        samples
-          .get(name)
-          ?.push(Object.assign({ p50: percentile(setups, 50), p99: percentile(setups, 99) }, s));
+        samples.get(name)?.push(Object.assign({}, latency, s));
         line.push(`${name} ${f(s.rate, 0)}/s${s.failed ? ` (${s.failed} failed)` : ''}`);
       }
       console.log(`  w${w + 1} ${line.join('  ')}`);
     }
   } finally {
-    for (const [, run] of running) await run.stop();
+    for (const { run } of running) await run.stop();
   }
   const [first, ...others] = chosen;
   const base = samples.get(first ?? '') ?? [];

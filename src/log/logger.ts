@@ -137,8 +137,9 @@ class LineLogger implements Logger {
 
 /** Warnings and errors reach stderr at once; debug and info lines may wait a few ms for others. */
 function toStderr(line: string, level: LogLevel): void {
-  if (levelRank[level] >= levelRank.warn) stderrLines().addNow(line);
-  else stderrLines().add(line);
+  const lines = stderrLines();
+  if (levelRank[level] >= levelRank.warn) lines.addNow(line);
+  else lines.add(line);
 }
 
 /** A logger writing one line per event to stderr (or `write`), as text or JSON lines. */

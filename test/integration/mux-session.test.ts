@@ -32,6 +32,11 @@ afterEach(async () => {
   cleanups.length = 0;
 });
 
+/** The TCP socket under a WebSocket (ws keeps it as `_socket`). */
+function socketOf(ws: WebSocket): Socket {
+  return (ws as unknown as { _socket: Socket })._socket;
+}
+
 interface CarrierPair {
   readonly dialler: MuxSession;
   readonly listener: MuxSession;
@@ -308,7 +313,7 @@ describe('mux session', () => {
     const { stream, client } = await oneRawStream();
     await new Promise((r) => setImmediate(r));
     // What the carrier connection has handed its TCP socket so far (ws writes synchronously).
-    const socket = (client as unknown as { _socket: Socket })._socket;
+    const socket = socketOf(client);
     const before = socket.bytesWritten;
     // A few bytes on an idle connection (a keystroke) go at once, not a loop turn later...
     stream.send(randomBytes(100), { binary: true });
@@ -338,7 +343,6 @@ describe('mux session', () => {
   });
 
   it('writes its messages to the socket itself as whole WebSocket frames when given it, which ws takes as its own: payloads of every size echo byte-exact both ways', async () => {
-    const socketOf = (ws: WebSocket): Socket => (ws as unknown as { _socket: Socket })._socket;
     // Each side's frames counted as they are written straight to its socket.
     const written = { listener: 0, dialler: 0 };
     const counting = (socket: Socket, side: keyof typeof written) => ({
