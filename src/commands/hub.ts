@@ -7,12 +7,11 @@ import {
   type HubAddress,
 } from '../auth/connection-string.js';
 import { DstreamError, describeError } from '../errors.js';
-import { openHubDataDir, type HubDataDir } from '../hub/store/data-dir.js';
+import type { HubDataDir } from '../hub/store/data-dir.js';
 import type { Registry } from '../hub/store/registry.js';
 import type { ClusterNode } from '../hub/cluster/node.js';
 import { parseStoreUrl } from '../hub/cluster/store-url.js';
 import { derivePublicUrl, hostAndPort, parsePublicUrl } from '../hub/http/public-url.js';
-import { startHub } from '../hub/server.js';
 import { parseTrustedSources } from '../hub/admission/proxy-protocol-front.js';
 import { maxConnectionsFrom, openFileLimit } from './hub-fd-limit.js';
 import {
@@ -21,7 +20,6 @@ import {
   readAuditTail,
   type AuditLog,
 } from '../hub/store/audit-log.js';
-import { AuditTrail } from '../hub/store/audit-trail.js';
 import { join, resolve } from 'node:path';
 import {
   readServingRecord,
@@ -201,6 +199,9 @@ async function openDataDir(
   const names = ['localhost', '127.0.0.1', '::1'];
   if (s.publicUrl) names.push(hostAndPort(s.publicUrl).host);
   if (s.host !== '0.0.0.0' && s.host !== '::') names.push(s.host);
+  // The hub's modules (SQLite, MQTT, metrics, ...) load when a hub command runs, not with
+  // every command: `dstream connect` starts once per ssh run (docs/architecture.md).
+  const { openHubDataDir } = await import('../hub/store/data-dir.js');
   const state = await openHubDataDir(
     {
       dataDir: s.dataDir,
@@ -387,6 +388,7 @@ export async function runHub(
   }
   ctx.onHangup(() => audit.reopen());
   // GET /audit and the console show the newest records, from before a restart too.
+  const { AuditTrail } = await import('../hub/store/audit-trail.js');
   const auditTrail = new AuditTrail();
   if (auditWhere === 'file' || auditWhere === 'both') {
     try {
@@ -406,6 +408,7 @@ export async function runHub(
   const publicUrl = s.publicUrl ?? storedPublicUrl(state);
   let hub;
   try {
+    const { startHub } = await import('../hub/server.js');
     hub = await startHub(
       {
         host: s.host,

@@ -87,7 +87,7 @@ async function runLogin(
   }
   const store = openProfiles(ctx);
   const profile: Profile = { connectionString: raw, ...(caFile ? { ca: caFile } : {}) };
-  store.set(name, profile);
+  await store.set(name, profile);
   if (!flags.quiet) ctx.stderr(`saved profile '${name}': ${describe(cs)} (in ${store.path})\n`);
 }
 
@@ -139,9 +139,9 @@ export function registerLoginCommands(program: Command, ctx: CommandContext): vo
     .description('forget a saved profile')
     .option('--profile <name>', 'profile to forget', defaultProfileName)
     .addHelpText('after', '\nExample:\n  dstream logout --profile prod')
-    .action((flags: { profile?: string }) => {
+    .action(async (flags: { profile?: string }) => {
       const name = profileName(flags.profile);
-      if (!existingProfiles(ctx)?.remove(name))
+      if (!(await existingProfiles(ctx)?.remove(name)))
         throw new DstreamError('ERR_PROFILE_NOT_FOUND', `no saved profile '${name}'`, {
           hint: 'List them with `dstream profiles`.',
         });

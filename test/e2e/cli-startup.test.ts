@@ -1,0 +1,98 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliPath } from '../helpers/cli.js';
+import { makeTempDir } from '../helpers/hub.js';
+
+const recorder = fileURLToPath(new URL('../fixtures/import-recorder.mjs', import.meta.url));
+
+/** What the hub alone needs: `dstream connect` (once per ssh run) must not load any of it. */
+const hubOnly = [
+  '/dist/hub/server.js',
+  '/dist/hub/store/data-dir.js',
+  '/node_modules/better-sqlite3/',
+  '/node_modules/mqtt-packet/',
+  '/node_modules/prom-client/',
+];
+/** Loaded when a profile is saved, or a spinner shows; not to read a profile. */
+const whenNeeded = ['/node_modules/conf/', '/node_modules/ora/'];
+
+/** Run `dstream args...` under the import recorder: its exit code, stderr and every module URL. */
+function runRecorded(
+  args: readonly string[],
+  env: Record<string, string>,
+  importsFile: string,
+): Promise<{ code: number | null; stderr: string; imports: string[] }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', recorder, cliPath, ...args], {
+      env: { ...process.env, ...env, DSTREAM_TEST_IMPORTS: importsFile },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const imports = readFileSync(importsFile, 'utf8').split('\n').filter(Boolean);
+      resolve({ code, stderr, imports });
+    });
+  });
+}
+
+const loaded = (imports: readonly string[], parts: readonly string[]): string[] =>
+  parts.filter((part) => imports.some((url) => url.includes(part)));
+
+describe('what a command loads at start', () => {
+  let dir: string;
+  let serviceString: string;
+
+  beforeAll(async () => {
+    dir = makeTempDir('dstream-startup-');
+    // A port nothing listens on: the command fails fast after it has read its credential.
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const key = Buffer.alloc(32, 9).toString('base64');
+    serviceString = `HostName=127.0.0.1:${port};SharedAccessKeyName=service;SharedAccessKey=${key}`;
+  });
+
+  afterAll(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('login saves a profile through conf; connect reads it without conf, the hub modules or ora', async () => {
+    const env = { XDG_CONFIG_HOME: join(dir, 'xdg') };
+    mkdirSync(env.XDG_CONFIG_HOME, { recursive: true });
+
+    const login = await runRecorded(
+      ['login', '--no-verify', serviceString],
+      env,
+      join(dir, 'login-imports'),
+    );
+    expect(login.code, login.stderr).toBe(0);
+    // The recorder sees what is loaded: saving the profile loaded conf.
+    expect(loaded(login.imports, whenNeeded)).toEqual(['/node_modules/conf/']);
+
+    const connect = await runRecorded(['connect', 'pi-01'], env, join(dir, 'connect-imports'));
+    expect(connect.code).toBe(1);
+    // It read the saved profile (the hub it names) and tried to reach that hub.
+    expect(connect.stderr).toContain(`cannot reach the hub at ${serviceString.split(/[=;]/)[1]}`);
+    expect(connect.imports.some((url) => url.endsWith('/dist/commands/connect.js'))).toBe(true);
+    expect(loaded(connect.imports, [...hubOnly, ...whenNeeded])).toEqual([]);
+  });
+
+  it('the hub modules load only when a hub runs: not for help, a device or a proxy command', async () => {
+    for (const args of [
+      ['hub', '--help'],
+      ['proxy', '--help'],
+      ['device', '--help'],
+    ]) {
+      const run = await runRecorded(args, {}, join(dir, `${args[0] ?? ''}-imports`));
+      expect(run.code, run.stderr).toBe(0);
+      expect(loaded(run.imports, [...hubOnly, ...whenNeeded]), args.join(' ')).toEqual([]);
+    }
+  });
+});
