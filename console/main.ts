@@ -172,7 +172,10 @@ function startConsole(api: Api, policy: string, canWrite: boolean): void {
       })
       .finally(() => {
         refreshing = false;
-        if (again && page === current) {
+        // Asked for again meanwhile: by this page (an event) or by the one opened since, whose
+        // first load waited for this one. Dropping it when the page had changed left a page
+        // that refreshes on rare events only (Audit) empty until one came.
+        if (again) {
           again = false;
           refresh();
         }
