@@ -2,7 +2,7 @@
 // module imports only from its own layer or the layers below it, and nothing forms a cycle.
 // docs/architecture.md draws the same picture.
 const layers = [
-  { name: 'cli', path: '^src/(cli|cli-runner|agent-cli|agent-entry)\\.ts$' },
+  { name: 'cli', path: '^src/(cli|cli-runner|agent-cli|agent-entry|connect-cli)\\.ts$' },
   { name: 'commands', path: '^src/(commands|config)/' },
   { name: 'ends', path: '^src/(agent|proxy)/' },
   { name: 'service', path: '^src/service/' },

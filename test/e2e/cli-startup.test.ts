@@ -80,8 +80,51 @@ describe('what a command loads at start', () => {
     expect(connect.code).toBe(1);
     // It read the saved profile (the hub it names) and tried to reach that hub.
     expect(connect.stderr).toContain(`cannot reach the hub at ${serviceString.split(/[=;]/)[1]}`);
-    expect(connect.imports.some((url) => url.endsWith('/dist/commands/connect.js'))).toBe(true);
+    // One bundled file (scripts/bundle-connect.mjs), not the full CLI's modules.
+    expect(connect.imports.filter((url) => url.includes('/dist/'))).toEqual([
+      expect.stringMatching(/\/dist\/connect\.mjs$/),
+    ]);
     expect(loaded(connect.imports, [...hubOnly, ...whenNeeded])).toEqual([]);
+  });
+
+  it('connect from its bundle says and does what the full CLI says for it', async () => {
+    const fullCli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+    const run = (argv: readonly string[], viaFullCli: boolean) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+        const args = viaFullCli
+          ? [
+              '--input-type=module',
+              '-e',
+              `const { main } = await import(${JSON.stringify(fullCli)}); process.exitCode = await main(${JSON.stringify(['node', 'dstream', ...argv])});`,
+            ]
+          : [cliPath, ...argv];
+        const child = spawn(process.execPath, args, {
+          env: {
+            ...process.env,
+            XDG_CONFIG_HOME: join(dir, 'empty-xdg'),
+            DSTREAM_SERVICE_CONNECTION_STRING: '',
+            DSTREAM_PROFILE: '',
+          },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+      });
+    for (const argv of [
+      ['connect', '--help'],
+      ['connect'],
+      ['connect', 'pi-01', '--bogus'],
+      ['connect', 'pi-01'],
+      ['connect', 'pi-01', '--connection-string', serviceString, '--remote-port', '0'],
+    ]) {
+      const bundled = await run(argv, false);
+      expect(bundled, argv.join(' ')).toEqual(await run(argv, true));
+      expect(bundled.code, argv.join(' ')).toBe(argv[1] === '--help' ? 0 : 2);
+    }
   });
 
   it('the hub modules load only when a hub runs: not for help, a device or a proxy command', async () => {
