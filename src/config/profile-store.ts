@@ -76,8 +76,8 @@ export class ProfileStore {
 
   /** Remove a profile; false if there was none of that name. */
   async remove(name: string): Promise<boolean> {
-    if (!this.get(name)) return false;
     const rest = { ...this.all() };
+    if (!Object.hasOwn(rest, name)) return false;
     delete rest[name];
     await this.#write(rest);
     return true;

@@ -20,25 +20,39 @@ const hubOnly = [
 /** Loaded when a profile is saved, or a spinner shows; not to read a profile. */
 const whenNeeded = ['/node_modules/conf/', '/node_modules/ora/'];
 
-/** Run `dstream args...` under the import recorder: its exit code, stderr and every module URL. */
-function runRecorded(
+interface NodeRun {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Run `node args...` to its end: exit code and output. */
+function runNode(args: readonly string[], env: Record<string, string>): Promise<NodeRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Run `dstream args...` under the import recorder: what it printed and every module's URL. */
+async function runRecorded(
   args: readonly string[],
   env: Record<string, string>,
   importsFile: string,
-): Promise<{ code: number | null; stderr: string; imports: string[] }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', recorder, cliPath, ...args], {
-      env: { ...process.env, ...env, DSTREAM_TEST_IMPORTS: importsFile },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const imports = readFileSync(importsFile, 'utf8').split('\n').filter(Boolean);
-      resolve({ code, stderr, imports });
-    });
+): Promise<NodeRun & { readonly imports: string[] }> {
+  const run = await runNode(['--import', recorder, cliPath, ...args], {
+    ...env,
+    DSTREAM_TEST_IMPORTS: importsFile,
   });
+  return { ...run, imports: readFileSync(importsFile, 'utf8').split('\n').filter(Boolean) };
 }
 
 const loaded = (imports: readonly string[], parts: readonly string[]): string[] =>
@@ -89,31 +103,23 @@ describe('what a command loads at start', () => {
 
   it('connect from its bundle says and does what the full CLI says for it', async () => {
     const fullCli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
-    const run = (argv: readonly string[], viaFullCli: boolean) =>
-      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-        const args = viaFullCli
+    // No credential anywhere: the bad-input cases stop before any network.
+    const env = {
+      XDG_CONFIG_HOME: join(dir, 'empty-xdg'),
+      DSTREAM_SERVICE_CONNECTION_STRING: '',
+      DSTREAM_PROFILE: '',
+    };
+    const run = (argv: readonly string[], viaFullCli: boolean): Promise<NodeRun> =>
+      runNode(
+        viaFullCli
           ? [
               '--input-type=module',
               '-e',
               `const { main } = await import(${JSON.stringify(fullCli)}); process.exitCode = await main(${JSON.stringify(['node', 'dstream', ...argv])});`,
             ]
-          : [cliPath, ...argv];
-        const child = spawn(process.execPath, args, {
-          env: {
-            ...process.env,
-            XDG_CONFIG_HOME: join(dir, 'empty-xdg'),
-            DSTREAM_SERVICE_CONNECTION_STRING: '',
-            DSTREAM_PROFILE: '',
-          },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-        child.on('error', reject);
-        child.on('close', (code) => resolve({ code, stdout, stderr }));
-      });
+          : [cliPath, ...argv],
+        env,
+      );
     for (const argv of [
       ['connect', '--help'],
       ['connect'],
